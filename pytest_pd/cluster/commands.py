@@ -1,0 +1,160 @@
+"""Pure functions: cluster spec -> the argv of every process it runs.
+
+Nothing here touches a host; argv lists are shell-quoted only at the SSH edge (and for display).
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pytest_pd.cluster.spec import ClusterSpec, ServerSpec
+
+Role = Literal["prefill", "decode", "router"]
+
+SERVER_MODULE = {"sglang": "sglang.launch_server", "sim": "pytest_pd.sim"}
+ROUTER_MODULE = "sglang_router.launch_router"
+
+
+@dataclass(frozen=True)
+class LaunchCommand:
+    """One process of a topology: where it runs, what it runs, how to know it is up."""
+
+    name: str  # prefill-0, decode-0, prefill-0-rank1, router
+    role: Role
+    host: str  # host name from the cluster file
+    argv: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    health_url: str | None = None  # None: not an HTTP endpoint (non-zero node ranks)
+    health_timeout_s: float = 1800.0
+
+    def shell_line(self) -> str:
+        """The command as one copy-pasteable shell line (env assignments first)."""
+        assignments = [f"{k}={shlex.quote(v)}" for k, v in self.env.items()]
+        return " ".join([*assignments, shlex.join(self.argv)])
+
+
+def _flag(argv: list[str], name: str, value: object) -> None:
+    if value is None or value is False:
+        return
+    argv.append(name)
+    if value is not True:
+        argv.append(str(value))
+
+
+def interpreter(spec: ClusterSpec, host: str, local_python: str) -> str:
+    """The Python that runs a host's processes: the host's ``python:``, else this one for local
+    launches, else plain ``python`` as the seed's commands have it."""
+    configured = spec.hosts[host].python
+    if configured:
+        return configured
+    return local_python if spec.launcher == "local" else "python"
+
+
+def server_argv(
+    spec: ClusterSpec, role: Literal["prefill", "decode"], server: ServerSpec, rank: int = 0,
+    *, python: str = "python",
+) -> list[str]:
+    node = server.node_hosts[rank]
+    argv = [python, "-m", SERVER_MODULE[spec.engine]]
+    _flag(argv, "--model-path", spec.model_path)
+    _flag(argv, "--disaggregation-mode", role)
+    _flag(argv, "--disaggregation-transfer-backend", server.transfer_backend)
+    _flag(argv, "--disaggregation-ib-device", server.ib_device)
+    if role == "prefill":
+        _flag(argv, "--disaggregation-bootstrap-port", server.bootstrap_port)
+    else:
+        _flag(argv, "--disaggregation-prefill-pp", server.prefill_pp)
+    _flag(argv, "--host", server.listen or spec.host_address(node))
+    _flag(argv, "--port", server.port)
+    _flag(argv, "--tp-size", server.tp)
+    _flag(argv, "--pp-size", server.pp)
+    _flag(argv, "--dp-size", server.dp)
+    _flag(argv, "--disable-overlap-schedule", server.disable_overlap_schedule)
+    _flag(argv, "--trust-remote-code", server.trust_remote_code)
+    _flag(argv, "--page-size", server.page_size)
+    _flag(argv, "--attention-backend", server.attention_backend)
+    _flag(argv, "--mem-fraction-static", server.mem_fraction_static)
+    _flag(argv, "--chunked-prefill-size", server.chunked_prefill_size)
+    _flag(argv, "--context-length", server.context_length)
+    _flag(argv, "--max-running-requests", server.max_running_requests)
+    _flag(argv, "--enable-cache-report", server.enable_cache_report)
+    _flag(argv, "--enable-metrics", server.enable_metrics)
+    _flag(argv, "--dist-timeout", server.dist_timeout)
+    if len(server.node_hosts) > 1:
+        _flag(argv, "--nnodes", len(server.node_hosts))
+        _flag(argv, "--node-rank", rank)
+        _flag(argv, "--dist-init-addr", server.dist_init_addr)
+    argv.extend(server.extra_args)
+    if spec.engine == "sim":
+        for key, value in spec.sim.items():
+            argv += [f"--sim-{key.replace('_', '-')}", str(value).lower() if isinstance(value, bool) else str(value)]
+    return argv
+
+
+def router_argv(spec: ClusterSpec, *, python: str = "python") -> list[str]:
+    r = spec.router
+    argv = [python, "-m", ROUTER_MODULE, "--pd-disaggregation"]
+    for server in spec.servers("prefill"):
+        argv += ["--prefill", spec.server_url(server)]
+        if server.bootstrap_port is not None:
+            argv.append(str(server.bootstrap_port))
+    for server in spec.servers("decode"):
+        argv += ["--decode", spec.server_url(server)]
+    _flag(argv, "--host", r.listen or spec.host_address(spec.router_host))
+    _flag(argv, "--port", r.port)
+    _flag(argv, "--policy", r.policy)
+    _flag(argv, "--prefill-policy", r.prefill_policy)
+    _flag(argv, "--decode-policy", r.decode_policy)
+    _flag(argv, "--worker-startup-timeout-secs", r.startup_timeout_s)
+    _flag(argv, "--worker-startup-check-interval", r.startup_check_interval_s)
+    _flag(argv, "--prometheus-host", r.prometheus_host)
+    _flag(argv, "--prometheus-port", r.prometheus_port)
+    _flag(argv, "--request-timeout-secs", r.request_timeout_s)
+    argv.extend(r.extra_args)
+    return argv
+
+
+def launch_plan(spec: ClusterSpec, *, local_python: str = "python") -> list[LaunchCommand]:
+    """Every process of the topology in start order: prefill and decode servers, then the router."""
+    plan: list[LaunchCommand] = []
+    for role in ("prefill", "decode"):
+        for i, server in enumerate(spec.servers(role)):
+            for rank, node in enumerate(server.node_hosts):
+                plan.append(
+                    LaunchCommand(
+                        name=f"{role}-{i}" + (f"-rank{rank}" if rank else ""),
+                        role=role,
+                        host=node,
+                        argv=tuple(server_argv(spec, role, server, rank,
+                                               python=interpreter(spec, node, local_python))),
+                        env={**spec.env, **server.env},
+                        health_url=None if rank else spec.server_url(server) + "/health",
+                        health_timeout_s=server.health_timeout_s or 1800.0,
+                    )
+                )
+    plan.append(
+        LaunchCommand(
+            name="router",
+            role="router",
+            host=spec.router_host,
+            argv=tuple(router_argv(spec, python=interpreter(spec, spec.router_host, local_python))),
+            env={**spec.env, **spec.router.env},
+            health_url=spec.router_url + "/readiness",
+            health_timeout_s=spec.router.readiness_timeout_s,
+        )
+    )
+    return plan
+
+
+def render_commands(spec: ClusterSpec, *, local_python: str = "python") -> str:
+    """The whole topology as a shell script: the shared environment as ``export`` lines, then one
+    line per process (with its own extra variables inline), each under a comment naming its host."""
+    lines = ["# environment exported on every host before each launch"]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in spec.env.items()]
+    for cmd in launch_plan(spec, local_python=local_python):
+        own = {k: v for k, v in cmd.env.items() if spec.env.get(k) != v}
+        lines.append(f"# {cmd.name} on {cmd.host} ({spec.host_address(cmd.host)})")
+        lines.append(LaunchCommand(cmd.name, cmd.role, cmd.host, cmd.argv, own).shell_line())
+    return "\n".join(lines) + "\n"

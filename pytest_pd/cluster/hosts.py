@@ -1,0 +1,133 @@
+"""Where processes run. ``LocalHost`` runs them on this machine; an SSH host (same interface)
+runs them elsewhere. Every process starts detached in its own process group and session, with
+its output in a log file and its pid in a pid file, so teardown can kill the whole tree."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from pytest_pd.errors import HostError
+
+
+@dataclass
+class Proc:
+    """A process started on a host: enough to watch it, kill its tree and find its log."""
+
+    name: str
+    host: str
+    pid: int
+    log_path: Path
+    started: float = field(default_factory=time.time)
+    popen: subprocess.Popen | None = field(default=None, repr=False)
+
+
+class Host(Protocol):
+    name: str
+
+    def start_detached(self, name: str, argv: tuple[str, ...], env: dict[str, str],
+                       run_dir: Path) -> Proc: ...
+
+    def alive(self, proc: Proc) -> bool: ...
+
+    def exit_code(self, proc: Proc) -> int | None: ...
+
+    def kill_tree(self, proc: Proc, grace_s: float = 10.0) -> None: ...
+
+    def tail_log(self, proc: Proc, lines: int = 40) -> str: ...
+
+    def fetch_log(self, proc: Proc, dest_dir: Path) -> Path: ...
+
+    def close(self) -> None: ...
+
+
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def tail_file(path: Path, lines: int) -> str:
+    try:
+        with path.open("r", encoding="utf-8", errors="replace") as fh:
+            return "".join(deque(fh, maxlen=lines))
+    except OSError:
+        return ""
+
+
+class LocalHost:
+    """Runs processes on this machine (subprocess, one process group each)."""
+
+    def __init__(self, name: str = "localhost") -> None:
+        self.name = name
+
+    def start_detached(self, name: str, argv: tuple[str, ...], env: dict[str, str],
+                       run_dir: Path) -> Proc:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log_path = run_dir / f"{name}.log"
+        with log_path.open("ab") as log:
+            log.write(f"# {name} on {self.name}: {' '.join(argv)}\n".encode())
+            log.flush()
+            try:
+                popen = subprocess.Popen(
+                    list(argv),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+                    start_new_session=True,
+                    cwd=run_dir,
+                )
+            except OSError as exc:
+                raise HostError(
+                    f"could not start {name} on {self.name}: {exc}. Check that {argv[0]!r} exists "
+                    "and is executable (the host's `python:` key in the cluster file)."
+                ) from None
+        (run_dir / f"{name}.pid").write_text(f"{popen.pid}\n")
+        return Proc(name=name, host=self.name, pid=popen.pid, log_path=log_path, popen=popen)
+
+    def exit_code(self, proc: Proc) -> int | None:
+        assert proc.popen is not None
+        return proc.popen.poll()
+
+    def alive(self, proc: Proc) -> bool:
+        return self.exit_code(proc) is None
+
+    def kill_tree(self, proc: Proc, grace_s: float = 10.0) -> None:
+        """SIGTERM the process group, wait up to ``grace_s``, SIGKILL what is left, confirm."""
+        pgid = proc.pid  # start_new_session: the process leads its own group
+        for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                if proc.popen is not None:
+                    proc.popen.poll()  # reap the leader so it does not linger as a zombie
+                if not _group_exists(pgid):
+                    return
+                time.sleep(0.05)
+        raise HostError(
+            f"process group {pgid} of {proc.name} on {self.name} survived SIGKILL; "
+            f"inspect it with `ps -o pid,stat,cmd -g {pgid}` and kill it by hand."
+        )
+
+    def tail_log(self, proc: Proc, lines: int = 40) -> str:
+        return tail_file(proc.log_path, lines)
+
+    def fetch_log(self, proc: Proc, dest_dir: Path) -> Path:
+        return proc.log_path  # already local, in the run directory
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,490 @@
+"""Cluster files (YAML) -> frozen, validated specs.
+
+Pure: reads text handed to it, no other I/O but the file read in ``load_cluster``. Every error
+names the file, the line and the field, and says what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError
+
+from pytest_pd.errors import ClusterFileError
+
+Loc = tuple[Union[str, int], ...]
+
+
+def _env_value(value: Any) -> Any:
+    """Env values may be written as numbers (NCCL_IB_TIMEOUT: 22); booleans are ambiguous."""
+    if isinstance(value, bool):
+        raise ValueError("booleans are ambiguous in the environment: write the value quoted, e.g. '1'")
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+EnvValue = Annotated[str, BeforeValidator(_env_value)]
+EnvBlock = dict[str, EnvValue]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class SSHSpec(_Model):
+    user: str | None = None
+    port: int = 22
+    key: str | None = None
+    password_env: str | None = Field(
+        default=None, description="name of an environment variable holding the password"
+    )
+    insecure_accept_unknown_host_keys: bool = False
+    connect_timeout_s: float = 15.0
+
+
+class HostSpec(_Model):
+    address: str
+    gpus: int | None = Field(default=None, ge=1)
+    python: str | None = None
+    workdir: str | None = None
+    ssh: SSHSpec = SSHSpec()
+
+
+class ModelSpec(_Model):
+    path: str
+    tokenizer: str | None = None
+    name: str | None = None
+
+
+class ServerOptions(_Model):
+    """Launch options shared by prefill and decode servers; None = not rendered (SGLang's default)."""
+
+    tp: int | None = Field(default=None, ge=1)
+    pp: int | None = Field(default=None, ge=1)
+    dp: int | None = Field(default=None, ge=1)
+    transfer_backend: str | None = None
+    ib_device: str | None = None
+    trust_remote_code: bool | None = None
+    page_size: int | None = Field(default=None, ge=1)
+    attention_backend: str | None = None
+    mem_fraction_static: float | None = Field(default=None, gt=0, le=1)
+    chunked_prefill_size: int | None = None
+    context_length: int | None = Field(default=None, ge=1)
+    max_running_requests: int | None = Field(default=None, ge=1)
+    enable_cache_report: bool | None = None
+    disable_overlap_schedule: bool | None = None
+    enable_metrics: bool | None = None
+    dist_timeout: int | None = Field(default=None, ge=1)
+    dist_init_addr: str | None = None
+    extra_args: list[str] = []
+    env: EnvBlock = {}
+    health_timeout_s: float | None = Field(default=None, gt=0)
+
+
+class ServerSpec(ServerOptions):
+    host: str | None = None
+    hosts: list[str] | None = Field(default=None, min_length=1)
+    port: int = Field(ge=1, le=65535)
+    listen: str | None = None
+    bootstrap_port: int | None = Field(default=None, ge=1, le=65535)
+    prefill_pp: int | None = Field(default=None, ge=1)
+
+    @property
+    def node_hosts(self) -> list[str]:
+        """Host names of every node of this server, rank 0 first."""
+        return list(self.hosts) if self.hosts else [typing.cast(str, self.host)]
+
+
+class RouterSpec(_Model):
+    host: str | None = None
+    listen: str | None = None
+    port: int = Field(default=8000, ge=1, le=65535)
+    policy: str | None = None
+    prefill_policy: str | None = None
+    decode_policy: str | None = None
+    startup_timeout_s: int | None = Field(default=None, ge=1)
+    startup_check_interval_s: int | None = Field(default=None, ge=1)
+    prometheus_host: str | None = None
+    prometheus_port: int | None = Field(default=None, ge=1, le=65535)
+    request_timeout_s: int | None = Field(default=None, ge=1)
+    readiness_timeout_s: float = Field(default=1800.0, gt=0)
+    extra_args: list[str] = []
+    env: EnvBlock = {}
+
+
+class ClusterSpec(_Model):
+    name: str | None = None
+    description: str = ""
+    baseline: str | None = None
+    launcher: Literal["local", "ssh", "attach"] = "local"
+    engine: Literal["sglang", "sim"] = "sglang"
+    model: ModelSpec
+    hosts: dict[str, HostSpec] = Field(min_length=1)
+    env: EnvBlock = {}
+    server_defaults: ServerOptions = ServerOptions()
+    prefill: list[ServerSpec] = Field(min_length=1)
+    decode: list[ServerSpec] = Field(min_length=1)
+    router: RouterSpec = RouterSpec()
+    sim: dict[str, Union[bool, int, float, str]] = {}
+
+    # Set by parse_cluster, never by the file itself.
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        return self._source
+
+    @property
+    def label(self) -> str:
+        return self.name or (self.source.stem if self.source else "cluster")
+
+    def servers(self, role: Literal["prefill", "decode"]) -> list[ServerSpec]:
+        """The role's servers with ``server_defaults`` filled in where a server leaves a field unset."""
+        raw = self.prefill if role == "prefill" else self.decode
+        return [merge_defaults(self.server_defaults, s) for s in raw]
+
+    def host_address(self, host: str) -> str:
+        return self.hosts[host].address
+
+    @property
+    def router_host(self) -> str:
+        return self.router.host or self.prefill[0].node_hosts[0]
+
+    @property
+    def router_url(self) -> str:
+        return f"http://{_url_host(self.host_address(self.router_host))}:{self.router.port}"
+
+    def server_url(self, server: ServerSpec) -> str:
+        return f"http://{_url_host(self.host_address(server.node_hosts[0]))}:{server.port}"
+
+    def resolve_path(self, value: str) -> str:
+        """Relative paths in a cluster file are relative to the file's folder."""
+        p = Path(value).expanduser()
+        if p.is_absolute() or self.source is None:
+            return str(p)
+        return str((self.source.parent / p).resolve())
+
+    @property
+    def model_path(self) -> str:
+        return self.resolve_path(self.model.path)
+
+    @property
+    def tokenizer_path(self) -> str:
+        return self.resolve_path(self.model.tokenizer or self.model.path)
+
+    @property
+    def model_name(self) -> str:
+        return self.model.name or Path(self.model.path).name
+
+
+def merge_defaults(defaults: ServerOptions, server: ServerSpec) -> ServerSpec:
+    update: dict[str, Any] = {
+        k: getattr(defaults, k)
+        for k in defaults.model_fields_set
+        if k not in server.model_fields_set and k not in ("extra_args", "env")
+    }
+    update["extra_args"] = [*defaults.extra_args, *server.extra_args]
+    update["env"] = {**defaults.env, **server.env}
+    return server.model_copy(update=update)
+
+
+def _url_host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+# --------------------------------------------------------------------------- YAML with lines
+
+
+def _index_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int], problems: list[str]) -> None:
+    lines[loc] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                where = _dotted(loc + (key,))
+                problems.append(
+                    f"line {line}, {where}: duplicate key (first set on line {seen[key]}); "
+                    "keep one of them"
+                )
+            seen[key] = line
+            lines[loc + (key,)] = line
+            _index_lines(value_node, loc + (key,), lines, problems)
+            lines[loc + (key,)] = line
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _index_lines(item, loc + (i,), lines, problems)
+
+
+def _dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _line_of(loc: Loc, lines: dict[Loc, int]) -> int:
+    while loc and loc not in lines:
+        loc = loc[:-1]
+    return lines.get(loc, 1)
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip Optional/Annotated layers off a type annotation."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(args) != 1:
+                return annotation
+            annotation = args[0]
+        else:
+            return annotation
+
+
+def _model_at(loc: Loc) -> type[BaseModel] | None:
+    """The pydantic model class that holds the mapping at ``loc`` (for 'allowed keys')."""
+    current: Any = ClusterSpec
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return None
+            current = field.annotation
+        else:
+            args = typing.get_args(current)
+            if not args:
+                return None
+            current = args[-1]
+    current = _unwrap(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc: Loc = tuple(err["loc"])
+    kind = err["type"]
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        model = _model_at(loc[:-1])
+        allowed = ", ".join(model.model_fields) if model else "?"
+        return f"unknown key {loc[-1]!r}; allowed here: {allowed}"
+    if kind == "missing":
+        return "required field is missing"
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    message = err["msg"].replace("Input should be", "expected").replace("Value error, ", "")
+    return f"{message}, got {shown} ({type(value).__name__})"
+
+
+# --------------------------------------------------------------------------- semantic checks
+
+
+def _is_loopback(address: str) -> bool:
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def _semantic_problems(spec: ClusterSpec, cluster_dir: Path | None) -> list[tuple[Loc, str]]:
+    problems: list[tuple[Loc, str]] = []
+    hosts = spec.hosts
+
+    def check_host(loc: Loc, name: str | None) -> None:
+        if name is not None and name not in hosts:
+            problems.append((loc, f"unknown host {name!r}; hosts in this file: {', '.join(hosts)}"))
+
+    used: dict[tuple[str, int], str] = {}
+
+    def claim(loc: Loc, host: str, port: int | None, what: str) -> None:
+        if port is None or host not in hosts:
+            return
+        key = (hosts[host].address, port)
+        if key in used:
+            problems.append((loc, f"port {port} on {host} is already used by {used[key]}"))
+        else:
+            used[key] = what
+
+    prefill_pps = set()
+    for role in ("prefill", "decode"):
+        raw_list = spec.prefill if role == "prefill" else spec.decode
+        for i, (raw, server) in enumerate(zip(raw_list, spec.servers(role))):
+            base: Loc = (role, i)
+            if raw.host is None and raw.hosts is None:
+                problems.append((base, "needs `host:` (or `hosts:` for a multi-node server)"))
+                continue
+            if raw.host is not None and raw.hosts is not None:
+                problems.append((base + ("hosts",), "give either `host:` or `hosts:`, not both"))
+                continue
+            for j, h in enumerate(server.node_hosts):
+                check_host(base + (("hosts", j) if raw.hosts else ("host",)), h)
+            if len(server.node_hosts) > 1 and not server.dist_init_addr:
+                problems.append(
+                    (base + ("hosts",), "a multi-node server needs `dist_init_addr: ADDR:PORT`")
+                )
+            rank0 = server.node_hosts[0]
+            claim(base + ("port",), rank0, server.port, f"{role}[{i}]")
+            if role == "decode" and raw.bootstrap_port is not None:
+                problems.append((base + ("bootstrap_port",), "only prefill servers take a bootstrap port"))
+            if role == "prefill":
+                claim(base + ("bootstrap_port",), rank0, server.bootstrap_port, f"{role}[{i}] bootstrap")
+                prefill_pps.add(server.pp or 1)
+                if raw.prefill_pp is not None:
+                    problems.append(
+                        (base + ("prefill_pp",), "`prefill_pp` belongs on decode servers")
+                    )
+            gpus_per_node = (server.tp or 1) * (server.pp or 1) // max(len(server.node_hosts), 1)
+            for h in server.node_hosts:
+                declared = hosts[h].gpus if h in hosts else None
+                if declared is not None and gpus_per_node > declared:
+                    problems.append(
+                        (base + ("tp",), f"tp×pp needs {gpus_per_node} GPUs per node but host "
+                         f"{h!r} declares gpus: {declared}")
+                    )
+    if len(prefill_pps) == 1:
+        pp = prefill_pps.pop()
+        for i, server in enumerate(spec.servers("decode")):
+            if (server.prefill_pp or 1) != pp:
+                problems.append(
+                    (("decode", i, "prefill_pp"),
+                     f"prefill servers run pp={pp}; this decode server must say `prefill_pp: {pp}` "
+                     f"(renders --disaggregation-prefill-pp), it has {server.prefill_pp or 1}")
+                )
+    elif len(prefill_pps) > 1:
+        problems.append((("prefill",), "all prefill servers must use the same pp size"))
+
+    check_host(("router", "host"), spec.router.host)
+    claim(("router", "port"), spec.router_host, spec.router.port, "router")
+    if spec.router.prometheus_port is not None:
+        claim(("router", "prometheus_port"), spec.router_host, spec.router.prometheus_port,
+              "router prometheus")
+
+    if spec.launcher == "local":
+        for name, host in hosts.items():
+            if not _is_loopback(host.address):
+                problems.append(
+                    ((("hosts", name, "address")),
+                     f"launcher: local runs every process on this machine, so the address must be "
+                     f"loopback (127.x.x.x), got {host.address!r}; use launcher: ssh for remote hosts")
+                )
+    if spec.engine == "sim":
+        from pytest_pd.sim.model import SimParams
+
+        fields = {f.name: f for f in dataclasses.fields(SimParams)}
+        for key, value in spec.sim.items():
+            if key not in fields:
+                problems.append((("sim", key), f"unknown sim parameter; allowed: {', '.join(fields)}"))
+    elif spec.sim:
+        problems.append((("sim",), "a `sim:` block needs `engine: sim`"))
+
+    if spec.baseline is not None and cluster_dir is not None:
+        if not (cluster_dir / f"{spec.baseline}.yaml").is_file():
+            problems.append(
+                (("baseline",), f"baseline cluster {spec.baseline!r} has no file "
+                 f"{cluster_dir / (spec.baseline + '.yaml')}; create it or fix the name")
+            )
+    if spec.name is not None and spec.source is not None and spec.name != spec.source.stem:
+        problems.append((("name",), f"name {spec.name!r} differs from the file name "
+                         f"{spec.source.stem!r}; make them equal (clusters are found by file name)"))
+    return problems
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def parse_cluster(text: str, source: Path) -> ClusterSpec:
+    """Parse and validate the text of a cluster file; ``source`` names it in errors."""
+    where = str(source)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ClusterFileError(
+            f"{where}{line}: not valid YAML ({problem}). Fix the syntax at that line; "
+            "`python -c 'import yaml,sys; yaml.safe_load(open(sys.argv[1]))' FILE` checks it."
+        ) from None
+    if not isinstance(data, dict) or root is None:
+        raise ClusterFileError(
+            f"{where}:1: a cluster file must be a YAML mapping (name:, hosts:, prefill:, decode:, "
+            "router:, …); see the README section 'Cluster file format'."
+        )
+    lines: dict[Loc, int] = {}
+    problems = []
+    _index_lines(root, (), lines, problems)
+    if problems:
+        raise ClusterFileError(_format(where, problems))
+    try:
+        spec = ClusterSpec.model_validate(data)
+    except ValidationError as exc:
+        found = [
+            f"line {_line_of(tuple(e['loc']), lines)}, {_dotted(tuple(e['loc']))}: {_describe(e)}"
+            for e in exc.errors()
+        ]
+        raise ClusterFileError(_format(where, found)) from None
+    spec._source = source
+    semantic = _semantic_problems(spec, source.parent if source.name else None)
+    if semantic:
+        raise ClusterFileError(
+            _format(where, [f"line {_line_of(loc, lines)}, {_dotted(loc)}: {msg}" for loc, msg in semantic])
+        )
+    return spec
+
+
+def _format(where: str, problems: list[str]) -> str:
+    body = "\n".join(f"  {p}" for p in problems)
+    return (
+        f"cluster file {where} is invalid ({len(problems)} problem{'s' * (len(problems) != 1)}):\n"
+        f"{body}\nFix the fields named above; the README section 'Cluster file format' lists every key."
+    )
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def find_cluster_file(name_or_path: str, cluster_dir: Path) -> Path:
+    """A cluster is named by its file stem in ``cluster_dir`` or by a path to a YAML file."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") or "/" in name_or_path:
+        if candidate.is_file():
+            return candidate.resolve()
+        raise ClusterFileError(f"cluster file {candidate} does not exist; check the path.")
+    if not _NAME.match(name_or_path):
+        raise ClusterFileError(f"{name_or_path!r} is not a cluster name (letters, digits, . _ -).")
+    path = cluster_dir / f"{name_or_path}.yaml"
+    if path.is_file():
+        return path.resolve()
+    known = sorted(p.stem for p in cluster_dir.glob("*.yaml")) if cluster_dir.is_dir() else []
+    raise ClusterFileError(
+        f"unknown cluster {name_or_path!r}: no file {path}. Known clusters in {cluster_dir}: "
+        f"{', '.join(known) or 'none'}. Pass --cluster-dir to look elsewhere, or add {path}."
+    )
+
+
+def load_cluster(name_or_path: str, cluster_dir: Path) -> ClusterSpec:
+    path = find_cluster_file(name_or_path, cluster_dir)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ClusterFileError(f"cannot read cluster file {path}: {exc}.") from None
+    return parse_cluster(text, path)
