@@ -89,7 +89,8 @@ def server_argv(
     argv.extend(server.extra_args)
     if spec.engine == "sim":
         for key, value in spec.sim.items():
-            argv += [f"--sim-{key.replace('_', '-')}", str(value).lower() if isinstance(value, bool) else str(value)]
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            argv += [f"--sim-{key.replace('_', '-')}", text]
     return argv
 
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
 
 from pytest_pd.errors import ClusterFileError
 
-Loc = tuple[Union[str, int], ...]
+Loc = tuple[str | int, ...]
 
 
 def _env_value(value: Any) -> Any:
@@ -133,7 +133,7 @@ class ClusterSpec(_Model):
     prefill: list[ServerSpec] = Field(min_length=1)
     decode: list[ServerSpec] = Field(min_length=1)
     router: RouterSpec = RouterSpec()
-    sim: dict[str, Union[bool, int, float, str]] = {}
+    sim: dict[str, bool | int | float | str] = {}
 
     # Set by parse_cluster, never by the file itself.
     _source: Path | None = PrivateAttr(default=None)
@@ -203,7 +203,8 @@ def _url_host(address: str) -> str:
 # --------------------------------------------------------------------------- YAML with lines
 
 
-def _index_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int], problems: list[str]) -> None:
+def _index_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int],
+                 problems: list[tuple[int, Loc, str]]) -> None:
     lines[loc] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
@@ -211,11 +212,8 @@ def _index_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int], problems: lis
             key = key_node.value
             line = key_node.start_mark.line + 1
             if key in seen:
-                where = _dotted(loc + (key,))
-                problems.append(
-                    f"line {line}, {where}: duplicate key (first set on line {seen[key]}); "
-                    "keep one of them"
-                )
+                problems.append((line, loc + (key,),
+                                 f"duplicate key (first set on line {seen[key]}); keep one of them"))
             seen[key] = line
             lines[loc + (key,)] = line
             _index_lines(value_node, loc + (key,), lines, problems)
@@ -326,7 +324,7 @@ def _semantic_problems(spec: ClusterSpec, cluster_dir: Path | None) -> list[tupl
     prefill_pps = set()
     for role in ("prefill", "decode"):
         raw_list = spec.prefill if role == "prefill" else spec.decode
-        for i, (raw, server) in enumerate(zip(raw_list, spec.servers(role))):
+        for i, (raw, server) in enumerate(zip(raw_list, spec.servers(role), strict=True)):
             base: Loc = (role, i)
             if raw.host is None and raw.hosts is None:
                 problems.append((base, "needs `host:` (or `hosts:` for a multi-node server)"))
@@ -388,8 +386,8 @@ def _semantic_problems(spec: ClusterSpec, cluster_dir: Path | None) -> list[tupl
     if spec.engine == "sim":
         from pytest_pd.sim.model import SimParams
 
-        fields = {f.name: f for f in dataclasses.fields(SimParams)}
-        for key, value in spec.sim.items():
+        fields = [f.name for f in dataclasses.fields(SimParams)]
+        for key in spec.sim:
             if key not in fields:
                 problems.append((("sim", key), f"unknown sim parameter; allowed: {', '.join(fields)}"))
     elif spec.sim:
@@ -430,29 +428,28 @@ def parse_cluster(text: str, source: Path) -> ClusterSpec:
             "router:, …); see the README section 'Cluster file format'."
         )
     lines: dict[Loc, int] = {}
-    problems = []
+    problems: list[tuple[int, Loc, str]] = []
     _index_lines(root, (), lines, problems)
     if problems:
         raise ClusterFileError(_format(where, problems))
     try:
         spec = ClusterSpec.model_validate(data)
     except ValidationError as exc:
-        found = [
-            f"line {_line_of(tuple(e['loc']), lines)}, {_dotted(tuple(e['loc']))}: {_describe(e)}"
-            for e in exc.errors()
-        ]
+        found = [(_line_of(tuple(e["loc"]), lines), tuple(e["loc"]), _describe(e))
+                 for e in exc.errors()]
         raise ClusterFileError(_format(where, found)) from None
     spec._source = source
     semantic = _semantic_problems(spec, source.parent if source.name else None)
     if semantic:
         raise ClusterFileError(
-            _format(where, [f"line {_line_of(loc, lines)}, {_dotted(loc)}: {msg}" for loc, msg in semantic])
+            _format(where, [(_line_of(loc, lines), loc, msg) for loc, msg in semantic])
         )
     return spec
 
 
-def _format(where: str, problems: list[str]) -> str:
-    body = "\n".join(f"  {p}" for p in problems)
+def _format(where: str, problems: list[tuple[int, Loc, str]]) -> str:
+    body = "\n".join(f"  line {line}, {_dotted(loc)}: {msg}" for line, loc, msg in sorted(
+        problems, key=lambda p: p[0]))
     return (
         f"cluster file {where} is invalid ({len(problems)} problem{'s' * (len(problems) != 1)}):\n"
         f"{body}\nFix the fields named above; the README section 'Cluster file format' lists every key."

@@ -1,0 +1,3 @@
+"""Repo-level test wiring only; the plugin itself loads through its pytest11 entry point."""
+
+pytest_plugins = ["pytester"]

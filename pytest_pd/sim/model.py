@@ -1,0 +1,474 @@
+"""Timing model of a simulated SGLang prefill/decode cluster.
+
+Pure: no I/O, no clock, no asyncio. Every function takes times in *model seconds* (what the real
+hardware would take); the server divides them by ``SimParams.speedup`` when it paces tokens, and
+``simulate_closed_loop`` evaluates a whole benchmark run as a discrete-event simulation.
+
+The model, in one paragraph: a prefill server runs one FIFO chunked-prefill scheduler. Each forward
+batch takes requests from the head of the queue up to ``chunked_prefill_size`` tokens (the last one
+possibly split into a chunk, continued in the next batch). A batch's compute is a linear term per
+token plus an attention term per (new token x context token) plus a fixed per-batch cost, scaled by
+the tensor-parallel size. With pipeline parallelism each of the ``pp`` stages does ``1/pp`` of the
+work plus an activation hand-off; batches flow through the stages one after another, so the
+pipeline fills (latency = pp stages) while successive batches overlap (throughput = one stage).
+When a request's last chunk leaves the last stage its KV cache is sent to decode: a fixed bootstrap
+latency per prefill PP rank plus bytes / bandwidth. A decode server runs one loop: each step emits
+one token to every running request and takes ``base + per_req * B**exponent + per_kv_token *
+sum(context)`` (a fitted exponent > 1 makes step time grow faster than the batch);
+new requests join at step boundaries, up to ``max_running_requests`` (the rest wait).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SimParams:
+    """Parameters of the simulated worker. Each field ``foo_bar`` is the CLI flag ``--sim-foo-bar``.
+
+    Defaults are calibrated so that ``simulate_closed_loop`` reproduces the seed's H20 table
+    (DeepSeek-V3.2, 6000 in / 1000 out, concurrency 16, 32 requests) for both PP2 and TP8 prefill.
+    Times are model seconds: what the real cluster would take, before dividing by ``speedup``.
+    """
+
+    speedup: float = 1.0
+    """Divides every model time (compute, transfer, decode steps): 10 = ten times faster."""
+
+    # ---- prefill compute -------------------------------------------------------------------
+    reference_tp: int = 8
+    """TP size at which the compute rates below are given (other sizes scale with tp_scaling)."""
+    tp_scaling: float = 0.74
+    """Exponent a: going from reference_tp to tp GPUs makes compute (tp/reference_tp)**a faster."""
+    prefill_tokens_per_s: float = 17250.0
+    """Linear prefill throughput at reference_tp, pp=1 (tokens/s), excluding attention."""
+    prefill_attn_s_per_token2: float = 2.25e-9
+    """Attention cost at reference_tp: seconds per (new token x context token it attends to)."""
+    prefill_batch_overhead_s: float = 0.174
+    """Fixed cost of one prefill forward batch (scheduling, kernel launches), seconds."""
+    pp_stage_overhead_s: float = 0.04
+    """Per pipeline stage, per batch, with pp > 1: activation hand-off and scheduling, seconds."""
+
+    # ---- KV transfer (prefill -> decode) ---------------------------------------------------
+    kv_bytes_per_token: float = 70272.0
+    """KV cache size of one token over all layers, bytes (DeepSeek-V3 MLA: 61 x 576 x 2)."""
+    kv_bandwidth_gb_s: float = 20.0
+    """Effective prefill -> decode transfer bandwidth, GB/s (1e9 bytes/s)."""
+    kv_bootstrap_s: float = 0.68
+    """Fixed handshake latency per request and per prefill PP rank, seconds."""
+
+    # ---- decode ----------------------------------------------------------------------------
+    decode_step_base_s: float = 0.002
+    """Fixed time of one decode step at reference_tp (weights read, launches), seconds."""
+    decode_step_per_req_s: float = 9.7e-5
+    """Batch cost of a decode step at reference_tp: this many seconds x B**decode_batch_exponent
+    for B running requests."""
+    decode_batch_exponent: float = 2.15
+    """Exponent of the batch cost (1 = linear). Fitted > 1: step time grows faster than the batch,
+    so staggered arrivals (smaller early batches) lower TPOT as on the seed's H20 cluster."""
+    decode_step_per_kv_token_s: float = 0.0
+    """Extra decode step time per KV token attended (summed over the batch), seconds."""
+    default_max_running_requests: int = 256
+    """Decode batch limit when --max-running-requests is not given."""
+
+    # ---- behaviour -------------------------------------------------------------------------
+    startup_delay_s: float = 0.0
+    """Wall seconds (not scaled) during which /health answers 503 after start."""
+    eos_after_tokens: int = 0
+    """Without ignore_eos, stop with finish_reason 'stop' after this many tokens (0 = never)."""
+    bootstrap_timeout_s: float = 300.0
+    """Wall seconds a decode request / bootstrap long-poll waits for the prefill's KV (then 504)."""
+    seed: int = 0
+    """Seed of the generated output token ids."""
+
+
+def sim_param_fields() -> list[dataclasses.Field[Any]]:
+    """The SimParams fields, in declaration order (the harness validates cluster files with it)."""
+    return list(dataclasses.fields(SimParams))
+
+
+def sim_flag(name: str) -> str:
+    """Field name -> its command-line flag: ``speedup`` -> ``--sim-speedup``."""
+    return "--sim-" + name.replace("_", "-")
+
+
+def sim_cli_args(values: dict[str, Any]) -> list[str]:
+    """Render a mapping of SimParams field -> value as command-line arguments of the simulator.
+
+    Raises ValueError for an unknown field or a value of the wrong type (bools are rendered as
+    ``true``/``false``; ints are accepted for float fields)."""
+    types = {f.name: f.type if isinstance(f.type, str) else f.type.__name__
+             for f in dataclasses.fields(SimParams)}
+    argv: list[str] = []
+    for name, value in values.items():
+        if name not in types:
+            raise ValueError(f"unknown sim parameter {name!r}; known: {', '.join(types)}")
+        want = types[name]
+        ok = {
+            "bool": isinstance(value, bool),
+            "int": isinstance(value, int) and not isinstance(value, bool),
+            "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+            "str": isinstance(value, str),
+        }[want]
+        if not ok:
+            raise ValueError(f"sim parameter {name!r} must be {want}, got {value!r}")
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        argv += [sim_flag(name), text]
+    return argv
+
+
+@dataclass(frozen=True)
+class ServerShape:
+    """The launch flags of one server that the timing model depends on."""
+
+    tp: int = 1
+    pp: int = 1
+    chunked_prefill_size: int = 8192
+    prefill_pp: int = 1
+    """Decode side: the PP size of the prefill servers it receives KV from."""
+    max_running_requests: int | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Elementary costs
+# ---------------------------------------------------------------------------------------------
+
+
+def tp_time_factor(params: SimParams, tp: int) -> float:
+    """Multiplier of compute time on ``tp`` GPUs relative to ``reference_tp``."""
+    return (params.reference_tp / max(1, tp)) ** params.tp_scaling
+
+
+def prefill_compute_time(params: SimParams, tokens: int, context_before: int, tp: int) -> float:
+    """Compute (all layers, no batch overhead) of a chunk of ``tokens`` new tokens whose request
+    already has ``context_before`` tokens of KV; seconds on ``tp`` GPUs."""
+    if tokens <= 0:
+        return 0.0
+    linear = tokens / params.prefill_tokens_per_s
+    # each new token attends to the context before it plus, on average, half of the chunk
+    attn = params.prefill_attn_s_per_token2 * tokens * (context_before + tokens / 2.0)
+    return (linear + attn) * tp_time_factor(params, tp)
+
+
+def prefill_stage_time(
+    params: SimParams, pieces: Iterable[tuple[int, int]], tp: int, pp: int
+) -> float:
+    """Time one pipeline stage holds a forward batch made of ``pieces`` = (tokens, context_before).
+
+    With pp == 1 this is the whole batch time. With pp > 1 each stage does 1/pp of the layers plus
+    an activation hand-off; a batch needs ``pp`` stage times to come out (pipeline fill) while the
+    next batch may enter stage 0 after one stage time.
+    """
+    pp = max(1, pp)
+    compute = sum(prefill_compute_time(params, n, c, tp) for n, c in pieces)
+    overhead = params.prefill_batch_overhead_s * tp_time_factor(params, tp)
+    stage = (compute + overhead) / pp
+    if pp > 1:
+        stage += params.pp_stage_overhead_s
+    return stage
+
+
+def prefill_chunk_time(
+    params: SimParams, tokens: int, tp: int, pp: int = 1, context_before: int = 0
+) -> float:
+    """Latency of one chunk alone through the whole pipeline (pp stages), seconds."""
+    return max(1, pp) * prefill_stage_time(params, [(tokens, context_before)], tp, pp)
+
+
+def pipeline_bubble_time(params: SimParams, tokens: int, tp: int, pp: int) -> float:
+    """Extra latency of a lone chunk due to pipeline fill, versus its throughput share."""
+    return (max(1, pp) - 1) * prefill_stage_time(params, [(tokens, 0)], tp, pp)
+
+
+def kv_transfer_time(params: SimParams, tokens: int, prefill_pp: int = 1) -> float:
+    """Prefill -> decode KV transfer of a ``tokens``-long prompt: bootstrap per prefill PP rank
+    (handshakes happen one after the other) plus bytes / bandwidth, seconds."""
+    nbytes = max(0, tokens) * params.kv_bytes_per_token
+    return params.kv_bootstrap_s * max(1, prefill_pp) + nbytes / (params.kv_bandwidth_gb_s * 1e9)
+
+
+def decode_step_time(params: SimParams, batch_size: int, mean_context: float, tp: int) -> float:
+    """One decode step emitting one token to each of ``batch_size`` running requests whose mean
+    context (prompt + generated so far) is ``mean_context`` tokens; seconds."""
+    if batch_size <= 0:
+        return 0.0
+    t = (
+        params.decode_step_base_s
+        + params.decode_step_per_req_s * batch_size**params.decode_batch_exponent
+        + params.decode_step_per_kv_token_s * batch_size * mean_context
+    )
+    return t * tp_time_factor(params, tp)
+
+
+def max_running(params: SimParams, shape: ServerShape) -> int:
+    if shape.max_running_requests and shape.max_running_requests > 0:
+        return shape.max_running_requests
+    return params.default_max_running_requests
+
+
+# ---------------------------------------------------------------------------------------------
+# Chunked-prefill scheduler (shared by the server and the discrete-event simulation)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Pending:
+    key: Any
+    total: int
+    done: int = 0
+
+
+@dataclass(frozen=True)
+class PrefillBatch:
+    """One forward batch: which requests it touches, when it leaves the pipeline."""
+
+    start: float
+    done_at: float
+    pieces: tuple[tuple[Any, int, int], ...]
+    """(key, tokens, context_before) per request in the batch."""
+    finished: tuple[Any, ...]
+    """Keys of requests whose prefill completes with this batch (at ``done_at``)."""
+
+
+@dataclass
+class PrefillScheduler:
+    """FIFO chunked-prefill scheduler with a ``pp``-stage pipeline. Pure state machine.
+
+    ``submit`` enqueues a request; ``next_batch(now)`` forms the next forward batch when stage 0 is
+    free (call it again at ``stage0_free_at``) and returns when each of its requests finishes.
+    """
+
+    params: SimParams
+    tp: int = 1
+    pp: int = 1
+    chunk_size: int = 8192
+    queue: deque[_Pending] = field(default_factory=deque)
+    stage_free: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.pp = max(1, self.pp)
+        self.chunk_size = max(1, self.chunk_size)
+        if not self.stage_free:
+            self.stage_free = [0.0] * self.pp
+
+    def submit(self, key: Any, tokens: int) -> None:
+        self.queue.append(_Pending(key, max(1, tokens)))
+
+    @property
+    def stage0_free_at(self) -> float:
+        return self.stage_free[0]
+
+    def has_work(self) -> bool:
+        return bool(self.queue)
+
+    def cancel(self, key: Any) -> bool:
+        for p in self.queue:
+            if p.key == key and p.done == 0:
+                self.queue.remove(p)
+                return True
+        return False
+
+    def next_batch(self, now: float) -> PrefillBatch | None:
+        """Form a batch at ``now`` if stage 0 is free and work is queued, else None."""
+        if not self.queue or now < self.stage_free[0]:
+            return None
+        budget = self.chunk_size
+        pieces: list[tuple[Any, int, int]] = []
+        finished: list[Any] = []
+        while self.queue and budget > 0:
+            head = self.queue[0]
+            n = min(budget, head.total - head.done)
+            pieces.append((head.key, n, head.done))
+            head.done += n
+            budget -= n
+            if head.done >= head.total:
+                finished.append(head.key)
+                self.queue.popleft()
+        stage = prefill_stage_time(self.params, [(n, c) for _, n, c in pieces], self.tp, self.pp)
+        t = now
+        start = max(now, self.stage_free[0])
+        for s in range(self.pp):
+            t = max(t, self.stage_free[s]) + stage
+            self.stage_free[s] = t
+        return PrefillBatch(start, t, tuple(pieces), tuple(finished))
+
+
+# ---------------------------------------------------------------------------------------------
+# Closed-loop discrete-event simulation of a PD cluster
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Req:
+    idx: int
+    client: int
+    send: float
+    input_len: int
+    output_len: int
+    first: float = -1.0
+    finish: float = -1.0
+    emitted: int = 0
+
+
+def simulate_closed_loop(
+    params: SimParams,
+    prefill: ServerShape,
+    decode: ServerShape,
+    input_len: int,
+    output_len: int,
+    concurrency: int,
+    num_requests: int,
+) -> dict[str, Any]:
+    """Evaluate a closed-loop benchmark against one prefill and one decode server.
+
+    ``concurrency`` clients each send their next request as soon as their previous one completes,
+    until ``num_requests`` were sent. Returns per-request ``ttft``/``latency`` and the
+    bench_serving-style means: ``mean_ttft_s``, ``output_throughput`` (tok/s, total output tokens /
+    (last completion - first send)), ``mean_tpot_ms``, ``mean_e2e_latency_s``, ``duration_s``.
+    Times are model seconds divided by ``params.speedup`` (what a simulated cluster shows).
+    """
+    sched = PrefillScheduler(params, prefill.tp, prefill.pp, prefill.chunked_prefill_size)
+    limit = max_running(params, decode)
+    events: list[tuple[float, int, str, Any]] = []
+    seq = 0
+
+    def push(t: float, kind: str, data: Any = None) -> None:
+        nonlocal seq
+        heapq.heappush(events, (t, seq, kind, data))
+        seq += 1
+
+    reqs: list[_Req] = []
+    sent = 0
+
+    def send(client: int, t: float) -> None:
+        nonlocal sent
+        r = _Req(sent, client, t, input_len, output_len)
+        reqs.append(r)
+        sent += 1
+        push(t, "arrive", r)
+
+    for c in range(min(concurrency, num_requests)):
+        send(c, 0.0)
+
+    waiting: deque[_Req] = deque()  # KV arrived at decode, not yet admitted
+    running: list[_Req] = []
+    step_active = False
+    prefill_wake_pending = False
+
+    def complete(r: _Req, t: float) -> None:
+        r.finish = t
+        if sent < num_requests:
+            send(r.client, t)
+
+    def wake_prefill(t: float) -> None:
+        # a wake event (not an immediate batch) so that all arrivals at the same instant are queued
+        # before the batch forms
+        nonlocal prefill_wake_pending
+        if sched.has_work() and not prefill_wake_pending:
+            prefill_wake_pending = True
+            push(max(t, sched.stage0_free_at), "prefill_wake")
+
+    def run_prefill(t: float) -> None:
+        if not sched.has_work():
+            return
+        if t < sched.stage0_free_at:
+            wake_prefill(t)
+            return
+        batch = sched.next_batch(t)
+        assert batch is not None
+        for r in batch.finished:
+            push(batch.done_at + kv_transfer_time(params, r.input_len, decode.prefill_pp),
+                 "kv_arrive", r)
+        wake_prefill(t)
+
+    def start_step(t: float) -> None:
+        nonlocal step_active
+        while waiting and len(running) < limit:
+            running.append(waiting.popleft())
+        if not running:
+            step_active = False
+            return
+        mean_ctx = sum(r.input_len + r.emitted for r in running) / len(running)
+        step_active = True
+        push(t + decode_step_time(params, len(running), mean_ctx, decode.tp), "step_end")
+
+    while events:
+        t, _, kind, data = heapq.heappop(events)
+        if kind == "arrive":
+            sched.submit(data, data.input_len)
+            wake_prefill(t)
+        elif kind == "prefill_wake":
+            prefill_wake_pending = False
+            run_prefill(t)
+        elif kind == "kv_arrive":
+            r = data
+            r.first = t
+            r.emitted = 1
+            if r.emitted >= r.output_len:
+                complete(r, t)
+                continue
+            waiting.append(r)
+            if not step_active:
+                start_step(t)
+        elif kind == "step_end":
+            still: list[_Req] = []
+            for r in running:
+                r.emitted += 1
+                if r.emitted >= r.output_len:
+                    complete(r, t)
+                else:
+                    still.append(r)
+            running[:] = still
+            start_step(t)
+
+    return summarize(reqs, scale=1.0 / params.speedup)
+
+
+def summarize(reqs: Sequence[Any], scale: float = 1.0) -> dict[str, Any]:
+    """Means over finished requests (objects with send, first, finish, output_len); every time is
+    multiplied by ``scale`` (1/speedup: model seconds -> wall seconds of a simulated cluster)."""
+    done = [r for r in reqs if r.finish >= 0]
+    if not done:
+        return {"requests": [], "mean_ttft_s": 0.0, "output_throughput": 0.0,
+                "mean_tpot_ms": 0.0, "mean_e2e_latency_s": 0.0, "duration_s": 0.0}
+    per = [
+        {"ttft": (r.first - r.send) * scale, "latency": (r.finish - r.send) * scale,
+         "output_len": r.output_len, "send": r.send * scale, "finish": r.finish * scale}
+        for r in done
+    ]
+    duration = (max(r.finish for r in done) - min(r.send for r in done)) * scale
+    tpots = [(p["latency"] - p["ttft"]) / (p["output_len"] - 1) for p in per if p["output_len"] > 1]
+    total_out = sum(p["output_len"] for p in per)
+    return {
+        "requests": per,
+        "mean_ttft_s": sum(p["ttft"] for p in per) / len(per),
+        "output_throughput": total_out / duration if duration > 0 else 0.0,
+        "mean_tpot_ms": 1000.0 * sum(tpots) / len(tpots) if tpots else 0.0,
+        "mean_e2e_latency_s": sum(p["latency"] for p in per) / len(per),
+        "duration_s": duration,
+    }
+
+
+SEED_WORKLOAD = {"input_len": 6000, "output_len": 1000, "concurrency": 16, "num_requests": 32}
+"""The seed's perf_bench run."""
+
+SEED_TOPOLOGIES = {
+    "pp2": (ServerShape(tp=4, pp=2, chunked_prefill_size=16384),
+            ServerShape(tp=8, prefill_pp=2)),
+    "tp8": (ServerShape(tp=8, pp=1, chunked_prefill_size=16384),
+            ServerShape(tp=8, prefill_pp=1)),
+}
+"""(prefill, decode) shapes of the seed's two topologies."""
+
+SEED_TABLE = {
+    "pp2": {"mean_ttft_s": 5.01, "output_throughput": 492.9, "mean_tpot_ms": 26.4,
+            "mean_e2e_latency_s": 31.35},
+    "tp8": {"mean_ttft_s": 3.59, "output_throughput": 488.7, "mean_tpot_ms": 27.6,
+            "mean_e2e_latency_s": 31.15},
+}
+"""The seed's measured results (H20, DeepSeek-V3.2)."""

@@ -1,0 +1,878 @@
+"""Simulated SGLang worker: a real aiohttp server speaking SGLang's worker HTTP API.
+
+Launched like ``python -m sglang.launch_server`` (same flag names) as ``python -m pytest_pd.sim``;
+the real ``sglang-router`` can route to it in PD mode. Timing comes from :mod:`pytest_pd.sim.model`
+(model seconds divided by ``--sim-speedup``); tokens are paced against absolute deadlines.
+
+Roles (``--disaggregation-mode``):
+  null     unified server: local chunked prefill, then the local decode batch.
+  prefill  chunked prefill only; answers with one token after the compute, marks the request's
+           KV ready for its ``bootstrap_room`` and serves ``GET /sim/kv/{room}`` (long poll) on
+           ``--disaggregation-bootstrap-port``.
+  decode   waits for the room's KV at ``bootstrap_host:bootstrap_port``, adds the KV transfer
+           time, emits the first token, then one token per decode step of the running batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import itertools
+import json
+import logging
+import os
+import random
+import signal
+import sys
+import time
+import uuid
+from collections import OrderedDict, deque
+from pathlib import Path
+from typing import Any
+
+from aiohttp import ClientSession, ClientTimeout, web
+from aiohttp.http_exceptions import BadHttpMessage
+
+from pytest_pd.sim import model
+from pytest_pd.sim.model import SimParams, sim_flag
+
+VERSION = "sim (pytest-pd)"
+DEFAULT_MODEL_PATH = "/work/main/clusters/models/sim-tiny"
+TRACE_KEEP = 4096
+KV_KEEP = 16384
+
+
+def log(msg: str) -> None:
+    print(f"[pytest-pd sim] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+
+def _str2bool(v: str | bool) -> bool:
+    if isinstance(v, bool):
+        return v
+    s = v.strip().lower()
+    if s in ("1", "true", "yes", "on"):
+        return True
+    if s in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean, got {v!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m pytest_pd.sim",
+        description="Simulated SGLang worker (drop-in for python -m sglang.launch_server).",
+    )
+    a = p.add_argument
+    a("--model-path", default=DEFAULT_MODEL_PATH)
+    a("--tokenizer-path", default=None)
+    a("--served-model-name", default=None)
+    a("--host", default="127.0.0.1")
+    a("--port", type=int, default=30000)
+    a("--disaggregation-mode", choices=["null", "prefill", "decode"], default="null")
+    a("--disaggregation-bootstrap-port", type=int, default=8998)
+    a("--disaggregation-transfer-backend", default="mooncake")
+    a("--disaggregation-ib-device", default=None)
+    a("--disaggregation-prefill-pp", type=int, default=1)
+    a("--disaggregation-decode-tp", type=int, default=None)
+    a("--disaggregation-decode-dp", type=int, default=None)
+    a("--tp-size", "--tp", dest="tp_size", type=int, default=1)
+    a("--pp-size", "--pp", dest="pp_size", type=int, default=1)
+    a("--dp-size", "--dp", dest="dp_size", type=int, default=1)
+    a("--chunked-prefill-size", type=int, default=8192)
+    a("--max-running-requests", type=int, default=None)
+    a("--context-length", type=int, default=None)
+    a("--page-size", type=int, default=1)
+    a("--mem-fraction-static", type=float, default=None)
+    a("--attention-backend", default=None)
+    a("--trust-remote-code", action="store_true")
+    a("--enable-cache-report", action="store_true")
+    a("--disable-overlap-schedule", action="store_true")
+    a("--incremental-streaming-output", action="store_true")
+    a("--dist-timeout", type=int, default=None)
+    a("--nnodes", type=int, default=1)
+    a("--node-rank", type=int, default=0)
+    a("--dist-init-addr", default=None)
+    a("--enable-metrics", action="store_true")
+    for f in dataclasses.fields(SimParams):
+        typ = f.type if isinstance(f.type, type) else {"float": float, "int": int,
+                                                      "bool": bool, "str": str}[str(f.type)]
+        kw: dict[str, Any] = {"dest": "sim_" + f.name, "default": f.default,
+                              "help": f"SimParams.{f.name} (default {f.default!r})"}
+        if typ is bool:
+            kw.update(type=_str2bool, nargs="?", const=True)
+        else:
+            kw["type"] = typ
+        p.add_argument(sim_flag(f.name), **kw)
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, SimParams, list[str]]:
+    args, unknown = build_parser().parse_known_args(argv)
+    params = SimParams(**{f.name: getattr(args, "sim_" + f.name)
+                          for f in dataclasses.fields(SimParams)})
+    if params.speedup <= 0:
+        raise SystemExit("--sim-speedup must be > 0")
+    return args, params, unknown
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokens
+# ---------------------------------------------------------------------------------------------
+
+
+class Vocab:
+    """Tokenizer for prompt counting plus a pool of output tokens (space-led ASCII words that
+    re-encode to themselves, so the concatenated text re-tokenizes to the same ids)."""
+
+    def __init__(self, tokenizer_json: Path, seed: int) -> None:
+        from tokenizers import Tokenizer
+
+        self.tok = Tokenizer.from_file(str(tokenizer_json))
+        pool: list[int] = []
+        for i in range(self.tok.get_vocab_size()):
+            s = self.tok.decode([i])
+            if (len(s) >= 3 and s[0] == " " and s[1:].isascii() and s[1:].isalpha()
+                    and self.tok.encode(s, add_special_tokens=False).ids == [i]):
+                pool.append(i)
+            if len(pool) >= 512:
+                break
+        if not pool:  # odd tokenizer: any non-special single-token strings
+            special = set(self.tok.get_added_tokens_decoder())
+            pool = [i for i in range(self.tok.get_vocab_size())
+                    if i not in special and self.tok.decode([i])][:512]
+        random.Random(seed).shuffle(pool)
+        self.ids = pool
+        self.text = [self.tok.decode([i]) for i in pool]
+        # JSON-escaped text pieces (ASCII words need no escaping, but stay correct anyway)
+        self.jtext = [json.dumps(t)[1:-1].encode() for t in self.text]
+        self.jid = [str(i).encode() for i in pool]
+        eos = None
+        for name in ("<|eos|>", "</s>", "<|endoftext|>", "<eos>"):
+            eos = self.tok.token_to_id(name)
+            if eos is not None:
+                break
+        self.eos_id = eos
+
+    def count(self, text: str) -> int:
+        return len(self.tok.encode(text, add_special_tokens=False).ids)
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests
+# ---------------------------------------------------------------------------------------------
+
+
+class BadRequest(Exception):
+    pass
+
+
+class Req:
+    __slots__ = ("rid", "room", "prompt_tokens", "max_tokens", "finish_type", "arrival",
+                 "prefill_done", "kv_arrived", "token_times", "emitted", "event", "done",
+                 "cancelled", "offset", "ctx")
+
+    def __init__(self, rid: str, room: Any, prompt_tokens: int, max_tokens: int,
+                 finish_type: str, arrival: float, offset: int) -> None:
+        self.rid = rid
+        self.room = room
+        self.prompt_tokens = prompt_tokens
+        self.max_tokens = max_tokens
+        self.finish_type = finish_type
+        self.arrival = arrival
+        self.prefill_done: float | None = None
+        self.kv_arrived: float | None = None
+        self.token_times: list[float] = []
+        self.emitted = 0
+        self.event = asyncio.Event()
+        self.done = False
+        self.cancelled = False
+        self.offset = offset
+        self.ctx = prompt_tokens
+
+    def emit(self, t: float) -> None:
+        self.emitted += 1
+        self.ctx += 1
+        self.token_times.append(t)
+        if self.emitted >= self.max_tokens:
+            self.done = True
+        self.event.set()
+
+    def trace(self) -> dict[str, Any]:
+        return {"rid": self.rid, "room": self.room, "arrival": self.arrival,
+                "prefill_done": self.prefill_done, "kv_arrived": self.kv_arrived,
+                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.emitted,
+                "token_times": self.token_times}
+
+
+def _err(status: int, message: str, etype: str = "BadRequestError") -> web.Response:
+    return web.json_response(
+        {"error": {"message": message, "type": etype, "code": status}, "object": "error",
+         "message": message, "code": status},
+        status=status,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Server
+# ---------------------------------------------------------------------------------------------
+
+
+class SimServer:
+    def __init__(self, args: argparse.Namespace, params: SimParams) -> None:
+        self.args = args
+        self.params = params
+        self.role = args.disaggregation_mode
+        mp = Path(args.model_path).expanduser().resolve()
+        tp_dir = Path(args.tokenizer_path).expanduser().resolve() if args.tokenizer_path else mp
+        tj = tp_dir / "tokenizer.json" if tp_dir.is_dir() else tp_dir
+        if not tj.is_file():
+            raise SystemExit(f"pytest-pd sim: no tokenizer.json at {tj} (--model-path / "
+                             "--tokenizer-path must be a local directory holding tokenizer.json)")
+        self.model_path = str(mp)
+        self.tokenizer_path = str(tp_dir)
+        self.served_name = args.served_model_name or mp.name
+        self.vocab = Vocab(tj, params.seed)
+        self.context_length = args.context_length or self._config_context(mp) or 65536
+        self.speedup = params.speedup
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.epoch = 0.0
+        self.ready_at = 0.0
+        self.rid_counter = itertools.count()
+        self.out_offset = itertools.count(0, 7919)
+        # prefill
+        self.sched = model.PrefillScheduler(params, args.tp_size, args.pp_size,
+                                            args.chunked_prefill_size)
+        self.prefill_futs: dict[int, asyncio.Future[float]] = {}
+        self.prefill_arrival: dict[int, float] = {}
+        self.prefill_wake = asyncio.Event()
+        self.prefill_keys = itertools.count()
+        # decode
+        self.shape = model.ServerShape(tp=args.tp_size, pp=args.pp_size,
+                                       chunked_prefill_size=args.chunked_prefill_size,
+                                       prefill_pp=args.disaggregation_prefill_pp,
+                                       max_running_requests=args.max_running_requests)
+        self.max_running = model.max_running(params, self.shape)
+        self.waiting: deque[Req] = deque()
+        self.running: list[Req] = []
+        self.decode_wake = asyncio.Event()
+        # PD
+        self.kv: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.kv_waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
+        self.session: ClientSession | None = None
+        # bookkeeping
+        self.trace_buf: deque[Req] = deque(maxlen=TRACE_KEEP)
+        self.stats = {"requests": 0, "prompt_tokens": 0, "generation_tokens": 0}
+        self.tasks: list[asyncio.Task[None]] = []
+
+    @staticmethod
+    def _config_context(mp: Path) -> int | None:
+        try:
+            cfg = json.loads((mp / "config.json").read_text())
+            v = cfg.get("max_position_embeddings")
+            return int(v) if v else None
+        except (OSError, ValueError):
+            return None
+
+    # -- clocks ---------------------------------------------------------------------------
+    def now(self) -> float:
+        assert self.loop is not None
+        return self.loop.time()
+
+    def to_model(self, wall: float) -> float:
+        return (wall - self.epoch) * self.speedup
+
+    def to_wall(self, model_t: float) -> float:
+        return self.epoch + model_t / self.speedup
+
+    async def sleep_until(self, wall: float) -> None:
+        delay = wall - self.now()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    # -- life cycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.epoch = self.now()
+        self.ready_at = self.epoch + max(0.0, self.params.startup_delay_s)
+        self.tasks.append(asyncio.create_task(self.prefill_loop()))
+        self.tasks.append(asyncio.create_task(self.decode_loop()))
+        if self.role == "decode":
+            self.session = ClientSession(timeout=ClientTimeout(
+                total=self.params.bootstrap_timeout_s + 10))
+
+    async def stop(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        for t in self.tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self.session is not None:
+            await self.session.close()
+
+    # -- prefill scheduler ----------------------------------------------------------------
+    def submit_prefill(self, tokens: int, arrival: float) -> asyncio.Future[float]:
+        """Queue a prefill that arrived at wall time ``arrival`` (before parsing/tokenizing);
+        the future resolves to the wall time its compute finished."""
+        assert self.loop is not None
+        key = next(self.prefill_keys)
+        fut: asyncio.Future[float] = self.loop.create_future()
+        self.prefill_futs[key] = fut
+        self.prefill_arrival[key] = self.to_model(arrival)
+        self.sched.submit(key, tokens)
+        self.prefill_wake.set()
+        return fut
+
+    def _prefill_finish(self, key: int, wall: float) -> None:
+        fut = self.prefill_futs.pop(key, None)
+        self.prefill_arrival.pop(key, None)
+        if fut is not None and not fut.done():
+            fut.set_result(wall)
+
+    async def prefill_loop(self) -> None:
+        assert self.loop is not None
+        sched = self.sched
+        while True:
+            if not sched.has_work():
+                self.prefill_wake.clear()
+                await self.prefill_wake.wait()
+                # let requests arriving in the same instant join this batch
+                await asyncio.sleep(0)
+                continue
+            free = self.to_wall(sched.stage0_free_at)
+            if free > self.now():
+                await self.sleep_until(free)
+                continue
+            head_key = sched.queue[0].key
+            # absolute time: the batch logically forms when stage 0 frees or its head arrived
+            form = max(sched.stage0_free_at, self.prefill_arrival.get(head_key, 0.0))
+            form = min(form, self.to_model(self.now()))
+            batch = sched.next_batch(form)
+            if batch is None:  # pragma: no cover - defensive
+                await asyncio.sleep(0.001)
+                continue
+            done_wall = self.to_wall(batch.done_at)
+            for key in batch.finished:
+                self.loop.call_at(done_wall, self._prefill_finish, key, done_wall)
+
+    # -- decode loop ----------------------------------------------------------------------
+    def join_decode(self, r: Req) -> None:
+        self.waiting.append(r)
+        self.decode_wake.set()
+
+    async def decode_loop(self) -> None:
+        params, tp = self.params, self.args.tp_size
+        running, waiting = self.running, self.waiting
+        step_start: float | None = None
+        while True:
+            while waiting and len(running) < self.max_running:
+                r = waiting.popleft()
+                if not r.cancelled:
+                    running.append(r)
+            if not running:
+                step_start = None
+                self.decode_wake.clear()
+                await self.decode_wake.wait()
+                continue
+            if step_start is None:
+                step_start = self.now()
+            b = len(running)
+            mean_ctx = sum(r.ctx for r in running) / b
+            deadline = step_start + model.decode_step_time(params, b, mean_ctx, tp) / self.speedup
+            await self.sleep_until(deadline)
+            t = self.now()
+            keep = []
+            for r in running:
+                if r.cancelled:
+                    continue
+                r.emit(t)
+                if not r.done:
+                    keep.append(r)
+            running[:] = keep
+            self.stats["generation_tokens"] += b
+            step_start = deadline  # absolute: never accumulate sleep drift; catch up if behind
+
+    # -- PD: KV readiness (prefill side) --------------------------------------------------
+    def kv_ready(self, room: str, prompt_tokens: int, at: float) -> None:
+        info = {"room": room, "prompt_tokens": prompt_tokens, "ready_at": at}
+        self.kv[room] = info
+        while len(self.kv) > KV_KEEP:
+            self.kv.popitem(last=False)
+        for fut in self.kv_waiters.pop(room, []):
+            if not fut.done():
+                fut.set_result(info)
+
+    async def handle_kv(self, request: web.Request) -> web.Response:
+        assert self.loop is not None
+        room = request.match_info["room"]
+        info = self.kv.get(room)
+        if info is None:
+            fut: asyncio.Future[dict[str, Any]] = self.loop.create_future()
+            self.kv_waiters.setdefault(room, []).append(fut)
+            try:
+                info = await asyncio.wait_for(fut, self.params.bootstrap_timeout_s)
+            except asyncio.TimeoutError:
+                return _err(504, f"KV of bootstrap room {room} not ready after "
+                                 f"{self.params.bootstrap_timeout_s} s", "Timeout")
+            finally:
+                lst = self.kv_waiters.get(room)
+                if lst is not None and fut in lst:
+                    lst.remove(fut)
+                    if not lst:
+                        del self.kv_waiters[room]
+        return web.json_response(info)
+
+    # -- request parsing ------------------------------------------------------------------
+    async def _json(self, request: web.Request) -> dict[str, Any]:
+        try:
+            body = await request.json(loads=json.loads)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise BadRequest(f"malformed JSON body: {e}") from None
+        if not isinstance(body, dict):
+            raise BadRequest("request body must be a JSON object")
+        return body
+
+    def _prompt_len(self, prompt: Any, what: str) -> int:
+        if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
+            prompt = prompt[0]
+        if isinstance(prompt, str):
+            return self.vocab.count(prompt)
+        if isinstance(prompt, list) and all(isinstance(x, int) and not isinstance(x, bool)
+                                            for x in prompt):
+            return len(prompt)
+        raise BadRequest(f"{what} must be a string or a list of token ids")
+
+    def _new_req(self, body: dict[str, Any], prompt_tokens: int, max_tokens: Any,
+                 ignore_eos: bool, arrival: float) -> Req:
+        if prompt_tokens <= 0:
+            raise BadRequest("empty prompt")
+        if prompt_tokens >= self.context_length:
+            raise BadRequest(
+                f"The input ({prompt_tokens} tokens) is longer than the model's context length "
+                f"({self.context_length} tokens).")
+        if max_tokens is None:
+            max_tokens = 128
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0:
+            raise BadRequest("max_new_tokens / max_tokens must be a non-negative integer")
+        n, finish = max(1, max_tokens), "length"
+        eos_after = self.params.eos_after_tokens
+        if not ignore_eos and eos_after > 0 and eos_after < n:
+            n, finish = eos_after, "stop"
+        room = body.get("bootstrap_room")
+        if room is not None and not isinstance(room, (int, str)):
+            raise BadRequest("bootstrap_room must be an integer")
+        rid = body.get("rid") if isinstance(body.get("rid"), str) else uuid.uuid4().hex
+        r = Req(rid, room, prompt_tokens, n, finish, arrival,
+                next(self.out_offset) % len(self.vocab.ids))
+        self.stats["requests"] += 1
+        self.stats["prompt_tokens"] += prompt_tokens
+        self.trace_buf.append(r)
+        return r
+
+    # -- the request life cycle -----------------------------------------------------------
+    async def run_request(self, r: Req, body: dict[str, Any]) -> None:
+        """Drive ``r`` until its first token is emitted (later tokens come from decode_loop)."""
+        if self.role == "prefill":
+            done = await self.submit_prefill(r.prompt_tokens, r.arrival)
+            r.prefill_done = done
+            if r.room is not None:
+                self.kv_ready(str(r.room), r.prompt_tokens, done)
+            r.max_tokens = 1
+            r.finish_type = "length"
+            r.emit(self.now())
+            return
+        host, port = body.get("bootstrap_host"), body.get("bootstrap_port")
+        if self.role == "decode" and r.room is not None and host:
+            await self._fetch_kv(r, str(host), port)
+        else:
+            r.prefill_done = await self.submit_prefill(r.prompt_tokens, r.arrival)
+            r.kv_arrived = r.prefill_done
+        r.emit(self.now())
+        if not r.done:
+            self.join_decode(r)
+
+    async def _fetch_kv(self, r: Req, host: str, port: Any) -> None:
+        assert self.session is not None
+        if port in (None, ""):
+            port = self.args.disaggregation_bootstrap_port
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        url = f"http://{host}:{int(port)}/sim/kv/{r.room}"
+        try:
+            async with self.session.get(url) as resp:
+                if resp.status != 200:
+                    raise RuntimeError(f"bootstrap {url} answered HTTP {resp.status}")
+                await resp.read()
+        except Exception as e:  # noqa: BLE001 - any bootstrap failure aborts the request
+            raise RuntimeError(f"KV bootstrap failed for room {r.room}: {e}") from None
+        ready = self.now()
+        r.prefill_done = ready
+        transfer = model.kv_transfer_time(self.params, r.prompt_tokens,
+                                          self.args.disaggregation_prefill_pp)
+        arrive = ready + transfer / self.speedup
+        await self.sleep_until(arrive)
+        r.kv_arrived = arrive
+
+    def _token_piece(self, r: Req, i: int) -> int:
+        return (r.offset + i) % len(self.vocab.ids)
+
+    def _text(self, r: Req, start: int, end: int) -> str:
+        t = self.vocab.text
+        return "".join(t[self._token_piece(r, i)] for i in range(start, end))
+
+    def _ids(self, r: Req, start: int, end: int) -> list[int]:
+        ids = self.vocab.ids
+        return [ids[self._token_piece(r, i)] for i in range(start, end)]
+
+    def _finish_reason(self, r: Req) -> dict[str, Any]:
+        if r.finish_type == "stop":
+            return {"type": "stop", "matched": self.vocab.eos_id}
+        return {"type": "length", "length": r.emitted}
+
+    def _meta(self, r: Req, finished: bool) -> dict[str, Any]:
+        return {"id": r.rid, "finish_reason": self._finish_reason(r) if finished else None,
+                "prompt_tokens": r.prompt_tokens, "completion_tokens": r.emitted,
+                "cached_tokens": 0, "weight_version": "default",
+                "e2e_latency": self.now() - r.arrival}
+
+    async def _start(self, r: Req, body: dict[str, Any]) -> web.Response | None:
+        try:
+            await self.run_request(r, body)
+        except RuntimeError as e:
+            r.cancelled = True
+            return _err(500, str(e), "InternalServerError")
+        return None
+
+    async def _wait_done(self, r: Req) -> None:
+        while not r.done:
+            r.event.clear()
+            await r.event.wait()
+
+    # -- /generate ------------------------------------------------------------------------
+    async def handle_generate(self, request: web.Request) -> web.StreamResponse:
+        arrival = self.now()
+        try:
+            body = await self._json(request)
+            if "text" in body and body["text"] is not None:
+                n_prompt = self._prompt_len(body["text"], "text")
+            elif "input_ids" in body and body["input_ids"] is not None:
+                n_prompt = self._prompt_len(body["input_ids"], "input_ids")
+            else:
+                raise BadRequest("one of text / input_ids is required")
+            sp = body.get("sampling_params") or {}
+            if not isinstance(sp, dict):
+                raise BadRequest("sampling_params must be an object")
+            r = self._new_req(body, n_prompt, sp.get("max_new_tokens", 128),
+                              bool(sp.get("ignore_eos", False)), arrival)
+        except BadRequest as e:
+            return _err(400, str(e))
+        try:
+            return await self._serve_generate(request, r, body)
+        finally:
+            if not r.done:  # client went away or the request failed: leave the batch
+                r.cancelled = True
+
+    async def _serve_generate(self, request: web.Request, r: Req,
+                              body: dict[str, Any]) -> web.StreamResponse:
+        failed = await self._start(r, body)
+        if failed is not None:
+            return failed
+        if not body.get("stream"):
+            await self._wait_done(r)
+            return web.json_response({
+                "text": self._text(r, 0, r.emitted),
+                "output_ids": self._ids(r, 0, r.emitted),
+                "meta_info": self._meta(r, True),
+            })
+        return await self._stream_generate(request, r)
+
+    async def _stream_generate(self, request: web.Request, r: Req) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        incremental = self.args.incremental_streaming_output
+        jtext, jid = self.vocab.jtext, self.vocab.jid
+        text_buf = bytearray()
+        ids_buf = bytearray()
+        sent = 0
+        dumps = json.dumps
+        while True:
+            n = r.emitted
+            if n > sent:
+                if incremental:
+                    text_buf.clear()
+                    ids_buf.clear()
+                for i in range(sent, n):
+                    k = self._token_piece(r, i)
+                    text_buf += jtext[k]
+                    if ids_buf:
+                        ids_buf += b","
+                    ids_buf += jid[k]
+                sent = n
+                fin = r.done and sent >= r.max_tokens
+                chunk = b"".join((b'data: {"text":"', bytes(text_buf), b'","output_ids":[',
+                                  bytes(ids_buf), b'],"meta_info":',
+                                  dumps(self._meta(r, fin)).encode(), b"}\n\n"))
+                await resp.write(chunk)
+                if fin:
+                    break
+                continue
+            r.event.clear()
+            await r.event.wait()
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+    # -- /v1/completions ------------------------------------------------------------------
+    async def handle_completions(self, request: web.Request) -> web.StreamResponse:
+        arrival = self.now()
+        try:
+            body = await self._json(request)
+            if "prompt" not in body:
+                raise BadRequest("prompt is required")
+            n_prompt = self._prompt_len(body["prompt"], "prompt")
+            max_tokens = body.get("max_tokens", 16)
+            if max_tokens is None:
+                max_tokens = 16
+            r = self._new_req(body, n_prompt, max_tokens, bool(body.get("ignore_eos", False)),
+                              arrival)
+        except BadRequest as e:
+            return _err(400, str(e))
+        try:
+            return await self._serve_completions(request, r, body)
+        finally:
+            if not r.done:
+                r.cancelled = True
+
+    async def _serve_completions(self, request: web.Request, r: Req,
+                                 body: dict[str, Any]) -> web.StreamResponse:
+        failed = await self._start(r, body)
+        if failed is not None:
+            return failed
+        cid = "cmpl-" + r.rid
+        created = int(time.time())
+        name = body.get("model") or self.served_name
+        if not body.get("stream"):
+            await self._wait_done(r)
+            return web.json_response({
+                "id": cid, "object": "text_completion", "created": created, "model": name,
+                "choices": [{"index": 0, "text": self._text(r, 0, r.emitted), "logprobs": None,
+                             "finish_reason": r.finish_type, "matched_stop": None}],
+                "usage": self._usage(r),
+            })
+        so = body.get("stream_options") or {}
+        include_usage = bool(so.get("include_usage")) if isinstance(so, dict) else False
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        head = json.dumps({"id": cid, "object": "text_completion", "created": created,
+                           "model": name})[:-1].encode() + b',"choices":[{"index":0,"text":"'
+        tail_open = b'","logprobs":null,"finish_reason":null}]}\n\n'
+        jtext = self.vocab.jtext
+        sent = 0
+        while True:
+            n = r.emitted
+            if n > sent:
+                piece = b"".join(jtext[self._token_piece(r, i)] for i in range(sent, n))
+                sent = n
+                fin = r.done and sent >= r.max_tokens
+                if fin:
+                    tail = (b'","logprobs":null,"finish_reason":"' + r.finish_type.encode()
+                            + b'","matched_stop":null}]}\n\n')
+                else:
+                    tail = tail_open
+                await resp.write(b"data: " + head + piece + tail)
+                if fin:
+                    break
+                continue
+            r.event.clear()
+            await r.event.wait()
+        if include_usage:
+            await resp.write(b"data: " + json.dumps({
+                "id": cid, "object": "text_completion", "created": created, "model": name,
+                "choices": [], "usage": self._usage(r)}).encode() + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+    def _usage(self, r: Req) -> dict[str, Any]:
+        return {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.emitted,
+                "total_tokens": r.prompt_tokens + r.emitted,
+                "prompt_tokens_details": {"cached_tokens": 0}}
+
+    # -- info endpoints -------------------------------------------------------------------
+    def is_ready(self) -> bool:
+        return self.now() >= self.ready_at
+
+    async def handle_health(self, request: web.Request) -> web.Response:
+        if not self.is_ready():
+            return web.Response(status=503, text="starting")
+        return web.Response(status=200)
+
+    async def handle_model_info(self, request: web.Request) -> web.Response:
+        return web.json_response({
+            "model_path": self.model_path, "tokenizer_path": self.tokenizer_path,
+            "is_generation": True, "preferred_sampling_params": None,
+            "weight_version": "default", "has_image_understanding": False,
+            "has_audio_understanding": False, "model_type": None, "architectures": None,
+            "served_model_name": self.served_name,
+        })
+
+    def server_args(self) -> dict[str, Any]:
+        d = {k: v for k, v in vars(self.args).items() if not k.startswith("sim_")}
+        d["model_path"] = self.model_path
+        d["tokenizer_path"] = self.tokenizer_path
+        d["served_model_name"] = self.served_name
+        d["context_length"] = self.context_length
+        d["max_running_requests"] = self.max_running
+        return d
+
+    async def handle_server_info(self, request: web.Request) -> web.Response:
+        info = self.server_args()
+        info.update({
+            "version": VERSION, "simulated": True, "sim": dataclasses.asdict(self.params),
+            "internal_states": [{"num_running_reqs": len(self.running),
+                                 "num_waiting_reqs": len(self.waiting)}],
+        })
+        return web.json_response(info)
+
+    async def handle_models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{
+            "id": self.served_name, "object": "model", "created": int(self.epoch),
+            "owned_by": "sglang", "root": self.model_path, "max_model_len": self.context_length,
+        }]})
+
+    async def handle_trace(self, request: web.Request) -> web.Response:
+        return web.json_response({"role": self.role,
+                                  "requests": [r.trace() for r in self.trace_buf]})
+
+    async def handle_load(self, request: web.Request) -> web.Response:
+        return web.json_response([{"dp_rank": 0, "num_reqs": len(self.running) + len(
+            self.waiting), "num_waiting_reqs": len(self.waiting) + len(self.sched.queue),
+            "num_tokens": sum(r.ctx for r in self.running)}])
+
+    async def handle_flush(self, request: web.Request) -> web.Response:
+        if self.running or self.waiting or self.sched.has_work():
+            return web.Response(status=400, text="Cache not flushed: requests are running.")
+        return web.Response(text="Cache flushed.")
+
+    async def handle_metrics(self, request: web.Request) -> web.Response:
+        if not self.args.enable_metrics:
+            return web.Response(status=404, text="metrics disabled (--enable-metrics)")
+        lab = f'{{model_name="{self.served_name}"}}'
+        lines = [
+            f"sglang:num_running_reqs{lab} {len(self.running)}",
+            f"sglang:num_queue_reqs{lab} {len(self.waiting) + len(self.sched.queue)}",
+            f"sglang:prompt_tokens_total{lab} {self.stats['prompt_tokens']}",
+            f"sglang:generation_tokens_total{lab} {self.stats['generation_tokens']}",
+            f"sglang:num_requests_total{lab} {self.stats['requests']}",
+        ]
+        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        g, p = app.router.add_get, app.router.add_post
+        g("/health", self.handle_health)
+        g("/health_generate", self.handle_health)
+        g("/get_model_info", self.handle_model_info)
+        g("/model_info", self.handle_model_info)
+        g("/get_server_info", self.handle_server_info)
+        g("/server_info", self.handle_server_info)
+        g("/v1/models", self.handle_models)
+        g("/get_load", self.handle_load)
+        g("/metrics", self.handle_metrics)
+        g("/sim/trace", self.handle_trace)
+        g("/flush_cache", self.handle_flush)
+        p("/flush_cache", self.handle_flush)
+        p("/generate", self.handle_generate)
+        p("/v1/completions", self.handle_completions)
+        if self.role == "prefill":
+            g("/sim/kv/{room}", self.handle_kv)
+        return app
+
+    def bootstrap_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/sim/kv/{room}", self.handle_kv)
+        app.router.add_get("/health", self.handle_health)
+        return app
+
+
+# ---------------------------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------------------------
+
+
+class _ProbeFilter(logging.Filter):
+    """sglang-router probes workers with an HTTP/2 preface first; aiohttp answers 400 and logs a
+    traceback per probe. Drop those records and say so once."""
+
+    said = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, BadHttpMessage):
+            if not _ProbeFilter.said:
+                _ProbeFilter.said = True
+                log("answered a non-HTTP/1.1 request (e.g. the router's HTTP/2 probe) with 400")
+            return False
+        return True
+
+
+async def serve(args: argparse.Namespace, params: SimParams) -> None:
+    logging.getLogger("aiohttp.server").addFilter(_ProbeFilter())
+    server = SimServer(args, params)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runners: list[web.AppRunner] = []
+    try:
+        runner = web.AppRunner(server.app(), access_log=None, handle_signals=False,
+                               shutdown_timeout=0.5)
+        await runner.setup()
+        runners.append(runner)
+        await web.TCPSite(runner, args.host, args.port, reuse_address=True).start()
+        if server.role == "prefill":
+            brunner = web.AppRunner(server.bootstrap_app(), access_log=None,
+                                    shutdown_timeout=0.5)
+            await brunner.setup()
+            runners.append(brunner)
+            await web.TCPSite(brunner, args.host, args.disaggregation_bootstrap_port,
+                              reuse_address=True).start()
+        boot = (f" bootstrap_port={args.disaggregation_bootstrap_port}"
+                if server.role == "prefill" else "")
+        log(f"ready role={server.role} host={args.host} port={args.port}{boot} "
+            f"tp={args.tp_size} pp={args.pp_size} prefill_pp={args.disaggregation_prefill_pp} "
+            f"chunked_prefill_size={args.chunked_prefill_size} speedup={params.speedup:g} "
+            f"model={server.model_path} pid={os.getpid()}")
+        await stop.wait()
+        log("shutting down")
+    finally:
+        await server.stop()
+        for r in reversed(runners):
+            try:
+                await asyncio.wait_for(r.cleanup(), 1.0)
+            except (asyncio.TimeoutError, Exception):  # noqa: BLE001
+                pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, params, unknown = parse_args(argv)
+    if unknown:
+        log(f"ignoring flags the simulator does not model: {' '.join(unknown)}")
+    try:
+        asyncio.run(serve(args, params))
+    except KeyboardInterrupt:
+        pass
+    except OSError as e:
+        print(f"pytest-pd sim: cannot serve on {args.host}:{args.port}: {e}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,25 @@
+"""Load generator: token-exact prompts, a streaming client, a runner and bench_serving metrics.
+
+Needs only a base URL and a tokenizer; imports nothing from pytest or the cluster code.
+"""
+
+from .client import ERROR_KINDS, RequestRecord
+from .metrics import RunSummary, request_table, summarize
+from .prompts import Prompt, Workload, WorkloadError, build_prompts, load_tokenizer
+from .runner import RunResult, run_workload, run_workload_sync
+
+__all__ = [
+    "ERROR_KINDS",
+    "Prompt",
+    "RequestRecord",
+    "RunResult",
+    "RunSummary",
+    "Workload",
+    "WorkloadError",
+    "build_prompts",
+    "load_tokenizer",
+    "request_table",
+    "run_workload",
+    "run_workload_sync",
+    "summarize",
+]

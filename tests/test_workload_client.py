@@ -1,0 +1,396 @@
+"""The streaming client and runner against a real aiohttp server on 127.0.0.1.
+
+The server below speaks SGLang's streaming /generate and OpenAI /v1/completions (SSE) with
+deterministic delays, and has misbehaving prefixes: each failure must land in its error kind and
+never produce a TTFT of 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import socket
+import threading
+import time
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from pytest_pd.workload import (
+    Prompt,
+    RunResult,
+    Workload,
+    WorkloadError,
+    run_workload,
+    run_workload_sync,
+    summarize,
+)
+from pytest_pd.workload.client import RequestRecord, send_request
+
+FIRST_DELAY = 0.05  # s before the first token
+STEP_DELAY = 0.004  # s between tokens
+MODEL = "sim-model"
+
+
+class FakeSGLang:
+    """Streams like an SGLang worker; behaviour chosen by the URL prefix."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, dict]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.app = web.Application()
+        self.app.router.add_get("/{mode}/v1/models", self.models)
+        self.app.router.add_post("/{mode}/generate", self.generate)
+        self.app.router.add_post("/{mode}/v1/completions", self.completions)
+
+    async def models(self, request: web.Request) -> web.Response:
+        if request.match_info["mode"] == "nomodels":
+            return web.json_response({"data": []})
+        return web.json_response({"object": "list", "data": [{"id": MODEL, "object": "model"}]})
+
+    async def _start(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        return resp
+
+    @staticmethod
+    async def _send(resp: web.StreamResponse, obj) -> None:
+        payload = obj if isinstance(obj, str) else json.dumps(obj)
+        await resp.write(f"data: {payload}\n\n".encode())
+
+    async def _handle(self, request: web.Request, api: str):
+        mode = request.match_info["mode"]
+        body = await request.json()
+        self.requests.append((mode, api, body))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if mode == "err500":
+                return web.Response(status=500, text="internal error: " + "x" * 2000)
+            if mode == "hangheaders":
+                await asyncio.sleep(30)
+            if api == "generate":
+                n_prompt = len(body["input_ids"])
+                n_out = body["sampling_params"]["max_new_tokens"]
+            else:
+                n_prompt = len(body["prompt"])
+                n_out = body["max_tokens"]
+            resp = await self._start(request)
+            if mode == "zero":
+                await asyncio.sleep(FIRST_DELAY)
+                if api == "generate":
+                    await self._send(resp, {"text": "", "meta_info": {
+                        "prompt_tokens": n_prompt, "completion_tokens": 0,
+                        "finish_reason": {"type": "abort"}}})
+                else:
+                    await self._send(resp, {"choices": [], "usage": {
+                        "prompt_tokens": n_prompt, "completion_tokens": 0}})
+                await self._send(resp, "[DONE]")
+                return resp
+            if mode == "inbanderror":
+                await self._send(resp, {"error": {"message": "KV transfer failed", "code": 503}})
+                await self._send(resp, "[DONE]")
+                return resp
+            await asyncio.sleep(FIRST_DELAY)
+            text = ""
+            for k in range(1, n_out + 1):
+                if k > 1:
+                    await asyncio.sleep(STEP_DELAY)
+                if mode == "malformed" and k == 3:
+                    await resp.write(b"data: {not json\n\n")
+                    continue
+                if mode == "cut" and k == 3:
+                    request.transport.close()  # abort the connection mid-body
+                    return resp
+                if mode in ("nodone", "hang") and k == 3:
+                    if mode == "hang":
+                        await asyncio.sleep(30)
+                    return resp  # clean end of body, but no [DONE]
+                piece = f"t{k} "
+                text += piece
+                if api == "generate":
+                    await self._send(resp, {"text": text, "meta_info": {
+                        "prompt_tokens": n_prompt, "completion_tokens": k,
+                        "finish_reason": {"type": "length"} if k == n_out else None}})
+                else:
+                    await self._send(resp, {"id": "c1", "object": "text_completion",
+                                            "model": MODEL, "usage": None,
+                                            "choices": [{"index": 0, "text": piece,
+                                                         "finish_reason": None}]})
+            if api == "completions":
+                await self._send(resp, {"id": "c1", "choices": [], "usage": {
+                    "prompt_tokens": n_prompt, "completion_tokens": n_out,
+                    "total_tokens": n_prompt + n_out}})
+            await self._send(resp, "[DONE]")
+            return resp
+        finally:
+            self.in_flight -= 1
+
+    async def generate(self, request: web.Request):
+        return await self._handle(request, "generate")
+
+    async def completions(self, request: web.Request):
+        return await self._handle(request, "completions")
+
+
+@pytest_asyncio.fixture
+async def server():
+    fake = FakeSGLang()
+    runner = web.AppRunner(fake.app, handler_cancellation=True, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    fake.base = f"http://127.0.0.1:{port}"
+    try:
+        yield fake
+    finally:
+        await runner.cleanup()
+
+
+def prompts(n: int, input_len: int = 20, output_len: int = 10) -> list[Prompt]:
+    return [Prompt(token_ids=tuple(range(3 + i, 3 + i + input_len)), output_len=output_len)
+            for i in range(n)]
+
+
+def wl(**kw) -> Workload:
+    base = dict(input_len=20, output_len=10, concurrency=2, num_requests=4, warmup_requests=0,
+                request_timeout_s=10.0)
+    base.update(kw)
+    return Workload(**base)
+
+
+def assert_no_ttft_zero(result: RunResult) -> None:
+    for r in result.records:
+        if r.t_first_token is not None:
+            assert r.t_first_token > r.t_start
+
+
+@pytest.mark.asyncio
+async def test_good_generate_run(server):
+    w = wl(warmup_requests=1)
+    progress = []
+    result = await run_workload(server.base + "/ok", w, prompts(4),
+                                on_progress=lambda *a: progress.append(a))
+    assert all(r.error_kind is None for r in result.records), [r.error for r in result.records]
+    for r in result.records:
+        assert r.prompt_tokens == 20 and r.completion_tokens == 10
+        assert r.chunk_tokens == list(range(1, 11))
+        assert len(r.chunk_times) == 10
+        assert r.t_first_token - r.t_start >= FIRST_DELAY
+        assert r.t_end >= r.chunk_times[-1] >= r.t_first_token
+        assert r.t_start >= r.t_queued
+        assert r.status == 200
+    # warm-up: one request, 16 output tokens, sent first, not measured
+    assert len(result.warmup) == 1 and result.warmup[0].completion_tokens == 16
+    gen = [b for m, a, b in server.requests if a == "generate"]
+    assert gen[0]["sampling_params"]["max_new_tokens"] == 16
+    assert gen[1]["sampling_params"] == {"max_new_tokens": 10, "ignore_eos": True,
+                                         "temperature": 0}
+    assert gen[1]["stream"] is True and len(gen[1]["input_ids"]) == 20
+    assert server.max_in_flight <= 2
+    assert [p[0] for p in progress] == [1, 2, 3, 4]
+    assert progress[-1] == (4, 4, 40, 0)
+
+    s = summarize(result)
+    assert s.completed == 4 and s.failed == 0 and s.errors_by_kind == {}
+    assert s.total_output_tokens == 40 and s.total_input_tokens == 80
+    assert s.output_len_mismatches == 0
+    assert s.mean_ttft_ms >= FIRST_DELAY * 1000
+    assert s.mean_tpot_ms >= STEP_DELAY * 1000 * 0.9
+    assert s.mean_e2e_latency_ms > s.mean_ttft_ms
+    assert s.max_concurrency == 2
+    assert 0 < s.concurrency <= 2.0 + 1e-6
+    assert s.duration == pytest.approx(result.finished - result.started)
+
+
+@pytest.mark.asyncio
+async def test_good_completions_run(server):
+    w = wl(api="completions")
+    result = await run_workload(server.base + "/ok", w, prompts(4))
+    assert result.model == MODEL
+    assert all(r.error_kind is None for r in result.records), [r.error for r in result.records]
+    for r in result.records:
+        assert r.completion_tokens == 10 and r.prompt_tokens == 20
+        assert len(r.chunk_times) == 10
+        assert r.chunk_tokens == []  # no per-chunk usage from this server
+        assert r.t_first_token - r.t_start >= FIRST_DELAY
+    body = [b for m, a, b in server.requests if a == "completions"][0]
+    assert body["model"] == MODEL and body["prompt"] == list(range(3, 23))
+    assert body["max_tokens"] == 10 and body["ignore_eos"] is True
+    assert body["stream_options"] == {"include_usage": True}
+    s = summarize(result)
+    assert s.completed == 4 and s.total_output_tokens == 40
+    assert s.mean_ttft_ms >= FIRST_DELAY * 1000
+    assert not math.isnan(s.mean_itl_ms)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("api", ["generate", "completions"])
+@pytest.mark.parametrize("mode,kind", [
+    ("err500", "http_status"),
+    ("malformed", "malformed_stream"),
+    ("nodone", "incomplete_stream"),
+    ("cut", "incomplete_stream"),
+    ("zero", "no_tokens"),
+    ("inbanderror", "http_status"),
+])
+async def test_failure_kinds(server, api, mode, kind):
+    result = await run_workload(server.base + "/" + mode, wl(api=api, num_requests=2),
+                                prompts(2))
+    assert [r.error_kind for r in result.records] == [kind, kind], \
+        [r.error for r in result.records]
+    for r in result.records:
+        assert r.error and r.t_end is not None and r.t_end >= r.t_start
+    assert_no_ttft_zero(result)
+    s = summarize(result)
+    assert s.completed == 0 and s.failed == 2 and s.errors_by_kind == {kind: 2}
+    assert math.isnan(s.mean_ttft_ms) and math.isnan(s.mean_e2e_latency_ms)
+    if mode == "err500":
+        r = result.records[0]
+        assert r.status == 500 and "internal error" in r.error
+        assert len(r.error) < 600  # body excerpt capped at 500 chars
+    if mode == "inbanderror":
+        assert result.records[0].status == 503 and "KV transfer failed" in result.records[0].error
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("mode", ["hang", "hangheaders"])
+async def test_timeout(server, mode):
+    t0 = time.perf_counter()
+    result = await run_workload(server.base + "/" + mode,
+                                wl(num_requests=2, request_timeout_s=0.5), prompts(2))
+    assert time.perf_counter() - t0 < 5
+    assert [r.error_kind for r in result.records] == ["timeout", "timeout"]
+    for r in result.records:
+        assert r.t_end - r.t_start >= 0.45
+    assert_no_ttft_zero(result)
+    s = summarize(result)
+    assert s.errors_by_kind == {"timeout": 2} and math.isnan(s.mean_ttft_ms)
+
+
+@pytest.mark.asyncio
+async def test_connection_refused():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = await run_workload(f"http://127.0.0.1:{port}", wl(num_requests=2), prompts(2))
+    assert [r.error_kind for r in result.records] == ["connection", "connection"]
+    assert all(r.t_first_token is None for r in result.records)
+    assert summarize(result).errors_by_kind == {"connection": 2}
+
+
+@pytest.mark.asyncio
+async def test_output_len_mismatch_still_completes(server):
+    # the server generates what it is asked for; expect more than we ask for
+    p = [Prompt(token_ids=tuple(range(3, 23)), output_len=10)]
+    async with aiohttp.ClientSession() as session:
+        rec = RequestRecord(index=0, prompt_len=20, expected_output_len=12)
+        await send_request(session, server.base + "/ok", "generate", p[0], rec,
+                           max_tokens=10, timeout_s=5)
+    assert rec.error_kind is None and rec.completion_tokens == 10
+    result = RunResult(workload=wl(num_requests=1), records=[rec], started=rec.t_start,
+                       finished=rec.t_end, base_url=server.base)
+    s = summarize(result)
+    assert s.completed == 1 and s.output_len_mismatches == 1
+
+
+@pytest.mark.asyncio
+async def test_concurrency_cap_and_queue_time(server):
+    result = await run_workload(server.base + "/ok", wl(concurrency=1, num_requests=3,
+                                                        output_len=3), prompts(3, output_len=3))
+    assert server.max_in_flight == 1
+    r = result.records
+    assert r[1].t_start >= r[0].t_end - 1e-3 and r[2].t_start >= r[1].t_end - 1e-3
+    assert r[2].t_start - r[2].t_queued > 2 * FIRST_DELAY
+    s = summarize(result)
+    assert s.mean_queue_ms > 0
+    # TTFT excludes the queueing
+    assert s.max_concurrency == 1 and s.p99_ttft_ms < 3 * FIRST_DELAY * 1000
+
+
+@pytest.mark.asyncio
+async def test_finite_request_rate_spaces_arrivals(server):
+    from pytest_pd.workload.runner import arrival_offsets
+
+    w = wl(num_requests=4, concurrency=4, request_rate=20.0, output_len=2, seed=3)
+    offsets = arrival_offsets(w, 4)
+    assert offsets[0] == 0 and all(b > a for a, b in zip(offsets, offsets[1:], strict=False))
+    assert list(arrival_offsets(w, 4)) == list(offsets)  # seeded
+    result = await run_workload(server.base + "/ok", w, prompts(4, output_len=2))
+    q = [r.t_queued for r in result.records]
+    for i in range(1, 4):
+        assert q[i] - q[0] >= offsets[i] - 1e-3
+
+
+@pytest.mark.asyncio
+async def test_completions_without_models_is_a_clear_error(server):
+    with pytest.raises(WorkloadError, match="v1/models"):
+        await run_workload(server.base + "/nomodels", wl(api="completions"), prompts(4))
+
+
+def test_sync_wrapper_against_server_in_thread():
+    """run_workload_sync owns its event loop; the server runs on another loop in a thread."""
+    fake = FakeSGLang()
+    ready = threading.Event()
+    stop: dict = {}
+
+    def serve() -> None:
+        loop = asyncio.new_event_loop()
+        runner = web.AppRunner(fake.app, handler_cancellation=True, shutdown_timeout=0.5)
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        loop.run_until_complete(site.start())
+        stop["port"] = site._server.sockets[0].getsockname()[1]
+        stop["loop"] = loop
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        result = run_workload_sync(f"http://127.0.0.1:{stop['port']}/ok",
+                                   wl(num_requests=3, output_len=4), prompts(3, output_len=4))
+    finally:
+        stop["loop"].call_soon_threadsafe(stop["loop"].stop)
+        thread.join(10)
+    s = summarize(result)
+    assert s.completed == 3 and s.total_output_tokens == 12
+    assert s.mean_ttft_ms >= FIRST_DELAY * 1000
+
+
+def test_bad_base_url_is_a_clear_error():
+    with pytest.raises(WorkloadError, match="http"):
+        run_workload_sync("127.0.0.1:8000", wl(), prompts(4))
+
+
+@pytest.mark.asyncio
+async def test_sync_wrapper_refuses_running_loop():
+    with pytest.raises(WorkloadError, match="await run_workload"):
+        run_workload_sync("http://127.0.0.1:9", wl(), prompts(4))
+
+
+@pytest.mark.asyncio
+async def test_cancellation_cancels_in_flight_requests(server):
+    task = asyncio.create_task(run_workload(server.base + "/hang", wl(num_requests=3),
+                                            prompts(3)))
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        if server.in_flight == 2:
+            break
+    assert server.in_flight == 2
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(100):  # the server sees the disconnects and its handlers end
+        if server.in_flight == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert server.in_flight == 0
