@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from pytest_pd import bench
 from pytest_pd.cluster.commands import render_commands
 from pytest_pd.cluster.spec import load_cluster
 from pytest_pd.cluster.topology import Topology, sigterm_as_interrupt
@@ -28,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
         if name == "up":
             p.add_argument("--run-dir", type=Path, default=Path("runs"),
                            help="where logs and pid files go (default: ./runs)")
+    bench.add_parser(sub)
     return parser
 
 
@@ -57,6 +59,8 @@ def _up(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "bench":
+        return bench.run(args)
     try:
         if args.command == "commands":
             spec = load_cluster(args.cluster, args.cluster_dir)

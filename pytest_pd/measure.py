@@ -5,6 +5,7 @@ Knows nothing of pytest: the fixtures and the CLI both drive it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import socket
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -20,12 +21,14 @@ from typing import Any
 
 from pytest_pd import __version__
 from pytest_pd.cluster.commands import render_commands
+from pytest_pd.cluster.hosts import tail_file
 from pytest_pd.cluster.spec import ClusterSpec, load_cluster
 from pytest_pd.cluster.topology import Topology
 from pytest_pd.errors import BringUpError, PdError
-from pytest_pd.results import save_result
+from pytest_pd.results import encode_requests, redact_commands, redact_env, save_result
 from pytest_pd.rundir import new_run_dir
-from pytest_pd.workload.metrics import RunSummary, summarize
+from pytest_pd.telemetry import Sampler
+from pytest_pd.workload.metrics import RunSummary, aggregate_repeats, summarize
 from pytest_pd.workload.prompts import Prompt, Workload, build_prompts, load_tokenizer
 from pytest_pd.workload.runner import RunResult, run_workload_sync
 
@@ -34,6 +37,9 @@ Say = Callable[[str], None]
 
 @dataclass
 class Measurement:
+    """One workload on one cluster: ``repeats`` runs in one bring-up; ``summary`` is their
+    median (``aggregate_repeats``), ``summaries``/``results`` the runs one by one."""
+
     cluster: ClusterSpec
     workload: Workload
     summary: RunSummary
@@ -43,6 +49,46 @@ class Measurement:
     run_dir: Path
     result_path: Path | None = None
     server_info: dict[str, Any] = field(default_factory=dict)
+    summaries: list[RunSummary] = field(default_factory=list)
+    results: list[RunResult] = field(default_factory=list)
+    telemetry: dict[str, Any] | None = None
+    slo: dict[str, float] = field(default_factory=dict)
+    payload: dict[str, Any] = field(default_factory=dict)  # what the results file holds
+
+    @property
+    def speedup(self) -> float:
+        return sim_speedup(self.cluster)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The run's metrics in the time of the cluster it stands for (simulated runs scaled back
+        by their speedup); what reports show and bounds judge."""
+        return self._model(self.summary.to_dict())
+
+    @property
+    def samples(self) -> dict[str, list[float]]:
+        """Per-repeat values of every numeric metric (model time); empty for a single run."""
+        if len(self.summaries) < 2:
+            return {}
+        return repeat_samples([self._model(s.to_dict()) for s in self.summaries])
+
+    def _model(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        out = to_model_time(metrics, self.speedup)
+        if self.slo:
+            out["slo"] = dict(self.slo)
+        return out
+
+
+def repeat_samples(per_repeat: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:
+    """{metric: [value of repeat 1, 2, …]} for the numeric metrics of per-repeat summaries."""
+    if len(per_repeat) < 2:
+        return {}
+    out: dict[str, list[float]] = {}
+    for key, value in per_repeat[0].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            vals = [r.get(key) for r in per_repeat]
+            out[key] = [float("nan") if v is None else float(v) for v in vals]
+    return out
 
 
 def prefill_strategy(spec: ClusterSpec) -> str:
@@ -56,6 +102,28 @@ def prefill_strategy(spec: ClusterSpec) -> str:
     text = ", ".join(parts)
     n_p, n_d = len(spec.prefill), len(spec.decode)
     return text if (n_p, n_d) == (1, 1) else f"{text} ({n_p}P{n_d}D)"
+
+
+def sim_speedup(spec: ClusterSpec) -> float:
+    """How much faster than real time a cluster runs (1 for real hardware)."""
+    return float(spec.sim.get("speedup", 1.0)) if spec.engine == "sim" else 1.0
+
+
+def to_model_time(metrics: Mapping[str, Any], speedup: float) -> dict[str, Any]:
+    """Metrics of a simulated run scaled back to the time of the cluster it simulates: durations
+    (``*_ms``, ``duration``) × speedup, rates (``*throughput``, ``goodput``) ÷ speedup; counts and
+    dimensionless ratios unchanged."""
+    out = dict(metrics)
+    if speedup == 1.0:
+        return out
+    for key, value in metrics.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        if key.endswith("_ms") or key == "duration":
+            out[key] = value * speedup
+        elif key.endswith("throughput") or key == "goodput":
+            out[key] = value / speedup
+    return out
 
 
 def _get_json(url: str, timeout: float = 5.0) -> dict[str, Any]:
@@ -73,6 +141,19 @@ def _git_commit(cwd: Path) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
+
+
+def versions_from_server_info(server_info: Mapping[str, Any]) -> dict[str, str]:
+    """{process name: version} as each worker's (and the router's) /get_server_info reports it."""
+    out = {}
+    for name, info in server_info.items():
+        if isinstance(info, dict) and info.get("version"):
+            out[name] = str(info["version"])
+    return out
+
+
+def log_files(run_dir: Path) -> list[Path]:
+    return sorted(run_dir.glob("*.log"), key=lambda p: (p.stem == "router", p.stem))
 
 
 def environment(cwd: Path) -> dict[str, Any]:
@@ -95,7 +176,17 @@ class Measurer:
     """Keeps at most one cluster up; measures each (cluster, workload) once and caches it."""
 
     def __init__(self, cluster_dir: Path, run_base: Path, results_dir: Path | None, *,
-                 say: Say = print, workdir: Path | None = None) -> None:
+                 say: Say = print, workdir: Path | None = None, repeats: int = 1,
+                 slo: Mapping[str, float] | None = None, save_baseline: bool = False,
+                 store_requests: bool = True, telemetry_interval_s: float = 1.0,
+                 session: str | None = None) -> None:
+        self.repeats = max(1, int(repeats))
+        self.slo = dict(slo or {})
+        self.save_baseline = save_baseline
+        self.store_requests = store_requests
+        self.telemetry_interval_s = telemetry_interval_s
+        self.session = session or f"{socket.gethostname()}-{time.time():.6f}"
+        self.session_started = time.time()
         self.cluster_dir = cluster_dir
         self.run_base = run_base
         self.results_dir = results_dir
@@ -141,6 +232,20 @@ class Measurer:
             self._cache[(spec.label, w.id)] = self._run(spec, topology, w)
         return self._cache[(spec.label, workload.id)]
 
+    def log_tails(self, spec: ClusterSpec, run_dir: Path | None, lines: int = 30) -> dict[str, str]:
+        """The last lines of every server log and the router log of ``spec``: from the hosts
+        while it is up, else from the run directory (where teardown copied them)."""
+        out: dict[str, str] = {}
+        current = self.current
+        if current is not None and current.spec.label == spec.label:
+            for item in current.running:
+                with contextlib.suppress(Exception):
+                    out[item.command.name] = item.host.tail_log(item.proc, lines)
+        if not out and run_dir is not None:
+            for path in log_files(run_dir):
+                out[path.stem] = tail_file(path, lines)
+        return out
+
     def close(self) -> None:
         if self.current is not None:
             current, self.current = self.current, None
@@ -173,38 +278,103 @@ class Measurer:
             self._tokenizers[path] = load_tokenizer(path)
         return self._tokenizers[path]
 
+    def _sampler(self, spec: ClusterSpec, topology: Topology) -> Sampler:
+        urls = {}
+        for cmd in topology.plan:
+            if cmd.role == "router" or not cmd.health_url:
+                continue
+            server = self._server_of(spec, cmd.name)
+            if server is not None and (server.enable_metrics or spec.server_defaults.enable_metrics):
+                urls[cmd.name] = cmd.health_url.rsplit("/", 1)[0] + "/metrics"
+        gpu_hosts: dict[str, Any] = {}
+        for name in dict.fromkeys(c.host for c in topology.plan):
+            if spec.engine == "sim":
+                gpu_hosts[name] = "simulated host: no GPU to sample"
+            elif spec.launcher == "attach":
+                gpu_hosts[name] = "launcher: attach gives pytest-pd no shell on this host"
+            else:
+                host = topology._host(name)  # the bring-up's own connection to that host
+
+                def run(argv: list[str], host: Any = host) -> tuple[int, str]:
+                    done = host.run(argv, timeout=10.0)
+                    return done.returncode, done.stdout
+
+                gpu_hosts[name] = run
+        # a simulation runs `speedup` times faster: sample as often per simulated second
+        speedup = sim_speedup(spec)
+        return Sampler(urls, gpu_hosts, self.telemetry_interval_s / speedup, time_scale=speedup)
+
+    @staticmethod
+    def _server_of(spec: ClusterSpec, name: str) -> Any:
+        role, _, index = name.partition("-")
+        try:
+            return spec.servers(role)[int(index.split("-")[0])]  # type: ignore[arg-type]
+        except (ValueError, IndexError):
+            return None
+
     def _run(self, spec: ClusterSpec, topology: Topology, workload: Workload) -> Measurement:
         key = (spec.tokenizer_path, workload.id)
         if key not in self._prompts:
             self._prompts[key] = build_prompts(self._tokenizer(spec), workload)
-        self.say(f"{spec.label}: running {workload.id} against {topology.router_url}")
+        speedup = sim_speedup(spec)
+        # SLOs are in the real cluster's time; a simulated run is measured `speedup` times faster
+        slo = {k: v / speedup for k, v in self.slo.items()}
+        self.say(f"{spec.label}: running {workload.id} against {topology.router_url}"
+                 + (f" ({self.repeats} repeats)" if self.repeats > 1 else ""))
+        sampler = self._sampler(spec, topology).start()
         started = time.time()
-        result = run_workload_sync(topology.router_url, workload, self._prompts[key])
+        results: list[RunResult] = []
+        summaries: list[RunSummary] = []
+        try:
+            for i in range(self.repeats):
+                result = run_workload_sync(topology.router_url, workload, self._prompts[key])
+                results.append(result)
+                summaries.append(summarize(result, slo=slo or None))
+                dead = topology.dead() if topology.manages_processes else []
+                if dead:
+                    self._broken[spec.label] = "; ".join(dead)
+                    self.close()
+                    raise BringUpError(
+                        f"cluster {spec.label} lost a process while running {workload.id}"
+                        + (f" (repeat {i + 1})" if self.repeats > 1 else "") + ":\n"
+                        + "\n".join(dead)
+                    )
+        finally:
+            telemetry = sampler.stop()
         finished = time.time()
-        dead = topology.dead() if topology.manages_processes else []
-        if dead:
-            self._broken[spec.label] = "; ".join(dead)
-            self.close()
-            raise BringUpError(
-                f"cluster {spec.label} lost a process while running {workload.id}:\n"
-                + "\n".join(dead)
-            )
-        summary = summarize(result)
+        summary = aggregate_repeats(summaries)
         server_info = {
             cmd.name: _get_json(cmd.health_url.rsplit("/", 1)[0] + "/get_server_info")
             for cmd in topology.plan if cmd.role != "router" and cmd.health_url
         }
-        m = Measurement(spec, workload, summary, result, started, finished, topology.run_dir,
-                        server_info=server_info)
+        m = Measurement(spec, workload, summary, results[0], started, finished, topology.run_dir,
+                        server_info=server_info, summaries=summaries, results=results,
+                        telemetry=telemetry, slo=dict(self.slo))
+        payload = self._payload(m, topology)
+        m.payload = {k: v for k, v in payload.items() if k != "requests"}
         if self.results_dir is not None:
-            m.result_path = save_result(self.results_dir, self._payload(m, topology))
+            m.result_path = save_result(self.results_dir, payload)
+        shown = m.metrics
+        scaled = f" (simulated ×{m.speedup:g}, scaled back)" if m.speedup != 1.0 else ""
         self.say(f"{spec.label}: {workload.id}: {summary.completed} completed, {summary.failed} "
-                 f"failed, TTFT {summary.mean_ttft_ms:.1f} ms, TPOT {summary.mean_tpot_ms:.2f} ms, "
-                 f"{summary.output_throughput:.1f} tok/s")
+                 f"failed, TTFT {shown['mean_ttft_ms']:.1f} ms, TPOT {shown['mean_tpot_ms']:.2f} ms, "
+                 f"{shown['output_throughput']:.1f} tok/s{scaled}")
         return m
 
     def _payload(self, m: Measurement, topology: Topology) -> dict[str, Any]:
         spec = m.cluster
+
+        def model_json(summary: RunSummary) -> dict[str, Any]:
+            out = to_model_time(summary.to_json_dict(), m.speedup)
+            if m.slo:
+                out["slo"] = dict(m.slo)
+            return out
+
+        def iso(t: float) -> str:
+            return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+        env = dict(self.env)
+        env["sglang"] = versions_from_server_info(m.server_info)
         return {
             "cluster": {
                 "name": spec.label,
@@ -213,16 +383,28 @@ class Measurer:
                 "launcher": spec.launcher,
                 "baseline": spec.baseline,
                 "prefill_strategy": prefill_strategy(spec),
-                "spec": spec.model_dump(mode="json"),
-                "commands": render_commands(spec, local_python=sys.executable),
+                "spec": redact_env(spec.model_dump(mode="json")),
+                "commands": redact_commands(render_commands(spec, local_python=sys.executable)),
                 "router_url": topology.router_url,
             },
             "model": {"name": spec.model_name, "path": spec.model_path},
             "workload": {"id": m.workload.id, **m.workload.to_dict()},
-            "metrics": m.summary.to_json_dict(),
+            "metrics": model_json(m.summary),
+            "repeats": [model_json(s) for s in m.summaries] if len(m.summaries) > 1 else [],
+            "slo": dict(m.slo) or None,
+            "simulated": {"speedup": m.speedup, "measured_metrics": m.summary.to_json_dict()}
+            if spec.engine == "sim" else None,
+            "baseline_mark": self.save_baseline,
+            "session": self.session,
             "started_at": m.started_at,
             "finished_at": m.finished_at,
+            "started_at_iso": iso(m.started_at),
+            "finished_at_iso": iso(m.finished_at),
+            "host": socket.gethostname(),
             "run_dir": str(m.run_dir),
-            "environment": self.env,
+            "environment": env,
             "server_info": m.server_info,
+            "telemetry": m.telemetry,
+            "requests": [encode_requests(r.to_dict()) for r in m.results]
+            if self.store_requests else None,
         }

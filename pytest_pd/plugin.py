@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import os
+import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from pytest_pd import comparison
 from pytest_pd.cluster.topology import sigterm_as_interrupt
 from pytest_pd.errors import PdError
 from pytest_pd.fixtures import (  # noqa: F401  (fixtures are found in the plugin's namespace)
+    BASELINE_MODES,
     BOUNDS_KEY,
     COMPARISON_KEY,
-    COMPARISONS_KEY,
+    EVIDENCE_KEY,
     WORKLOADS_KEY,
+    Evidence,
     cluster_name,
+    log_tails,
     pd_cluster,
     pd_measurer,
     pd_run,
@@ -29,11 +36,21 @@ from pytest_pd.workload.metrics import RunSummary
 from pytest_pd.workload.prompts import Workload
 
 MISUSE_KEY = pytest.StashKey[str]()
+PD_FIXTURES = {"pd_run", "pd_cluster", "pd_spec", "pd_measurer"}
 MARKER = "pd_threshold"
 MARKER_HELP = (
-    "pd_threshold(metric, max_ratio=, min_ratio=, max=, min=): bound a metric of the candidate "
-    "cluster relative to its baseline (ratios) or absolutely; stackable"
+    "pd_threshold(metric, max_ratio=, min_ratio=, max=, min=, noise='fail'|'pass'|'xfail'): bound "
+    "a metric of the candidate cluster relative to its baseline (ratios) or absolutely; stackable"
 )
+# Attributes of the call report (they travel from xdist workers to the controller with it).
+REPORT_COMPARISON = "pd_comparison"
+REPORT_HEADER = "pd_header"
+REPORT_DETAILS = "pd_details"
+REPORT_CLUSTERS = "pd_clusters"
+
+
+class PdRegressionWarning(UserWarning):
+    """A metric got worse than the last run by more than the noise band."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -47,15 +64,69 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="where server logs and pid files go, one folder per bring-up (default: runs/)")
     group.addoption("--pd-results-dir", dest="pd_results_dir", metavar="DIR",
                     help="results store, one JSON per measured run (default: results/)")
+    group.addoption("--pd-baseline", dest="pd_baseline", metavar="live|stored|PATH",
+                    type=_baseline_mode,
+                    help="where the baseline comes from: live (measured in this session), stored "
+                         "(newest marked, else newest sound run of the baseline cluster in the "
+                         "results store), or a results JSON file / folder. Default: stored when "
+                         "a matching stored run younger than --pd-baseline-max-age exists, else live")
+    group.addoption("--pd-baseline-max-age", dest="pd_baseline_max_age", metavar="AGE",
+                    help="oldest stored baseline to use, e.g. 12h, 7d, 2w; 0 for no limit "
+                         "(default: ini pd_baseline_max_age, else 7d)")
+    group.addoption("--pd-save-baseline", dest="pd_save_baseline", action="store_true",
+                    help="mark the runs of this session as the baselines to use from now on")
+    group.addoption("--pd-compare-last", dest="pd_compare_last", action="store_true", default=None,
+                    help="also compare with the previous run of the same cluster and workload "
+                         "(the default, ini pd_compare_last)")
+    group.addoption("--pd-no-compare-last", dest="pd_compare_last", action="store_false",
+                    help="do not compare with the previous run")
+    group.addoption("--pd-fail-on-regression", dest="pd_fail_on_regression", action="store_true",
+                    help="a regression vs the last run beyond the noise band fails the test "
+                         "(otherwise it is a warning)")
+    group.addoption("--pd-noise-band", dest="pd_noise_band", metavar="SHARE",
+                    help="change vs the last run that counts as noise, e.g. 5%% (default: ini "
+                         "pd_noise_band, else 5%%)")
+    group.addoption("--pd-repeats", dest="pd_repeats", metavar="N", type=_positive_int, default=1,
+                    help="run each workload N times per cluster in one bring-up; verdicts use the "
+                         "median and, with N > 1, a bootstrap confidence interval (default 1)")
+    group.addoption("--pd-slo", dest="pd_slo", metavar="ttft_ms=…,tpot_ms=…",
+                    help="SLOs in milliseconds for goodput (ttft_ms, tpot_ms, e2e_ms, itl_ms)")
+    group.addoption("--pd-trend-runs", dest="pd_trend_runs", metavar="N", type=int, default=20,
+                    help="how many stored runs the trend chart shows (default 20)")
     parser.addini("pd_cluster", "default cluster name", default="sim-pp2")
     parser.addini("pd_cluster_dir", "folder of cluster files, relative to rootdir", default="clusters")
     parser.addini("pd_run_dir", "folder for run logs, relative to rootdir", default="runs")
     parser.addini("pd_results_dir", "results store, relative to rootdir", default="results")
+    parser.addini("pd_baseline_max_age", "oldest stored baseline to use (e.g. 7d)", default="7d")
+    parser.addini("pd_compare_last", "compare with the previous run", type="bool", default=True)
+    parser.addini("pd_noise_band", "change vs the last run that counts as noise", default="5%")
+    parser.addini("pd_store_requests", "store per-request records (compressed) in results files",
+                  type="bool", default=True)
+    parser.addini("pd_telemetry_interval_s", "seconds between telemetry samples", default="1.0")
+
+
+def _baseline_mode(value: str) -> str:
+    if value in BASELINE_MODES or Path(value).exists():
+        return value
+    raise ValueError(f"{value!r}: use live, stored, or the path of a results file or folder")
+
+
+def _positive_int(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise ValueError("must be at least 1")
+    return n
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
+    config.pluginmanager.register(Summaries(), "pytest-pd-summaries")
+    # pytest-xdist: every test that needs a cluster carries xdist_group("pd-<cluster>"); with
+    # --dist loadgroup they all run on one worker, so the cluster comes up once and measurements
+    # never overlap. Plain -n N means --dist load, which ignores groups: upgrade it.
+    if getattr(config.option, "dist", None) == "load" and not hasattr(config, "workerinput"):
+        config.option.dist = "loadgroup"
     # `pytest suites/ --cluster=X` writes report.html unless told otherwise (before pytest-html
     # reads the option in its own pytest_configure).
     if config.getoption("pd_cluster") and hasattr(config.option, "htmlpath"):
@@ -73,14 +144,19 @@ def pytest_runtestloop(session: pytest.Session) -> Iterator[object]:
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
     known = set(RunSummary.__dataclass_fields__)
+    cluster = cluster_name(config)
     workloads: dict[str, Workload] = {}
     for item in items:
         markers = list(item.iter_markers(MARKER))
-        uses_run = "pd_run" in getattr(item, "fixturenames", ())
+        fixtures = set(getattr(item, "fixturenames", ()))
+        uses_run = "pd_run" in fixtures
+        uses_pd = bool(fixtures & PD_FIXTURES)
         if markers and not uses_run:
             item.stash[MISUSE_KEY] = (
                 f"{MARKER} markers need the pd_run fixture: add `pd_run` to the test's arguments")
             continue
+        if uses_pd:
+            item.add_marker(pytest.mark.xdist_group(name=f"pd-{cluster}"))
         if not uses_run:
             continue
         bounds = []
@@ -107,9 +183,68 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def pytest_runtest_call(item: pytest.Item) -> Iterator[object]:
     result = yield
     comp = item.stash.get(COMPARISON_KEY, None)
-    if comp is not None and not comp.passed:
-        pytest.fail(comp.failure_message(), pytrace=False)
+    if comp is not None:
+        for text in comp.warnings():
+            warnings.warn(PdRegressionWarning(f"{comp.workload_id}: {text}"), stacklevel=1)
+        if comp.xfail_reason:
+            pytest.xfail(comp.xfail_reason)
+        if not comp.passed:
+            pytest.fail(comp.failure_message(), pytrace=False)
     return result
+
+
+def _header(comp: comparison.Comparison, evidence: Evidence) -> dict[str, Any]:
+    cand = evidence.candidate
+    env = cand.get("environment") or {}
+    side = comp.candidate
+    hardware = (f"simulated (sim workers ×{side.speedup:g} faster than real time, behind the real "
+                "sglang-router; numbers scaled back to real time)" if side.simulated
+                else "real hardware")
+    baseline = "none"
+    if comp.baseline is not None:
+        baseline = f"{comp.baseline.cluster}: {evidence.baseline_source}"
+    started = cand.get("started_at")
+    return {
+        "cluster": f"{side.cluster} ({(cand.get('cluster') or {}).get('file', '')})",
+        "baseline": baseline,
+        "model": side.model or (cand.get("model") or {}).get("name"),
+        "versions": {"pytest-pd": env.get("pytest_pd"), "Python": env.get("python"),
+                     "sglang-router (harness)": env.get("sglang_router"),
+                     "SGLang (/get_server_info)": ", ".join(
+                         sorted({str(v) for v in (env.get("sglang") or {}).values()})) or None},
+        "commit": env.get("git_commit") or "unknown",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)) if started else None,
+        "hardware": hardware,
+        "host": env.get("harness_host"),
+    }
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Attach the comparison, the report header, the rendered details (charts, telemetry, log
+    tails of failures) and the cluster files to the call report: they reach the controller under
+    xdist, where the summaries are built from reports only."""
+    report = yield
+    comp = item.stash.get(COMPARISON_KEY, None)
+    if comp is None or report.when != "call":
+        return report
+    setattr(report, REPORT_COMPARISON, comparison.to_dict(comp))
+    report.user_properties += [("pd_workload", comp.workload_id),
+                               ("pd_outcome", text_report.outcome_word(comp)),
+                               ("pd_result", comp.candidate.result_path or "")]
+    evidence = item.stash.get(EVIDENCE_KEY, None)
+    if evidence is not None:
+        tails = log_tails(item.config, evidence) if report.failed else {}
+        setattr(report, REPORT_HEADER, _header(comp, evidence))
+        setattr(report, REPORT_DETAILS, html_report.details_section(
+            comp, evidence.candidate, evidence.baseline, evidence.trend, tails))
+        views = [evidence.candidate] + ([evidence.baseline] if evidence.baseline else [])
+        setattr(report, REPORT_CLUSTERS, html_report.cluster_files(views))
+    extras = getattr(report, "extras", [])
+    extras.append({"name": "pytest-pd", "format_type": "html", "extension": "html",
+                   "content": html_report.STYLE + html_report.comparison_table(comp)})
+    report.extras = extras
+    return report
 
 
 @pytest.hookimpl(wrapper=True)
@@ -130,23 +265,46 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     return f"pytest-pd: cluster {cluster_name(config)}"
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    comps = config.stash.get(COMPARISONS_KEY, [])
-    if not comps:
-        return
-    terminalreporter.section("pytest-pd: candidate vs baseline")
-    for comp in comps:
-        for line in text_report.terminal_lines(comp):
-            terminalreporter.write_line(line)
-        terminalreporter.write_line("")
-    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if step_summary:
-        with Path(step_summary).open("a", encoding="utf-8") as fh:
-            fh.write(text_report.markdown(comps) + "\n")
+class Summaries:
+    """Collects the comparisons from test reports (local or from xdist workers) and writes the
+    terminal summary, the GitHub step summary and the HTML report's table."""
 
+    def __init__(self) -> None:
+        self.comparisons: list[comparison.Comparison] = []
+        self.header: dict[str, Any] | None = None
+        self.details: list[str] = []
+        self.clusters: dict[str, dict[str, str]] = {}
 
-@pytest.hookimpl(optionalhook=True)
-def pytest_html_results_summary(prefix: list, summary: list, postfix: list, session) -> None:
-    comps = session.config.stash.get(COMPARISONS_KEY, [])
-    if comps:
-        prefix.append(html_report.summary_section(comps))
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = getattr(report, REPORT_COMPARISON, None)
+        if data is None:
+            return
+        self.comparisons.append(comparison.from_dict(data))
+        if self.header is None:
+            self.header = getattr(report, REPORT_HEADER, None)
+        details = getattr(report, REPORT_DETAILS, None)
+        if details:
+            self.details.append(details)
+        for name, files in (getattr(report, REPORT_CLUSTERS, None) or {}).items():
+            self.clusters.setdefault(name, files)
+
+    def pytest_terminal_summary(self, terminalreporter, exitstatus: int,
+                                config: pytest.Config) -> None:
+        if not self.comparisons or hasattr(config, "workerinput"):
+            return
+        terminalreporter.section("pytest-pd: candidate vs baseline")
+        for comp in self.comparisons:
+            for line in text_report.terminal_lines(comp):
+                terminalreporter.write_line(line)
+            terminalreporter.write_line("")
+        step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if step_summary:
+            with Path(step_summary).open("a", encoding="utf-8") as fh:
+                fh.write(text_report.markdown(self.comparisons) + "\n")
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_summary(self, prefix: list, summary: list, postfix: list,
+                                    session) -> None:
+        if self.comparisons:
+            prefix.append(html_report.summary_section(self.comparisons, self.header,
+                                                      self.details, self.clusters))

@@ -1,15 +1,32 @@
-"""The results store: one JSON file per measured run (cluster × workload), written atomically."""
+"""The results store: one JSON file per measured run (cluster × workload), written atomically, and
+the lookups on it (stored baselines, the previous run, the history of a cluster and workload).
+
+Schema history (the reader accepts every version; missing keys get their defaults):
+0 — no ``schema_version`` key; 1 — metrics, cluster, workload, environment, server_info;
+2 — adds ``repeats`` (per-repeat metrics), ``baseline_mark``, ``requests`` (compressed records),
+``telemetry``, ``session``, ``host`` and ISO start/end times.
+"""
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import gzip
 import json
+import math
 import os
+import re
 import tempfile
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+REQUESTS_ENCODING = "gzip+base64+json"
+_SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+REDACTED = "***redacted***"
 
 
 def result_filename(cluster: str, workload_id: str, when: float) -> str:
@@ -17,17 +34,36 @@ def result_filename(cluster: str, workload_id: str, when: float) -> str:
     return f"{stamp}-{cluster}-{workload_id}.json"
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _dump(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, indent=2, sort_keys=False, default=str, allow_nan=True) + "\n"
+
+
+def _write_temp(folder: Path, name: str, text: str) -> str:
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results are for everyone to read
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
+
+
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> Path:
     """Write to a temporary file in the same folder, fsync, then rename over ``path``: readers
     (and concurrent writers: two CI jobs, xdist workers) never see a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = _write_temp(path.parent, path.name, _dump(payload))
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2, sort_keys=False, default=str, allow_nan=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -36,18 +72,177 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> Path:
 
 
 def save_result(results_dir: Path, payload: dict[str, Any]) -> Path:
-    """Store one run; never overwrites an earlier file (a suffix is added on a name clash)."""
+    """Store one run under a fresh name; never overwrites a file, even when two sessions store a
+    run of the same cluster and workload in the same second (the complete file is hard-linked
+    into place, which fails instead of replacing; the loser takes the next suffix)."""
+    results_dir.mkdir(parents=True, exist_ok=True)
     name = result_filename(payload["cluster"]["name"], payload["workload"]["id"],
                            payload["started_at"])
-    path = results_dir / name
-    n = 1
-    while path.exists():
-        path = results_dir / name.replace(".json", f"-{n}.json")
-        n += 1
-    return write_json_atomic(path, {"schema_version": SCHEMA_VERSION, **payload})
+    tmp = _write_temp(results_dir, name, _dump({"schema_version": SCHEMA_VERSION, **payload}))
+    try:
+        for n in range(10_000):
+            path = results_dir / (name if n == 0 else name.replace(".json", f"-{n}.json"))
+            try:
+                os.link(tmp, path)
+                return path
+            except FileExistsError:
+                continue
+            except OSError:  # no hard links here (some network filesystems): best effort
+                if not path.exists():
+                    os.replace(tmp, path)
+                    return path
+        raise OSError(f"no free result file name for {name} in {results_dir}")
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def load_result(path: Path) -> dict[str, Any]:
-    data = json.loads(path.read_text(encoding="utf-8"))
+    """A stored run, normalised to the current schema (older files get defaults)."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a results file (top level is not an object)")
     data.setdefault("schema_version", 0)
+    data.setdefault("repeats", [])
+    data.setdefault("baseline_mark", False)
+    data.setdefault("requests", None)
+    data.setdefault("telemetry", None)
+    data.setdefault("model", {})
+    data.setdefault("environment", {})
+    data.setdefault("simulated", None)
+    data["metrics"] = {k: (math.nan if v is None else v) for k, v in data.get("metrics", {}).items()}
+    data["path"] = str(path)
     return data
+
+
+# ---------------------------------------------------------------------------- per-request records
+
+def encode_requests(run: dict[str, Any]) -> dict[str, Any]:
+    """A run's per-request records (``RunResult.to_dict()``), compressed for the results file."""
+    raw = json.dumps(run, separators=(",", ":"), default=str).encode()
+    return {"encoding": REQUESTS_ENCODING, "count": len(run.get("records", [])),
+            "data": base64.b64encode(gzip.compress(raw, 6)).decode("ascii")}
+
+
+def decode_requests(block: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Inverse of :func:`encode_requests`; None when the file holds no records."""
+    if not block or block.get("encoding") != REQUESTS_ENCODING:
+        return None
+    return json.loads(gzip.decompress(base64.b64decode(block["data"])))
+
+
+# ---------------------------------------------------------------------------- secrets
+
+def is_secret_name(name: str) -> bool:
+    return bool(_SECRET_NAME.search(name))
+
+
+def redact_env(data: Any) -> Any:
+    """A copy of a cluster spec dump with every ``env`` value whose name looks like a secret
+    (TOKEN, KEY, SECRET, PASSWORD…) replaced."""
+    if isinstance(data, dict):
+        out = {}
+        for key, value in data.items():
+            if key == "env" and isinstance(value, dict):
+                out[key] = {k: (REDACTED if is_secret_name(str(k)) else v) for k, v in value.items()}
+            else:
+                out[key] = redact_env(value)
+        return out
+    if isinstance(data, list):
+        return [redact_env(v) for v in data]
+    return data
+
+
+_ASSIGNMENT = re.compile(r"(?P<name>\b[A-Za-z_][A-Za-z0-9_]*)=(?P<value>'[^']*'|\"[^\"]*\"|\S+)")
+_SECRET_FLAG = re.compile(r"(?P<flag>--[\w-]*(?:token|key|secret|password)[\w-]*)(?P<sep>=|\s+)"
+                          r"(?P<value>'[^']*'|\"[^\"]*\"|\S+)", re.IGNORECASE)
+
+
+def redact_commands(text: str) -> str:
+    """Rendered commands with secret-looking variable assignments and flag values replaced."""
+    text = _ASSIGNMENT.sub(lambda m: f"{m['name']}={REDACTED}" if is_secret_name(m["name"])
+                           else m[0], text)
+    return _SECRET_FLAG.sub(lambda m: f"{m['flag']}{m['sep']}{REDACTED}", text)
+
+
+# ---------------------------------------------------------------------------- lookups
+
+def iter_results(results_dir: Path) -> Iterable[dict[str, Any]]:
+    """Every readable result in the store; files that cannot be read (foreign JSON, a file cut
+    short by a full disk) are skipped, never fatal."""
+    if not results_dir.is_dir():
+        return
+    for path in sorted(results_dir.glob("*.json")):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            data = load_result(path)
+            if isinstance(data.get("cluster"), dict) and isinstance(data.get("workload"), dict):
+                yield data
+
+
+def find_runs(results_dir: Path, cluster: str, workload_id: str,
+              model: str | None = None) -> list[dict[str, Any]]:
+    """Stored runs of ``cluster`` on ``workload_id`` (and ``model``, when given), oldest first."""
+    runs = [d for d in iter_results(results_dir)
+            if d["cluster"].get("name") == cluster and d["workload"].get("id") == workload_id
+            and (model is None or d["model"].get("name") in (None, model))]
+    return sorted(runs, key=lambda d: float(d.get("started_at") or 0.0))
+
+
+def usable(run: dict[str, Any]) -> bool:
+    """A run sound enough to compare with: requests completed, none failed."""
+    m = run.get("metrics", {})
+    completed, failed = m.get("completed") or 0, m.get("failed") or 0
+    return completed > 0 and not failed
+
+
+@dataclass(frozen=True)
+class BaselinePick:
+    run: dict[str, Any] | None
+    reason: str  # why this one, or why none
+
+
+def pick_baseline(runs: list[dict[str, Any]], now: float, max_age_s: float) -> BaselinePick:
+    """The stored run to use as a baseline: the newest run marked with ``--pd-save-baseline``,
+    else the newest sound run; either only if younger than ``max_age_s``. Pure."""
+    sound = [r for r in runs if usable(r)]
+    if not sound:
+        why = "no stored run" if not runs else f"{len(runs)} stored run(s), none without failures"
+        return BaselinePick(None, why)
+    marked = [r for r in sound if r.get("baseline_mark")]
+    best = (marked or sound)[-1]
+    age = now - float(best.get("started_at") or 0.0)
+    if age > max_age_s:
+        return BaselinePick(None, f"the newest {'marked ' if marked else ''}run ({best['path']}) is "
+                                  f"{format_age(age)} old, older than the maximum age "
+                                  f"{format_age(max_age_s)} (--pd-baseline-max-age)")
+    return BaselinePick(best, "marked baseline" if marked else "newest stored run")
+
+
+def previous_run(runs: list[dict[str, Any]], session: str | None,
+                 before: float) -> dict[str, Any] | None:
+    """The newest run started before ``before`` that is not from this session."""
+    older = [r for r in runs if float(r.get("started_at") or 0.0) < before
+             and (session is None or r.get("session") != session)]
+    return older[-1] if older else None
+
+
+_AGE = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>s|m|h|d|w)?\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_age(text: str) -> float:
+    """'90s', '30m', '12h', '7d', '2w' (bare numbers are seconds); '0', 'inf' or 'none': no limit."""
+    if text.strip().lower() in ("0", "inf", "none", "never"):
+        return math.inf
+    match = _AGE.match(text)
+    if not match:
+        raise ValueError(f"not an age: {text!r} (write e.g. 12h, 7d or 2w)")
+    return float(match["n"]) * _UNITS[match["unit"] or "s"]
+
+
+def format_age(seconds: float) -> str:
+    if math.isinf(seconds):
+        return "unlimited"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"

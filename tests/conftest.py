@@ -92,3 +92,17 @@ def assert_nothing_left(run_base: Path) -> None:
     assert pids, f"no pid files under {run_base}: nothing was started?"
     alive = [pid for pid in pids if group_alive(pid)]
     assert not alive, f"process groups still running after the session: {alive}"
+
+
+@pytest.fixture(scope="session")
+def sshd_farm(tmp_path_factory: pytest.TempPathFactory):
+    """Real OpenSSH servers on 127.0.0.2 and 127.0.0.3 (one "host" each), for the SSH tests;
+    skips with the reason when sshd cannot be had here."""
+    from tests.sshd import SshdUnavailable, start_farm
+
+    try:
+        farm = start_farm(tmp_path_factory.mktemp("sshd"))
+    except SshdUnavailable as exc:
+        pytest.skip(str(exc))
+    yield farm
+    farm.stop()

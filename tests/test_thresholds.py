@@ -101,3 +101,75 @@ def test_seed_table_rows():
     assert rows[5][2:] == ("pass", "pass", "pass", "—")
     assert any("TP=4, PP=2" in line for line in terminal_lines(comp))
     assert "| pp2 (candidate) | TP=4, PP=2 | 5.01 | 492.9 | 26.4 | 31.35 |" in markdown([comp])
+
+
+# ---------------------------------------------------------------------------------- noise (repeats)
+
+def test_noise_marker_argument_is_validated():
+    (bound,) = bounds_from_marker(("mean_ttft_ms",), {"max_ratio": 1.5, "noise": "xfail"}, KNOWN)
+    assert bound.noise == "xfail"
+    with pytest.raises(ThresholdError, match="noise must be one of"):
+        bounds_from_marker(("mean_ttft_ms",), {"max_ratio": 1.5, "noise": "maybe"}, KNOWN)
+
+
+@pytest.mark.parametrize(
+    ("candidate_repeats", "status"),
+    [
+        ([5000.0, 5010.0, 5020.0], "pass"),          # 1.39–1.40× < 1.5: clearly inside
+        ([5600.0, 5610.0, 5620.0], "fail"),          # 1.56× > 1.5: clearly outside
+        ([4700.0, 5400.0, 5600.0], "within noise"),  # the interval straddles 1.5×
+    ],
+)
+def test_bootstrap_interval_decides_pass_fail_or_within_noise(candidate_repeats, status):
+    (bound,) = bounds(("mean_ttft_ms", {"max_ratio": 1.5}))
+    base = [3590.0, 3590.0, 3590.0]
+    cand = {**SEED_PP2, "mean_ttft_ms": sorted(candidate_repeats)[1]}
+    v = evaluate(bound, cand, SEED_TP8, {"mean_ttft_ms": candidate_repeats}, {"mean_ttft_ms": base})
+    assert v.status == status and v.ci is not None
+    assert v.passed is (status == "pass")  # "within noise" counts as fail by default
+    assert "95 % CI" in v.message
+
+
+@pytest.mark.parametrize(("mode", "passed", "xfail"), [("pass", True, False), ("fail", False, False),
+                                                       ("xfail", False, True)])
+def test_marker_chooses_how_within_noise_counts(mode, passed, xfail):
+    b = bounds_from_marker(("mean_ttft_ms",), {"max_ratio": 1.5, "noise": mode}, KNOWN)
+    samples = {"mean_ttft_ms": [4700.0, 5400.0, 5600.0]}
+    comp = compare("t", "w", Side("pp2", "", {**SEED_PP2, "mean_ttft_ms": 5400.0}, samples=samples),
+                   Side("tp8", "", SEED_TP8, samples={"mean_ttft_ms": [3590.0] * 3}), b)
+    assert comp.verdicts[0].word == "within noise"
+    assert comp.passed is passed
+    assert (comp.xfail_reason is not None) is xfail
+    assert table_rows(comp)[-1][2] == "within noise"
+
+
+def test_single_run_has_no_interval():
+    (bound,) = bounds(("mean_ttft_ms", {"max_ratio": 1.5}))
+    v = evaluate(bound, SEED_PP2, SEED_TP8, {}, {})
+    assert v.ci is None and v.status == "pass"
+
+
+def test_history_regression_beyond_noise_band_warns_or_fails():
+    last = Side("pp2", "", {**SEED_PP2, "output_throughput": 492.9, "mean_tpot_ms": 26.4})
+    now = Side("pp2", "", {**SEED_PP2, "output_throughput": 440.0, "mean_tpot_ms": 26.9})
+    comp = compare("t", "w", now, Side("tp8", "", SEED_TP8), [], last=last, noise_band=0.05)
+    by_metric = {h.metric: h for h in comp.history}
+    assert by_metric["output_throughput"].regression  # −10.7 % throughput, beyond ±5 %
+    assert not by_metric["mean_tpot_ms"].regression   # +1.9 % TPOT, within the band
+    assert comp.passed and any("output_throughput" in w for w in comp.warnings())
+    strict = compare("t", "w", now, Side("tp8", "", SEED_TP8), [], last=last, fail_on_regression=True)
+    assert not strict.passed and "regression vs last run: output_throughput" in strict.failure_message()
+    rows = terminal_lines(comp)
+    assert any("vs last run" in r for r in rows)
+
+
+def test_comparison_survives_the_trip_through_a_report():
+    from pytest_pd.comparison import from_dict, to_dict
+
+    b = bounds_from_marker(("mean_ttft_ms",), {"max_ratio": 1.5, "noise": "xfail"}, KNOWN)
+    comp = compare("t", "w", Side("pp2", "", SEED_PP2, samples={"mean_ttft_ms": [5000.0, 5020.0]}),
+                   Side("tp8", "", SEED_TP8, samples={"mean_ttft_ms": [3590.0, 3600.0]}), b,
+                   last=Side("pp2", "", SEED_PP2))
+    back = from_dict(to_dict(comp))
+    assert back.verdicts == comp.verdicts and back.history == comp.history
+    assert back.passed == comp.passed

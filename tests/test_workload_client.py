@@ -15,6 +15,7 @@ import threading
 import time
 
 import aiohttp
+import numpy as np
 import pytest
 import pytest_asyncio
 from aiohttp import web
@@ -95,6 +96,10 @@ class FakeSGLang:
                 await self._send(resp, {"error": {"message": "KV transfer failed", "code": 503}})
                 await self._send(resp, "[DONE]")
                 return resp
+            if mode == "short":  # stops early although ignore_eos was sent
+                n_out = max(1, n_out - 2)
+            if mode == "badprompt":  # counts the prompt differently
+                n_prompt += 1
             await asyncio.sleep(FIRST_DELAY)
             text = ""
             for k in range(1, n_out + 1):
@@ -113,9 +118,18 @@ class FakeSGLang:
                 piece = f"t{k} "
                 text += piece
                 if api == "generate":
-                    await self._send(resp, {"text": text, "meta_info": {
-                        "prompt_tokens": n_prompt, "completion_tokens": k,
-                        "finish_reason": {"type": "length"} if k == n_out else None}})
+                    meta = {"prompt_tokens": n_prompt, "completion_tokens": k,
+                            "finish_reason": {"type": "length"} if k == n_out else None}
+                    if mode == "metafirst":  # meta_info not last: decoded the slow way
+                        await self._send(resp, {"meta_info": meta, "text": text, "index": 0})
+                    elif mode == "trickle":  # one event over three reads
+                        raw = f"data: {json.dumps({'text': text, 'meta_info': meta})}\n\n"
+                        third = len(raw) // 3
+                        for piece in (raw[:third], raw[third:2 * third], raw[2 * third:]):
+                            await resp.write(piece.encode())
+                            await asyncio.sleep(0.002)
+                    else:
+                        await self._send(resp, {"text": text, "meta_info": meta})
                 else:
                     await self._send(resp, {"id": "c1", "object": "text_completion",
                                             "model": MODEL, "usage": None,
@@ -235,7 +249,7 @@ async def test_good_completions_run(server):
     ("err500", "http_status"),
     ("malformed", "malformed_stream"),
     ("nodone", "incomplete_stream"),
-    ("cut", "incomplete_stream"),
+    ("cut", "dropped_connection"),
     ("zero", "no_tokens"),
     ("inbanderror", "http_status"),
 ])
@@ -394,3 +408,108 @@ async def test_cancellation_cancels_in_flight_requests(server):
             break
         await asyncio.sleep(0.02)
     assert server.in_flight == 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("mode", ["metafirst", "trickle"])
+async def test_stream_shapes_parse_the_same(server, mode):
+    """meta_info not at the end (full decode path) and events split over several reads (partial
+    lines wait for their end) give the same records as the plain stream."""
+    result = await run_workload(server.base + "/" + mode, wl(num_requests=2), prompts(2))
+    for r in result.records:
+        assert r.ok, r.error
+        assert r.chunk_tokens == list(range(1, 11)) and r.completion_tokens == 10
+        assert r.prompt_tokens == 20
+        assert all(b > a for a, b in zip(r.chunk_times, r.chunk_times[1:], strict=False))
+    s = summarize(result)
+    assert s.completed == 2 and s.output_len_mismatches == 0 and s.input_len_mismatches == 0
+    if mode == "trickle":  # stamped when the last third arrived, not the first
+        assert s.mean_itl_ms >= STEP_DELAY * 1000
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("api", ["generate", "completions"])
+async def test_output_and_input_mismatch_flagged_and_fail_the_run(server, api):
+    from pytest_pd.workload import run_problems
+
+    short = await run_workload(server.base + "/short", wl(api=api, num_requests=3), prompts(3))
+    s = summarize(short)
+    assert s.completed == 3 and s.output_len_mismatches == 3
+    assert [r.completion_tokens for r in short.records] == [8, 8, 8]
+    assert s.mismatch_share == 1.0
+    assert run_problems(s) and "3 output" in run_problems(s)[0]
+    assert run_problems(s, max_mismatch_share=1.0) == []
+    bad = await run_workload(server.base + "/badprompt", wl(api=api, num_requests=2), prompts(2))
+    sb = summarize(bad)
+    assert sb.input_len_mismatches == 2 and sb.output_len_mismatches == 0
+    assert [r.prompt_tokens for r in bad.records] == [21, 21]
+    assert run_problems(sb) and "2 input" in run_problems(sb)[0]
+
+
+def test_poisson_schedule_statistics():
+    from pytest_pd.workload.runner import arrival_offsets
+
+    n = 20000
+    w = Workload(input_len=10, output_len=5, num_requests=n, request_rate=50.0, seed=5)
+    off = arrival_offsets(w, n)
+    gaps = np.diff(off)
+    assert off[0] == 0 and (gaps > 0).all()
+    assert np.mean(gaps) == pytest.approx(1 / 50.0, rel=0.03)
+    assert np.std(gaps) / np.mean(gaps) == pytest.approx(1.0, abs=0.03)  # exponential: CV 1
+    # Kolmogorov-Smirnov distance to Exp(rate) is small
+    x = np.sort(gaps)
+    ecdf = np.arange(1, x.size + 1) / x.size
+    assert np.max(np.abs(ecdf - (1 - np.exp(-50.0 * x)))) < 0.015
+    # counts per 1 s window are Poisson: variance ~ mean
+    counts = np.bincount(off.astype(int))[:-1]
+    assert np.var(counts) / np.mean(counts) == pytest.approx(1.0, abs=0.25)
+    # seeded: same seed same schedule, other seed other schedule
+    assert np.array_equal(arrival_offsets(w, n), off)
+    other = Workload(input_len=10, output_len=5, num_requests=n, request_rate=50.0, seed=6)
+    assert not np.array_equal(arrival_offsets(other, n), off)
+    # burstiness: gamma gaps with the same mean rate, CV = 1/sqrt(shape)
+    for shape in (0.25, 4.0):
+        b = Workload(input_len=10, output_len=5, num_requests=n, request_rate=50.0, seed=5,
+                     burstiness=shape)
+        g = np.diff(arrival_offsets(b, n))
+        assert np.mean(g) == pytest.approx(1 / 50.0, rel=0.05)
+        assert np.std(g) / np.mean(g) == pytest.approx(1 / np.sqrt(shape), rel=0.08)
+    assert (arrival_offsets(Workload(), 5) == 0).all()  # closed loop: all due at once
+
+
+@pytest.mark.asyncio
+async def test_duration_limit_stops_dispatching(server):
+    w = wl(num_requests=50, concurrency=2, output_len=5, duration_limit_s=0.4)
+    t0 = time.perf_counter()
+    result = await run_workload(server.base + "/ok", w, prompts(50, output_len=5))
+    assert time.perf_counter() - t0 < 3
+    sent = len(result.records)
+    assert 2 <= sent < 50 and result.not_sent == 50 - sent
+    s = summarize(result)
+    assert s.not_sent == 50 - sent and s.failed == 0 and s.completed == sent
+    assert max(r.t_start for r in result.records) - result.started <= 0.4 + 0.05
+    from pytest_pd.workload import run_problems
+    assert any("not sent" in p for p in run_problems(s))
+
+
+@pytest.mark.asyncio
+async def test_open_loop_queue_time_apart_from_ttft(server):
+    """At a rate above what the cap allows, requests queue in the client: that time shows up as
+    queue time, never inside TTFT."""
+    w = wl(num_requests=6, concurrency=1, output_len=3, request_rate=200.0)
+    result = await run_workload(server.base + "/ok", w, prompts(6, output_len=3))
+    s = summarize(result)
+    assert s.completed == 6
+    assert s.max_queue_ms > 3 * FIRST_DELAY * 1000
+    assert s.p99_ttft_ms < FIRST_DELAY * 1000 * 3
+
+
+@pytest.mark.asyncio
+async def test_progress_ticks_report_streamed_tokens(server):
+    ticks = []
+    await run_workload(server.base + "/ok", wl(num_requests=2, output_len=40), prompts(2, output_len=40),
+                       on_progress=lambda *a: ticks.append(a), progress_interval_s=0.02)
+    assert len(ticks) > 2
+    assert ticks[-1] == (2, 2, 80, 0)
+    mid = [t for t in ticks if t[0] == 0]
+    assert mid and max(t[2] for t in mid) > 0  # tokens streamed before any request finished

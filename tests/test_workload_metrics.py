@@ -8,7 +8,16 @@ import math
 import numpy as np
 import pytest
 
-from pytest_pd.workload import RequestRecord, RunResult, RunSummary, Workload, summarize
+from pytest_pd.workload import (
+    RequestRecord,
+    RunResult,
+    RunSummary,
+    Workload,
+    aggregate_repeats,
+    peak_output_throughput,
+    run_problems,
+    summarize,
+)
 from pytest_pd.workload.metrics import request_itls, request_table
 
 WL = Workload(input_len=100, output_len=5, concurrency=4, num_requests=5, warmup_requests=0)
@@ -145,7 +154,9 @@ def test_summary_round_trip_and_keys(summary):
                 "p99_ttft_ms", "mean_tpot_ms", "mean_itl_ms", "p95_itl_ms", "max_itl_ms",
                 "mean_e2e_latency_ms", "concurrency", "max_concurrency"):
         assert key in d, key
-    assert RunSummary.from_dict(json.loads(json.dumps(d))) == summary
+    back = RunSummary.from_dict(json.loads(json.dumps(summary.to_json_dict())))
+    assert back.to_json_dict() == summary.to_json_dict()
+    assert math.isnan(back.goodput)  # no SLO given: no goodput, not 0
 
 
 def test_request_table():
@@ -154,3 +165,84 @@ def test_request_table():
     assert rows[0]["ttft_ms"] == pytest.approx(1000.0)
     assert rows[1]["queue_ms"] == pytest.approx(500.0)
     assert rows[2]["ttft_ms"] is None and rows[2]["error_kind"] == "http_status"
+
+
+def test_goodput_under_slos():
+    # TTFTs 1.0, 2.0, 1.0 s; TPOTs 175, 166.7, 400 ms; E2E 1.7, 2.5, 1.8 s
+    r = make_result([A, B, C, D, E])
+    s = summarize(r, slo={"ttft_ms": 1500})
+    assert s.goodput == pytest.approx(2 / 4.0)  # A and E
+    assert s.goodput_ratio == pytest.approx(2 / 5)  # failed requests never meet an SLO
+    assert s.slo == {"ttft_ms": 1500.0}
+    s2 = summarize(r, slo={"ttft_ms": 2500, "tpot_ms": 200})
+    assert s2.goodput == pytest.approx(2 / 4.0)  # A, B (E's TPOT is 400 ms)
+    s3 = summarize(r, slo={"e2e_ms": 1750})
+    assert s3.goodput == pytest.approx(1 / 4.0)
+    s4 = summarize(r, slo={"itl_ms": 260})  # worst ITL: A 300, B 250, E 500 ms
+    assert s4.goodput_ratio == pytest.approx(1 / 5)
+    with pytest.raises(Exception, match="Unknown SLO"):
+        summarize(r, slo={"latency": 5})
+    with pytest.raises(Exception, match="positive"):
+        summarize(r, slo={"ttft_ms": 0})
+
+
+def test_peak_output_throughput_in_one_second_buckets():
+    # chunks relative to the first dispatch at 0: A 1.0-1.6 s (5 tokens), B 2.5 (2) and 3.0 (2),
+    # E 1.0/1.5/1.7 (1+1+1): bucket [1,2) holds 5 + 3 = 8 tokens
+    r = make_result([A, B, C, D, E])
+    assert peak_output_throughput(r) == pytest.approx(8.0)
+    assert summarize(r).peak_output_throughput == pytest.approx(8.0)
+    assert peak_output_throughput(r, bucket_s=4.0) == pytest.approx(12 / 4.0)
+    # completions-style counts: the server's total lands on the last chunk
+    F = rec(5, t_start=0.0, t_end=0.5, chunks=[0.2, 0.4], completion=6, expected=6)
+    assert peak_output_throughput(make_result([F])) == pytest.approx(6.0)
+    assert math.isnan(peak_output_throughput(make_result([C])))
+
+
+def test_input_length_mismatch_and_run_problems():
+    good = rec(0, t_start=0.0, t_end=1.0, chunks=[0.5, 1.0], tokens=[1, 2], completion=2,
+               prompt_tokens=100, expected=2)
+    bad_in = rec(1, t_start=0.0, t_end=1.0, chunks=[0.5, 1.0], tokens=[1, 2], completion=2,
+                 prompt_tokens=101, expected=2)
+    bad_out = rec(2, t_start=0.0, t_end=1.0, chunks=[0.5, 1.0], tokens=[1, 2], completion=2,
+                  prompt_tokens=100, expected=3)
+    s = summarize(make_result([good, bad_in, bad_out, good]))
+    assert s.input_len_mismatches == 1 and s.output_len_mismatches == 1
+    assert s.mismatch_share == pytest.approx(0.5)
+    problems = run_problems(s)  # default: no mismatch allowed
+    assert len(problems) == 1 and "1 input, 1 output" in problems[0]
+    assert run_problems(s, max_mismatch_share=0.5) == []
+    assert run_problems(summarize(make_result([good]))) == []
+    failed = run_problems(summarize(make_result([good, C])))
+    assert failed == ["1 failed request(s) (http_status: 1)"]
+
+
+def test_aggregate_repeats_takes_medians_and_sums_errors():
+    s1 = summarize(make_result([A, B, C, D, E]), slo={"ttft_ms": 1500})
+    s2 = summarize(make_result([A, E]), slo={"ttft_ms": 1500})
+    s3 = summarize(make_result([B]), slo={"ttft_ms": 1500})
+    agg = aggregate_repeats([s1, s2, s3])
+    for key in ("mean_ttft_ms", "p99_ttft_ms", "output_throughput", "duration", "goodput",
+                "peak_output_throughput", "mean_itl_ms", "concurrency"):
+        vals = [getattr(s, key) for s in (s1, s2, s3)]
+        assert getattr(agg, key) == pytest.approx(float(np.median(vals))), key
+    assert agg.completed == 2  # median of 3, 2, 1
+    assert agg.failed == 2 and agg.errors_by_kind == {"http_status": 1, "incomplete_stream": 1}
+    assert agg.output_len_mismatches == 2  # B's mismatch in repeats 1 and 3
+    assert agg.mismatch_share == pytest.approx(1.0)  # the worst repeat (3: B only)
+    assert agg.repeats == 3 and agg.slo == {"ttft_ms": 1500.0}
+    assert aggregate_repeats([s1]) is s1
+    # a repeat without data does not drag the median to NaN
+    none = summarize(make_result([C]))
+    assert aggregate_repeats([s2, none]).mean_ttft_ms == pytest.approx(s2.mean_ttft_ms)
+    assert math.isnan(aggregate_repeats([none, none]).mean_ttft_ms)
+    json.dumps(agg.to_json_dict(), allow_nan=False)
+    with pytest.raises(ValueError):
+        aggregate_repeats([])
+
+
+def test_queue_statistics():
+    s = summarize(make_result([A, B, E]))
+    assert s.median_queue_ms == pytest.approx(0.0)
+    assert s.max_queue_ms == pytest.approx(500.0)
+    assert s.p99_queue_ms == pytest.approx(np.percentile([0, 500, 0], 99))

@@ -88,9 +88,9 @@ def server_argv(
         _flag(argv, "--dist-init-addr", server.dist_init_addr)
     argv.extend(server.extra_args)
     if spec.engine == "sim":
-        for key, value in spec.sim.items():
-            text = str(value).lower() if isinstance(value, bool) else str(value)
-            argv += [f"--sim-{key.replace('_', '-')}", text]
+        from pytest_pd.sim.model import sim_cli_args
+
+        argv += sim_cli_args({**spec.sim, **server.sim})
     return argv
 
 

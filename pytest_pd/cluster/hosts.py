@@ -1,17 +1,19 @@
-"""Where processes run. ``LocalHost`` runs them on this machine; an SSH host (same interface)
-runs them elsewhere. Every process starts detached in its own process group and session, with
-its output in a log file and its pid in a pid file, so teardown can kill the whole tree."""
+"""Where processes run. ``LocalHost`` runs them on this machine; ``SSHHost`` (cluster/ssh.py, same
+interface) runs them elsewhere. Every process starts detached in its own process group and session,
+with its output in a log file and its pid in a pid file, so teardown can kill the whole tree."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from pytest_pd.errors import HostError
 
@@ -26,10 +28,25 @@ class Proc:
     log_path: Path
     started: float = field(default_factory=time.time)
     popen: subprocess.Popen | None = field(default=None, repr=False)
+    remote_log: str | None = None  # "host:/path" of the log while it lives on a remote host
+
+    @property
+    def log_location(self) -> str:
+        """Where the log is now: the remote path until teardown fetches it, else the local one."""
+        return self.remote_log or str(self.log_path)
+
+
+class CommandResult(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
 
 
 class Host(Protocol):
     name: str
+
+    def run(self, argv: Sequence[str], *, env: dict[str, str] | None = None,
+            cwd: str | None = None, timeout: float = 60.0) -> CommandResult: ...
 
     def start_detached(self, name: str, argv: tuple[str, ...], env: dict[str, str],
                        run_dir: Path) -> Proc: ...
@@ -44,6 +61,8 @@ class Host(Protocol):
 
     def fetch_log(self, proc: Proc, dest_dir: Path) -> Path: ...
 
+    def ports_in_use(self, wanted: Sequence[tuple[str, int]]) -> list[tuple[str, int]]: ...
+
     def close(self) -> None: ...
 
 
@@ -55,6 +74,17 @@ def _group_exists(pgid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def port_in_use(address: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return True
+    return False
 
 
 def tail_file(path: Path, lines: int) -> str:
@@ -70,6 +100,15 @@ class LocalHost:
 
     def __init__(self, name: str = "localhost") -> None:
         self.name = name
+
+    def run(self, argv: Sequence[str], *, env: dict[str, str] | None = None,
+            cwd: str | None = None, timeout: float = 60.0) -> CommandResult:
+        try:
+            done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
+                                  env={**os.environ, **(env or {})}, cwd=cwd, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise HostError(f"could not run {argv[0]!r} on {self.name}: {exc}") from None
+        return CommandResult(done.returncode, done.stdout, done.stderr)
 
     def start_detached(self, name: str, argv: tuple[str, ...], env: dict[str, str],
                        run_dir: Path) -> Proc:
@@ -128,6 +167,9 @@ class LocalHost:
 
     def fetch_log(self, proc: Proc, dest_dir: Path) -> Path:
         return proc.log_path  # already local, in the run directory
+
+    def ports_in_use(self, wanted: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
+        return [(addr, port) for addr, port in wanted if port_in_use(addr, port)]
 
     def close(self) -> None:
         pass

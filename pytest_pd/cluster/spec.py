@@ -6,7 +6,6 @@ names the file, the line and the field, and says what is allowed.
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import re
 import types
@@ -33,6 +32,7 @@ def _env_value(value: Any) -> Any:
 
 EnvValue = Annotated[str, BeforeValidator(_env_value)]
 EnvBlock = dict[str, EnvValue]
+SimBlock = dict[str, bool | int | float | str]
 
 
 class _Model(BaseModel):
@@ -40,14 +40,21 @@ class _Model(BaseModel):
 
 
 class SSHSpec(_Model):
+    """How to reach a host over SSH. Keys the file sets win; unset ones come from the ssh config
+    (``Host`` entry ``alias``, else the address), then from the defaults below."""
+
     user: str | None = None
-    port: int = 22
+    port: int = Field(default=22, ge=1, le=65535)
     key: str | None = None
     password_env: str | None = Field(
         default=None, description="name of an environment variable holding the password"
     )
     insecure_accept_unknown_host_keys: bool = False
-    connect_timeout_s: float = 15.0
+    connect_timeout_s: float = Field(default=15.0, gt=0)
+    alias: str | None = None
+    config: str | None = None
+    known_hosts: str | None = None
+    keepalive_s: float = Field(default=15.0, gt=0)
 
 
 class HostSpec(_Model):
@@ -56,6 +63,8 @@ class HostSpec(_Model):
     python: str | None = None
     workdir: str | None = None
     ssh: SSHSpec = SSHSpec()
+    lock_dir: str | None = None
+    lock_timeout_s: float = Field(default=1800.0, ge=0)
 
 
 class ModelSpec(_Model):
@@ -87,6 +96,7 @@ class ServerOptions(_Model):
     extra_args: list[str] = []
     env: EnvBlock = {}
     health_timeout_s: float | None = Field(default=None, gt=0)
+    sim: SimBlock = {}
 
 
 class ServerSpec(ServerOptions):
@@ -189,10 +199,11 @@ def merge_defaults(defaults: ServerOptions, server: ServerSpec) -> ServerSpec:
     update: dict[str, Any] = {
         k: getattr(defaults, k)
         for k in defaults.model_fields_set
-        if k not in server.model_fields_set and k not in ("extra_args", "env")
+        if k not in server.model_fields_set and k not in ("extra_args", "env", "sim")
     }
     update["extra_args"] = [*defaults.extra_args, *server.extra_args]
     update["env"] = {**defaults.env, **server.env}
+    update["sim"] = {**defaults.sim, **server.sim}
     return server.model_copy(update=update)
 
 
@@ -383,15 +394,22 @@ def _semantic_problems(spec: ClusterSpec, cluster_dir: Path | None) -> list[tupl
                      f"launcher: local runs every process on this machine, so the address must be "
                      f"loopback (127.x.x.x), got {host.address!r}; use launcher: ssh for remote hosts")
                 )
-    if spec.engine == "sim":
-        from pytest_pd.sim.model import SimParams
+    sim_blocks: list[tuple[Loc, dict[str, Any]]] = [(("sim",), spec.sim),
+                                                    (("server_defaults", "sim"), spec.server_defaults.sim)]
+    for role in ("prefill", "decode"):
+        raw_list = spec.prefill if role == "prefill" else spec.decode
+        sim_blocks += [((role, i, "sim"), raw.sim) for i, raw in enumerate(raw_list)]
+    for loc, block in sim_blocks:
+        if block and spec.engine != "sim":
+            problems.append((loc, "a `sim:` block needs `engine: sim`"))
+        elif block:
+            from pytest_pd.sim.model import sim_cli_args
 
-        fields = [f.name for f in dataclasses.fields(SimParams)]
-        for key in spec.sim:
-            if key not in fields:
-                problems.append((("sim", key), f"unknown sim parameter; allowed: {', '.join(fields)}"))
-    elif spec.sim:
-        problems.append((("sim",), "a `sim:` block needs `engine: sim`"))
+            for key, value in block.items():
+                try:
+                    sim_cli_args({key: value})
+                except ValueError as exc:
+                    problems.append((loc + (key,), str(exc)))
 
     if spec.baseline is not None and cluster_dir is not None:
         if not (cluster_dir / f"{spec.baseline}.yaml").is_file():

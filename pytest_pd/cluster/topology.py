@@ -1,11 +1,11 @@
-"""Bring a cluster up (servers in parallel, each gated on its own health; the router last, gated on
-/readiness) and down again (reverse order, always, verified)."""
+"""Bring a cluster up (host locks first; servers in parallel across hosts, each gated on its own
+health; the router last, gated on /readiness) and down again (reverse order, always, verified; logs
+fetched into the run directory; locks released)."""
 
 from __future__ import annotations
 
 import contextlib
 import signal
-import socket
 import sys
 import threading
 import time
@@ -17,9 +17,18 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_pd.cluster.commands import LaunchCommand, launch_plan
+from pytest_pd.cluster.commands import LaunchCommand, interpreter, launch_plan
 from pytest_pd.cluster.hosts import Host, LocalHost, Proc
+from pytest_pd.cluster.hosts import port_in_use as port_in_use
+from pytest_pd.cluster.locks import (
+    HostLock,
+    LocalHostLock,
+    RemoteHostLock,
+    holder_info,
+    local_lock_dir,
+)
 from pytest_pd.cluster.spec import ClusterSpec
+from pytest_pd.cluster.ssh import SSHConnection, SSHHost, resolve_target
 from pytest_pd.errors import BringUpError, HostError
 
 Say = Callable[[str], None]
@@ -34,17 +43,6 @@ def probe(url: str, timeout: float = 2.0) -> int | None:
         return exc.code
     except (urllib.error.URLError, OSError):
         return None
-
-
-def port_in_use(address: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((address, port))
-        except OSError:
-            return True
-    return False
 
 
 @dataclass
@@ -64,7 +62,11 @@ class Topology:
         self.say = say
         self.plan = launch_plan(spec, local_python=local_python)
         self.running: list[Running] = []
+        self._running_lock = threading.Lock()
+        self.locks: list[HostLock] = []
         self._hosts: dict[str, Host] = {}
+        self._conns: dict[object, SSHConnection] = {}
+        self._local_python = local_python
         self.started_at: float | None = None
         self.ready_at: float | None = None
 
@@ -90,11 +92,11 @@ class Topology:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
             if self.manages_processes:
+                self._connect_hosts()
+                self._lock_hosts()
                 self._check_ports()
-                servers = [c for c in self.plan if c.role != "router"]
-                for cmd in servers:
-                    self._start(cmd)
-                self._gate_all(self.running)
+                self._start_all([c for c in self.plan if c.role != "router"])
+                self._gate_all(list(self.running))
                 router_cmd = next(c for c in self.plan if c.role == "router")
                 self._gate_all([self._start(router_cmd)])
             else:
@@ -107,19 +109,47 @@ class Topology:
                  f"({self.ready_at - self.started_at:.1f} s to bring up)")
 
     def down(self) -> None:
-        """Stop every process in reverse start order and confirm its group is gone."""
+        """Stop every process in reverse start order and confirm its group is gone; fetch the
+        logs into the run directory; release the host locks; close the connections. Ctrl-C and
+        SIGTERM arriving meanwhile wait until teardown is done (a second Ctrl-C must not leave
+        servers behind)."""
+        interrupted: BaseException | None = None
+        with signals_deferred():
+            while True:
+                try:
+                    self._down()
+                    break
+                except KeyboardInterrupt as exc:  # a signal delivered just before the deferral
+                    interrupted = exc
+        if interrupted is not None:
+            raise interrupted
+
+    def _down(self) -> None:
         problems = []
-        while self.running:
-            item = self.running.pop()
-            try:
-                item.host.kill_tree(item.proc)
-            except HostError as exc:
-                problems.append(str(exc))
-            with contextlib.suppress(OSError, HostError):
-                item.host.fetch_log(item.proc, self.run_dir)
-        for host in self._hosts.values():
-            host.close()
-        self._hosts.clear()
+        try:
+            while self.running:
+                item = self.running[-1]  # popped once dealt with: an interrupted kill is retried
+                try:
+                    item.host.kill_tree(item.proc)
+                except HostError as exc:
+                    problems.append(str(exc))
+                self.running.pop()
+                with contextlib.suppress(OSError, HostError):
+                    item.host.fetch_log(item.proc, self.run_dir)
+                    item.proc.remote_log = None  # the local copy is the one to read from now on
+        finally:
+            while self.locks:
+                lock = self.locks.pop()
+                with contextlib.suppress(Exception):
+                    lock.release()
+            for host in self._hosts.values():
+                with contextlib.suppress(Exception):
+                    host.close()
+            self._hosts.clear()
+            for conn in self._conns.values():
+                with contextlib.suppress(Exception):
+                    conn.close()
+            self._conns.clear()
         if problems:
             raise HostError("teardown left processes behind: " + " ".join(problems))
 
@@ -130,7 +160,7 @@ class Topology:
             code = item.host.exit_code(item.proc)
             if code is not None:
                 out.append(f"{item.command.name} on {item.command.host} exited with code {code}; "
-                           f"last log lines ({item.proc.log_path}):\n"
+                           f"last log lines ({item.proc.log_location}):\n"
                            f"{item.host.tail_log(item.proc, 15)}")
         return out
 
@@ -147,42 +177,123 @@ class Topology:
         if name not in self._hosts:
             if self.spec.launcher == "local":
                 self._hosts[name] = LocalHost(name)
+            elif self.spec.launcher == "ssh":
+                self._hosts[name] = self._ssh_host(name)
             else:
-                raise HostError(
-                    f"cluster {self.spec.label} uses launcher: {self.spec.launcher}, which this "
-                    "version cannot start yet; use launcher: local (loopback hosts) or attach "
-                    "(a cluster someone else started)."
-                )
+                raise HostError(f"cluster {self.spec.label} uses launcher: attach, which starts "
+                                "nothing; no host is needed.")
         return self._hosts[name]
+
+    def _ssh_host(self, name: str) -> SSHHost:
+        """An SSH host; host names that reach the same account on the same machine share one
+        connection for the whole bring-up."""
+        host_spec = self.spec.hosts[name]
+        target = resolve_target(name, host_spec, resolve_path=self.spec.resolve_path,
+                                source=str(self.spec.source or "the cluster file"))
+        conn = self._conns.get(target.key)
+        if conn is None:
+            conn = self._conns[target.key] = SSHConnection(target, say=self.say)
+        return SSHHost(name, host_spec, conn,
+                       python=interpreter(self.spec, name, self._local_python))
+
+    def _used_hosts(self) -> list[str]:
+        return list(dict.fromkeys(c.host for c in self.plan))
+
+    def _connect_hosts(self) -> None:
+        """Open every SSH connection at once (a no-op for local hosts): unreachable hosts, unknown
+        host keys and refused logins fail here, before anything starts."""
+        hosts = [self._host(name) for name in self._used_hosts()]
+        conns = list({id(h.conn): h.conn for h in hosts if isinstance(h, SSHHost)}.values())
+        if not conns:
+            return
+        with ThreadPoolExecutor(max_workers=len(conns)) as pool:
+            futures = [pool.submit(conn.connect) for conn in conns]
+            errors = [f.exception() for f in futures if f.exception() is not None]
+        if errors:
+            raise typing.cast(BaseException, errors[0])
+        for conn in conns:
+            self.say(f"{self.spec.label}: connected to {conn.target.name} ({conn.target.where})")
+
+    def _lock_hosts(self) -> None:
+        """One lock per machine, taken in a fixed order (no deadlock between two sessions that
+        want overlapping hosts), each waited for up to the host's ``lock_timeout_s``."""
+        info = holder_info(self.spec.label, self.run_dir)
+        wanted: dict[str, tuple[HostLock, float]] = {}
+        names = self._used_hosts()
+        if self.spec.launcher == "local":
+            specs = [self.spec.hosts[n] for n in names]
+            configured = next((h.lock_dir for h in specs if h.lock_dir), None)
+            lock_dir = local_lock_dir(self.spec.resolve_path(configured) if configured else None)
+            timeout = max(h.lock_timeout_s for h in specs)
+            wanted["localhost"] = (LocalHostLock(lock_dir, "localhost", "this machine (launcher: "
+                                                 "local)", info), timeout)
+        else:
+            for name in names:
+                host = typing.cast(SSHHost, self._host(name))
+                key = f"{host.conn.target.hostname}:{host.address}"
+                if key in wanted:
+                    continue
+                lock = RemoteHostLock(host.conn, host.spec.lock_dir, host.address,
+                                      f"host {name} ({host.address})", info)
+                host.conn.on_reconnect(lambda lock=lock: lock.reacquire(self.say))
+                wanted[key] = (lock, host.spec.lock_timeout_s)
+        for _, (lock, timeout) in sorted(wanted.items()):
+            lock.acquire(timeout, self.say)
+            self.locks.append(lock)
 
     def _check_ports(self) -> None:
         spec = self.spec
-        wanted: list[tuple[str, str, int]] = []
+        wanted: dict[str, list[tuple[str, str, int]]] = {}
         for role in ("prefill", "decode"):
             for i, server in enumerate(spec.servers(role)):
-                address = server.listen or spec.host_address(server.node_hosts[0])
-                wanted.append((f"{role}-{i}", address, server.port))
+                host = server.node_hosts[0]
+                address = server.listen or spec.host_address(host)
+                wanted.setdefault(host, []).append((f"{role}-{i}", address, server.port))
                 if server.bootstrap_port:
-                    wanted.append((f"{role}-{i} bootstrap", address, server.bootstrap_port))
+                    wanted[host].append((f"{role}-{i} bootstrap", address, server.bootstrap_port))
         router_address = spec.router.listen or spec.host_address(spec.router_host)
-        wanted.append(("router", router_address, spec.router.port))
+        wanted.setdefault(spec.router_host, []).append(("router", router_address, spec.router.port))
         if spec.router.prometheus_port:
-            wanted.append(("router prometheus", spec.router.prometheus_host or router_address,
-                           spec.router.prometheus_port))
-        busy = [f"{what} wants {addr}:{port}" for what, addr, port in wanted
-                if port_in_use(addr, port)]
+            wanted[spec.router_host].append(("router prometheus",
+                                             spec.router.prometheus_host or router_address,
+                                             spec.router.prometheus_port))
+        def check(host_name: str) -> list[str]:
+            items = wanted[host_name]
+            taken = set(self._host(host_name).ports_in_use([(a, p) for _, a, p in items]))
+            where = f" on {host_name}" if self.spec.launcher != "local" else ""
+            return [f"{what} wants {addr}:{port}{where}" for what, addr, port in items
+                    if (addr, port) in taken]
+
+        with ThreadPoolExecutor(max_workers=len(wanted)) as pool:  # one round trip per host
+            busy = [line for lines in pool.map(check, list(wanted)) for line in lines]
         if busy:
             raise BringUpError(
                 f"cannot bring up {spec.label}: port already in use ({'; '.join(busy)}). Another "
-                f"cluster or program holds it: stop it (`ss -ltnp | grep PORT` shows who), or change "
-                f"the port in {spec.source}."
+                f"cluster or program holds it: stop it (`ss -ltnp | grep PORT` on that host shows "
+                f"who), or change the port in {spec.source}."
             )
+
+    def _start_all(self, commands: list[LaunchCommand]) -> None:
+        """Start servers in parallel (one SSH round trip each, all hosts at once)."""
+        if len(commands) <= 1 or self.spec.launcher == "local":
+            for cmd in commands:
+                self._start(cmd)
+            return
+        with ThreadPoolExecutor(max_workers=min(len(commands), 8)) as pool:
+            futures = [pool.submit(self._start, cmd) for cmd in commands]
+            errors = [f.exception() for f in futures if f.exception() is not None]
+        # keep the plan's order for teardown (reverse) and reports
+        order = {cmd.name: i for i, cmd in enumerate(self.plan)}
+        self.running.sort(key=lambda r: order.get(r.command.name, len(order)))
+        if errors:
+            raise typing.cast(BaseException, errors[0])
 
     def _start(self, cmd: LaunchCommand) -> Running:
         host = self._host(cmd.host)
         proc = host.start_detached(cmd.name, cmd.argv, cmd.env, self.run_dir)
         item = Running(cmd, proc, host)
-        self.running.append(item)
+        with self._running_lock:
+            self.running.append(item)
         self.say(f"{self.spec.label}: started {cmd.name} on {cmd.host} (pid {proc.pid})")
         return item
 
@@ -206,14 +317,14 @@ class Topology:
         url = typing.cast(str, cmd.health_url)
         start = time.monotonic()
         deadline = start + cmd.health_timeout_s
-        delay, next_note = 0.1, start + 10.0
+        delay, next_note = 0.1, start + 5.0
         while not cancel.is_set():
             code = item.host.exit_code(item.proc)
             if code is not None:
                 raise BringUpError(
                     f"{cmd.name} on {cmd.host} exited with code {code} during bring-up of "
                     f"{self.spec.label}, before {url} answered. Last log lines "
-                    f"({item.proc.log_path}):\n{item.host.tail_log(item.proc, 20)}\n"
+                    f"({item.proc.log_location}):\n{item.host.tail_log(item.proc, 20)}\n"
                     "Fix the cause shown in the log (command: `pytest-pd commands "
                     f"{self.spec.label}`)."
                 )
@@ -226,26 +337,50 @@ class Topology:
                 raise BringUpError(
                     f"{cmd.name} on {cmd.host} did not become healthy within "
                     f"{cmd.health_timeout_s:.0f} s ({url} last answered {status or 'nothing'}). "
-                    f"Last log lines ({item.proc.log_path}):\n{item.host.tail_log(item.proc, 20)}\n"
+                    f"Last log lines ({item.proc.log_location}):\n{item.host.tail_log(item.proc, 20)}\n"
                     "Raise health_timeout_s (servers) or router.readiness_timeout_s in the cluster "
                     "file if it is just slow."
                 )
             if now > next_note:
                 last = item.host.tail_log(item.proc, 1).strip()
-                self.say(f"{self.spec.label}: waiting for {cmd.name} ({now - start:.0f} s): {last}")
+                self.say(f"{self.spec.label}: waiting for {cmd.name} on {cmd.host} "
+                         f"({now - start:.0f} s of {cmd.health_timeout_s:.0f} s), last log line: "
+                         f"{last or '(empty)'}")
                 next_note = now + 10.0
             cancel.wait(delay)
             delay = min(delay * 1.5, 2.0)
 
     def _gate_attached(self) -> None:
-        """``launcher: attach``: only check that the router and its workers answer."""
-        for cmd in self.plan:
-            if cmd.health_url and probe(cmd.health_url, timeout=10.0) != 200:
-                raise BringUpError(
-                    f"attached cluster {self.spec.label}: {cmd.name} at {cmd.health_url} is not "
-                    "healthy. Start the cluster first (`pytest-pd commands "
-                    f"{self.spec.label}` prints how), or use launcher: local/ssh."
-                )
+        """``launcher: attach``: no bring-up, no locks, no teardown; only check (all at once) that
+        the workers and the router named in the file answer."""
+        checks = [c for c in self.plan if c.health_url]
+        with ThreadPoolExecutor(max_workers=max(1, len(checks))) as pool:
+            codes = list(pool.map(lambda c: probe(typing.cast(str, c.health_url), timeout=10.0),
+                                  checks))
+        bad = [f"{c.name} at {c.health_url} answered {code or 'nothing'}"
+               for c, code in zip(checks, codes, strict=True) if code != 200]
+        if bad:
+            raise BringUpError(
+                f"attached cluster {self.spec.label} is not healthy: {'; '.join(bad)}. Start the "
+                f"cluster first (`pytest-pd commands {self.spec.label}` prints how), or use "
+                "launcher: local/ssh to let pytest-pd bring it up."
+            )
+        self.say(f"{self.spec.label}: attached; {', '.join(c.name for c in checks)} healthy")
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block is done (main thread only); they are delivered,
+    and so act, right after it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @contextlib.contextmanager

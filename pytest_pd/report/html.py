@@ -1,52 +1,325 @@
-"""HTML fragments for pytest-html: the seed-style comparison table. Everything is escaped."""
+"""HTML for the pytest-html report: header, the seed-style comparison table, "vs last run",
+charts, server-side metrics and host telemetry, cluster files and commands, and log tails for
+failures. It only renders what it is given; every piece of text is escaped."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import time
+from collections.abc import Mapping, Sequence
 from html import escape
+from typing import Any
 
-from pytest_pd.comparison import Comparison
-from pytest_pd.report.summary import other_verdicts, table_rows
+import yaml
+
+from pytest_pd.comparison import HISTORY_METRICS, Comparison
+from pytest_pd.report import charts, series
+from pytest_pd.report.summary import (
+    COLUMNS,
+    baseline_lines,
+    history_table,
+    other_verdicts,
+    outcome_word,
+    table_rows,
+)
+from pytest_pd.telemetry import server_summary
 
 STYLE = """<style>
+.pd-report{font-size:13px}
 table.pd-table{border-collapse:collapse;margin:6px 0 14px 0;font-size:13px}
 table.pd-table th,table.pd-table td{border:1px solid #bbb;padding:3px 8px}
 table.pd-table td.num{text-align:right;font-variant-numeric:tabular-nums}
 table.pd-table tr.pd-candidate td{font-weight:bold}
-td.pd-pass{background:#d8f5d0;color:#135b0c} td.pd-fail{background:#f9d3d3;color:#8a0d0d}
+td.pd-pass,span.pd-pass{background:#d8f5d0;color:#135b0c}
+td.pd-fail,span.pd-fail,tr.pd-fail-row td{background:#f9d3d3;color:#8a0d0d}
+td.pd-noise,span.pd-noise,tr.pd-noise-row td{background:#fcefc7;color:#6b4e00}
+td.pd-warn{background:#fcefc7;color:#6b4e00}
 h2.pd-title{margin-top:18px} p.pd-note{margin:2px 0;font-size:12px}
+img.pd-chart{display:block;max-width:100%;height:auto;margin:6px 0;border:1px solid #ddd}
+pre.pd-pre{background:#f6f6f6;border:1px solid #ddd;padding:6px;max-height:420px;overflow:auto;
+font-size:11px;white-space:pre-wrap}
+dl.pd-header{display:grid;grid-template-columns:max-content auto;gap:2px 12px;margin:6px 0}
+dl.pd-header dt{font-weight:bold} dl.pd-header dd{margin:0}
 </style>"""
 
+WALL = "s since the measurement started"
+VERDICT_CLASS = {"pass": "pd-pass", "FAIL": "pd-fail", "within noise": "pd-noise"}
 
-def _cell(text: str, index: int) -> str:
-    classes = []
-    if index >= 2:
-        classes.append("num")
-    if text == "pass":
-        classes.append("pd-pass")
-    elif text == "FAIL":
-        classes.append("pd-fail")
-    attr = f' class="{" ".join(classes)}"' if classes else ""
-    return f"<td{attr}>{escape(text)}</td>"
+
+def _table(rows: Sequence[Sequence[str]], cls: str = "pd-table",
+           row_classes: Sequence[str] = (), cell_classes: Mapping[tuple[int, int], str] | None = None,
+           numeric_from: int = 1) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in rows[0])
+    body = []
+    for r, row in enumerate(rows[1:]):
+        rc = row_classes[r] if r < len(row_classes) and row_classes[r] else ""
+        cells = []
+        for c, text in enumerate(row):
+            classes = ["num"] if c >= numeric_from else []
+            extra = (cell_classes or {}).get((r, c)) or VERDICT_CLASS.get(text)
+            if extra:
+                classes.append(extra)
+            attr = f' class="{" ".join(classes)}"' if classes else ""
+            cells.append(f"<td{attr}>{escape(text)}</td>")
+        body.append((f'<tr class="{rc}">' if rc else "<tr>") + "".join(cells) + "</tr>")
+    return (f'<table class="{cls}"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table>')
 
 
 def comparison_table(comp: Comparison) -> str:
+    """The seed table; a failing column is red from the candidate's value to the verdict."""
     rows = table_rows(comp)
-    head = "".join(f"<th>{escape(h)}</th>" for h in rows[0])
-    body = []
-    for n, row in enumerate(rows[1:]):
-        cls = ' class="pd-candidate"' if n == 0 else ""
-        body.append(f"<tr{cls}>" + "".join(_cell(c, i) for i, c in enumerate(row)) + "</tr>")
+    cell_classes: dict[tuple[int, int], str] = {}
+    if len(rows) > 2:
+        verdict_row = rows[-1]
+        for c, word in enumerate(verdict_row):
+            if c >= 2 and word in ("FAIL", "within noise"):
+                for r in range(len(rows) - 1):
+                    cell_classes[(r, c)] = VERDICT_CLASS[word]
     notes = "".join(f'<p class="pd-note">{escape(t)}</p>' for t in other_verdicts(comp))
-    verdict = "pass" if comp.passed else "FAIL"
-    return (f'<h3>{escape(comp.workload_id)} — <span class="pd-{verdict.lower()}">{verdict}</span> '
-            f"<small>{escape(comp.test_id)}</small></h3>"
-            f'<table class="pd-table"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody>'
-            f"</table>{notes}")
+    notes += "".join(f'<p class="pd-note">{escape(t)}</p>' for t in baseline_lines(comp))
+    word = outcome_word(comp)
+    cls = "pd-pass" if comp.passed else "pd-noise" if comp.xfail_reason else "pd-fail"
+    return (f'<h3 class="pd-workload">{escape(comp.workload_id)} — <span class="{cls}">'
+            f"{escape(word)}</span> <small>{escape(comp.test_id)}</small></h3>"
+            + _table(rows, "pd-table pd-comparison", row_classes=["pd-candidate"],
+                     cell_classes=cell_classes, numeric_from=2)
+            + verdict_table(comp) + notes)
 
 
-def summary_section(comps: Sequence[Comparison]) -> str:
+def verdict_table(comp: Comparison) -> str:
+    """One row per bound: both values, the ratio, the bound, the interval and the verdict."""
+    if not comp.verdicts:
+        return ""
+    rows: list[tuple[str, ...]] = [("metric", "candidate", "baseline", "ratio", "bound",
+                                    "95 % CI", "verdict")]
+    classes = []
+    for v in comp.verdicts:
+        ratio = v.ratio
+        ci = "—" if v.ci is None else (f"{v.ci[0]:.3f}×–{v.ci[1]:.3f}×" if v.bound.is_ratio
+                                       else f"{v.ci[0]:.4g}–{v.ci[1]:.4g}")
+        rows.append((v.bound.metric, f"{v.candidate:.4g}",
+                     "—" if v.baseline is None else f"{v.baseline:.4g}",
+                     "—" if ratio is None else f"{ratio:.3f}×", v.bound.text(), ci, v.word))
+        classes.append({"FAIL": "pd-fail-row", "within noise": "pd-noise-row"}.get(v.word, ""))
+    return _table(rows, "pd-table pd-verdicts", row_classes=classes)
+
+
+def history_section(comp: Comparison) -> str:
+    rows = history_table(comp)
+    if not rows:
+        return ""
+    classes = {(r, 5): ("pd-fail" if comp.fail_on_regression else "pd-warn")
+               for r, row in enumerate(rows[1:]) if row[5] != "ok"}
+    return ('<h4>vs last run</h4>'
+            f'<p class="pd-note">last run: {escape(str(comp.last.result_path if comp.last else ""))}</p>'
+            + _table(rows, "pd-table pd-history", cell_classes=classes))
+
+
+def header_section(header: Mapping[str, Any]) -> str:
+    items = [(k, header[k]) for k in ("cluster", "baseline", "model", "versions", "commit", "date",
+                                      "hardware", "host") if header.get(k) not in (None, "", {})]
+    body = "".join(f"<dt>{escape(k)}</dt><dd>{escape(_flat(v))}</dd>" for k, v in items)
+    return f'<dl class="pd-header">{body}</dl>'
+
+
+def _flat(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k} {_flat(v)}" for k, v in value.items() if v not in (None, "", {}))
+    return str(value)
+
+
+# ----------------------------------------------------------------------------- details (charts…)
+
+def _display(metric: str, value: float) -> float:
+    col = next((c for c in COLUMNS if c.metric == metric), None)
+    return value * col.scale if col else value
+
+
+def _title(metric: str) -> str:
+    col = next((c for c in COLUMNS if c.metric == metric), None)
+    return f"{col.title} — {metric}" if col else metric
+
+
+def trend_chart(comp: Comparison, trend: Sequence[Mapping[str, Any]]) -> str:
+    if not trend:
+        return '<p class="pd-note">No stored runs of this cluster and workload yet: no trend.</p>'
+    labels = [time.strftime("%m-%d %H:%M", time.gmtime(float(r.get("started_at") or 0)))
+              for r in trend]
+    panels = []
+    base = comp.baseline.metrics if comp.baseline else {}
+    for metric in HISTORY_METRICS:
+        values = [_display(metric, float(r["metrics"].get(metric) or math.nan)) for r in trend]
+        bounds = []
+        for b in comp.bounds:
+            if b.metric != metric:
+                continue
+            if b.is_ratio and isinstance(base.get(metric), (int, float)):
+                bounds.append(_display(metric, b.value * float(base[metric])))
+            elif not b.is_ratio:
+                bounds.append(_display(metric, b.value))
+        panels.append((_title(metric), values, bounds))
+    png = charts.trend(panels, labels)
+    return charts.img(png, f"trend of the last {len(trend)} runs of {comp.candidate.cluster}",
+                      "trend", points=len(trend))
+
+
+def run_charts(comp: Comparison, candidate: Mapping[str, Any],
+               baseline: Mapping[str, Any] | None) -> str:
+    cname = f"{comp.candidate.cluster} (candidate)"
+    bname = f"{comp.baseline.cluster} (baseline)" if comp.baseline else "baseline"
+    views = [(cname, candidate)] + ([(bname, baseline)] if baseline else [])
+    with_records = [(n, v) for n, v in views if v.get("runs")]
+    missing = [n for n, v in views if not v.get("runs")]
+    out = []
+    if missing:
+        out.append(f'<p class="pd-note">No per-request records stored for {escape(", ".join(missing))}'
+                   "; its distributions and timeline are not shown.</p>")
+    if not with_records:
+        return "".join(out)
+    lat = {n: series.latencies(v) for n, v in with_records}
+    png = charts.cdfs([("TTFT (s), CDF", {n: t for n, (t, _) in lat.items()}),
+                       ("E2E latency (s), CDF", {n: e for n, (_, e) in lat.items()})])
+    out.append(charts.img(png, "TTFT and E2E latency distributions", "cdf"))
+    png = charts.timelines([(n, series.timeline(v)) for n, v in with_records])
+    out.append(charts.img(png, "per-request timeline", "timeline"))
+    png = charts.rates("output tokens/s over time", {n: series.output_rate(v) for n, v in with_records},
+                       "tokens/s")
+    out.append(charts.img(png, "output tokens per second over time", "tokens-per-s"))
+    return "".join(out)
+
+
+def telemetry_section(views: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
+    out = []
+    for name, view in views:
+        tele = view.get("telemetry")
+        out.append(f"<h5>{escape(name)}</h5>")
+        if not tele:
+            out.append('<p class="pd-note">No telemetry recorded for this run.</p>')
+            continue
+        gauges = series.server_gauges(tele)
+        if gauges:
+            png = charts.rates("server-side: running and queued requests (from /metrics)", gauges,
+                               "requests", xlabel=WALL)
+            out.append(charts.img(png, f"server metrics of {name}", "server-metrics"))
+        summary = server_summary(tele.get("server") or {})
+        if summary:
+            keys = sorted({k for row in summary.values() for k in row
+                           if not k.split("{", 1)[0].endswith(("_sum", "_count"))})
+            rows = [("metric", *summary)] + [
+                (k, *(_num(summary[w].get(k)) for w in summary)) for k in keys]
+            out.append('<p class="pd-note">Server-side metrics over the run (counters: change; '
+                       "histograms: mean; gauges: last value):</p>" + _table(rows))
+        for worker, entry in (tele.get("server") or {}).items():
+            if entry.get("errors"):
+                why = escape(str(entry.get("last_error")))
+                out.append(f'<p class="pd-note">{escape(worker)}: {entry["errors"]} scrape(s) of '
+                           f'{escape(entry.get("url", ""))} failed: {why}</p>')
+        gpu = series.gpu_series(tele)
+        if gpu:
+            out.append(charts.img(charts.rates("GPU utilisation (nvidia-smi)", gpu, "%", xlabel=WALL),
+                                  f"GPU utilisation of {name}", "gpu"))
+            mem = series.gpu_series(tele, "memory_used_mib")
+            power = series.gpu_series(tele, "power_w")
+            out.append(charts.img(charts.rates("GPU memory used (MiB)", mem, "MiB", xlabel=WALL),
+                                  f"GPU memory of {name}", "gpu-memory"))
+            out.append(charts.img(charts.rates("GPU power (W)", power, "W", xlabel=WALL),
+                                  f"GPU power of {name}", "gpu-power"))
+        for host, entry in (tele.get("gpu") or {}).items():
+            if not entry.get("available"):
+                out.append(f'<p class="pd-note">GPU telemetry not available on {escape(host)}: '
+                           f'{escape(str(entry.get("reason")))}</p>')
+    return "".join(out)
+
+
+def _num(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value:.6g}"
+
+
+def log_section(tails: Mapping[str, Mapping[str, str]]) -> str:
+    out = []
+    for cluster, procs in tails.items():
+        for proc, text in procs.items():
+            out.append(f"<h5>{escape(cluster)}: {escape(proc)} (last lines of its log)</h5>"
+                       f'<pre class="pd-pre pd-log">{escape(text)}</pre>')
+    return "".join(out)
+
+
+def details_section(comp: Comparison, candidate: Mapping[str, Any],
+                    baseline: Mapping[str, Any] | None, trend: Sequence[Mapping[str, Any]],
+                    tails: Mapping[str, Mapping[str, str]] | None = None) -> str:
+    """Charts, history, telemetry and (for failures) log tails of one comparison."""
+    views = [(f"{comp.candidate.cluster} (candidate)", candidate)]
+    if baseline is not None and comp.baseline is not None:
+        views.append((f"{comp.baseline.cluster} (baseline, {comp.baseline.source})", baseline))
+    parts = [f'<div class="pd-details" data-workload="{escape(comp.workload_id)}">',
+             f"<h3>{escape(comp.workload_id)}: charts</h3>",
+             run_charts(comp, candidate, baseline),
+             f"<h4>trend: last {len(trend)} run(s) of {escape(comp.candidate.cluster)}</h4>",
+             trend_chart(comp, trend),
+             f"<h3>{escape(comp.workload_id)}: server-side metrics and host telemetry</h3>",
+             telemetry_section(views)]
+    if tails:
+        parts += [f"<h3>{escape(comp.workload_id)}: log tails</h3>", log_section(tails)]
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def cluster_files(views: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, str]]:
+    """{cluster: {"file", "yaml", "commands"}} from run views (already redacted by the store)."""
+    out = {}
+    for view in views:
+        cluster = view.get("cluster") or {}
+        name = cluster.get("name")
+        if not name or name in out:
+            continue
+        spec = _drop_none(cluster.get("spec"))
+        out[name] = {"file": str(cluster.get("file") or ""),
+                     "yaml": yaml.safe_dump(spec, sort_keys=False) if spec else "(not stored)",
+                     "commands": str(cluster.get("commands") or "(not stored)")}
+    return out
+
+
+def _drop_none(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _drop_none(v) for k, v in data.items() if v is not None}
+    if isinstance(data, list):
+        return [_drop_none(v) for v in data]
+    return data
+
+
+def clusters_section(clusters: Mapping[str, Mapping[str, str]]) -> str:
+    out = []
+    for name, c in clusters.items():
+        out.append(f"<h4>{escape(name)} <small>{escape(c.get('file', ''))}</small></h4>"
+                   '<p class="pd-note">cluster file as resolved (defaults filled in, unset keys '
+                   "left out, secrets redacted):</p>"
+                   f'<pre class="pd-pre pd-cluster-file">{escape(c.get("yaml", ""))}</pre>'
+                   f'<p class="pd-note">rendered commands:</p>'
+                   f'<pre class="pd-pre pd-commands">{escape(c.get("commands", ""))}</pre>')
+    return "".join(out)
+
+
+def summary_section(comps: Sequence[Comparison], header: Mapping[str, Any] | None = None,
+                    details: Sequence[str] = (),
+                    clusters: Mapping[str, Mapping[str, str]] | None = None) -> str:
+    """The report's top: header, every comparison table, then details and cluster files.
+    ``details`` are fragments from :func:`details_section` (already rendered and escaped)."""
     if not comps:
         return ""
-    return (STYLE + '<h2 class="pd-title">PD acceptance: candidate vs baseline</h2>'
-            + "".join(comparison_table(c) for c in comps))
+    parts = [STYLE, '<div class="pd-report">',
+             '<h2 class="pd-title">PD acceptance: candidate vs baseline</h2>']
+    if header:
+        parts.append(header_section(header))
+    for comp in comps:
+        parts.append(comparison_table(comp) + history_section(comp))
+    if details:
+        parts.append('<h2 class="pd-title">Charts, telemetry and logs</h2>')
+        parts += list(details)
+    if clusters:
+        parts.append('<h2 class="pd-title">Cluster files and commands</h2>')
+        parts.append(clusters_section(clusters))
+    parts.append("</div>")
+    return "".join(parts)

@@ -66,17 +66,71 @@ def table_rows(comp: Comparison) -> list[tuple[str, ...]]:
 
 
 def verdict_word(verdicts: Sequence) -> str:
+    """One word for a column's verdicts: FAIL beats "within noise" beats pass."""
     if not verdicts:
         return "—"
-    return "pass" if all(v.passed for v in verdicts) else "FAIL"
+    words = [v.word for v in verdicts]
+    for word in ("FAIL", "within noise"):
+        if word in words:
+            return word
+    return "pass"
+
+
+def _side_source(side: Side) -> str:
+    if side.source == "stored":
+        return f"stored run {side.result_path}"
+    return "measured in this session"
+
+
+def baseline_lines(comp: Comparison) -> list[str]:
+    """Where the baseline came from, and the last run compared with."""
+    out = []
+    if comp.baseline is not None:
+        out.append(f"baseline: {comp.baseline.cluster}, {_side_source(comp.baseline)}")
+    if comp.last is not None:
+        out.append(f"last run: {comp.last.result_path or '(not stored)'}")
+    return out
+
+
+HISTORY_HEADER = ("metric", "this run", "last run", "vs last run", "noise band", "vs last")
+
+
+def _num(value: float) -> str:
+    if not math.isfinite(value):
+        return "n/a"
+    return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
+def history_table(comp: Comparison) -> list[tuple[str, ...]]:
+    """Header, then one row per metric: this run, the last run, the change ("vs last run"), the
+    noise band and whether it is a regression. Empty without a last run."""
+    if not comp.history:
+        return []
+    rows: list[tuple[str, ...]] = [HISTORY_HEADER]
+    for h in comp.history:
+        change = "n/a" if math.isnan(h.change_pct) else f"{h.change_pct:+.1f} %"
+        if h.ci is not None:
+            change += f" (CI {(h.ci[0] - 1) * 100:+.1f}…{(h.ci[1] - 1) * 100:+.1f} %)"
+        word = ("REGRESSION" if comp.fail_on_regression else "regression (warning)") \
+            if h.regression else "ok"
+        rows.append((h.metric, _num(h.current), _num(h.last), change, f"±{h.band_pct:.1f} %", word))
+    return rows
 
 
 def other_verdicts(comp: Comparison) -> list[str]:
-    """Verdicts on metrics outside the table's columns, and measurement problems."""
+    """Verdicts on metrics outside the table's columns, measurement problems, and how to read
+    simulated numbers."""
     shown = {c.metric for c in COLUMNS}
-    out = [f"{'pass' if v.passed else 'FAIL'}: {v.message}" for v in comp.verdicts
-           if v.bound.metric not in shown]
-    return out + [f"FAIL: {p}" for p in comp.problems]
+    out = [f"{v.word}: {v.message}" for v in comp.verdicts
+           if v.bound.metric not in shown or v.ci is not None]
+    out += [f"warning: {w}" for w in comp.warnings()]
+    out += [f"FAIL: {p}" for p in comp.problems]
+    sims = [s for s in (comp.candidate, comp.baseline) if s and s.simulated and s.speedup != 1.0]
+    if sims:
+        names = " and ".join(f"{s.cluster} (×{s.speedup:g})" for s in sims)
+        out.append(f"note: {names} simulated faster than real time; times and rates above are "
+                   "scaled back to real time")
+    return out
 
 
 def _render(rows: list[tuple[str, ...]], line: Callable[[Sequence[str], list[int]], str]) -> list[str]:
@@ -84,21 +138,38 @@ def _render(rows: list[tuple[str, ...]], line: Callable[[Sequence[str], list[int
     return [line(r, widths) for r in rows]
 
 
+def outcome_word(comp: Comparison) -> str:
+    if comp.passed:
+        return "PASS"
+    return "XFAIL (within noise)" if comp.xfail_reason else "FAIL"
+
+
 def terminal_lines(comp: Comparison) -> list[str]:
-    title = f"{comp.test_id} — {comp.workload_id}: {'PASS' if comp.passed else 'FAIL'}"
+    title = f"{comp.test_id} — {comp.workload_id}: {outcome_word(comp)}"
 
     def line(cells: Sequence[str], widths: list[int]) -> str:
         padded = [c.ljust(w) if i < 2 else c.rjust(w)
                   for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
         return "  ".join(padded)
 
-    return [title, *_render(table_rows(comp), line), *(f"  {t}" for t in other_verdicts(comp))]
+    def hline(cells: Sequence[str], widths: list[int]) -> str:
+        padded = [c.ljust(w) if i in (0, 5) else c.rjust(w)
+                  for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        return "  ".join(padded)
+
+    out = [title, *_render(table_rows(comp), line), *(f"  {t}" for t in other_verdicts(comp))]
+    out += [f"  {t}" for t in baseline_lines(comp)]
+    history = history_table(comp)
+    if history:
+        out += ["  vs last run:", *(f"    {t}" for t in _render(history, hline))]
+    return out
 
 
 def markdown(comps: Sequence[Comparison]) -> str:
     out = ["## pytest-pd results", ""]
     for comp in comps:
-        out.append(f"### {comp.workload_id} — {'✅ pass' if comp.passed else '❌ FAIL'}")
+        word = "✅ pass" if comp.passed else "⚠️ xfail (within noise)" if comp.xfail_reason else "❌ FAIL"
+        out.append(f"### {comp.workload_id} — {word}")
         out.append(f"`{comp.test_id}`")
         out.append("")
         rows = table_rows(comp)
@@ -106,5 +177,11 @@ def markdown(comps: Sequence[Comparison]) -> str:
         out.append("| " + " | ".join([":--", ":--"] + ["--:"] * (len(rows[0]) - 2)) + " |")
         out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
         out += [f"- {t}" for t in other_verdicts(comp)]
+        out += [f"- {t}" for t in baseline_lines(comp)]
+        history = history_table(comp)
+        if history:
+            out += ["", "| " + " | ".join(history[0]) + " |",
+                    "| :-- | --: | --: | --: | --: | :-- |"]
+            out += ["| " + " | ".join(r) + " |" for r in history[1:]]
         out.append("")
     return "\n".join(out)

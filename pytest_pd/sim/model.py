@@ -77,6 +77,10 @@ class SimParams:
     """Decode batch limit when --max-running-requests is not given."""
 
     # ---- behaviour -------------------------------------------------------------------------
+    arrival_window_s: float = 0.02
+    """Wall seconds (not scaled): requests reaching an idle prefill within this window of the
+    first batch together, as if they arrived at once (absorbs client/router dispatch jitter,
+    which the speedup would magnify). The batch still starts at the first one's arrival."""
     startup_delay_s: float = 0.0
     """Wall seconds (not scaled) during which /health answers 503 after start."""
     eos_after_tokens: int = 0
@@ -85,6 +89,38 @@ class SimParams:
     """Wall seconds a decode request / bootstrap long-poll waits for the prefill's KV (then 504)."""
     seed: int = 0
     """Seed of the generated output token ids."""
+
+    # ---- faults on demand (set per server, e.g. ``decode: [{…, sim: {fault: crash}}]``) -------
+    fault: str = ""
+    """One of: crash (the process dies, SIGKILL, when an affected request arrives), hang (accepts
+    the request, never answers), error (answers HTTP ``fault_status``), drop (streams
+    ``fault_drop_after_tokens`` tokens, then cuts the connection), malformed (sends a data line
+    that is not JSON, then ends the stream), slow (every model time × ``fault_slowdown``),
+    crash_at_start (exits with code 3 right after start-up), never_healthy (/health stays 503).
+    Empty: no fault."""
+    fault_after_requests: int = 0
+    """Requests served normally before the fault starts."""
+    fault_share: float = 1.0
+    """Share of the requests after that which are affected (deterministic: evenly spread)."""
+    fault_status: int = 500
+    """HTTP status of ``fault: error``."""
+    fault_drop_after_tokens: int = 8
+    """Tokens streamed before ``fault: drop`` / ``malformed`` strikes."""
+    fault_slowdown: float = 10.0
+    """Factor on every model time under ``fault: slow``."""
+
+
+FAULTS = ("", "crash", "hang", "error", "drop", "malformed", "slow", "crash_at_start",
+          "never_healthy")
+
+
+def fault_strikes(params: SimParams, index: int) -> bool:
+    """Whether the request with this 0-based index (in arrival order) meets the fault."""
+    if not params.fault or index < params.fault_after_requests:
+        return False
+    k = index - params.fault_after_requests
+    share = min(max(params.fault_share, 0.0), 1.0)
+    return int((k + 1) * share) > int(k * share)
 
 
 def sim_param_fields() -> list[dataclasses.Field[Any]]:
@@ -117,6 +153,8 @@ def sim_cli_args(values: dict[str, Any]) -> list[str]:
         }[want]
         if not ok:
             raise ValueError(f"sim parameter {name!r} must be {want}, got {value!r}")
+        if name == "fault" and value not in FAULTS:
+            raise ValueError(f"unknown fault {value!r}; known: {', '.join(f for f in FAULTS if f)}")
         text = ("true" if value else "false") if isinstance(value, bool) else str(value)
         argv += [sim_flag(name), text]
     return argv

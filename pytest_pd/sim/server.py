@@ -35,10 +35,10 @@ from aiohttp import ClientSession, ClientTimeout, web
 from aiohttp.http_exceptions import BadHttpMessage
 
 from pytest_pd.sim import model
+from pytest_pd.sim.metrics import SimMetrics
 from pytest_pd.sim.model import SimParams, sim_flag
 
 VERSION = "sim (pytest-pd)"
-DEFAULT_MODEL_PATH = "/work/main/clusters/models/sim-tiny"
 TRACE_KEEP = 4096
 KV_KEEP = 16384
 
@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulated SGLang worker (drop-in for python -m sglang.launch_server).",
     )
     a = p.add_argument
-    a("--model-path", default=DEFAULT_MODEL_PATH)
+    a("--model-path", required=True,
+      help="local directory holding tokenizer.json (and optionally config.json)")
     a("--tokenizer-path", default=None)
     a("--served-model-name", default=None)
     a("--host", default="127.0.0.1")
@@ -118,6 +119,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, SimPa
                           for f in dataclasses.fields(SimParams)})
     if params.speedup <= 0:
         raise SystemExit("--sim-speedup must be > 0")
+    if params.fault not in model.FAULTS:
+        raise SystemExit(f"--sim-fault: unknown fault {params.fault!r}; known: "
+                         f"{', '.join(f for f in model.FAULTS if f)}")
     return args, params, unknown
 
 
@@ -160,7 +164,19 @@ class Vocab:
         self.eos_id = eos
 
     def count(self, text: str) -> int:
-        return len(self.tok.encode(text, add_special_tokens=False).ids)
+        return len(self.encode(text))
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=False).ids
+
+
+def logprob_entries(ids: list[int], first_is_none: bool) -> list[list[Any]]:
+    """SGLang's ``[logprob, token_id, None]`` triples with made-up but stable values; the first
+    prompt token has no logprob (nothing precedes it)."""
+    out: list[list[Any]] = [[round(-0.25 - (t % 17) * 0.125, 4), t, None] for t in ids]
+    if first_is_none and out:
+        out[0][0] = None
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,7 +191,7 @@ class BadRequest(Exception):
 class Req:
     __slots__ = ("rid", "room", "prompt_tokens", "max_tokens", "finish_type", "arrival",
                  "prefill_done", "kv_arrived", "token_times", "emitted", "event", "done",
-                 "cancelled", "offset", "ctx")
+                 "cancelled", "offset", "ctx", "fault", "prompt_head", "first_sent")
 
     def __init__(self, rid: str, room: Any, prompt_tokens: int, max_tokens: int,
                  finish_type: str, arrival: float, offset: int) -> None:
@@ -194,6 +210,9 @@ class Req:
         self.cancelled = False
         self.offset = offset
         self.ctx = prompt_tokens
+        self.fault = ""
+        self.prompt_head: list[int] | None = None
+        self.first_sent: float | None = None  # when the first token's chunk was handed to the socket
 
     def emit(self, t: float) -> None:
         self.emitted += 1
@@ -207,6 +226,7 @@ class Req:
         return {"rid": self.rid, "room": self.room, "arrival": self.arrival,
                 "prefill_done": self.prefill_done, "kv_arrived": self.kv_arrived,
                 "prompt_tokens": self.prompt_tokens, "completion_tokens": self.emitted,
+                "prompt_head": self.prompt_head, "first_sent": self.first_sent,
                 "token_times": self.token_times}
 
 
@@ -267,8 +287,11 @@ class SimServer:
         self.session: ClientSession | None = None
         # bookkeeping
         self.trace_buf: deque[Req] = deque(maxlen=TRACE_KEEP)
-        self.stats = {"requests": 0, "prompt_tokens": 0, "generation_tokens": 0}
+        self.stats = {"requests": 0}
         self.tasks: list[asyncio.Task[None]] = []
+        self.time_factor = 1.0  # > 1 under `fault: slow`
+        self.metrics = SimMetrics(self.served_name, self.speedup, lambda: len(self.running),
+                                  lambda: len(self.waiting) + len(self.sched.queue))
 
     @staticmethod
     def _config_context(mp: Path) -> int | None:
@@ -351,8 +374,16 @@ class SimServer:
                 await self.sleep_until(free)
                 continue
             head_key = sched.queue[0].key
+            head_arrival = self.prefill_arrival.get(head_key, 0.0)
+            # Requests that reach an idle prefill within arrival_window_s (wall) of each other
+            # batch as if they arrived together: client and router dispatch spread them by a few
+            # ms, which the speedup would otherwise magnify into seconds of model time.
+            gather_until = self.to_wall(head_arrival) + self.params.arrival_window_s
+            if head_arrival >= sched.stage0_free_at and gather_until > self.now():
+                await self.sleep_until(gather_until)
+                continue
             # absolute time: the batch logically forms when stage 0 frees or its head arrived
-            form = max(sched.stage0_free_at, self.prefill_arrival.get(head_key, 0.0))
+            form = max(sched.stage0_free_at, head_arrival)
             form = min(form, self.to_model(self.now()))
             batch = sched.next_batch(form)
             if batch is None:  # pragma: no cover - defensive
@@ -385,7 +416,8 @@ class SimServer:
                 step_start = self.now()
             b = len(running)
             mean_ctx = sum(r.ctx for r in running) / b
-            deadline = step_start + model.decode_step_time(params, b, mean_ctx, tp) / self.speedup
+            step = model.decode_step_time(params, b, mean_ctx, tp) * self.time_factor
+            deadline = step_start + step / self.speedup
             await self.sleep_until(deadline)
             t = self.now()
             keep = []
@@ -393,10 +425,12 @@ class SimServer:
                 if r.cancelled:
                     continue
                 r.emit(t)
-                if not r.done:
+                if r.done:
+                    self.metrics.e2e.observe(self.metrics.model_seconds(t - r.arrival))
+                else:
                     keep.append(r)
             running[:] = keep
-            self.stats["generation_tokens"] += b
+            self.metrics.decode_step(b, step)
             step_start = deadline  # absolute: never accumulate sleep drift; catch up if behind
 
     # -- PD: KV readiness (prefill side) --------------------------------------------------
@@ -471,8 +505,14 @@ class SimServer:
         rid = body.get("rid") if isinstance(body.get("rid"), str) else uuid.uuid4().hex
         r = Req(rid, room, prompt_tokens, n, finish, arrival,
                 next(self.out_offset) % len(self.vocab.ids))
+        ids = body.get("input_ids", body.get("prompt"))
+        if isinstance(ids, list) and ids and isinstance(ids[0], int):
+            r.prompt_head = ids[:8]  # lets tests match a client's request to its trace
+        if model.fault_strikes(self.params, self.stats["requests"]):
+            r.fault = self.params.fault
         self.stats["requests"] += 1
-        self.stats["prompt_tokens"] += prompt_tokens
+        self.metrics.requests.inc()
+        self.metrics.prompt_tokens.inc(prompt_tokens)
         self.trace_buf.append(r)
         return r
 
@@ -480,7 +520,7 @@ class SimServer:
     async def run_request(self, r: Req, body: dict[str, Any]) -> None:
         """Drive ``r`` until its first token is emitted (later tokens come from decode_loop)."""
         if self.role == "prefill":
-            done = await self.submit_prefill(r.prompt_tokens, r.arrival)
+            done = await self._prefill(r)
             r.prefill_done = done
             if r.room is not None:
                 self.kv_ready(str(r.room), r.prompt_tokens, done)
@@ -492,11 +532,23 @@ class SimServer:
         if self.role == "decode" and r.room is not None and host:
             await self._fetch_kv(r, str(host), port)
         else:
-            r.prefill_done = await self.submit_prefill(r.prompt_tokens, r.arrival)
+            r.prefill_done = await self._prefill(r)
             r.kv_arrived = r.prefill_done
-        r.emit(self.now())
-        if not r.done:
+        now = self.now()
+        r.emit(now)
+        self.metrics.ttft.observe(self.metrics.model_seconds(now - r.arrival))
+        if r.done:
+            self.metrics.e2e.observe(self.metrics.model_seconds(now - r.arrival))
+        else:
             self.join_decode(r)
+
+    async def _prefill(self, r: Req) -> float:
+        """Run ``r``'s prefill; the wall time it finished (stretched under ``fault: slow``)."""
+        done = await self.submit_prefill(r.prompt_tokens, r.arrival)
+        if self.time_factor != 1.0:
+            done += (done - r.arrival) * (self.time_factor - 1.0)
+            await self.sleep_until(done)
+        return done
 
     async def _fetch_kv(self, r: Req, host: str, port: Any) -> None:
         assert self.session is not None
@@ -511,12 +563,16 @@ class SimServer:
                     raise RuntimeError(f"bootstrap {url} answered HTTP {resp.status}")
                 await resp.read()
         except Exception as e:  # noqa: BLE001 - any bootstrap failure aborts the request
+            self.metrics.bootstrap_failed.inc()
             raise RuntimeError(f"KV bootstrap failed for room {r.room}: {e}") from None
         ready = self.now()
         r.prefill_done = ready
         transfer = model.kv_transfer_time(self.params, r.prompt_tokens,
                                           self.args.disaggregation_prefill_pp)
         arrive = ready + transfer / self.speedup
+        self.metrics.kv_transfer_latency_ms.set(transfer * 1000.0)
+        self.metrics.kv_transfer_speed_gb_s.set(
+            r.prompt_tokens * self.params.kv_bytes_per_token / transfer / 1e9 if transfer > 0 else 0.0)
         await self.sleep_until(arrive)
         r.kv_arrived = arrive
 
@@ -542,7 +598,46 @@ class SimServer:
                 "cached_tokens": 0, "weight_version": "default",
                 "e2e_latency": self.now() - r.arrival}
 
+    async def _early_fault(self, r: Req) -> web.Response | None:
+        """Faults that strike before any work: crash, hang, error."""
+        if r.fault == "crash":
+            log(f"simulated fault: crash (SIGKILL) on request {r.rid}")
+            os.kill(os.getpid(), signal.SIGKILL)
+        if r.fault == "hang":
+            log(f"simulated fault: hang on request {r.rid}")
+            await asyncio.Event().wait()  # until the client gives up and disconnects
+        if r.fault == "error":
+            status = self.params.fault_status
+            log(f"simulated fault: HTTP {status} on request {r.rid}")
+            return _err(status, f"simulated fault: HTTP {status}", "InternalServerError")
+        if r.fault == "slow" and self.time_factor == 1.0:
+            log(f"simulated fault: from request {r.rid} on, every model time × "
+                f"{self.params.fault_slowdown:g}")
+            self.time_factor = self.params.fault_slowdown
+        return None
+
+    async def _maybe_malformed(self, resp: web.StreamResponse, r: Req) -> None:
+        """``fault: malformed``: one data line that is not JSON, once, then the stream goes on."""
+        if r.fault == "malformed" and r.emitted >= self.params.fault_drop_after_tokens:
+            log(f"simulated fault: malformed SSE line in request {r.rid}")
+            r.fault = ""
+            await resp.write(b'data: {"text": "unterminated\n\n')
+
+    def _cut_here(self, request: web.Request, r: Req) -> bool:
+        """``fault: drop`` strikes once ``fault_drop_after_tokens`` were streamed: abort the
+        connection mid-body (the client sees a stream that just ends)."""
+        if r.fault != "drop" or r.emitted < self.params.fault_drop_after_tokens:
+            return False
+        log(f"simulated fault: dropping the stream of request {r.rid} after {r.emitted} tokens")
+        r.cancelled = True
+        if request.transport is not None:
+            request.transport.abort()
+        return True
+
     async def _start(self, r: Req, body: dict[str, Any]) -> web.Response | None:
+        early = await self._early_fault(r)
+        if early is not None:
+            return early
         try:
             await self.run_request(r, body)
         except RuntimeError as e:
@@ -586,12 +681,29 @@ class SimServer:
             return failed
         if not body.get("stream"):
             await self._wait_done(r)
+            if r.fault == "drop" and request.transport is not None:
+                request.transport.abort()
+            meta = self._meta(r, True)
+            if body.get("return_logprob"):
+                meta.update(self._logprobs(r, body))
             return web.json_response({
                 "text": self._text(r, 0, r.emitted),
                 "output_ids": self._ids(r, 0, r.emitted),
-                "meta_info": self._meta(r, True),
+                "meta_info": meta,
             })
         return await self._stream_generate(request, r)
+
+    def _logprobs(self, r: Req, body: dict[str, Any]) -> dict[str, Any]:
+        """Input logprobs come from whoever ran the prefill (in PD the router concatenates the
+        prefill's list with the decode's, which is empty); output logprobs from the decoder."""
+        if self.role == "decode":
+            prompt_ids: list[int] = []
+        elif isinstance(body.get("input_ids"), list):
+            prompt_ids = body["input_ids"]
+        else:
+            prompt_ids = self.vocab.encode(str(body.get("text", "")))
+        return {"input_token_logprobs": logprob_entries(prompt_ids, first_is_none=True),
+                "output_token_logprobs": logprob_entries(self._ids(r, 0, r.emitted), False)}
 
     async def _stream_generate(self, request: web.Request, r: Req) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
@@ -620,7 +732,12 @@ class SimServer:
                 chunk = b"".join((b'data: {"text":"', bytes(text_buf), b'","output_ids":[',
                                   bytes(ids_buf), b'],"meta_info":',
                                   dumps(self._meta(r, fin)).encode(), b"}\n\n"))
+                if r.first_sent is None:
+                    r.first_sent = self.now()
                 await resp.write(chunk)
+                if self._cut_here(request, r):
+                    return resp
+                await self._maybe_malformed(resp, r)
                 if fin:
                     break
                 continue
@@ -632,49 +749,74 @@ class SimServer:
 
     # -- /v1/completions ------------------------------------------------------------------
     async def handle_completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._handle_openai(request, chat=False)
+
+    async def handle_chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._handle_openai(request, chat=True)
+
+    def _chat_prompt_len(self, messages: Any) -> int:
+        """A plain chat template: one '<|role|>' header line per message, then the assistant's."""
+        if not isinstance(messages, list) or not messages or not all(
+                isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages):
+            raise BadRequest("messages must be a non-empty list of {role, content} objects")
+        text = "".join(f"<|{m.get('role', 'user')}|>\n{m['content']}\n" for m in messages)
+        return self.vocab.count(text + "<|assistant|>\n")
+
+    async def _handle_openai(self, request: web.Request, chat: bool) -> web.StreamResponse:
         arrival = self.now()
         try:
             body = await self._json(request)
-            if "prompt" not in body:
-                raise BadRequest("prompt is required")
-            n_prompt = self._prompt_len(body["prompt"], "prompt")
-            max_tokens = body.get("max_tokens", 16)
-            if max_tokens is None:
-                max_tokens = 16
-            r = self._new_req(body, n_prompt, max_tokens, bool(body.get("ignore_eos", False)),
-                              arrival)
+            if chat:
+                n_prompt = self._chat_prompt_len(body.get("messages"))
+                max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+            else:
+                if "prompt" not in body:
+                    raise BadRequest("prompt is required")
+                n_prompt = self._prompt_len(body["prompt"], "prompt")
+                max_tokens = body.get("max_tokens")
+            r = self._new_req(body, n_prompt, 16 if max_tokens is None else max_tokens,
+                              bool(body.get("ignore_eos", False)), arrival)
         except BadRequest as e:
             return _err(400, str(e))
         try:
-            return await self._serve_completions(request, r, body)
+            return await self._serve_openai(request, r, body, chat)
         finally:
             if not r.done:
                 r.cancelled = True
 
-    async def _serve_completions(self, request: web.Request, r: Req,
-                                 body: dict[str, Any]) -> web.StreamResponse:
+    async def _serve_openai(self, request: web.Request, r: Req, body: dict[str, Any],
+                            chat: bool) -> web.StreamResponse:
         failed = await self._start(r, body)
         if failed is not None:
             return failed
-        cid = "cmpl-" + r.rid
+        cid = ("chatcmpl-" if chat else "cmpl-") + r.rid
         created = int(time.time())
         name = body.get("model") or self.served_name
         if not body.get("stream"):
             await self._wait_done(r)
+            text = self._text(r, 0, r.emitted)
+            choice = ({"index": 0, "message": {"role": "assistant", "content": text}} if chat
+                      else {"index": 0, "text": text})
+            choice.update(logprobs=None, finish_reason=r.finish_type, matched_stop=None)
             return web.json_response({
-                "id": cid, "object": "text_completion", "created": created, "model": name,
-                "choices": [{"index": 0, "text": self._text(r, 0, r.emitted), "logprobs": None,
-                             "finish_reason": r.finish_type, "matched_stop": None}],
-                "usage": self._usage(r),
+                "id": cid, "object": "chat.completion" if chat else "text_completion",
+                "created": created, "model": name, "choices": [choice], "usage": self._usage(r),
             })
         so = body.get("stream_options") or {}
         include_usage = bool(so.get("include_usage")) if isinstance(so, dict) else False
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
         await resp.prepare(request)
-        head = json.dumps({"id": cid, "object": "text_completion", "created": created,
-                           "model": name})[:-1].encode() + b',"choices":[{"index":0,"text":"'
-        tail_open = b'","logprobs":null,"finish_reason":null}]}\n\n'
+        obj = "chat.completion.chunk" if chat else "text_completion"
+        envelope = json.dumps({"id": cid, "object": obj, "created": created, "model": name})[:-1]
+        if chat:  # the first chunk announces the role, as OpenAI servers do
+            await resp.write(f'data: {envelope},"choices":[{{"index":0,"delta":{{"role":'
+                             f'"assistant","content":""}},"logprobs":null,"finish_reason":null}}]}}'
+                             "\n\n".encode())
+        head = envelope.encode() + (b',"choices":[{"index":0,"delta":{"content":"' if chat
+                                    else b',"choices":[{"index":0,"text":"')
+        close = b'"}' if chat else b'"'
+        tail_open = close + b',"logprobs":null,"finish_reason":null}]}\n\n'
         jtext = self.vocab.jtext
         sent = 0
         while True:
@@ -683,12 +825,14 @@ class SimServer:
                 piece = b"".join(jtext[self._token_piece(r, i)] for i in range(sent, n))
                 sent = n
                 fin = r.done and sent >= r.max_tokens
-                if fin:
-                    tail = (b'","logprobs":null,"finish_reason":"' + r.finish_type.encode()
-                            + b'","matched_stop":null}]}\n\n')
-                else:
-                    tail = tail_open
+                tail = (close + b',"logprobs":null,"finish_reason":"' + r.finish_type.encode()
+                        + b'","matched_stop":null}]}\n\n') if fin else tail_open
+                if r.first_sent is None:
+                    r.first_sent = self.now()
                 await resp.write(b"data: " + head + piece + tail)
+                if self._cut_here(request, r):
+                    return resp
+                await self._maybe_malformed(resp, r)
                 if fin:
                     break
                 continue
@@ -696,7 +840,7 @@ class SimServer:
             await r.event.wait()
         if include_usage:
             await resp.write(b"data: " + json.dumps({
-                "id": cid, "object": "text_completion", "created": created, "model": name,
+                "id": cid, "object": obj, "created": created, "model": name,
                 "choices": [], "usage": self._usage(r)}).encode() + b"\n\n")
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
@@ -709,7 +853,7 @@ class SimServer:
 
     # -- info endpoints -------------------------------------------------------------------
     def is_ready(self) -> bool:
-        return self.now() >= self.ready_at
+        return self.now() >= self.ready_at and self.params.fault != "never_healthy"
 
     async def handle_health(self, request: web.Request) -> web.Response:
         if not self.is_ready():
@@ -766,15 +910,8 @@ class SimServer:
     async def handle_metrics(self, request: web.Request) -> web.Response:
         if not self.args.enable_metrics:
             return web.Response(status=404, text="metrics disabled (--enable-metrics)")
-        lab = f'{{model_name="{self.served_name}"}}'
-        lines = [
-            f"sglang:num_running_reqs{lab} {len(self.running)}",
-            f"sglang:num_queue_reqs{lab} {len(self.waiting) + len(self.sched.queue)}",
-            f"sglang:prompt_tokens_total{lab} {self.stats['prompt_tokens']}",
-            f"sglang:generation_tokens_total{lab} {self.stats['generation_tokens']}",
-            f"sglang:num_requests_total{lab} {self.stats['requests']}",
-        ]
-        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+        return web.Response(body=self.metrics.render(),
+                            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -793,6 +930,7 @@ class SimServer:
         p("/flush_cache", self.handle_flush)
         p("/generate", self.handle_generate)
         p("/v1/completions", self.handle_completions)
+        p("/v1/chat/completions", self.handle_chat)
         if self.role == "prefill":
             g("/sim/kv/{room}", self.handle_kv)
         return app
@@ -853,6 +991,10 @@ async def serve(args: argparse.Namespace, params: SimParams) -> None:
             f"tp={args.tp_size} pp={args.pp_size} prefill_pp={args.disaggregation_prefill_pp} "
             f"chunked_prefill_size={args.chunked_prefill_size} speedup={params.speedup:g} "
             f"model={server.model_path} pid={os.getpid()}")
+        if params.fault == "crash_at_start":
+            await asyncio.sleep(max(params.startup_delay_s, 0.2))
+            log("simulated fault: crash during start-up (exit code 3)")
+            os._exit(3)
         await stop.wait()
         log("shutting down")
     finally:

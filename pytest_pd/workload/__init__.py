@@ -4,9 +4,16 @@ Needs only a base URL and a tokenizer; imports nothing from pytest or the cluste
 """
 
 from .client import ERROR_KINDS, RequestRecord
-from .metrics import RunSummary, request_table, summarize
+from .metrics import (
+    RunSummary,
+    aggregate_repeats,
+    peak_output_throughput,
+    request_table,
+    run_problems,
+    summarize,
+)
 from .prompts import Prompt, Workload, WorkloadError, build_prompts, load_tokenizer
-from .runner import RunResult, run_workload, run_workload_sync
+from .runner import RunResult, arrival_offsets, run_workload, run_workload_sync
 
 __all__ = [
     "ERROR_KINDS",
@@ -16,9 +23,13 @@ __all__ = [
     "RunSummary",
     "Workload",
     "WorkloadError",
+    "aggregate_repeats",
+    "arrival_offsets",
     "build_prompts",
     "load_tokenizer",
+    "peak_output_throughput",
     "request_table",
+    "run_problems",
     "run_workload",
     "run_workload_sync",
     "summarize",

@@ -1,18 +1,26 @@
 """aiohttp streaming client for one request: SGLang ``/generate`` or OpenAI ``/v1/completions``.
 
-Timestamps are ``time.perf_counter()`` values taken as each SSE line arrives, before it is parsed.
-Token counts come from the server (``meta_info`` / ``usage``), never from counting events.
+Hot path, per request: the body is serialized once with orjson; the connection's protocol
+(:class:`StampingResponseHandler`) takes ``perf_counter()`` the moment the event loop reads the
+socket, lets aiohttp de-chunk the HTTP body, and hands the new bytes straight to the request's SSE
+decoder (:class:`SSEStream`) in the same callback — before any parsing happens the time is taken,
+no task wakes up per chunk, and the whole response is never buffered. Only then are complete
+``data:`` lines decoded with orjson (for SGLang's growing cumulative ``/generate`` events, only
+their ``meta_info``). Token counts come from the server (``meta_info`` / ``usage``), never from
+counting events. Python 3.10 / an aiohttp without the protocol hook fall back to ``readany()``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import functools
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import aiohttp
+import orjson
+from aiohttp.client_proto import ResponseHandler
 
 from .prompts import API_GENERATE, Prompt, WorkloadError
 
@@ -20,13 +28,22 @@ from .prompts import API_GENERATE, Prompt, WorkloadError
 HTTP_STATUS = "http_status"
 TIMEOUT = "timeout"
 CONNECTION = "connection"
+DROPPED_CONNECTION = "dropped_connection"
 MALFORMED_STREAM = "malformed_stream"
 NO_TOKENS = "no_tokens"
 INCOMPLETE_STREAM = "incomplete_stream"
-ERROR_KINDS = (HTTP_STATUS, TIMEOUT, CONNECTION, MALFORMED_STREAM, NO_TOKENS, INCOMPLETE_STREAM)
+ERROR_KINDS = (HTTP_STATUS, TIMEOUT, CONNECTION, DROPPED_CONNECTION, MALFORMED_STREAM, NO_TOKENS,
+               INCOMPLETE_STREAM)
+"""http_status: non-2xx answer or an error event in the stream; timeout: no complete response
+within the request timeout; connection: could not connect / send; dropped_connection: the body was
+cut (connection reset or closed mid-chunk); malformed_stream: a data line that is not a JSON object
+(or output without a server token count); no_tokens: the stream finished without output;
+incomplete_stream: the body ended cleanly but without ``data: [DONE]``."""
 
 BODY_EXCERPT_CHARS = 500
-READ_BUFSIZE = 1 << 20  # 1 MiB: also bounds the longest SSE line aiohttp will accept (2x this)
+READ_BUFSIZE = 1 << 22  # 4 MiB flow-control window per response: long cumulative SSE lines fit
+JSON_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+_DUMPS_OPTS = orjson.OPT_SERIALIZE_NUMPY
 
 
 @dataclass
@@ -49,6 +66,8 @@ class RequestRecord:
     error_kind: str | None = None
     error: str = ""
     status: int | None = None
+    cached_tokens: int | None = None
+    rid: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -72,11 +91,12 @@ def endpoint_url(base_url: str, api: str) -> str:
     return base_url.rstrip("/") + path
 
 
-def request_payload(api: str, prompt: Prompt, *, max_tokens: int, model: str | None) -> dict:
-    ids = [int(t) for t in prompt.token_ids]
+def request_payload(api: str, prompt: Prompt, *, max_tokens: int, model: str | None,
+                    rid: str | None = None) -> dict[str, Any]:
+    """The JSON body (token ids may stay a numpy array: :func:`encode_body` serializes it)."""
     if api == API_GENERATE:
-        return {
-            "input_ids": ids,
+        body: dict[str, Any] = {
+            "input_ids": prompt.token_ids,
             "sampling_params": {
                 "max_new_tokens": max_tokens,
                 "ignore_eos": True,
@@ -84,15 +104,28 @@ def request_payload(api: str, prompt: Prompt, *, max_tokens: int, model: str | N
             },
             "stream": True,
         }
-    return {
-        "model": model,
-        "prompt": ids,
-        "max_tokens": max_tokens,
-        "ignore_eos": True,
-        "temperature": 0,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
+    else:
+        body = {
+            "model": model,
+            "prompt": prompt.text if prompt.text is not None else prompt.token_ids,
+            "max_tokens": max_tokens,
+            "ignore_eos": True,
+            "temperature": 0,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+    if rid is not None:
+        body["rid"] = rid
+    return body
+
+
+def encode_body(payload: dict[str, Any]) -> bytes:
+    if not isinstance(payload.get("input_ids", payload.get("prompt")), (str, list)):
+        key = "input_ids" if "input_ids" in payload else "prompt"
+        ids = payload[key]
+        if not hasattr(ids, "dtype"):  # tuples and other sequences
+            payload = {**payload, key: [int(t) for t in ids]}
+    return orjson.dumps(payload, option=_DUMPS_OPTS)
 
 
 async def fetch_model_id(session: aiohttp.ClientSession, base_url: str, timeout_s: float) -> str:
@@ -107,7 +140,7 @@ async def fetch_model_id(session: aiohttp.ClientSession, base_url: str, timeout_
                     "The completions API needs a model id; check the server/router, or use "
                     "api='generate'."
                 )
-            data = json.loads(body)
+            data = orjson.loads(body)
             return str(data["data"][0]["id"])
     except WorkloadError:
         raise
@@ -123,83 +156,292 @@ async def fetch_model_id(session: aiohttp.ClientSession, base_url: str, timeout_
         ) from exc
 
 
-class _StreamState:
-    """Per-request SSE parsing state; turns decoded events into the record's fields."""
+_NO_TIMEOUT = aiohttp.ClientTimeout(total=None)
+
+
+class StampingResponseHandler(ResponseHandler):
+    """aiohttp's connection protocol that hands streamed bodies to an SSE decoder as they arrive.
+
+    ``data_received`` runs the moment the event loop reads the socket: the time is taken first,
+    aiohttp parses the HTTP framing into the response's body stream, and then (when a
+    :class:`_Sink` is attached) the new body bytes are taken out of that stream with
+    ``read_nowait()`` and decoded, stamped with that time. No task wakes up per chunk; the
+    request's task only waits for the end of the body. Timestamps stay exact when the loop is
+    busy with 1000+ streams, and a chunk costs one callback instead of a task switch.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.pd_sink: _Sink | None = None
+
+    def data_received(self, data: bytes) -> None:
+        sink = self.pd_sink
+        if not data and sink is not None and sink.plain:
+            # aiohttp calls data_received(b"") after every read of the body to resume a paused
+            # parser; a plain (uncompressed) body never pauses it, so that call is a no-op
+            return
+        t = time.perf_counter()
+        super().data_received(data)
+        sink = self.pd_sink
+        if sink is not None:
+            sink.pump(t)
+
+
+class _Sink:
+    """Moves one response's body bytes from aiohttp's stream into its :class:`SSEStream`."""
+
+    __slots__ = ("content", "stream", "rec", "failed", "plain")
+
+    def __init__(self, content: Any, stream: SSEStream, rec: RequestRecord, plain: bool) -> None:
+        self.content = content
+        self.stream = stream
+        self.rec = rec
+        self.failed = False
+        self.plain = plain
+
+    def pump(self, t: float) -> None:
+        if self.failed:
+            return
+        content = self.content
+        try:
+            data = content.read_nowait()
+        except Exception:  # noqa: BLE001 - the stream's error reaches the task via wait_eof
+            return
+        if not data:
+            return
+        self.rec.t_end = t
+        try:
+            self.stream.feed(data, t)
+        except Exception as exc:  # noqa: BLE001 - never raise into aiohttp's protocol
+            # fail the body instead; the request's task re-raises it from wait_eof()
+            self.failed = True
+            if not isinstance(exc, (ValueError, _InBandError)):
+                exc = ValueError(f"{type(exc).__name__}: {exc}")
+            content.set_exception(exc)
+
+
+class StampingConnector(aiohttp.TCPConnector):
+    """TCPConnector whose connections use :class:`StampingResponseHandler` (when this aiohttp
+    builds protocols through ``_factory``; otherwise plain ones, stamped at read time)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if hasattr(self, "_factory"):
+            self._factory = functools.partial(StampingResponseHandler, loop=self._loop)
+
+
+def _deadline(timeout_s: float) -> Any:
+    """One timer for the whole request (aiohttp's own total timeout re-arms a timer context
+    around every read, a measurable cost per streamed chunk)."""
+    if hasattr(asyncio, "timeout"):  # Python >= 3.11
+        return asyncio.timeout(timeout_s)
+    return _WaitForDeadline(timeout_s)
+
+
+class _WaitForDeadline:
+    """Python 3.10 stand-in for ``asyncio.timeout``: cancel the task at the deadline and turn
+    that cancellation into ``asyncio.TimeoutError``."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.handle: asyncio.TimerHandle | None = None
+        self.fired = False
+
+    async def __aenter__(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+
+        def fire() -> None:
+            self.fired = True
+            task.cancel()
+
+        self.handle = asyncio.get_running_loop().call_later(self.timeout_s, fire)
+
+    async def __aexit__(self, et: Any, exc: Any, tb: Any) -> bool:
+        assert self.handle is not None
+        self.handle.cancel()
+        if self.fired and et is asyncio.CancelledError:
+            raise asyncio.TimeoutError
+        return False
+
+
+class _InBandError(Exception):
+    pass
+
+
+class SSEStream:
+    """Incremental SSE decoder for one response: feed it raw body bytes with their arrival time.
+
+    Splits complete lines (a partial line waits for the next read; it is stamped with the time
+    the read that completed it returned), decodes ``data:`` lines with orjson and records output
+    chunks, server token counts and ``[DONE]``. Raises ``ValueError`` for a malformed line and
+    :class:`_InBandError` for an error event.
+    """
+
+    __slots__ = ("generate", "rec", "tail", "text_len", "last_tokens", "counts_complete", "done",
+                 "times", "tokens")
 
     def __init__(self, api: str, record: RequestRecord) -> None:
-        self.api = api
+        self.generate = api == API_GENERATE
         self.rec = record
+        self.tail = b""
         self.text_len = 0
         self.last_tokens = 0
         self.counts_complete = True  # every output-bearing chunk carried a server count
+        self.done = False
+        self.times = record.chunk_times
+        self.tokens = record.chunk_tokens
 
-    def _output_chunk(self, t: float, tokens: int | None) -> None:
+    def feed(self, data: bytes, t: float) -> None:
+        if self.tail:
+            data = self.tail + data
+        end = data.rfind(b"\n")
+        if end < 0:
+            self.tail = data
+            return
+        self.tail = data[end + 1:]
+        if self.done:  # nothing after [DONE] matters
+            return
+        for line in data[:end].split(b"\n"):
+            if line[:5] != b"data:":
+                continue  # blank separators, comments (':'), event:/id:/retry: fields
+            payload = line[5:].strip()
+            if payload == b"[DONE]":
+                self.done = True
+                return
+            if self.generate and self._generate_meta(payload, t):
+                continue
+            try:
+                obj = orjson.loads(payload)
+            except orjson.JSONDecodeError as exc:
+                raise ValueError(f"{exc}: {payload[:200].decode('utf-8', 'replace')!r}") from None
+            if type(obj) is not dict:
+                raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+            if self.generate:
+                self._generate(obj, t)
+            else:
+                self._completions(obj, t)
+
+    def _generate_meta(self, payload: bytes, t: float) -> bool:
+        """Fast path for SGLang's ``/generate`` events, whose cumulative ``text`` and
+        ``output_ids`` grow with every token: when the object ends with its ``meta_info``, decode
+        only that (the counts we need) and check the outer object's framing. False when the
+        event is not of that shape (then it is decoded whole)."""
+        if payload[:1] != b"{" or payload[-1:] != b"}":
+            return False
+        k = payload.rfind(b',"meta_info":')
+        if k < 0:
+            return False
+        try:
+            meta = orjson.loads(payload[k + 13:-1])
+        except orjson.JSONDecodeError:
+            return False
+        if type(meta) is not dict:
+            return False
+        ct = meta.get("completion_tokens")
+        if type(ct) is not int:
+            return False
         rec = self.rec
-        if rec.t_first_token is None:
-            rec.t_first_token = t
-        rec.chunk_times.append(t)
-        if tokens is None:
-            self.counts_complete = False
-        else:
-            rec.chunk_tokens.append(tokens)
+        rec.completion_tokens = ct
+        pt = meta.get("prompt_tokens")
+        if type(pt) is int:
+            rec.prompt_tokens = pt
+        cached = meta.get("cached_tokens")
+        if type(cached) is int:
+            rec.cached_tokens = cached
+        if ct > self.last_tokens:
+            self._chunk(t, ct)
+            self.last_tokens = ct
+        return True
 
-    def _usage(self, usage: Any) -> int | None:
-        if not isinstance(usage, dict):
-            return None
-        if isinstance(usage.get("prompt_tokens"), int):
-            self.rec.prompt_tokens = usage["prompt_tokens"]
-        ct = usage.get("completion_tokens")
-        if isinstance(ct, int):
-            self.rec.completion_tokens = ct
-            return ct
-        return None
+    def finish(self) -> None:
+        """Process a last line without a trailing newline (some servers end without one)."""
+        if self.tail.strip():
+            tail, self.tail = self.tail, b""
+            self.feed(tail + b"\n", self.rec.t_end or time.perf_counter())
 
-    def event(self, data: Any, t: float) -> str | None:
-        """Handle one decoded ``data:`` object. Returns an error message for in-band errors."""
-        if not isinstance(data, dict):
-            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-        if "error" in data and data.get("error"):
-            err = data["error"]
+    def _error(self, obj: dict[str, Any]) -> None:
+        err = obj.get("error")
+        if err:
             if isinstance(err, dict):
                 code = err.get("code")
                 if isinstance(code, int):
                     self.rec.status = code
-                return str(err.get("message", err))
-            return str(err)
-        if self.api == API_GENERATE:
-            text = data.get("text", "")
-            if not isinstance(text, str):
-                raise ValueError("'text' is not a string")
-            tokens = self._usage(data.get("meta_info"))
-            grew_text = len(text) > self.text_len
-            grew_tokens = tokens is not None and tokens > self.last_tokens
-            if grew_tokens or (tokens is None and grew_text):
-                self._output_chunk(t, tokens)
-            self.text_len = max(self.text_len, len(text))
-            if tokens is not None:
-                self.last_tokens = max(self.last_tokens, tokens)
-            return None
-        # /v1/completions: text deltas in choices, usage on the final chunk (or on every chunk)
-        choices = data.get("choices") or []
-        if not isinstance(choices, list):
-            raise ValueError("'choices' is not a list")
-        delta = ""
-        for choice in choices:
-            if isinstance(choice, dict) and isinstance(choice.get("text"), str):
-                delta += choice["text"]
-        tokens = self._usage(data.get("usage"))
-        grew_tokens = tokens is not None and tokens > self.last_tokens
-        # a usage-only chunk (no choices) reports the total but carries no output
-        if choices and (delta or grew_tokens):
-            self._output_chunk(t, tokens)
-        if tokens is not None:
-            self.last_tokens = max(self.last_tokens, tokens)
-        return None
+                raise _InBandError(str(err.get("message", err)))
+            raise _InBandError(str(err))
 
-    def finish(self) -> None:
+    def _generate(self, obj: dict[str, Any], t: float) -> None:
+        if "error" in obj:
+            self._error(obj)
+        meta = obj.get("meta_info")
+        text = obj.get("text", "")
+        if not isinstance(text, str):
+            raise ValueError("'text' is not a string")
+        tokens = None
+        if type(meta) is dict:
+            ct = meta.get("completion_tokens")
+            if type(ct) is int:
+                tokens = ct
+                self.rec.completion_tokens = ct
+            pt = meta.get("prompt_tokens")
+            if type(pt) is int:
+                self.rec.prompt_tokens = pt
+            cached = meta.get("cached_tokens")
+            if type(cached) is int:
+                self.rec.cached_tokens = cached
+        if tokens is not None:
+            if tokens > self.last_tokens:
+                self._chunk(t, tokens)
+                self.last_tokens = tokens
+        elif len(text) > self.text_len:
+            self._chunk(t, None)
+        if len(text) > self.text_len:
+            self.text_len = len(text)
+
+    def _completions(self, obj: dict[str, Any], t: float) -> None:
+        if "error" in obj:
+            self._error(obj)
+        choices = obj.get("choices") or []
+        if type(choices) is not list:
+            raise ValueError("'choices' is not a list")
+        delta = False
+        for choice in choices:
+            if type(choice) is dict and choice.get("text"):
+                delta = True
+        tokens = None
+        usage = obj.get("usage")
+        if type(usage) is dict:
+            ct = usage.get("completion_tokens")
+            if type(ct) is int:
+                tokens = ct
+                self.rec.completion_tokens = ct
+            pt = usage.get("prompt_tokens")
+            if type(pt) is int:
+                self.rec.prompt_tokens = pt
+            details = usage.get("prompt_tokens_details")
+            if type(details) is dict and type(details.get("cached_tokens")) is int:
+                self.rec.cached_tokens = details["cached_tokens"]
+        grew = tokens is not None and tokens > self.last_tokens
+        # a usage-only chunk (no choices) reports the total but carries no output
+        if choices and (delta or grew):
+            self._chunk(t, tokens)
+        if tokens is not None and tokens > self.last_tokens:
+            self.last_tokens = tokens
+
+    def _chunk(self, t: float, tokens: int | None) -> None:
+        rec = self.rec
+        if rec.t_first_token is None:
+            rec.t_first_token = t
+        self.times.append(t)
+        if tokens is None:
+            self.counts_complete = False
+        else:
+            self.tokens.append(tokens)
+
+    def close(self) -> None:
         rec = self.rec
         if not self.counts_complete or len(rec.chunk_tokens) != len(rec.chunk_times):
-            rec.chunk_tokens = []
+            rec.chunk_tokens.clear()
 
 
 async def send_request(
@@ -212,77 +454,88 @@ async def send_request(
     max_tokens: int,
     timeout_s: float,
     model: str | None = None,
+    body: bytes | None = None,
 ) -> RequestRecord:
     """Send one streaming request and fill ``record``. Never raises for request failures.
 
     ``record.t_start`` is set here unless the caller already set it (the runner sets it right
-    after acquiring the concurrency slot).
+    after acquiring the concurrency slot). ``body`` is the serialized request when the caller
+    prepared it.
     """
     url = endpoint_url(base_url, api)
-    payload = request_payload(api, prompt, max_tokens=max_tokens, model=model)
-    state = _StreamState(api, record)
+    if body is None:
+        body = encode_body(request_payload(api, prompt, max_tokens=max_tokens, model=model,
+                                           rid=record.rid))
+    stream = SSEStream(api, record)
     got_response = False
-    done = False
     if record.t_start is None:
         record.t_start = time.perf_counter()
+    perf = time.perf_counter
     try:
-        async with session.post(
-            url, json=payload, timeout=aiohttp.ClientTimeout(total=timeout_s)
-        ) as resp:
+        async with _deadline(timeout_s), session.post(url, data=body, headers=JSON_HEADERS,
+                                                      timeout=_NO_TIMEOUT) as resp:
             got_response = True
             record.status = resp.status
             if resp.status // 100 != 2:
-                body = await resp.text(errors="replace")
+                raw = await resp.content.read(BODY_EXCERPT_CHARS * 4)
+                text = raw.decode("utf-8", errors="replace")
                 record.fail(HTTP_STATUS, f"HTTP {resp.status} from {url}: "
-                            f"{body[:BODY_EXCERPT_CHARS]}")
+                            f"{text[:BODY_EXCERPT_CHARS]}")
                 return record
-            while True:
-                raw = await resp.content.readline()
-                t = time.perf_counter()
-                if not raw:
-                    break
-                record.t_end = t
-                line = raw.strip()
-                if not line or line.startswith(b":"):
-                    continue
-                if not line.startswith(b"data:"):
-                    continue  # event:/id:/retry: fields carry nothing we measure
-                data = line[5:].strip()
-                if data == b"[DONE]":
-                    done = True
-                    continue
+            content = resp.content
+            conn = resp.connection
+            proto = conn.protocol if conn is not None else None
+            if isinstance(proto, StampingResponseHandler):
+                sink = _Sink(content, stream, record,
+                             plain="Content-Encoding" not in resp.headers)
+                proto.pd_sink = sink
                 try:
-                    obj = json.loads(data)
-                    in_band_error = state.event(obj, t)
-                except (ValueError, TypeError, UnicodeDecodeError) as exc:
-                    snippet = data[:200].decode("utf-8", errors="replace")
-                    record.fail(MALFORMED_STREAM,
-                                f"unparseable data line from {url} ({exc}): {snippet!r}", t=t)
-                    return record
-                if in_band_error is not None:
-                    record.fail(HTTP_STATUS, f"error event in stream from {url}: "
-                                f"{in_band_error[:BODY_EXCERPT_CHARS]}", t=t)
-                    return record
+                    sink.pump(perf())  # body bytes that came with the headers
+                    while not content.is_eof():
+                        if content.exception() is not None:
+                            break
+                        await content.wait_eof()
+                    sink.pump(perf())
+                finally:
+                    proto.pd_sink = None
+                exc = content.exception()
+                if exc is not None:
+                    raise exc
+            else:  # a protocol we cannot hook: read as bytes arrive, stamp after each read
+                read = content.readany
+                feed = stream.feed
+                while True:
+                    data = await read()
+                    t = perf()
+                    if not data:
+                        break
+                    record.t_end = t
+                    feed(data, t)
+            stream.finish()
     except asyncio.TimeoutError:
         record.fail(TIMEOUT, f"no complete response from {url} within {timeout_s:g} s")
         return record
-    except aiohttp.ClientPayloadError as exc:
-        record.fail(INCOMPLETE_STREAM, f"response body from {url} was cut: {exc}")
+    except _InBandError as exc:
+        record.fail(HTTP_STATUS, f"error event in stream from {url}: "
+                    f"{str(exc)[:BODY_EXCERPT_CHARS]}", t=record.t_end)
         return record
-    except ValueError as exc:  # aiohttp: line longer than the read buffer allows
-        record.fail(MALFORMED_STREAM, f"unreadable stream from {url}: {exc}")
+    except aiohttp.ClientPayloadError as exc:
+        record.fail(DROPPED_CONNECTION, f"response body from {url} was cut: {exc}")
+        return record
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:  # orjson.JSONDecodeError too
+        record.fail(MALFORMED_STREAM, f"unparseable data line from {url}: {exc}", t=record.t_end)
         return record
     except (aiohttp.ClientError, OSError) as exc:
-        kind = INCOMPLETE_STREAM if got_response else CONNECTION
+        kind = DROPPED_CONNECTION if got_response else CONNECTION
         record.fail(kind, f"{type(exc).__name__} talking to {url}: {exc}")
         return record
     finally:
-        state.finish()
+        stream.close()
         if record.t_end is None:
             record.t_end = time.perf_counter()
 
     t_end = record.t_end
-    if not done:
+    if not stream.done:
         record.fail(INCOMPLETE_STREAM, f"stream from {url} ended without 'data: [DONE]' after "
                     f"{len(record.chunk_times)} output chunks", t=t_end)
     elif record.t_first_token is not None and record.completion_tokens is None:

@@ -1,0 +1,311 @@
+"""`pytest-pd bench`: an ad-hoc benchmark of a running router (or SGLang server), with the seed's
+``perf_bench.py`` options plus the load generator's own.
+
+    pytest-pd bench --tokenizer-path clusters/models/sim-tiny --port 38000 \\
+        --parallel 16 --number 32 --input-length 6000 --output-length 1000
+
+Prints the seed-style result line and table plus bench_serving's metrics, and writes the same JSON
+shape as the suites' results store (``metrics`` = the summary, ``workload``, ``started_at`` /
+``finished_at``; with ``--repeats N`` the median over repeats, each repeat under ``repeats``).
+Exit status: 0 when the run is sound, 1 when requests failed / were not sent or the share of
+length mismatches is above ``--max-mismatch-share``, 2 for a usage or set-up error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pytest_pd.errors import PdError
+from pytest_pd.results import SCHEMA_VERSION, result_filename, write_json_atomic
+from pytest_pd.workload.metrics import (
+    SLO_KEYS,
+    RunSummary,
+    aggregate_repeats,
+    run_problems,
+    summarize,
+)
+from pytest_pd.workload.prompts import (
+    API_GENERATE,
+    APIS,
+    DEFAULT_REQUEST_TIMEOUT_S,
+    PROMPT_KINDS,
+    PROMPT_TEXT,
+    Workload,
+    WorkloadError,
+    build_prompts,
+    load_tokenizer,
+)
+from pytest_pd.workload.runner import run_workload_sync
+
+HELP = "benchmark a running router/server (the seed's perf_bench.py options, and more)"
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if math.isnan(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0 or 'inf', got {text!r}")
+    return value
+
+
+def _slo(text: str) -> tuple[str, float]:
+    key, sep, value = text.partition("=")
+    if not sep or key not in SLO_KEYS:
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=MILLISECONDS with NAME one of {', '.join(sorted(SLO_KEYS))}, "
+            f"got {text!r}")
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: {value!r} is not a number") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the bound must be > 0 ms")
+    return key, v
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("bench", help=HELP, description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    seed = p.add_argument_group("perf_bench.py options")
+    seed.add_argument("--model", default=None,
+                      help="model name for /v1/completions and the results (default: the first "
+                      "of the server's GET /v1/models)")
+    seed.add_argument("--tokenizer-path", required=True,
+                      help="local model folder holding the cluster's tokenizer (never downloaded)")
+    seed.add_argument("--ip", default="127.0.0.1", help="router/server address (default: 127.0.0.1)")
+    seed.add_argument("--port", type=int, default=8000, help="router/server port (default: 8000)")
+    seed.add_argument("--parallel", type=int, default=16,
+                      help="concurrency cap: requests in flight at once (default: 16)")
+    seed.add_argument("--number", type=int, default=32, help="measured requests (default: 32)")
+    seed.add_argument("--input-length", type=int, default=6000,
+                      help="prompt tokens per request (default: 6000)")
+    seed.add_argument("--output-length", type=int, default=1000,
+                      help="output tokens per request, forced with ignore_eos (default: 1000)")
+    wl = p.add_argument_group("workload")
+    wl.add_argument("--api", choices=APIS, default=API_GENERATE,
+                    help="SGLang /generate (token ids) or OpenAI /v1/completions (default: generate)")
+    wl.add_argument("--completions-prompt", choices=PROMPT_KINDS, default=PROMPT_TEXT,
+                    help="/v1/completions prompt form: exact-length text (what the router "
+                    "accepts) or token ids (default: text)")
+    wl.add_argument("--range-ratio", type=float, default=1.0,
+                    help="lengths uniform in [L*ratio, L]; 1.0 = fixed (default: 1.0)")
+    wl.add_argument("--request-rate", type=_rate, default=math.inf,
+                    help="open loop: mean requests/s, Poisson (default: inf = closed loop)")
+    wl.add_argument("--burstiness", type=_rate, default=1.0,
+                    help="gamma shape of arrival gaps at a finite rate: 1 = Poisson, <1 burstier")
+    wl.add_argument("--seed", type=int, default=0, help="prompt and arrival seed (default: 0)")
+    wl.add_argument("--prefix-groups", type=int, default=0,
+                    help="shared-prefix workload: number of prefix groups (default: 0 = off)")
+    wl.add_argument("--prefix-len", type=int, default=0,
+                    help="shared-prefix workload: tokens of the common prefix")
+    wl.add_argument("--dataset", default=None, metavar="JSONL",
+                    help='prompts from a JSONL file ({"prompt": text | [ids], "output_len": N})')
+    wl.add_argument("--warmup-requests", type=int, default=1,
+                    help="unmeasured warm-up requests sent first (default: 1)")
+    wl.add_argument("--request-timeout", type=_rate, default=DEFAULT_REQUEST_TIMEOUT_S,
+                    help=f"seconds per request (default: {DEFAULT_REQUEST_TIMEOUT_S:g})")
+    wl.add_argument("--duration-limit", type=_rate, default=math.inf,
+                    help="stop dispatching after this many seconds (default: none)")
+    run = p.add_argument_group("run and verdict")
+    run.add_argument("--repeats", type=int, default=1,
+                     help="measure the workload N times; the verdict uses the median (default: 1)")
+    run.add_argument("--slo", type=_slo, nargs="+", default=[], metavar="NAME=MS",
+                     help="SLOs for goodput, e.g. --slo ttft_ms=2000 tpot_ms=50")
+    run.add_argument("--max-mismatch-share", type=float, default=0.0,
+                     help="allowed share of requests whose server-reported length differs from "
+                     "the requested one (default: 0)")
+    run.add_argument("--processes", type=int, default=1,
+                     help="client processes driving the load (default: 1)")
+    out = p.add_argument_group("output")
+    out.add_argument("--label", default=None,
+                     help="name of what is measured, in the table and the file name "
+                     "(default: bench-IP-PORT)")
+    out.add_argument("--results-dir", type=Path, default=Path("results"),
+                     help="where the JSON result goes (default: ./results)")
+    out.add_argument("--output-json", type=Path, default=None,
+                     help="write the JSON result to this file instead")
+    out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def workload_from_args(args: argparse.Namespace) -> Workload:
+    return Workload(
+        input_len=args.input_length, output_len=args.output_length, concurrency=args.parallel,
+        num_requests=args.number, range_ratio=args.range_ratio, request_rate=args.request_rate,
+        seed=args.seed, api=args.api, warmup_requests=args.warmup_requests,
+        request_timeout_s=args.request_timeout, burstiness=args.burstiness,
+        prefix_groups=args.prefix_groups, prefix_len=args.prefix_len,
+        dataset_path=str(Path(args.dataset).expanduser().resolve()) if args.dataset else None,
+        duration_limit_s=args.duration_limit, max_mismatch_share=args.max_mismatch_share,
+        completions_prompt=args.completions_prompt, client_processes=args.processes,
+    )
+
+
+class _Progress:
+    """tqdm bar on stderr: requests done, streamed output tokens/s, errors."""
+
+    def __init__(self, total: int, desc: str, enabled: bool) -> None:
+        self.bar = None
+        self.t0 = time.perf_counter()
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="req", file=sys.stderr, leave=True,
+                            dynamic_ncols=True, mininterval=0.25)
+
+    def __call__(self, done: int, total: int, tokens: int, failed: int) -> None:
+        if self.bar is None:
+            return
+        if done > self.bar.n:
+            self.bar.update(done - self.bar.n)
+        elapsed = max(time.perf_counter() - self.t0, 1e-9)
+        self.bar.set_postfix_str(f"{tokens / elapsed:,.0f} tok/s, {failed} errors", refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _f(value: float, scale: float = 1.0, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value * scale:,.{digits}f}"
+
+
+def seed_line(s: RunSummary) -> str:
+    """The seed report's four numbers on one line."""
+    return (f"TTFT (s): {_f(s.mean_ttft_ms, 1e-3)} | throughput (tok/s): "
+            f"{_f(s.output_throughput, digits=1)} | TPOT (ms): {_f(s.mean_tpot_ms, digits=1)} | "
+            f"mean latency (s): {_f(s.mean_e2e_latency_ms, 1e-3)}")
+
+
+def seed_table(label: str, summaries: list[RunSummary], agg: RunSummary) -> str:
+    head = ["config", "TTFT (s)", "throughput (tok/s)", "TPOT (ms)", "mean latency (s)"]
+    rows = []
+    if len(summaries) > 1:
+        for i, s in enumerate(summaries, 1):
+            rows.append([f"{label} (repeat {i})", _f(s.mean_ttft_ms, 1e-3),
+                         _f(s.output_throughput, digits=1), _f(s.mean_tpot_ms, digits=1),
+                         _f(s.mean_e2e_latency_ms, 1e-3)])
+    name = f"{label} (median of {len(summaries)})" if len(summaries) > 1 else label
+    rows.append([name, _f(agg.mean_ttft_ms, 1e-3), _f(agg.output_throughput, digits=1),
+                 _f(agg.mean_tpot_ms, digits=1), _f(agg.mean_e2e_latency_ms, 1e-3)])
+    out = ["| " + " | ".join(head) + " |", "| :--- | ---: | ---: | ---: | ---: |"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def detail_table(s: RunSummary) -> str:
+    """bench_serving-style block of every metric."""
+    lines = ["============ Serving Benchmark Result ============"]
+
+    def row(name: str, value: Any) -> None:
+        lines.append(f"{name:<40}{value:>12}")
+
+    row("Successful requests:", s.completed)
+    row("Failed requests:", s.failed)
+    if s.errors_by_kind:
+        row("  by kind:", ", ".join(f"{k}={v}" for k, v in s.errors_by_kind.items()))
+    row("Not sent (duration limit):", s.not_sent)
+    row("Input / output length mismatches:", f"{s.input_len_mismatches} / {s.output_len_mismatches}")
+    row("Benchmark duration (s):", _f(s.duration))
+    row("Total input tokens:", s.total_input_tokens)
+    row("Total generated tokens:", s.total_output_tokens)
+    row("Request throughput (req/s):", _f(s.request_throughput))
+    row("Input token throughput (tok/s):", _f(s.input_throughput))
+    row("Output token throughput (tok/s):", _f(s.output_throughput))
+    row("Peak output token throughput (tok/s):", _f(s.peak_output_throughput))
+    row("Total token throughput (tok/s):", _f(s.total_throughput))
+    row("Concurrency:", _f(s.concurrency))
+    if s.slo:
+        row("Goodput (req/s):", _f(s.goodput))
+        row("Goodput share:", _f(s.goodput_ratio, 100.0, 1) + " %")
+    for title, key, pcts in (("Time to First Token", "ttft", ("p90", "p99")),
+                             ("Time per Output Token (excl. 1st token)", "tpot", ("p90", "p99")),
+                             ("Inter-token Latency", "itl", ("p90", "p95", "p99", "max")),
+                             ("End-to-End Latency", "e2e_latency", ("p90", "p99"))):
+        lines.append(f"{'-' * 15}{title}{'-' * 15}")
+        d = s.to_dict()
+        for stat in ("mean", "median", "std", *pcts):
+            row(f"{stat.capitalize() if stat in ('mean', 'median') else stat.upper()} "
+                f"{key.upper().replace('_LATENCY', '')} (ms):", _f(d[f"{stat}_{key}_ms"]))
+    lines.append(f"{'-' * 15}Client queueing (not in TTFT){'-' * 15}")
+    row("Mean / median / P99 queue (ms):",
+        f"{_f(s.mean_queue_ms)} / {_f(s.median_queue_ms)} / {_f(s.p99_queue_ms)}")
+    lines.append("=" * 50)
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except PdError as exc:
+        print(f"pytest-pd bench: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pytest-pd bench: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.repeats < 1:
+        raise WorkloadError(f"--repeats must be >= 1 (got {args.repeats})")
+    workload = workload_from_args(args)
+    slo = dict(args.slo)
+    host = args.ip if ":" not in args.ip else f"[{args.ip}]"
+    base_url = f"http://{host}:{args.port}"
+    label = args.label or f"bench-{args.ip}-{args.port}"
+    say = print
+    tokenizer = load_tokenizer(args.tokenizer_path)
+    t = time.perf_counter()
+    prompts = build_prompts(tokenizer, workload)
+    say(f"{workload.id}: {len(prompts)} prompts built in {time.perf_counter() - t:.2f} s; "
+        f"sending to {base_url}", flush=True)
+
+    started_at = time.time()
+    summaries: list[RunSummary] = []
+    model = args.model
+    for i in range(args.repeats):
+        desc = f"repeat {i + 1}/{args.repeats}" if args.repeats > 1 else workload.id
+        progress = _Progress(len(prompts), desc, enabled=not args.no_progress)
+        try:
+            result = run_workload_sync(base_url, workload, prompts, on_progress=progress,
+                                       progress_interval_s=0.5, model=model)
+        finally:
+            progress.close()
+        model = model or result.model
+        summary = summarize(result, slo=slo or None)
+        summaries.append(summary)
+        if args.repeats > 1:
+            say(f"repeat {i + 1}: {seed_line(summary)}", flush=True)
+    finished_at = time.time()
+    agg = aggregate_repeats(summaries)
+    problems = run_problems(agg, workload.max_mismatch_share)
+
+    say(detail_table(agg))
+    say(seed_table(label, summaries, agg))
+    say(seed_line(agg))
+    payload = {
+        "schema_version": SCHEMA_VERSION,
+        "cluster": {"name": label, "engine": None, "router_url": base_url},
+        "model": {"name": model, "path": str(Path(args.tokenizer_path).expanduser())},
+        "workload": workload.to_dict(),
+        "metrics": agg.to_json_dict(),
+        "repeats": [s.to_json_dict() for s in summaries],
+        "slo": slo,
+        "problems": problems,
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "command": ["pytest-pd", "bench", *sys.argv[2:]] if sys.argv[1:2] == ["bench"] else None,
+    }
+    path = args.output_json or args.results_dir / result_filename(label, workload.id, started_at)
+    write_json_atomic(Path(path), payload)
+    say(f"result: {path}")
+    if problems:
+        print("pytest-pd bench: run not sound: " + "; ".join(problems), file=sys.stderr)
+        return 1
+    return 0

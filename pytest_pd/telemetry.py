@@ -1,0 +1,169 @@
+"""Telemetry sampled during a measurement, in a background thread: each worker's Prometheus
+``/metrics`` (SGLang's metric names, parsed with ``prometheus_client``'s text parser) and, on every
+host where ``nvidia-smi`` exists, GPU utilisation, memory and power once per interval.
+
+Parsing is pure (:func:`parse_prometheus`, :func:`parse_nvidia_smi`); :class:`Sampler` does the I/O.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+NVIDIA_SMI_QUERY = ["nvidia-smi", "--query-gpu=index,utilization.gpu,memory.used,memory.total,"
+                    "power.draw", "--format=csv,noheader,nounits"]
+GPU_FIELDS = ("utilization_pct", "memory_used_mib", "memory_total_mib", "power_w")
+
+RunCommand = Callable[[list[str]], tuple[int, str]]
+"""Runs argv on a host, returns (exit code, stdout)."""
+
+
+def _label_text(labels: Mapping[str, str]) -> str:
+    shown = {k: v for k, v in labels.items() if k != "model_name"}
+    return "{" + ",".join(f"{k}={v}" for k, v in sorted(shown.items())) + "}" if shown else ""
+
+
+def parse_prometheus(text: str) -> dict[str, float]:
+    """Prometheus text → {sample name (with labels other than model_name): value}; histogram
+    buckets and ``_created`` timestamps are left out (sums and counts stay)."""
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.endswith(("_bucket", "_created")):
+                continue
+            out[sample.name + _label_text(sample.labels)] = float(sample.value)
+    return out
+
+
+def parse_nvidia_smi(text: str) -> dict[str, dict[str, float | None]]:
+    """``nvidia-smi --query-gpu=…`` CSV → {gpu index: {field: value}} ([N/A] → None)."""
+    out: dict[str, dict[str, float | None]] = {}
+    for line in text.strip().splitlines():
+        cells = [c.strip() for c in line.split(",")]
+        if len(cells) != 1 + len(GPU_FIELDS):
+            continue
+        values: dict[str, float | None] = {}
+        for name, cell in zip(GPU_FIELDS, cells[1:], strict=True):
+            try:
+                values[name] = float(cell)
+            except ValueError:
+                values[name] = None
+        out[cells[0]] = values
+    return out
+
+
+def _fetch(url: str, timeout: float) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (cluster URLs)
+        return resp.read().decode("utf-8", errors="replace")
+
+
+class Sampler:
+    """Samples every target once per ``interval_s`` from :meth:`start` to :meth:`stop` (and once
+    at each end, so even a short run has a first and a last sample).
+
+    ``metrics_urls``: worker name → ``…/metrics`` URL. ``gpu_hosts``: host name → a function that
+    runs a command there, or a string saying why GPUs cannot be sampled on that host.
+    """
+
+    def __init__(self, metrics_urls: Mapping[str, str],
+                 gpu_hosts: Mapping[str, RunCommand | str], interval_s: float = 1.0,
+                 timeout_s: float = 2.0, time_scale: float = 1.0) -> None:
+        self.metrics_urls = dict(metrics_urls)
+        self.time_scale = time_scale  # model seconds per wall second (a simulation's speedup)
+        self.interval_s = max(0.05, float(interval_s))
+        self.timeout_s = timeout_s
+        self.t0 = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.server: dict[str, dict[str, Any]] = {
+            name: {"url": url, "samples": [], "errors": 0, "last_error": None}
+            for name, url in self.metrics_urls.items()}
+        self.gpu: dict[str, dict[str, Any]] = {}
+        self._gpu_run: dict[str, RunCommand] = {}
+        for host, how in gpu_hosts.items():
+            if isinstance(how, str):
+                self.gpu[host] = {"available": False, "reason": how, "samples": []}
+            else:
+                self._gpu_run[host] = how
+                self.gpu[host] = {"available": None, "reason": None, "samples": []}
+
+    def start(self) -> Sampler:
+        self.t0 = time.time()
+        for host, run in list(self._gpu_run.items()):
+            try:
+                code, _ = run(["sh", "-c", "command -v nvidia-smi"])
+            except Exception as exc:  # noqa: BLE001 (a host we cannot ask is reported, not fatal)
+                code, reason = 1, f"could not run a command there: {exc}"
+            else:
+                reason = "nvidia-smi not found on this host"
+            if code != 0:
+                self.gpu[host].update(available=False, reason=reason)
+                del self._gpu_run[host]
+            else:
+                self.gpu[host]["available"] = True
+        self._sample()
+        self._thread = threading.Thread(target=self._loop, name="pytest-pd-telemetry", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.timeout_s * 2 + 5)
+        self._sample()
+        return self.data()
+
+    def data(self) -> dict[str, Any]:
+        return {"interval_s": self.interval_s, "started_at": self.t0, "time_scale": self.time_scale,
+                "server": self.server, "gpu": self.gpu}
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def _sample(self) -> None:
+        t = round(time.time() - self.t0, 3)
+        for name, url in self.metrics_urls.items():
+            entry = self.server[name]
+            try:
+                entry["samples"].append({"t": t, "values": parse_prometheus(_fetch(url, self.timeout_s))})
+            except Exception as exc:  # noqa: BLE001 (a failed scrape is recorded, never fatal)
+                entry["errors"] += 1
+                entry["last_error"] = f"{type(exc).__name__}: {exc}"
+        for host, run in self._gpu_run.items():
+            with contextlib.suppress(Exception):
+                code, out = run(NVIDIA_SMI_QUERY)
+                if code == 0:
+                    self.gpu[host]["samples"].append({"t": t, "gpus": parse_nvidia_smi(out)})
+
+
+def server_summary(server: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """Per worker, the change of every counter/sum over the run and the last value of everything
+    else, plus histogram means (``…_seconds_mean``) from sum and count deltas. Pure."""
+    out: dict[str, dict[str, float]] = {}
+    for name, entry in server.items():
+        samples = entry.get("samples") or []
+        if not samples:
+            continue
+        first, last = samples[0]["values"], samples[-1]["values"]
+        row: dict[str, float] = {}
+        for key, value in last.items():
+            base = key.split("{", 1)[0]
+            if base.endswith(("_total", "_sum", "_count")):
+                row[key] = value - first.get(key, 0.0)
+            else:
+                row[key] = value
+        for key in list(row):
+            if key.split("{", 1)[0].endswith("_sum"):
+                count_key = key.replace("_sum", "_count", 1)
+                count = row.get(count_key)
+                if count:
+                    row[key.replace("_sum", "_mean", 1)] = row[key] / count
+        out[name] = row
+    return out
