@@ -10,6 +10,7 @@ from typing import Any
 
 from pytest_pd.noise import bootstrap_ci
 from pytest_pd.thresholds import Bound, Verdict, delta_percent, evaluate
+from pytest_pd.workload.metrics import run_problems
 
 HISTORY_METRICS = ("mean_ttft_ms", "output_throughput", "mean_tpot_ms", "mean_e2e_latency_ms")
 DEFAULT_NOISE_BAND = 0.05
@@ -126,32 +127,21 @@ def history_rows(current: Side, last: Side, metrics: Sequence[str],
     return rows
 
 
-def health_problems(side: Side) -> list[str]:
+def health_problems(side: Side, max_mismatch_share: float = 0.0) -> list[str]:
     """Failures that make a measurement unusable, whatever the bounds say."""
-    m = side.metrics
-    out = []
-    completed, failed = int(m.get("completed", 0)), int(m.get("failed", 0))
-    if failed:
-        kinds = ", ".join(f"{k}: {n}" for k, n in sorted(dict(m.get("errors_by_kind", {})).items()))
-        out.append(f"{side.cluster}: {failed} of {completed + failed} requests failed ({kinds}); "
-                   "its numbers are not comparable")
-    elif completed == 0:
-        out.append(f"{side.cluster}: no request completed")
-    mismatches = int(m.get("output_len_mismatches", 0))
-    if mismatches:
-        out.append(f"{side.cluster}: {mismatches} requests returned a different number of output "
-                   "tokens than requested (is ignore_eos honoured?)")
-    return out
+    return [f"{side.cluster}: {p}; its numbers are not comparable"
+            for p in run_problems(side.metrics, max_mismatch_share)]
 
 
 def compare(test_id: str, workload_id: str, candidate: Side, baseline: Side | None,
             bounds: list[Bound], *, last: Side | None = None,
-            noise_band: float = DEFAULT_NOISE_BAND, fail_on_regression: bool = False) -> Comparison:
+            noise_band: float = DEFAULT_NOISE_BAND, fail_on_regression: bool = False,
+            max_mismatch_share: float = 0.0) -> Comparison:
     comp = Comparison(test_id, workload_id, candidate, baseline, bounds, last=last,
                       fail_on_regression=fail_on_regression)
-    comp.problems += health_problems(candidate)
+    comp.problems += health_problems(candidate, max_mismatch_share)
     if baseline is not None:
-        comp.problems += health_problems(baseline)
+        comp.problems += health_problems(baseline, max_mismatch_share)
     for bound in bounds:
         comp.verdicts.append(evaluate(bound, candidate.metrics,
                                       baseline.metrics if baseline else None,

@@ -276,7 +276,8 @@ def pd_run(request: pytest.FixtureRequest, pd_measurer: Measurer, pd_spec: Clust
     comp = compare(request.node.nodeid, pd_workload.id, _side(candidate), baseline_side, bounds,
                    last=last, noise_band=parse_band(config.getoption("pd_noise_band")
                                                      or config.getini("pd_noise_band")),
-                   fail_on_regression=bool(config.getoption("pd_fail_on_regression")))
+                   fail_on_regression=bool(config.getoption("pd_fail_on_regression")),
+                   max_mismatch_share=pd_workload.max_mismatch_share)
     trend_n = int(config.getoption("pd_trend_runs"))
     request.node.stash[COMPARISON_KEY] = comp
     request.node.stash[EVIDENCE_KEY] = Evidence(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,44 @@ def free_ports(n: int) -> list[int]:
     for s in socks:
         s.close()
     return ports
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
+
+
+class Proc:
+    """A process in its own group, logging to a file; ``stop`` kills the group."""
+
+    def __init__(self, name: str, argv: list[str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.p = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
+                                  start_new_session=True, cwd=REPO)
+
+    def stop(self, sig: int = signal.SIGTERM, wait: float = 8.0) -> None:
+        try:
+            if self.p.poll() is None:
+                os.killpg(self.p.pid, sig)
+                try:
+                    self.p.wait(wait)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.p.pid, signal.SIGKILL)
+                    self.p.wait(5)
+            else:  # the leader is gone; make sure nothing of its group survives
+                try:
+                    os.killpg(self.p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        finally:
+            self.log.close()
+
+    def tail(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-3000:]
+        except OSError:
+            return ""
 
 
 def sim_cluster_copy(name: str, dest: Path, **overrides: object) -> Path:

@@ -87,7 +87,7 @@ def test_bench_failed_requests_exit_1(tmp_path: Path) -> None:
               "--parallel", "2", "--input-length", "10", "--output-length", "4",
               "--warmup-requests", "0", "--output-json", str(out), "--no-progress")
     assert p.returncode == 1, p.stdout + p.stderr
-    assert "3 failed request(s) (connection: 3)" in p.stderr
+    assert "3 of 3 requests failed (connection: 3)" in p.stderr
     m = json.loads(out.read_text())["metrics"]
     assert m["errors_by_kind"] == {"connection": 3} and m["mean_ttft_ms"] is None
 

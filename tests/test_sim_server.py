@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -21,50 +19,13 @@ from typing import Any
 import pytest
 
 from pytest_pd.sim import model
+from tests.conftest import Proc, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "clusters" / "models" / "sim-tiny"
 PY = sys.executable
 HOST = "127.0.0.1"
 PD_SPEEDUP = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-class Proc:
-    def __init__(self, name: str, argv: list[str], log_dir: Path) -> None:
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.p = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
-                                  start_new_session=True, cwd=REPO)
-
-    def stop(self, sig: int = signal.SIGTERM, wait: float = 5.0) -> None:
-        try:
-            if self.p.poll() is None:
-                os.killpg(self.p.pid, sig)
-                try:
-                    self.p.wait(wait)
-                except subprocess.TimeoutExpired:
-                    os.killpg(self.p.pid, signal.SIGKILL)
-                    self.p.wait(5)
-            else:  # the leader is gone; make sure nothing of its group survives
-                try:
-                    os.killpg(self.p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        finally:
-            self.log.close()
-
-    def tail(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-3000:]
-        except OSError:
-            return ""
 
 
 def sim_argv(*args: str) -> list[str]:

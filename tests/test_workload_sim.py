@@ -10,10 +10,6 @@ tmp folders and loaded offline. Loopback only; every process group is killed in 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 import urllib.error
@@ -33,6 +29,7 @@ from pytest_pd.workload import (
     summarize,
 )
 from pytest_pd.workload.prompts import text_builder
+from tests.conftest import Proc, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SIM_TINY = REPO / "clusters" / "models" / "sim-tiny"
@@ -43,46 +40,6 @@ HOST = "127.0.0.1"
 # ---------------------------------------------------------------------------------------------
 # Processes (also used by tests/test_bench_cli.py)
 # ---------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-class Proc:
-    """A process in its own group, logging to a file; ``stop`` kills the group."""
-
-    def __init__(self, name: str, argv: list[str], log_dir: Path) -> None:
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.p = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
-                                  start_new_session=True, cwd=REPO)
-
-    def stop(self) -> None:
-        try:
-            if self.p.poll() is None:
-                os.killpg(self.p.pid, signal.SIGTERM)
-                try:
-                    self.p.wait(8)
-                except subprocess.TimeoutExpired:
-                    os.killpg(self.p.pid, signal.SIGKILL)
-                    self.p.wait(5)
-            else:
-                try:
-                    os.killpg(self.p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        finally:
-            self.log.close()
-
-    def tail(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-3000:]
-        except OSError:
-            return ""
 
 
 def wait_ok(url: str, procs: list[Proc], timeout: float = 40.0) -> None:

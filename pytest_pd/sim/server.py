@@ -164,7 +164,9 @@ class Vocab:
         self.eos_id = eos
 
     def count(self, text: str) -> int:
-        return len(self.encode(text))
+        """Prompt length as SGLang counts a text prompt: with the tokenizer's special tokens
+        (e.g. a BOS its post-processor adds)."""
+        return len(self.tok.encode(text, add_special_tokens=True).ids)
 
     def encode(self, text: str) -> list[int]:
         return self.tok.encode(text, add_special_tokens=False).ids
@@ -616,6 +618,18 @@ class SimServer:
             self.time_factor = self.params.fault_slowdown
         return None
 
+    async def _send_chunk(self, request: web.Request, resp: web.StreamResponse, r: Req,
+                          chunk: bytes) -> bool:
+        """Write one SSE chunk (noting when the first one left); False once a fault cut the
+        stream."""
+        if r.first_sent is None:
+            r.first_sent = self.now()
+        await resp.write(chunk)
+        if self._cut_here(request, r):
+            return False
+        await self._maybe_malformed(resp, r)
+        return True
+
     async def _maybe_malformed(self, resp: web.StreamResponse, r: Req) -> None:
         """``fault: malformed``: one data line that is not JSON, once, then the stream goes on."""
         if r.fault == "malformed" and r.emitted >= self.params.fault_drop_after_tokens:
@@ -732,12 +746,8 @@ class SimServer:
                 chunk = b"".join((b'data: {"text":"', bytes(text_buf), b'","output_ids":[',
                                   bytes(ids_buf), b'],"meta_info":',
                                   dumps(self._meta(r, fin)).encode(), b"}\n\n"))
-                if r.first_sent is None:
-                    r.first_sent = self.now()
-                await resp.write(chunk)
-                if self._cut_here(request, r):
+                if not await self._send_chunk(request, resp, r, chunk):
                     return resp
-                await self._maybe_malformed(resp, r)
                 if fin:
                     break
                 continue
@@ -827,12 +837,8 @@ class SimServer:
                 fin = r.done and sent >= r.max_tokens
                 tail = (close + b',"logprobs":null,"finish_reason":"' + r.finish_type.encode()
                         + b'","matched_stop":null}]}\n\n') if fin else tail_open
-                if r.first_sent is None:
-                    r.first_sent = self.now()
-                await resp.write(b"data: " + head + piece + tail)
-                if self._cut_here(request, r):
+                if not await self._send_chunk(request, resp, r, b"data: " + head + piece + tail):
                     return resp
-                await self._maybe_malformed(resp, r)
                 if fin:
                     break
                 continue

@@ -348,22 +348,28 @@ def aggregate_repeats(summaries: Sequence[RunSummary]) -> RunSummary:
     return RunSummary(**kwargs)
 
 
-def run_problems(summary: RunSummary, max_mismatch_share: float = 0.0) -> list[str]:
+def run_problems(summary: RunSummary | Mapping[str, Any],
+                 max_mismatch_share: float = 0.0) -> list[str]:
     """Why a run must not be trusted: failed requests, requests never sent, or a share of length
-    mismatches above ``max_mismatch_share``. Empty when the run is sound."""
+    mismatches above ``max_mismatch_share``. Empty when the run is sound. Takes a summary or its
+    ``to_dict()`` (keys it lacks count as zero)."""
+    m = summary.to_dict() if isinstance(summary, RunSummary) else summary
+    failed, completed = int(m.get("failed", 0)), int(m.get("completed", 0))
     problems = []
-    if summary.failed:
-        kinds = ", ".join(f"{k}: {v}" for k, v in summary.errors_by_kind.items())
-        problems.append(f"{summary.failed} failed request(s) ({kinds})")
-    if summary.completed == 0:
+    if failed:
+        kinds = ", ".join(f"{k}: {v}" for k, v in sorted(dict(m.get("errors_by_kind") or {}).items()))
+        problems.append(f"{failed} of {failed + completed} requests failed ({kinds})")
+    if completed == 0:
         problems.append("no request completed")
-    if summary.mismatch_share > max_mismatch_share:
+    share = float(m.get("mismatch_share", 0.0) or 0.0)
+    if share > max_mismatch_share:
         problems.append(
-            f"{summary.mismatch_share:.1%} of completed requests had a server-reported length "
-            f"different from the requested one ({summary.input_len_mismatches} input, "
-            f"{summary.output_len_mismatches} output; allowed share {max_mismatch_share:.1%})")
-    if summary.not_sent:
-        problems.append(f"{summary.not_sent} request(s) not sent before the duration limit")
+            f"{share:.1%} of completed requests had a server-reported length different from the "
+            f"requested one ({m.get('input_len_mismatches', 0)} input, "
+            f"{m.get('output_len_mismatches', 0)} output; allowed share {max_mismatch_share:.1%}; "
+            "is ignore_eos honoured?)")
+    if m.get("not_sent"):
+        problems.append(f"{m['not_sent']} request(s) not sent before the duration limit")
     return problems
 
 
