@@ -132,9 +132,10 @@ def pd_spec(pd_measurer: Measurer, pytestconfig: pytest.Config) -> ClusterSpec:
     return pd_measurer.spec(cluster_name(pytestconfig))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def pd_cluster(pd_measurer: Measurer, pd_spec: ClusterSpec) -> Topology:
-    """The candidate cluster, up and ready; ``.router_url`` is where to send requests."""
+    """The candidate cluster, up and ready for this test (brought up again if a baseline
+    measurement replaced it); ``.router_url`` is where to send requests."""
     return pd_measurer._up(pd_spec)
 
 

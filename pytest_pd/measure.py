@@ -6,6 +6,7 @@ Knows nothing of pytest: the fixtures and the CLI both drive it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import platform
 import socket
@@ -196,6 +197,7 @@ class Measurer:
         self._specs: dict[str, ClusterSpec] = {}
         self._broken: dict[str, str] = {}
         self._cache: dict[tuple[str, str], Measurement] = {}
+        self._errors: dict[tuple[str, str], PdError] = {}
         self._tokenizers: dict[str, Any] = {}
         self._prompts: dict[tuple[str, str], list[Prompt]] = {}
         self.env = environment(self.workdir)
@@ -226,10 +228,28 @@ class Measurer:
         hit = self.cached(spec, workload)
         if hit is not None:
             return hit
+        if (spec.label, workload.id) in self._errors:  # failed earlier, run along with another
+            raise self._errors[(spec.label, workload.id)]
+        self._prompts_for(spec, workload)  # a bad tokenizer path fails before any bring-up
+        todo = [workload]
+        for w in also:
+            if w.id == workload.id or self.cached(spec, w) or (spec.label, w.id) in self._errors:
+                continue
+            try:
+                self._prompts_for(spec, w)
+                todo.append(w)
+            except PdError as exc:  # belongs to the test that asks for `w`, not to this one
+                self._errors[(spec.label, w.id)] = exc
         topology = self._up(spec)
-        todo = [workload] + [w for w in also if w.id != workload.id and not self.cached(spec, w)]
         for w in todo:
-            self._cache[(spec.label, w.id)] = self._run(spec, topology, w)
+            try:
+                self._cache[(spec.label, w.id)] = self._run(spec, topology, w)
+            except PdError as exc:
+                if w is workload:
+                    raise
+                self._errors[(spec.label, w.id)] = exc
+                if spec.label in self._broken:
+                    break
         return self._cache[(spec.label, workload.id)]
 
     def log_tails(self, spec: ClusterSpec, run_dir: Path | None, lines: int = 30) -> dict[str, str]:
@@ -312,11 +332,20 @@ class Measurer:
         except (ValueError, IndexError):
             return None
 
-    def _run(self, spec: ClusterSpec, topology: Topology, workload: Workload) -> Measurement:
+    def _prompts_for(self, spec: ClusterSpec, workload: Workload) -> list[Prompt]:
         key = (spec.tokenizer_path, workload.id)
         if key not in self._prompts:
             self._prompts[key] = build_prompts(self._tokenizer(spec), workload)
+        return self._prompts[key]
+
+    def _run(self, spec: ClusterSpec, topology: Topology, workload: Workload) -> Measurement:
+        prompts = self._prompts_for(spec, workload)
         speedup = sim_speedup(spec)
+        # Open-loop schedules and time limits too: the simulated cluster runs `speedup` times faster
+        run_as = dataclasses.replace(
+            workload, request_rate=workload.request_rate * speedup,
+            duration_limit_s=workload.duration_limit_s / speedup,
+            request_timeout_s=workload.request_timeout_s / speedup) if speedup != 1.0 else workload
         # SLOs are in the real cluster's time; a simulated run is measured `speedup` times faster
         slo = {k: v / speedup for k, v in self.slo.items()}
         self.say(f"{spec.label}: running {workload.id} against {topology.router_url}"
@@ -327,7 +356,7 @@ class Measurer:
         summaries: list[RunSummary] = []
         try:
             for i in range(self.repeats):
-                result = run_workload_sync(topology.router_url, workload, self._prompts[key])
+                result = run_workload_sync(topology.router_url, run_as, prompts)
                 results.append(result)
                 summaries.append(summarize(result, slo=slo or None))
                 dead = topology.dead() if topology.manages_processes else []

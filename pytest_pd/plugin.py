@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import os
 import time
 import warnings
@@ -108,13 +110,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def _baseline_mode(value: str) -> str:
     if value in BASELINE_MODES or Path(value).exists():
         return value
-    raise ValueError(f"{value!r}: use live, stored, or the path of a results file or folder")
+    raise argparse.ArgumentTypeError(
+        f"{value!r}: use live, stored, or the path of a results file or folder")
 
 
 def _positive_int(value: str) -> int:
-    n = int(value)
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
     if n < 1:
-        raise ValueError("must be at least 1")
+        raise argparse.ArgumentTypeError(f"{value!r}: must be at least 1")
     return n
 
 
@@ -129,7 +135,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.dist = "loadgroup"
     # `pytest suites/ --cluster=X` writes report.html unless told otherwise (before pytest-html
     # reads the option in its own pytest_configure).
-    if config.getoption("pd_cluster") and hasattr(config.option, "htmlpath"):
+    if (config.getoption("pd_cluster") and hasattr(config.option, "htmlpath")
+            and not config.option.collectonly):
         if not config.option.htmlpath:
             config.option.htmlpath = "report.html"
             config.option.self_contained_html = True
@@ -141,9 +148,10 @@ def pytest_runtestloop(session: pytest.Session) -> Iterator[object]:
         return (yield)
 
 
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection: only selected tests plan workloads
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
-    known = set(RunSummary.__dataclass_fields__)
+    known = {f.name for f in dataclasses.fields(RunSummary) if f.type in ("float", "int", float, int)}
     cluster = cluster_name(config)
     workloads: dict[str, Workload] = {}
     for item in items:

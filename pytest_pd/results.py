@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_pd.workload.metrics import run_problems
+
 SCHEMA_VERSION = 2
 REQUESTS_ENCODING = "gzip+base64+json"
 _SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
@@ -183,15 +185,13 @@ def find_runs(results_dir: Path, cluster: str, workload_id: str,
     """Stored runs of ``cluster`` on ``workload_id`` (and ``model``, when given), oldest first."""
     runs = [d for d in iter_results(results_dir)
             if d["cluster"].get("name") == cluster and d["workload"].get("id") == workload_id
-            and (model is None or d["model"].get("name") in (None, model))]
+            and (model is None or d["model"].get("name") == model)]
     return sorted(runs, key=lambda d: float(d.get("started_at") or 0.0))
 
 
-def usable(run: dict[str, Any]) -> bool:
-    """A run sound enough to compare with: requests completed, none failed."""
-    m = run.get("metrics", {})
-    completed, failed = m.get("completed") or 0, m.get("failed") or 0
-    return completed > 0 and not failed
+def usable(run: dict[str, Any], max_mismatch_share: float = 0.0) -> bool:
+    """A run sound enough to compare with: the same rule that judges a live run."""
+    return not run_problems(run.get("metrics") or {}, max_mismatch_share)
 
 
 @dataclass(frozen=True)

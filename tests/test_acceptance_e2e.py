@@ -135,3 +135,25 @@ def test_marker_without_pd_run_is_an_error(pytester, sim_clusters):
     result.assert_outcomes(errors=2)
     text = result.stdout.str()
     assert "markers need the pd_run fixture" in text and "unknown metric 'mean_tttft_ms'" in text
+
+
+def test_only_selected_workloads_are_measured(pytester, tmp_path):
+    """`-k` deselects a workload: it is measured on neither cluster (each bring-up runs the
+    workloads of the selected tests only)."""
+    folder = tmp_path / "clusters"
+    sim_cluster_copy("sim-tp8", folder)
+    pytester.makepyfile(test_suite="""
+        import pytest
+        from pytest_pd.workload.prompts import Workload
+        A = Workload(input_len=800, output_len=8, concurrency=4, num_requests=4)
+        B = Workload(input_len=900, output_len=8, concurrency=4, num_requests=4)
+        @pytest.mark.pd_threshold("mean_ttft_ms", max=600000)
+        @pytest.mark.parametrize("pd_workload", [A, B], ids=lambda w: w.id)
+        def test_w(pd_run):
+            pass
+    """)
+    result, out = run_session(pytester, folder, "-k", "in800", cluster="sim-tp8")
+    result.assert_outcomes(passed=1, deselected=1)
+    stored = [p.name for p in (out / "results").glob("*.json")]
+    assert len(stored) == 1 and "in800-" in stored[0], stored
+    assert_nothing_left(out / "runs")

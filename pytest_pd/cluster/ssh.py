@@ -488,6 +488,7 @@ class SSHConnection:
             self.connect()
             assert self._client is not None
             sftp = self._client.open_sftp()
+            sftp.get_channel().settimeout(60.0)  # a dead peer must not stall teardown for minutes
             try:
                 sftp.get(remote, str(local))
             finally:

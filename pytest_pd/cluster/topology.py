@@ -114,44 +114,46 @@ class Topology:
         SIGTERM arriving meanwhile wait until teardown is done (a second Ctrl-C must not leave
         servers behind)."""
         interrupted: BaseException | None = None
+        problems: list[str] = []
         with signals_deferred():
             while True:
                 try:
-                    self._down()
+                    self._stop_processes(problems)
                     break
                 except KeyboardInterrupt as exc:  # a signal delivered just before the deferral
                     interrupted = exc
+            self._release()
         if interrupted is not None:
             raise interrupted
-
-    def _down(self) -> None:
-        problems = []
-        try:
-            while self.running:
-                item = self.running[-1]  # popped once dealt with: an interrupted kill is retried
-                try:
-                    item.host.kill_tree(item.proc)
-                except HostError as exc:
-                    problems.append(str(exc))
-                self.running.pop()
-                with contextlib.suppress(OSError, HostError):
-                    item.host.fetch_log(item.proc, self.run_dir)
-                    item.proc.remote_log = None  # the local copy is the one to read from now on
-        finally:
-            while self.locks:
-                lock = self.locks.pop()
-                with contextlib.suppress(Exception):
-                    lock.release()
-            for host in self._hosts.values():
-                with contextlib.suppress(Exception):
-                    host.close()
-            self._hosts.clear()
-            for conn in self._conns.values():
-                with contextlib.suppress(Exception):
-                    conn.close()
-            self._conns.clear()
         if problems:
             raise HostError("teardown left processes behind: " + " ".join(problems))
+
+    def _stop_processes(self, problems: list[str]) -> None:
+        while self.running:
+            item = self.running[-1]  # popped once dealt with: an interrupted kill is retried
+            try:
+                item.host.kill_tree(item.proc)
+            except HostError as exc:
+                problems.append(str(exc))
+            self.running.pop()
+            with contextlib.suppress(OSError, HostError):
+                item.host.fetch_log(item.proc, self.run_dir)
+                item.proc.remote_log = None  # the local copy is the one to read from now on
+
+    def _release(self) -> None:
+        """Host locks and connections go only after every process is gone."""
+        while self.locks:
+            lock = self.locks.pop()
+            with contextlib.suppress(Exception):
+                lock.release()
+        for host in self._hosts.values():
+            with contextlib.suppress(Exception):
+                host.close()
+        self._hosts.clear()
+        for conn in self._conns.values():
+            with contextlib.suppress(Exception):
+                conn.close()
+        self._conns.clear()
 
     def dead(self) -> list[str]:
         """Processes of this topology that have exited, described for an error message."""
@@ -328,6 +330,11 @@ class Topology:
                     "Fix the cause shown in the log (command: `pytest-pd commands "
                     f"{self.spec.label}`)."
                 )
+            if cmd.role == "router":  # a worker dying now would keep the router unready for good
+                dead = self.dead()
+                if dead:
+                    raise BringUpError(f"while {self.spec.label}'s router waited for its workers: "
+                                       + "\n".join(dead))
             status = probe(url)
             if status == 200:
                 self.say(f"{self.spec.label}: {cmd.name} healthy after {time.monotonic() - start:.1f} s")
@@ -370,17 +377,22 @@ class Topology:
 
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM until the block is done (main thread only); they are delivered,
-    and so act, right after it."""
+    """Hold SIGINT and SIGTERM until the block is done (main thread only): Python handlers that
+    only take note replace the usual ones meanwhile (whatever thread the kernel delivers to), and
+    a noted signal is raised as KeyboardInterrupt right after the block."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    noted: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda signum, frame: noted.append(signum)) for sig in held}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if noted:
+        raise KeyboardInterrupt(f"signal {noted[0]} during teardown")
 
 
 @contextlib.contextmanager

@@ -162,8 +162,9 @@ class Workload:
 
         Suffixes appear only for non-default values: range ratio (``-r0.5``), finite request rate
         (``-rate2``, burstiness ``-b0.5``), shared prefix (``-px4x512``), dataset (``-ds<stem>``),
-        completions API (``-completions``, ``-ids`` for token-id prompts) and duration limit
-        (``-t60``).
+        completions API (``-completions``, ``-ids`` for token-id prompts), duration limit
+        (``-t60``), prompt seed (``-s1``) and warm-up count (``-w0``): two workloads that would
+        measure differently never share an id (it keys caches and stored results).
         """
         parts = [f"in{self.input_len}", f"out{self.output_len}", f"c{self.concurrency}",
                  f"n{self.num_requests}"]
@@ -185,6 +186,10 @@ class Workload:
                 parts.append(self.completions_prompt)
         if not math.isinf(self.duration_limit_s):
             parts.append(f"t{_fmt(self.duration_limit_s)}")
+        if self.seed != 0:
+            parts.append(f"s{self.seed}")
+        if self.warmup_requests != 1:
+            parts.append(f"w{self.warmup_requests}")
         return "-".join(parts)
 
     @property
