@@ -44,7 +44,6 @@ class Measurement:
     cluster: ClusterSpec
     workload: Workload
     summary: RunSummary
-    result: RunResult
     started_at: float
     finished_at: float
     run_dir: Path
@@ -64,16 +63,18 @@ class Measurement:
     def metrics(self) -> dict[str, Any]:
         """The run's metrics in the time of the cluster it stands for (simulated runs scaled back
         by their speedup); what reports show and bounds judge."""
-        return self._model(self.summary.to_dict())
+        return self.in_model_time(self.summary.to_dict())
 
     @property
     def samples(self) -> dict[str, list[float]]:
         """Per-repeat values of every numeric metric (model time); empty for a single run."""
         if len(self.summaries) < 2:
             return {}
-        return repeat_samples([self._model(s.to_dict()) for s in self.summaries])
+        return repeat_samples([self.in_model_time(s.to_dict()) for s in self.summaries])
 
-    def _model(self, metrics: dict[str, Any]) -> dict[str, Any]:
+    def in_model_time(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """A summary's dict scaled back to the simulated cluster's time, with the SLOs it was
+        judged against (given in that time)."""
         out = to_model_time(metrics, self.speedup)
         if self.slo:
             out["slo"] = dict(self.slo)
@@ -376,7 +377,7 @@ class Measurer:
             cmd.name: _get_json(cmd.health_url.rsplit("/", 1)[0] + "/get_server_info")
             for cmd in topology.plan if cmd.role != "router" and cmd.health_url
         }
-        m = Measurement(spec, workload, summary, results[0], started, finished, topology.run_dir,
+        m = Measurement(spec, workload, summary, started, finished, topology.run_dir,
                         server_info=server_info, summaries=summaries, results=results,
                         telemetry=telemetry, slo=dict(self.slo))
         payload = self._payload(m, topology)
@@ -394,10 +395,7 @@ class Measurer:
         spec = m.cluster
 
         def model_json(summary: RunSummary) -> dict[str, Any]:
-            out = to_model_time(summary.to_json_dict(), m.speedup)
-            if m.slo:
-                out["slo"] = dict(m.slo)
-            return out
+            return m.in_model_time(summary.to_json_dict())
 
         def iso(t: float) -> str:
             return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -65,6 +73,96 @@ class Proc:
             return self.log_path.read_text(errors="replace")[-3000:]
         except OSError:
             return ""
+
+
+def request(method: str, url: str, body: object = None, timeout: float = 30.0,
+            raw: bytes | None = None) -> tuple[int, bytes]:
+    """One HTTP request with a JSON body; (status, body bytes), error statuses included."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def get_json(url: str) -> Any:
+    status, data = request("GET", url)
+    assert status == 200, (url, status, data[:300])
+    return json.loads(data)
+
+
+def wait_ok(url: str, procs: list[Proc], timeout: float = 40.0) -> None:
+    """Poll ``url`` until it answers 200; fail at once (with logs) if a process exits."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        for p in procs:
+            assert p.p.poll() is None, f"{p.name} exited early:\n{p.tail()}"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+                last = r.status
+        except (OSError, urllib.error.HTTPError) as e:
+            last = e
+        time.sleep(0.1)
+    logs = "\n".join(f"--- {p.name}\n{p.tail()}" for p in procs)
+    raise AssertionError(f"{url} never answered 200 (last: {last})\n{logs}")
+
+
+def sim_argv(model: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "pytest_pd.sim", "--model-path", str(model), "--host",
+            "127.0.0.1", *args]
+
+
+@dataclass
+class SimPD:
+    """Simulated prefill + decode workers behind the real router, started by hand (below the
+    harness, to test the simulator and the client on their own)."""
+
+    router: str
+    prefill: str
+    decode: str
+    boot: int
+    procs: list[Proc]
+
+    def stop(self) -> None:
+        for p in reversed(self.procs):
+            p.stop()
+
+
+def start_pd(log_dir: Path, speedup: float = 100.0, model: Path = SIM_MODEL,
+             prefill_args: Sequence[str] = ()) -> SimPD:
+    """Prefill (TP4 PP2) + decode (TP8, prefill_pp 2) sims behind sglang-router in PD mode."""
+    host = "127.0.0.1"
+    p_port, boot, d_port, r_port, prom = free_ports(5)
+    speed = ["--sim-speedup", str(speedup)]
+    procs: list[Proc] = []
+    try:
+        procs.append(Proc("prefill", sim_argv(
+            model, "--port", str(p_port), "--disaggregation-mode", "prefill",
+            "--disaggregation-bootstrap-port", str(boot), "--tp-size", "4", "--pp-size", "2",
+            "--context-length", "65535", *prefill_args, *speed), log_dir))
+        procs.append(Proc("decode", sim_argv(
+            model, "--port", str(d_port), "--disaggregation-mode", "decode", "--tp-size", "8",
+            "--disaggregation-prefill-pp", "2", "--context-length", "65535", *speed), log_dir))
+        procs.append(Proc("router", [
+            sys.executable, "-m", "sglang_router.launch_router", "--pd-disaggregation",
+            "--prefill", f"http://{host}:{p_port}", str(boot),
+            "--decode", f"http://{host}:{d_port}", "--host", host, "--port", str(r_port),
+            "--prometheus-host", host, "--prometheus-port", str(prom),
+            "--worker-startup-check-interval", "1", "--disable-circuit-breaker",
+        ], log_dir))
+        wait_ok(f"http://{host}:{r_port}/readiness", procs, timeout=60)
+    except BaseException:
+        for p in reversed(procs):
+            p.stop()
+        raise
+    return SimPD(f"http://{host}:{r_port}", f"http://{host}:{p_port}", f"http://{host}:{d_port}",
+                 boot, procs)
 
 
 def sim_cluster_copy(name: str, dest: Path, **overrides: object) -> Path:

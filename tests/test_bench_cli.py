@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_workload_sim import SIM_TINY, free_port, start_pd
+from test_workload_sim import SIM_TINY
 
 from pytest_pd.workload import RunSummary, Workload
+from tests.conftest import free_port, start_pd
 
 PY = sys.executable
 REPO = Path(__file__).resolve().parents[1]
@@ -21,12 +22,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url, procs = start_pd(tmp_path_factory.mktemp("bench-pd"), speedup=200.0)
+    pd = start_pd(tmp_path_factory.mktemp("bench-pd"), speedup=200.0)
     try:
-        yield url
+        yield pd.router
     finally:
-        for p in reversed(procs):
-            p.stop()
+        pd.stop()
 
 
 def bench(*args: str, timeout: float = 180.0) -> subprocess.CompletedProcess[str]:

@@ -21,22 +21,7 @@ from pytest_pd.cluster.spec import load_cluster
 from pytest_pd.cluster.topology import Topology
 from pytest_pd.workload.prompts import Workload, build_prompts, load_tokenizer
 from pytest_pd.workload.runner import run_workload_sync
-from tests.conftest import SIM_MODEL, free_ports, sim_cluster_copy
-
-
-def post(url: str, body: dict, timeout: float = 30.0) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, json.dumps(body).encode(),
-                                 {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-def get_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        return json.loads(resp.read())
+from tests.conftest import SIM_MODEL, free_ports, get_json, request, sim_cluster_copy
 
 
 def sse_events(raw: bytes) -> list[str]:
@@ -91,7 +76,7 @@ def test_client_ttft_matches_server_emit_time(sim_proc):
 
 def test_logprobs_merge_through_router(cluster):
     ids = list(range(100, 140))
-    status, raw = post(cluster.router_url + "/generate", {
+    status, raw = request("POST", cluster.router_url + "/generate", {
         "input_ids": ids, "return_logprob": True,
         "sampling_params": {"max_new_tokens": 5, "ignore_eos": True}})
     assert status == 200, raw
@@ -107,7 +92,7 @@ def test_chat_completions_through_router(cluster, stream):
             "max_tokens": 6, "ignore_eos": True, "stream": stream}
     if stream:
         body["stream_options"] = {"include_usage": True}
-    status, raw = post(cluster.router_url + "/v1/chat/completions", body)
+    status, raw = request("POST", cluster.router_url + "/v1/chat/completions", body)
     assert status == 200, raw
     if not stream:
         body = json.loads(raw)
@@ -128,7 +113,7 @@ def test_server_info_and_metrics(cluster):
     info = get_json(worker_url(cluster, "decode") + "/get_server_info")
     assert info["disaggregation_mode"] == "decode" and info["disaggregation_prefill_pp"] == 2
     assert info["simulated"] is True
-    post(cluster.router_url + "/generate", {"input_ids": list(range(10, 600)),
+    request("POST", cluster.router_url + "/generate", {"input_ids": list(range(10, 600)),
                                             "sampling_params": {"max_new_tokens": 8,
                                                                 "ignore_eos": True}})
     with urllib.request.urlopen(worker_url(cluster, "decode") + "/metrics", timeout=10) as resp:
@@ -199,7 +184,7 @@ def test_fault_error_on_a_share_after_n_requests(sim_proc):
     proc, url = sim_proc("--sim-fault", "error", "--sim-fault-status", "503",
                          "--sim-fault-after-requests", "2", "--sim-fault-share", "0.5")
     assert wait_health(url, proc) == 200
-    statuses = [post(url + "/generate", GEN)[0] for _ in range(8)]
+    statuses = [request("POST", url + "/generate", GEN)[0] for _ in range(8)]
     assert statuses == [200, 200, 200, 503, 200, 503, 200, 503]
 
 
@@ -221,7 +206,7 @@ def test_fault_drop_cuts_the_stream_without_done(sim_proc):
 def test_fault_malformed_line_in_stream(sim_proc):
     proc, url = sim_proc("--sim-fault", "malformed", "--sim-fault-drop-after-tokens", "3")
     assert wait_health(url, proc) == 200
-    status, raw = post(url + "/generate", {**GEN, "stream": True})
+    status, raw = request("POST", url + "/generate", {**GEN, "stream": True})
     events = sse_events(raw)
     bad = [e for e in events if e != "[DONE]" and not e.endswith("}")]
     assert status == 200 and len(bad) == 1 and events[-1] == "[DONE]"
@@ -231,16 +216,16 @@ def test_fault_hang_never_answers(sim_proc):
     proc, url = sim_proc("--sim-fault", "hang")
     assert wait_health(url, proc) == 200
     with pytest.raises((TimeoutError, urllib.error.URLError)):
-        post(url + "/generate", GEN, timeout=1.0)
+        request("POST", url + "/generate", GEN, timeout=1.0)
     assert proc.poll() is None
 
 
 def test_fault_crash_kills_the_process(sim_proc):
     proc, url = sim_proc("--sim-fault", "crash", "--sim-fault-after-requests", "1")
     assert wait_health(url, proc) == 200
-    assert post(url + "/generate", GEN)[0] == 200
+    assert request("POST", url + "/generate", GEN)[0] == 200
     with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
-        post(url + "/generate", GEN, timeout=5)
+        request("POST", url + "/generate", GEN, timeout=5)
     assert proc.wait(5) == -signal.SIGKILL
     assert b"simulated fault: crash" in proc.stdout.read()
 
@@ -261,10 +246,10 @@ def test_fault_slow_after_n_requests(sim_proc):
     body = {"input_ids": list(range(50, 1050)),
             "sampling_params": {"max_new_tokens": 10, "ignore_eos": True}}
     t0 = time.perf_counter()
-    post(url + "/generate", body)
+    request("POST", url + "/generate", body)
     fast = time.perf_counter() - t0
     t0 = time.perf_counter()
-    post(url + "/generate", body)
+    request("POST", url + "/generate", body)
     slow = time.perf_counter() - t0
     assert slow > 5 * fast, (fast, slow)
 

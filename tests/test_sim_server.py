@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import threading
 import time
 import urllib.error
@@ -19,35 +18,17 @@ from typing import Any
 import pytest
 
 from pytest_pd.sim import model
-from tests.conftest import Proc, free_port
+from tests.conftest import Proc, free_port, get_json, request, start_pd
+from tests.conftest import sim_argv as shared_sim_argv
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "clusters" / "models" / "sim-tiny"
-PY = sys.executable
 HOST = "127.0.0.1"
 PD_SPEEDUP = 10.0
 
 
 def sim_argv(*args: str) -> list[str]:
-    return [PY, "-m", "pytest_pd.sim", "--model-path", str(MODEL), "--host", HOST, *args]
-
-
-def request(method: str, url: str, body: Any = None, timeout: float = 30.0,
-            raw: bytes | None = None) -> tuple[int, bytes]:
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-
-
-def get_json(url: str) -> Any:
-    status, data = request("GET", url)
-    assert status == 200, (url, status, data[:300])
-    return json.loads(data)
+    return shared_sim_argv(MODEL, *args)
 
 
 def stream(url: str, body: dict[str, Any], timeout: float = 30.0) -> tuple[float, list[Any]]:
@@ -96,33 +77,16 @@ def wait_status(url: str, want: int = 200, timeout: float = 30.0,
 def pd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Prefill (TP4 PP2) + decode (TP8, prefill_pp 2) simulators behind the real router."""
     logs = tmp_path_factory.mktemp("pd")
-    p_port, boot, d_port, r_port, prom = (free_port() for _ in range(5))
-    speed = ["--sim-speedup", str(PD_SPEEDUP)]
-    procs: list[Proc] = []
+    # the seed's launch flags too: the simulator must accept SGLang's flags
+    pd = start_pd(logs, speedup=PD_SPEEDUP, model=MODEL, prefill_args=(
+        "--chunked-prefill-size", "16384", "--disaggregation-transfer-backend", "mooncake",
+        "--disaggregation-ib-device", "mlx5_1,mlx5_2", "--trust-remote-code",
+        "--page-size", "64", "--disable-overlap-schedule"))
     try:
-        procs.append(Proc("prefill", sim_argv(
-            "--port", str(p_port), "--disaggregation-mode", "prefill",
-            "--disaggregation-bootstrap-port", str(boot), "--tp-size", "4", "--pp-size", "2",
-            "--chunked-prefill-size", "16384", "--disaggregation-transfer-backend", "mooncake",
-            "--disaggregation-ib-device", "mlx5_1,mlx5_2", "--trust-remote-code",
-            "--page-size", "64", "--context-length", "65535", "--disable-overlap-schedule",
-            *speed), logs))
-        procs.append(Proc("decode", sim_argv(
-            "--port", str(d_port), "--disaggregation-mode", "decode", "--tp-size", "8",
-            "--disaggregation-prefill-pp", "2", "--context-length", "65535", *speed), logs))
-        procs.append(Proc("router", [
-            PY, "-m", "sglang_router.launch_router", "--pd-disaggregation",
-            "--prefill", f"http://{HOST}:{p_port}", str(boot),
-            "--decode", f"http://{HOST}:{d_port}", "--host", HOST, "--port", str(r_port),
-            "--prometheus-host", HOST, "--prometheus-port", str(prom),
-            "--worker-startup-check-interval", "1", "--disable-circuit-breaker",
-        ], logs))
-        wait_status(f"http://{HOST}:{r_port}/readiness", 200, timeout=40, procs=procs)
-        yield {"router": f"http://{HOST}:{r_port}", "prefill": f"http://{HOST}:{p_port}",
-               "decode": f"http://{HOST}:{d_port}", "boot": boot, "procs": procs}
+        yield {"router": pd.router, "prefill": pd.prefill, "decode": pd.decode, "boot": pd.boot,
+               "procs": pd.procs}
     finally:
-        for p in reversed(procs):
-            p.stop()
+        pd.stop()
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,6 @@ tmp folders and loaded offline. Loopback only; every process group is killed in 
 from __future__ import annotations
 
 import json
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -29,39 +25,15 @@ from pytest_pd.workload import (
     summarize,
 )
 from pytest_pd.workload.prompts import text_builder
-from tests.conftest import Proc, free_port
+from tests.conftest import SIM_MODEL, Proc, free_port, sim_argv, start_pd, wait_ok
 
-REPO = Path(__file__).resolve().parents[1]
-SIM_TINY = REPO / "clusters" / "models" / "sim-tiny"
-PY = sys.executable
+SIM_TINY = SIM_MODEL
 HOST = "127.0.0.1"
 
 
 # ---------------------------------------------------------------------------------------------
-# Processes (also used by tests/test_bench_cli.py)
+# Processes
 # ---------------------------------------------------------------------------------------------
-
-
-def wait_ok(url: str, procs: list[Proc], timeout: float = 40.0) -> None:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        for p in procs:
-            assert p.p.poll() is None, f"{p.name} exited early:\n{p.tail()}"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-                last = r.status
-        except (OSError, urllib.error.HTTPError) as e:
-            last = e
-        time.sleep(0.1)
-    logs = "\n".join(f"--- {p.name}\n{p.tail()}" for p in procs)
-    raise AssertionError(f"{url} never answered 200 (last: {last})\n{logs}")
-
-
-def sim_argv(model: Path, *args: str) -> list[str]:
-    return [PY, "-m", "pytest_pd.sim", "--model-path", str(model), "--host", HOST, *args]
 
 
 def start_unified(log_dir: Path, model: Path = SIM_TINY, *args: str) -> tuple[str, Proc]:
@@ -74,35 +46,6 @@ def start_unified(log_dir: Path, model: Path = SIM_TINY, *args: str) -> tuple[st
         p.stop()
         raise
     return f"http://{HOST}:{port}", p
-
-
-def start_pd(log_dir: Path, speedup: float = 100.0, model: Path = SIM_TINY
-             ) -> tuple[str, list[Proc]]:
-    """Prefill + decode sims behind the real sglang-router in PD mode; returns the router URL."""
-    p_port, boot, d_port, r_port, prom = (free_port() for _ in range(5))
-    speed = ["--sim-speedup", str(speedup)]
-    procs: list[Proc] = []
-    try:
-        procs.append(Proc("prefill", sim_argv(
-            model, "--port", str(p_port), "--disaggregation-mode", "prefill",
-            "--disaggregation-bootstrap-port", str(boot), "--tp-size", "4", "--pp-size", "2",
-            "--context-length", "65535", *speed), log_dir))
-        procs.append(Proc("decode", sim_argv(
-            model, "--port", str(d_port), "--disaggregation-mode", "decode", "--tp-size", "8",
-            "--disaggregation-prefill-pp", "2", "--context-length", "65535", *speed), log_dir))
-        procs.append(Proc("router", [
-            PY, "-m", "sglang_router.launch_router", "--pd-disaggregation",
-            "--prefill", f"http://{HOST}:{p_port}", str(boot),
-            "--decode", f"http://{HOST}:{d_port}", "--host", HOST, "--port", str(r_port),
-            "--prometheus-host", HOST, "--prometheus-port", str(prom),
-            "--worker-startup-check-interval", "1", "--disable-circuit-breaker",
-        ], log_dir))
-        wait_ok(f"http://{HOST}:{r_port}/readiness", procs, timeout=60)
-    except BaseException:
-        for p in reversed(procs):
-            p.stop()
-        raise
-    return f"http://{HOST}:{r_port}", procs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,7 +166,8 @@ def test_text_prompt_length_verified_by_server(name: str, edge_tokenizers: dict[
 def test_generate_ids_through_router_and_text_through_router(logs: Path) -> None:
     """Both APIs through the real router in PD mode: token ids on /generate, exact text on
     /v1/completions (the router rejects token-id prompts there), shared-prefix groups."""
-    router, procs = start_pd(logs, speedup=200.0)
+    pd = start_pd(logs, speedup=200.0)
+    router = pd.router
     tok = load_tokenizer(SIM_TINY)
     try:
         for w in (Workload(input_len=2000, output_len=8, concurrency=4, num_requests=8,
@@ -243,8 +187,7 @@ def test_generate_ids_through_router_and_text_through_router(logs: Path) -> None
             assert s.peak_output_throughput > 0
             assert len(result.warmup) == 1 and result.warmup[0].ok
     finally:
-        for p in reversed(procs):
-            p.stop()
+        pd.stop()
 
 
 def test_multiprocess_client_merges_results(logs: Path) -> None:
