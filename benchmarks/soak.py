@@ -52,7 +52,7 @@ def main() -> int:
         measurer = Measurer(folder, folder / "runs", None, say=lambda t: None)
         try:
             spec = measurer.spec("sim-pp2")
-            topology = measurer._up(spec)
+            topology = measurer.up(spec)
             pids = [int(p["pid"]) for p in topology.processes()]
             deadline = time.monotonic() + args.minutes * 60
             rows = []
@@ -60,7 +60,7 @@ def main() -> int:
             i = 0
             while time.monotonic() < deadline:
                 i += 1
-                measurer._cache.clear()  # measure again: a new run each iteration
+                measurer.forget()  # measure again: a new run each iteration
                 m = measurer.measure(spec, workload)
                 errors += m.summary.failed
                 rows.append((i, m.summary.completed, m.summary.failed, rss_kib(), open_fds(),

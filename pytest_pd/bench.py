@@ -293,6 +293,7 @@ def _run(args: argparse.Namespace) -> int:
         "schema_version": SCHEMA_VERSION,
         "cluster": {"name": label, "engine": None, "router_url": base_url},
         "model": {"name": model, "path": str(Path(args.tokenizer_path).expanduser())},
+        "source": "bench",  # ad hoc: never picked as a baseline or shown as a suite's history
         "workload": workload.to_dict(),
         "metrics": agg.to_json_dict(),
         "repeats": [s.to_json_dict() for s in summaries],

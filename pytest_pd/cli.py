@@ -29,17 +29,31 @@ def _parser() -> argparse.ArgumentParser:
         if name == "up":
             p.add_argument("--run-dir", type=Path, default=Path("runs"),
                            help="where logs and pid files go (default: ./runs)")
+    down = sub.add_parser("down", help="tear down a cluster a session left running "
+                          "(--pd-keep-cluster-on-failure)",
+                          description="stop every process a session left running in RUN_DIR "
+                          "(the same verified teardown as at the end of a session) and fetch the logs")
+    down.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                      help="the run directory pytest-pd printed when it left the cluster up")
     bench.add_parser(sub)
     return parser
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _down(args: argparse.Namespace) -> int:
+    topology = Topology.adopt(args.run_dir, say=_say)
+    topology.down()
+    _say(f"{topology.spec.label}: torn down; logs in {args.run_dir}")
+    return 0
 
 
 def _up(args: argparse.Namespace) -> int:
     spec = load_cluster(args.cluster, args.cluster_dir)
     run_dir = new_run_dir(args.run_dir, spec.label)
-
-    def say(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
-
+    say = _say
     with sigterm_as_interrupt():
         topology = Topology(spec, run_dir, say=say)
         try:
@@ -66,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
             spec = load_cluster(args.cluster, args.cluster_dir)
             sys.stdout.write(render_commands(spec, local_python=sys.executable))
             return 0
+        if args.command == "down":
+            with sigterm_as_interrupt():
+                return _down(args)
         return _up(args)
     except PdError as exc:
         print(f"pytest-pd: {exc}", file=sys.stderr)

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class PdError(Exception):
-    """Base of every error pytest-pd reports without a traceback."""
+    """Base of every error pytest-pd reports without a traceback. ``failure``: the record of a
+    failed bring-up or run (cluster, stage, message, run directory, log tails, results files),
+    when the error stands for one."""
+
+    def __init__(self, *args: object, failure: dict[str, Any] | None = None) -> None:
+        super().__init__(*args)
+        self.failure = failure
 
 
 class ClusterFileError(PdError):

@@ -7,6 +7,7 @@ import math
 import shlex
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,20 +94,27 @@ def compare_last(config: pytest.Config) -> bool:
 
 
 def _say(config: pytest.Config):
+    """Progress lines on the terminal as they happen (bring-up, runs, teardown), also while
+    pytest captures output and when stdout is a CI log file."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
 
     def say(text: str) -> None:
-        if reporter is not None:
+        if reporter is None:
+            return
+        held = capture.global_and_fixture_disabled() if capture is not None else nullcontext()
+        with held:
             reporter.ensure_newline()
             reporter.write_line(f"[pytest-pd] {text}")
+            reporter.flush()
 
     return say
 
 
 @pytest.fixture(scope="session")
-def pd_measurer(pytestconfig: pytest.Config) -> Iterator[Measurer]:
+def pd_measurer(request: pytest.FixtureRequest) -> Iterator[Measurer]:
     """Brings clusters up one at a time and caches every (cluster, workload) measurement."""
-    config = pytestconfig
+    config = request.config
     measurer = Measurer(
         cluster_dir=_path_option(config, "pd_cluster_dir", "pd_cluster_dir"),
         run_base=_path_option(config, "pd_run_dir", "pd_run_dir"),
@@ -118,12 +126,13 @@ def pd_measurer(pytestconfig: pytest.Config) -> Iterator[Measurer]:
         save_baseline=bool(config.getoption("pd_save_baseline")),
         store_requests=bool(config.getini("pd_store_requests")),
         telemetry_interval_s=float(config.getini("pd_telemetry_interval_s")),
+        keep_on_failure=bool(config.getoption("pd_keep_cluster_on_failure")),
     )
     config.stash[MEASURER_KEY] = measurer
     try:
         yield measurer
     finally:
-        measurer.close()
+        measurer.close(keep=measurer.keep_on_failure and request.session.testsfailed > 0)
 
 
 @pytest.fixture(scope="session")
@@ -136,7 +145,7 @@ def pd_spec(pd_measurer: Measurer, pytestconfig: pytest.Config) -> ClusterSpec:
 def pd_cluster(pd_measurer: Measurer, pd_spec: ClusterSpec) -> Topology:
     """The candidate cluster, up and ready for this test (brought up again if a baseline
     measurement replaced it); ``.router_url`` is where to send requests."""
-    return pd_measurer._up(pd_spec)
+    return pd_measurer.up(pd_spec)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pytest_pd import __version__
 from pytest_pd.cluster.commands import render_commands
@@ -26,7 +26,8 @@ from pytest_pd.cluster.hosts import tail_file
 from pytest_pd.cluster.spec import ClusterSpec, load_cluster
 from pytest_pd.cluster.topology import Topology
 from pytest_pd.errors import BringUpError, PdError
-from pytest_pd.results import encode_requests, redact_commands, redact_env, save_result
+from pytest_pd.redaction import redact_commands, redact_env, scrub, secret_values
+from pytest_pd.results import encode_requests, save_result
 from pytest_pd.rundir import new_run_dir
 from pytest_pd.telemetry import Sampler
 from pytest_pd.workload.metrics import RunSummary, aggregate_repeats, summarize
@@ -34,6 +35,7 @@ from pytest_pd.workload.prompts import Prompt, Workload, build_prompts, load_tok
 from pytest_pd.workload.runner import RunResult, run_workload_sync
 
 Say = Callable[[str], None]
+E = TypeVar("E", bound=BaseException)
 
 
 @dataclass
@@ -154,6 +156,10 @@ def versions_from_server_info(server_info: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
 def log_files(run_dir: Path) -> list[Path]:
     return sorted(run_dir.glob("*.log"), key=lambda p: (p.stem == "router", p.stem))
 
@@ -181,7 +187,8 @@ class Measurer:
                  say: Say = print, workdir: Path | None = None, repeats: int = 1,
                  slo: Mapping[str, float] | None = None, save_baseline: bool = False,
                  store_requests: bool = True, telemetry_interval_s: float = 1.0,
-                 session: str | None = None) -> None:
+                 session: str | None = None, keep_on_failure: bool = False) -> None:
+        self.keep_on_failure = keep_on_failure
         self.repeats = max(1, int(repeats))
         self.slo = dict(slo or {})
         self.save_baseline = save_baseline
@@ -196,7 +203,8 @@ class Measurer:
         self.workdir = workdir or Path.cwd()
         self.current: Topology | None = None
         self._specs: dict[str, ClusterSpec] = {}
-        self._broken: dict[str, str] = {}
+        self._broken: dict[str, PdError] = {}  # cluster → its first failure
+        self.failures: list[dict[str, Any]] = []  # every failed bring-up or run, in order
         self._cache: dict[tuple[str, str], Measurement] = {}
         self._errors: dict[tuple[str, str], PdError] = {}
         self._tokenizers: dict[str, Any] = {}
@@ -241,16 +249,32 @@ class Measurer:
                 todo.append(w)
             except PdError as exc:  # belongs to the test that asks for `w`, not to this one
                 self._errors[(spec.label, w.id)] = exc
-        topology = self._up(spec)
-        for w in todo:
+        try:
+            topology = self.up(spec)
+        except PdError as exc:
+            if exc is self._broken.get(spec.label):  # a fresh failure, not the earlier one again
+                self._store_failure(exc, todo)
+            raise
+        for i, w in enumerate(todo):
             try:
                 self._cache[(spec.label, w.id)] = self._run(spec, topology, w)
             except PdError as exc:
+                if getattr(exc, "failure", None) is None:
+                    self._failure(spec, "run", exc, topology.run_dir)
+                self._store_failure(exc, [w])
+                broken = self._broken.get(spec.label)
+                if broken is not None:  # the rest cannot run: they fail with the same cause
+                    self._store_failure(broken, todo[i + 1:])
+                    for rest in todo[i + 1:]:
+                        self._errors[(spec.label, rest.id)] = broken
                 if w is workload:
                     raise
                 self._errors[(spec.label, w.id)] = exc
-                if spec.label in self._broken:
+                if broken is not None:
                     break
+            except KeyboardInterrupt as exc:  # Ctrl-C or a CI cancel: say so in the store too
+                self._store_failure(self._failure(spec, "interrupted", exc, topology.run_dir), [w])
+                raise
         return self._cache[(spec.label, workload.id)]
 
     def log_tails(self, spec: ClusterSpec, run_dir: Path | None, lines: int = 30) -> dict[str, str]:
@@ -261,37 +285,77 @@ class Measurer:
         if current is not None and current.spec.label == spec.label:
             for item in current.running:
                 with contextlib.suppress(Exception):
-                    out[item.command.name] = item.host.tail_log(item.proc, lines)
+                    out[item.command.name] = current.tail(item, lines)
         if not out and run_dir is not None:
             for path in log_files(run_dir):
                 out[path.stem] = tail_file(path, lines)
-        return out
+        secrets = secret_values(spec.model_dump(mode="json"))
+        return {name: scrub(text, secrets) for name, text in out.items()}
 
-    def close(self) -> None:
+    def forget(self) -> None:
+        """Drop the cached measurements: the next ``measure`` runs again (soak loops)."""
+        self._cache.clear()
+
+    def close(self, keep: bool = False) -> None:
+        """Tear the current cluster down; with ``keep``, leave it running and say how to reach
+        it and how to tear it down later."""
         if self.current is not None:
             current, self.current = self.current, None
+            if keep:
+                self.say(current.detach())
+                return
             current.down()
             self.say(f"{current.spec.label}: torn down")
 
     # ------------------------------------------------------------------ internals
 
-    def _up(self, spec: ClusterSpec) -> Topology:
-        if spec.label in self._broken:
+    def up(self, spec: ClusterSpec) -> Topology:
+        """``spec``'s cluster, up (brought up now unless it is the current one; the previous one
+        is torn down first)."""
+        broken = self._broken.get(spec.label)
+        if broken is not None:
             raise BringUpError(
                 f"cluster {spec.label} failed earlier in this session; not retrying. First failure: "
-                f"{self._broken[spec.label]}"
-            )
+                f"{broken}", failure=broken.failure)
         if self.current is not None and self.current.spec.label == spec.label:
             return self.current
         self.close()  # never two clusters at once: they may share hosts, GPUs and ports
-        topology = Topology(spec, new_run_dir(self.run_base, spec.label), say=self.say)
+        topology = Topology(spec, new_run_dir(self.run_base, spec.label), say=self.say,
+                            keep_on_failure=self.keep_on_failure)
         try:
             topology.up()
         except PdError as exc:
-            self._broken[spec.label] = str(exc)
+            self._broken[spec.label] = self._failure(spec, "bring-up", exc, topology.run_dir)
             raise
         self.current = topology
         return topology
+
+    def _failure(self, spec: ClusterSpec, stage: str, exc: E, run_dir: Path) -> E:
+        """Note a failed bring-up or run: ``exc`` gets a ``failure`` record (what the results
+        store, the terminal and the report say of it: stage, cause, logs) and is returned."""
+        secrets = secret_values(spec.model_dump(mode="json"))
+        tails = {path.stem: scrub(tail_file(path, 30), secrets) for path in log_files(run_dir)}
+        exc.failure = {  # type: ignore[union-attr]
+            "cluster": spec.label, "stage": stage, "kind": type(exc).__name__,
+            "message": scrub(str(exc) or repr(exc), secrets), "run_dir": str(run_dir),
+            "at": time.time(), "logs": tails, "results": [],
+        }
+        self.failures.append(exc.failure)  # type: ignore[union-attr]
+        return exc
+
+    def _store_failure(self, exc: BaseException, workloads: Sequence[Workload]) -> None:
+        """One results file per workload that did not get measured, holding the failure."""
+        failure = getattr(exc, "failure", None)
+        if failure is None or self.results_dir is None:
+            return
+        spec = self.spec(failure["cluster"])
+        for w in workloads:
+            if any(r["workload"] == w.id for r in failure["results"]):
+                continue
+            payload = {**self._common_payload(spec, w, failure["at"], Path(failure["run_dir"])),
+                       "metrics": {}, "failure": {k: v for k, v in failure.items() if k != "results"}}
+            path = save_result(self.results_dir, payload)
+            failure["results"].append({"workload": w.id, "path": str(path)})
 
     def _tokenizer(self, spec: ClusterSpec) -> Any:
         path = spec.tokenizer_path
@@ -355,25 +419,20 @@ class Measurer:
         started = time.time()
         results: list[RunResult] = []
         summaries: list[RunSummary] = []
+        dead: list[str] = []
         try:
-            for i in range(self.repeats):
+            for _ in range(self.repeats):
                 result = run_workload_sync(topology.router_url, run_as, prompts)
                 results.append(result)
                 summaries.append(summarize(result, slo=slo or None))
                 dead = topology.dead() if topology.manages_processes else []
                 if dead:
-                    self._broken[spec.label] = "; ".join(dead)
-                    self.close()
-                    raise BringUpError(
-                        f"cluster {spec.label} lost a process while running {workload.id}"
-                        + (f" (repeat {i + 1})" if self.repeats > 1 else "") + ":\n"
-                        + "\n".join(dead)
-                    )
+                    break
         finally:
             telemetry = sampler.stop()
         finished = time.time()
         summary = aggregate_repeats(summaries)
-        server_info = {
+        server_info = {} if dead else {
             cmd.name: _get_json(cmd.health_url.rsplit("/", 1)[0] + "/get_server_info")
             for cmd in topology.plan if cmd.role != "router" and cmd.health_url
         }
@@ -382,8 +441,20 @@ class Measurer:
                         telemetry=telemetry, slo=dict(self.slo))
         payload = self._payload(m, topology)
         m.payload = {k: v for k, v in payload.items() if k != "requests"}
+        lost: BringUpError | None = None
+        if dead:  # a process died: the cluster is gone for the rest of the session
+            self.close(keep=self.keep_on_failure)
+            lost = self._failure(spec, "run", BringUpError(
+                f"cluster {spec.label} lost a process while running {workload.id}"
+                + (f" (repeat {len(results)})" if self.repeats > 1 else "") + ":\n"
+                + "\n".join(dead)), topology.run_dir)
+            self._broken[spec.label] = lost
+            payload["failure"] = {k: v for k, v in lost.failure.items() if k != "results"}
         if self.results_dir is not None:
             m.result_path = save_result(self.results_dir, payload)
+        if lost is not None:  # the requests' records are kept, with the cause
+            lost.failure["results"].append({"workload": workload.id, "path": str(m.result_path)})
+            raise lost
         shown = m.metrics
         scaled = f" (simulated ×{m.speedup:g}, scaled back)" if m.speedup != 1.0 else ""
         self.say(f"{spec.label}: {workload.id}: {summary.completed} completed, {summary.failed} "
@@ -391,18 +462,11 @@ class Measurer:
                  f"{shown['output_throughput']:.1f} tok/s{scaled}")
         return m
 
-    def _payload(self, m: Measurement, topology: Topology) -> dict[str, Any]:
-        spec = m.cluster
-
-        def model_json(summary: RunSummary) -> dict[str, Any]:
-            return m.in_model_time(summary.to_json_dict())
-
-        def iso(t: float) -> str:
-            return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-        env = dict(self.env)
-        env["sglang"] = versions_from_server_info(m.server_info)
+    def _common_payload(self, spec: ClusterSpec, workload: Workload, started: float,
+                        run_dir: Path) -> dict[str, Any]:
+        """What every results file holds, measured or failed."""
         return {
+            "source": "suite",
             "cluster": {
                 "name": spec.label,
                 "file": str(spec.source),
@@ -412,23 +476,35 @@ class Measurer:
                 "prefill_strategy": prefill_strategy(spec),
                 "spec": redact_env(spec.model_dump(mode="json")),
                 "commands": redact_commands(render_commands(spec, local_python=sys.executable)),
-                "router_url": topology.router_url,
+                "router_url": spec.router_url,
             },
             "model": {"name": spec.model_name, "path": spec.model_path},
-            "workload": {"id": m.workload.id, **m.workload.to_dict()},
+            "workload": workload.to_dict(),
+            "baseline_mark": self.save_baseline,
+            "session": self.session,
+            "started_at": started,
+            "started_at_iso": _iso(started),
+            "host": socket.gethostname(),
+            "run_dir": str(run_dir),
+            "environment": dict(self.env),
+            "failure": None,
+        }
+
+    def _payload(self, m: Measurement, topology: Topology) -> dict[str, Any]:
+        def model_json(summary: RunSummary) -> dict[str, Any]:
+            return m.in_model_time(summary.to_json_dict())
+
+        env = dict(self.env)
+        env["sglang"] = versions_from_server_info(m.server_info)
+        return {
+            **self._common_payload(m.cluster, m.workload, m.started_at, m.run_dir),
             "metrics": model_json(m.summary),
             "repeats": [model_json(s) for s in m.summaries] if len(m.summaries) > 1 else [],
             "slo": dict(m.slo) or None,
             "simulated": {"speedup": m.speedup, "measured_metrics": m.summary.to_json_dict()}
-            if spec.engine == "sim" else None,
-            "baseline_mark": self.save_baseline,
-            "session": self.session,
-            "started_at": m.started_at,
+            if m.cluster.engine == "sim" else None,
             "finished_at": m.finished_at,
-            "started_at_iso": iso(m.started_at),
-            "finished_at_iso": iso(m.finished_at),
-            "host": socket.gethostname(),
-            "run_dir": str(m.run_dir),
+            "finished_at_iso": _iso(m.finished_at),
             "environment": env,
             "server_info": m.server_info,
             "telemetry": m.telemetry,

@@ -21,6 +21,7 @@ from pytest_pd.fixtures import (  # noqa: F401  (fixtures are found in the plugi
     BOUNDS_KEY,
     COMPARISON_KEY,
     EVIDENCE_KEY,
+    MEASURER_KEY,
     WORKLOADS_KEY,
     Evidence,
     cluster_name,
@@ -49,6 +50,7 @@ REPORT_COMPARISON = "pd_comparison"
 REPORT_HEADER = "pd_header"
 REPORT_DETAILS = "pd_details"
 REPORT_CLUSTERS = "pd_clusters"
+REPORT_FAILURE = "pd_failure"
 
 
 class PdRegressionWarning(UserWarning):
@@ -95,6 +97,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="SLOs in milliseconds for goodput (ttft_ms, tpot_ms, e2e_ms, itl_ms)")
     group.addoption("--pd-trend-runs", dest="pd_trend_runs", metavar="N", type=int, default=20,
                     help="how many stored runs the trend chart shows (default 20)")
+    group.addoption("--pd-keep-cluster-on-failure", dest="pd_keep_cluster_on_failure",
+                    action="store_true",
+                    help="when a test failed or a bring-up failed, leave the cluster running for "
+                         "debugging and print how to attach to it and how to tear it down "
+                         "(pytest-pd down RUN_DIR); Ctrl-C still tears down")
     parser.addini("pd_cluster", "default cluster name", default="sim-pp2")
     parser.addini("pd_cluster_dir", "folder of cluster files, relative to rootdir", default="clusters")
     parser.addini("pd_run_dir", "folder for run logs, relative to rootdir", default="runs")
@@ -233,6 +240,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     tails of failures) and the cluster files to the call report: they reach the controller under
     xdist, where the summaries are built from reports only."""
     report = yield
+    if call.excinfo is not None and call.excinfo.errisinstance(PdError):
+        # a user error (bad cluster file, failed bring-up, lost process): its one-paragraph
+        # message, not a traceback through our internals (also when pytest re-raises the cached
+        # error of a session fixture for a later test)
+        exc = call.excinfo.value
+        report.longrepr = f"{type(exc).__name__}: {exc}"
+        if exc.failure is not None and report.when == "setup":
+            setattr(report, REPORT_FAILURE, exc.failure)
+            report.extras = [*getattr(report, "extras", []), {
+                "name": "pytest-pd failure", "format_type": "html", "extension": "html",
+                "content": html_report.STYLE + html_report.failure_section([exc.failure])}]
     comp = item.stash.get(COMPARISON_KEY, None)
     if comp is None or report.when != "call":
         return report
@@ -255,18 +273,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_fixture_setup(fixturedef: pytest.FixtureDef, request: pytest.FixtureRequest):
-    """A user error in a pd fixture (bad cluster file, bring-up failure) is reported as its
-    one-paragraph message, not as a traceback through our internals."""
-    try:
-        return (yield)
-    except PdError as exc:
-        if fixturedef.argname.startswith("pd_"):
-            pytest.fail(f"{type(exc).__name__}: {exc}", pytrace=False)
-        raise
-
-
 def pytest_report_header(config: pytest.Config) -> str | None:
     if config.getoption("pd_cluster") is None:
         return None
@@ -282,8 +288,24 @@ class Summaries:
         self.header: dict[str, Any] | None = None
         self.details: list[str] = []
         self.clusters: dict[str, dict[str, str]] = {}
+        self._failures: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def _note_failure(self, failure: dict[str, Any]) -> None:
+        key = (failure.get("cluster"), failure.get("stage"), failure.get("at"))
+        self._failures.setdefault(key, failure)
+
+    def failures(self, config: pytest.Config) -> list[dict[str, Any]]:
+        """Failed bring-ups and runs: from test reports (xdist workers too) and, in this process,
+        from the measurer (an interrupted run has no test report)."""
+        measurer = config.stash.get(MEASURER_KEY, None)
+        for failure in measurer.failures if measurer is not None else ():
+            self._note_failure(failure)
+        return sorted(self._failures.values(), key=lambda f: f.get("at") or 0.0)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        failure = getattr(report, REPORT_FAILURE, None)
+        if failure is not None:
+            self._note_failure(failure)
         data = getattr(report, REPORT_COMPARISON, None)
         if data is None:
             return
@@ -298,7 +320,15 @@ class Summaries:
 
     def pytest_terminal_summary(self, terminalreporter, exitstatus: int,
                                 config: pytest.Config) -> None:
-        if not self.comparisons or hasattr(config, "workerinput"):
+        if hasattr(config, "workerinput"):
+            return
+        failures = self.failures(config)
+        if failures:
+            terminalreporter.section("pytest-pd: cluster failures")
+            for failure in failures:
+                for line in text_report.failure_lines(failure):
+                    terminalreporter.write_line(line)
+        if not self.comparisons:
             return
         terminalreporter.section("pytest-pd: candidate vs baseline")
         for comp in self.comparisons:
@@ -313,6 +343,7 @@ class Summaries:
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_summary(self, prefix: list, summary: list, postfix: list,
                                     session) -> None:
-        if self.comparisons:
+        failures = self.failures(session.config)
+        if self.comparisons or failures:
             prefix.append(html_report.summary_section(self.comparisons, self.header,
-                                                      self.details, self.clusters))
+                                                      self.details, self.clusters, failures))

@@ -4,13 +4,16 @@ the lookups on it (stored baselines, the previous run, the history of a cluster 
 Schema history (the reader accepts every version; missing keys get their defaults):
 0 — no ``schema_version`` key; 1 — metrics, cluster, workload, environment, server_info;
 2 — adds ``repeats`` (per-repeat metrics), ``baseline_mark``, ``requests`` (compressed records),
-``telemetry``, ``session``, ``host`` and ISO start/end times.
+``telemetry``, ``session``, ``host`` and ISO start/end times; 3 — adds ``failure`` (null for a run
+that completed; else stage, kind, message and the log tails of a run that did not) and ``source``
+("suite", or "bench" for ``pytest-pd bench`` runs).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import glob
 import gzip
 import json
 import math
@@ -25,10 +28,8 @@ from typing import Any
 
 from pytest_pd.workload.metrics import run_problems
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 REQUESTS_ENCODING = "gzip+base64+json"
-_SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
-REDACTED = "***redacted***"
 
 
 def result_filename(cluster: str, workload_id: str, when: float) -> str:
@@ -111,6 +112,7 @@ def load_result(path: Path) -> dict[str, Any]:
     data.setdefault("model", {})
     data.setdefault("environment", {})
     data.setdefault("simulated", None)
+    data.setdefault("failure", None)
     data["metrics"] = {k: (math.nan if v is None else v) for k, v in data.get("metrics", {}).items()}
     data["path"] = str(path)
     return data
@@ -132,65 +134,38 @@ def decode_requests(block: dict[str, Any] | None) -> dict[str, Any] | None:
     return json.loads(gzip.decompress(base64.b64decode(block["data"])))
 
 
-# ---------------------------------------------------------------------------- secrets
-
-def is_secret_name(name: str) -> bool:
-    return bool(_SECRET_NAME.search(name))
-
-
-def redact_env(data: Any) -> Any:
-    """A copy of a cluster spec dump with every ``env`` value whose name looks like a secret
-    (TOKEN, KEY, SECRET, PASSWORD…) replaced."""
-    if isinstance(data, dict):
-        out = {}
-        for key, value in data.items():
-            if key == "env" and isinstance(value, dict):
-                out[key] = {k: (REDACTED if is_secret_name(str(k)) else v) for k, v in value.items()}
-            else:
-                out[key] = redact_env(value)
-        return out
-    if isinstance(data, list):
-        return [redact_env(v) for v in data]
-    return data
-
-
-_ASSIGNMENT = re.compile(r"(?P<name>\b[A-Za-z_][A-Za-z0-9_]*)=(?P<value>'[^']*'|\"[^\"]*\"|\S+)")
-_SECRET_FLAG = re.compile(r"(?P<flag>--[\w-]*(?:token|key|secret|password)[\w-]*)(?P<sep>=|\s+)"
-                          r"(?P<value>'[^']*'|\"[^\"]*\"|\S+)", re.IGNORECASE)
-
-
-def redact_commands(text: str) -> str:
-    """Rendered commands with secret-looking variable assignments and flag values replaced."""
-    text = _ASSIGNMENT.sub(lambda m: f"{m['name']}={REDACTED}" if is_secret_name(m["name"])
-                           else m[0], text)
-    return _SECRET_FLAG.sub(lambda m: f"{m['flag']}{m['sep']}{REDACTED}", text)
-
-
 # ---------------------------------------------------------------------------- lookups
 
-def iter_results(results_dir: Path) -> Iterable[dict[str, Any]]:
-    """Every readable result in the store; files that cannot be read (foreign JSON, a file cut
-    short by a full disk) are skipped, never fatal."""
+def iter_results(results_dir: Path, pattern: str = "*.json") -> Iterable[dict[str, Any]]:
+    """Every readable result in the store (whose file name matches ``pattern``); files that
+    cannot be read (foreign JSON, a file cut short by a full disk) are skipped, never fatal."""
     if not results_dir.is_dir():
         return
-    for path in sorted(results_dir.glob("*.json")):
+    for path in sorted(results_dir.glob(pattern)):
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             data = load_result(path)
             if isinstance(data.get("cluster"), dict) and isinstance(data.get("workload"), dict):
                 yield data
 
 
-def find_runs(results_dir: Path, cluster: str, workload_id: str,
-              model: str | None = None) -> list[dict[str, Any]]:
-    """Stored runs of ``cluster`` on ``workload_id`` (and ``model``, when given), oldest first."""
-    runs = [d for d in iter_results(results_dir)
+def find_runs(results_dir: Path, cluster: str, workload_id: str, model: str | None = None,
+              *, include_failed: bool = False) -> list[dict[str, Any]]:
+    """Stored runs of ``cluster`` on ``workload_id`` (and ``model``, when given), oldest first;
+    runs that did not complete (a ``failure`` record) only with ``include_failed``; ad hoc
+    ``pytest-pd bench`` runs never."""
+    # file names hold cluster and workload (result_filename): read only those files
+    pattern = glob.escape(f"-{cluster}-{workload_id}")
+    runs = [d for d in iter_results(results_dir, f"*{pattern}*.json")
             if d["cluster"].get("name") == cluster and d["workload"].get("id") == workload_id
-            and (model is None or d["model"].get("name") == model)]
+            and (model is None or d["model"].get("name") == model)
+            and (include_failed or not d.get("failure")) and d.get("source") != "bench"]
     return sorted(runs, key=lambda d: float(d.get("started_at") or 0.0))
 
 
 def usable(run: dict[str, Any], max_mismatch_share: float = 0.0) -> bool:
     """A run sound enough to compare with: the same rule that judges a live run."""
+    if run.get("failure"):
+        return False
     return not run_problems(run.get("metrics") or {}, max_mismatch_share)
 
 

@@ -38,6 +38,9 @@ PROBE = """(() => {
     charts: [...document.querySelectorAll('img.pd-chart')].map(i => ({
       kind: i.dataset.chart, loaded: i.complete && i.naturalWidth > 0,
       width: i.naturalWidth, height: i.naturalHeight, visible: visible(i)})),
+    planted_markup_ran: window.__pdPlanted !== undefined,  // set only if planted markup executes
+    failure_sections: [...document.querySelectorAll('.additional-summary .pd-failure')]
+      .map(e => ({text: e.innerText, visible: visible(e)})),
     scripts_from_network: [...document.querySelectorAll('script[src]')]
       .map(s => s.src).filter(u => !u.startsWith('data:') && !u.startsWith('file:')),
   };

@@ -116,7 +116,7 @@ def test_the_printed_command_creates_a_marked_baseline(chain):
     assert s.ret == 0, s.out
     assert "baseline: sim-tp8, measured in this session" in s.out
     stored = [json.loads(p.read_text()) for p in sorted((chain["work"] / "results").glob("*.json"))]
-    assert all(d["schema_version"] == 2 for d in stored)
+    assert all(d["schema_version"] == 3 and d["failure"] is None for d in stored)
     marked = [d["cluster"]["name"] for d in stored if d["baseline_mark"]]
     assert sorted(marked) == ["sim-pp2", "sim-tp8"]  # that session's two runs; later ones are not
 

@@ -273,3 +273,24 @@ def test_local_and_ssh_hosts_run_the_same_way(node: SSHHost, tmp_path: Path):
     argv = [node.python, "-c", ARGV_ECHO, *HOSTILE]
     assert local.run(argv, cwd=str(tmp_path)).stdout == node.run(argv, cwd=str(tmp_path)).stdout
     assert local.ports_in_use([("127.0.0.2", free_port_on("127.0.0.2"))]) == []
+
+
+def test_a_start_whose_answer_is_lost_leaves_no_process_behind(sshd_farm: SshFarm, node: SSHHost,
+                                                               tmp_path: Path, monkeypatch):
+    """The connection drops right after the remote shell started the process: start_detached
+    fails, and the process it cannot report is stopped rather than orphaned."""
+    real = node.conn.run_script
+
+    def run_then_drop(script: str, **kw: object):
+        result = real(script, **kw)
+        if kw.get("private"):  # the start script ran; its answer never arrives
+            raise HostError("host node-0: the SSH connection dropped while running a command")
+        return result
+
+    monkeypatch.setattr(node.conn, "run_script", run_then_drop)
+    run_dir = tmp_path / "runs" / "lost"
+    with pytest.raises(HostError, match="connection dropped"):
+        node.start_detached("srv", (node.python, "-c", "import time; time.sleep(120)"), {"A": "b"},
+                            run_dir)
+    pid = int((Path(node.remote_run_dir(run_dir)) / "srv.pid").read_text())
+    assert not group_alive(pid)

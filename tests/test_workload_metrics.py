@@ -214,7 +214,7 @@ def test_input_length_mismatch_and_run_problems():
     assert run_problems(s, max_mismatch_share=0.5) == []
     assert run_problems(summarize(make_result([good]))) == []
     failed = run_problems(summarize(make_result([good, C])))
-    assert failed == ["1 of 2 requests failed (http_status: 1)"]
+    assert failed == ["1 of 2 requests failed (http_status: 1); first http_status: boom"]
 
 
 def test_aggregate_repeats_takes_medians_and_sums_errors():

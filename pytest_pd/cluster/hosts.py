@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from pytest_pd.errors import HostError
+from pytest_pd.redaction import redact_argv
 
 
 @dataclass
@@ -52,6 +53,8 @@ class Host(Protocol):
                        run_dir: Path) -> Proc: ...
 
     def alive(self, proc: Proc) -> bool: ...
+
+    def adopt(self, name: str, pid: int, run_dir: Path) -> Proc: ...
 
     def exit_code(self, proc: Proc) -> int | None: ...
 
@@ -115,7 +118,7 @@ class LocalHost:
         run_dir.mkdir(parents=True, exist_ok=True)
         log_path = run_dir / f"{name}.log"
         with log_path.open("ab") as log:
-            log.write(f"# {name} on {self.name}: {' '.join(argv)}\n".encode())
+            log.write(f"# {name} on {self.name}: {' '.join(redact_argv(argv))}\n".encode())
             log.flush()
             try:
                 popen = subprocess.Popen(
@@ -135,8 +138,13 @@ class LocalHost:
         (run_dir / f"{name}.pid").write_text(f"{popen.pid}\n")
         return Proc(name=name, host=self.name, pid=popen.pid, log_path=log_path, popen=popen)
 
+    def adopt(self, name: str, pid: int, run_dir: Path) -> Proc:
+        """A process an earlier session started here (pid = its process group)."""
+        return Proc(name=name, host=self.name, pid=pid, log_path=run_dir / f"{name}.log")
+
     def exit_code(self, proc: Proc) -> int | None:
-        assert proc.popen is not None
+        if proc.popen is None:  # adopted: not our child, only its group can be watched
+            return None if _group_exists(proc.pid) else -1
         return proc.popen.poll()
 
     def alive(self, proc: Proc) -> bool:

@@ -11,6 +11,7 @@ own session under a per-run remote folder (``<workdir>/runs/<run>/``: log, pid a
 from __future__ import annotations
 
 import base64
+import contextlib
 import getpass
 import hashlib
 import os
@@ -28,6 +29,7 @@ import paramiko
 from pytest_pd.cluster.hosts import CommandResult, Proc
 from pytest_pd.cluster.spec import HostSpec
 from pytest_pd.errors import HostError
+from pytest_pd.redaction import redact_argv
 
 Say = Callable[[str], None]
 
@@ -413,10 +415,15 @@ class SSHConnection:
         raise AssertionError("unreachable")
 
     def run_script(self, script: str, *, timeout: float = 60.0, retry: bool = True,
-                   stdin: bytes | None = None) -> CommandResult:
+                   stdin: bytes | None = None, private: bool = False) -> CommandResult:
         """Run a POSIX sh script (already quoted) and collect its output. With ``retry``, a
-        connection that drops mid-command is reconnected once and the command run again."""
+        connection that drops mid-command is reconnected once and the command run again. A
+        ``private`` script (one holding env values) goes on stdin, so its text never shows in
+        the host's process list."""
         command = "sh -c " + shlex.quote(script)
+        if private:
+            assert stdin is None, "a private script takes stdin itself"
+            command, stdin = "sh -s", script.encode()
         with self._channels:
             for attempt in (0, 1):
                 chan = self.open_session()
@@ -569,33 +576,38 @@ class SSHHost:
     def run(self, argv: Sequence[str], *, env: dict[str, str] | None = None,
             cwd: str | None = None, timeout: float = 60.0) -> CommandResult:
         """Run argv on the host and wait; every word arrives verbatim (never shell-parsed)."""
-        script = _env_prefix(env or {}, self.name) + shlex.join(argv)
+        lines = [_env_exports(env or {}, self.name), shlex.join(argv)]
         if cwd:
-            script = f"cd {shlex.quote(self.conn.expand(cwd))} && {script}"
-        return self.conn.run_script(script, timeout=timeout)
+            lines.insert(0, f"cd {shlex.quote(self.conn.expand(cwd))} || exit 1")
+        return self.conn.run_script("\n".join(filter(None, lines)), timeout=timeout,
+                                    private=bool(env))
 
     def start_detached(self, name: str, argv: tuple[str, ...], env: dict[str, str],
                        run_dir: Path) -> Proc:
         run_dir.mkdir(parents=True, exist_ok=True)
-        rdir = self.remote_run_dir(run_dir)
-        remote = _Remote(rdir, f"{rdir}/{name}.log", f"{rdir}/{name}.pid", f"{rdir}/{name}.exit")
+        remote = self._remote_paths(run_dir, name)
+        rdir = remote.run_dir
         q = shlex.quote
-        header = f"# {name} on {self.name} ({self.address}): {shlex.join(argv)}\n"
+        header = f"# {name} on {self.name} ({self.address}): {shlex.join(redact_argv(argv))}\n"
         script = "\n".join([
             "set -e",
             f"mkdir -p {q(rdir)}",
             f"cd {q(rdir)}",
             f"rm -f {q(remote.pid)} {q(remote.exit)}",
             f"printf '%s' {q(header)} >> {q(remote.log)}",
-            _env_prefix({"PYTHONUNBUFFERED": "1", **env}, self.name)
-            + f"setsid nohup sh -c {q(_WRAPPER)} sh {q(remote.pid)} {q(remote.exit)} {shlex.join(argv)}"
+            _env_exports({"PYTHONUNBUFFERED": "1", **env}, self.name),
+            f"setsid nohup sh -c {q(_WRAPPER)} sh {q(remote.pid)} {q(remote.exit)} {shlex.join(argv)}"
             f" >> {q(remote.log)} 2>&1 < /dev/null &",
             "n=0",
             f"while [ ! -s {q(remote.pid)} ]; do n=$((n + 1)); "
             "if [ $n -gt 200 ]; then echo 'no pid file after 10 s' >&2; exit 3; fi; sleep 0.05; done",
             f"cat {q(remote.pid)}",
         ])
-        res = self.conn.run_script(script, timeout=30.0, retry=False)
+        try:
+            res = self.conn.run_script(script, timeout=30.0, retry=False, private=True)
+        except HostError:  # the connection dropped: the process may have started all the same
+            self._stop_unrecorded(name, remote)
+            raise
         try:
             pid = int(res.stdout.strip())
         except ValueError:
@@ -609,6 +621,26 @@ class SSHHost:
             )
         self._remote[name] = remote
         (run_dir / f"{name}.pid").write_text(f"{pid}\n")  # local copy, for reports and leak checks
+        return Proc(name=name, host=self.name, pid=pid, log_path=run_dir / f"{name}.log",
+                    remote_log=f"{self.name}:{remote.log}")
+
+    def _stop_unrecorded(self, name: str, remote: _Remote) -> None:
+        """After a start whose answer was lost: if the process's pid file appears, stop its group
+        (teardown would never know of it otherwise). Best effort, over a fresh connection."""
+        with contextlib.suppress(HostError, ValueError):
+            res = self.conn.run_script(f"sleep 1; cat {shlex.quote(remote.pid)} 2>/dev/null || true",
+                                       timeout=30.0)
+            pid = int(res.stdout.strip() or 0)
+            if pid > 0:
+                self.kill_tree(Proc(name=name, host=self.name, pid=pid, log_path=Path(remote.log)))
+
+    def _remote_paths(self, run_dir: Path, name: str) -> _Remote:
+        rdir = self.remote_run_dir(run_dir)
+        return _Remote(rdir, f"{rdir}/{name}.log", f"{rdir}/{name}.pid", f"{rdir}/{name}.exit")
+
+    def adopt(self, name: str, pid: int, run_dir: Path) -> Proc:
+        """A process an earlier session started on this host (same remote run folder)."""
+        remote = self._remote[name] = self._remote_paths(run_dir, name)
         return Proc(name=name, host=self.name, pid=pid, log_path=run_dir / f"{name}.log",
                     remote_log=f"{self.name}:{remote.log}")
 
@@ -691,12 +723,11 @@ class SSHHost:
         """Connections are shared between hosts; the topology closes them."""
 
 
-def _env_prefix(env: dict[str, str], host: str) -> str:
-    """``env K=V ... `` for one process: exported to it alone, values verbatim."""
-    if not env:
-        return ""
+def _env_exports(env: dict[str, str], host: str) -> str:
+    """``export K=V`` lines for the start script of one process (its own shell): values
+    verbatim, never on a command line."""
     bad = [k for k in env if not _ENV_NAME.match(k)]
     if bad:
         raise HostError(f"host {host}: {', '.join(map(repr, bad))} cannot be environment variable "
                         "names (letters, digits and _ only); fix the env block of the cluster file.")
-    return "env " + " ".join(shlex.quote(f"{k}={v}") for k, v in env.items()) + " "
+    return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items())

@@ -5,6 +5,7 @@ fetched into the run directory; locks released)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import sys
 import threading
@@ -17,6 +18,8 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from pytest_pd.cluster.commands import LaunchCommand, interpreter, launch_plan
 from pytest_pd.cluster.hosts import Host, LocalHost, Proc
 from pytest_pd.cluster.hosts import port_in_use as port_in_use
@@ -27,11 +30,13 @@ from pytest_pd.cluster.locks import (
     holder_info,
     local_lock_dir,
 )
-from pytest_pd.cluster.spec import ClusterSpec
+from pytest_pd.cluster.spec import ClusterSpec, load_cluster
 from pytest_pd.cluster.ssh import SSHConnection, SSHHost, resolve_target
-from pytest_pd.errors import BringUpError, HostError
+from pytest_pd.errors import BringUpError, HostError, PdError
+from pytest_pd.redaction import scrub, secret_values
 
 Say = Callable[[str], None]
+STATE_FILE = "topology.json"
 
 
 def probe(url: str, timeout: float = 2.0) -> int | None:
@@ -56,8 +61,9 @@ class Topology:
     """One cluster's processes. Use as a context manager: teardown runs whatever happens."""
 
     def __init__(self, spec: ClusterSpec, run_dir: Path, *, local_python: str = sys.executable,
-                 say: Say = print) -> None:
+                 say: Say = print, keep_on_failure: bool = False) -> None:
         self.spec = spec
+        self.keep_on_failure = keep_on_failure  # a failed bring-up leaves its processes up
         self.run_dir = run_dir
         self.say = say
         self.plan = launch_plan(spec, local_python=local_python)
@@ -67,6 +73,7 @@ class Topology:
         self._hosts: dict[str, Host] = {}
         self._conns: dict[object, SSHConnection] = {}
         self._local_python = local_python
+        self._secrets = secret_values(spec.model_dump(mode="json"))
         self.started_at: float | None = None
         self.ready_at: float | None = None
 
@@ -101,6 +108,12 @@ class Topology:
                 self._gate_all([self._start(router_cmd)])
             else:
                 self._gate_attached()
+        except PdError:
+            if self.keep_on_failure and self.running:
+                self.say(self.detach())
+            else:
+                self.down()
+            raise
         except BaseException:
             self.down()
             raise
@@ -163,8 +176,56 @@ class Topology:
             if code is not None:
                 out.append(f"{item.command.name} on {item.command.host} exited with code {code}; "
                            f"last log lines ({item.proc.log_location}):\n"
-                           f"{item.host.tail_log(item.proc, 15)}")
+                           f"{self.tail(item, 15)}")
         return out
+
+    def _save_state(self) -> None:
+        """``RUN_DIR/topology.json``: what runs where, so `pytest-pd down RUN_DIR` can find it."""
+        state = {"cluster": self.spec.label, "file": str(self.spec.source),
+                 "router_url": self.router_url,
+                 "processes": [{"name": r.command.name, "host": r.command.host, "pid": r.proc.pid}
+                               for r in self.running]}
+        tmp = self.run_dir / f".{STATE_FILE}.tmp"
+        tmp.write_text(json.dumps(state, indent=2) + "\n")
+        tmp.replace(self.run_dir / STATE_FILE)
+
+    @classmethod
+    def adopt(cls, run_dir: Path, *, say: Say = print) -> Topology:
+        """The topology a session left running in ``run_dir`` (``--pd-keep-cluster-on-failure``),
+        with its processes, ready for :meth:`down`."""
+        try:
+            state = json.loads((run_dir / STATE_FILE).read_text())
+        except (OSError, ValueError) as exc:
+            raise HostError(f"{run_dir} holds no readable {STATE_FILE} ({exc}); give the run "
+                            "directory that pytest-pd printed when it left the cluster up.") from None
+        spec = load_cluster(state["file"], run_dir)
+        topology = cls(spec, run_dir, say=say)
+        topology._connect_hosts()
+        for entry in state["processes"]:
+            cmd = next(c for c in topology.plan if c.name == entry["name"])
+            host = topology._host(entry["host"])
+            topology.running.append(Running(cmd, host.adopt(entry["name"], int(entry["pid"]),
+                                                            run_dir), host))
+        return topology
+
+    def detach(self) -> str:
+        """Leave every process running (for debugging), release locks and connections, and say
+        how to reach the cluster and how to tear it down."""
+        with signals_deferred():
+            self._release()
+        attach = attach_file(self.spec, self.run_dir)
+        lines = [f"{self.spec.label} is left running for debugging (--pd-keep-cluster-on-failure):",
+                 f"  router      {self.router_url}  (try: curl {self.router_url}/v1/models)"]
+        lines += [f"  {r.command.name:<11} on {r.command.host}, pid {r.proc.pid}, log {r.proc.log_location}"
+                  for r in self.running]
+        lines += [f"  attach:     pytest suites/ --cluster={attach}  (absolute bounds; launcher: attach)",
+                  f"  tear down:  pytest-pd down {self.run_dir}"]
+        self.running = []  # no longer ours to stop
+        return "\n".join(lines)
+
+    def tail(self, item: Running, lines: int) -> str:
+        """The last lines of a process's log, secrets of the cluster file scrubbed."""
+        return scrub(item.host.tail_log(item.proc, lines), self._secrets)
 
     def processes(self) -> list[dict[str, object]]:
         return [
@@ -296,6 +357,7 @@ class Topology:
         item = Running(cmd, proc, host)
         with self._running_lock:
             self.running.append(item)
+            self._save_state()
         self.say(f"{self.spec.label}: started {cmd.name} on {cmd.host} (pid {proc.pid})")
         return item
 
@@ -326,7 +388,7 @@ class Topology:
                 raise BringUpError(
                     f"{cmd.name} on {cmd.host} exited with code {code} during bring-up of "
                     f"{self.spec.label}, before {url} answered. Last log lines "
-                    f"({item.proc.log_location}):\n{item.host.tail_log(item.proc, 20)}\n"
+                    f"({item.proc.log_location}):\n{self.tail(item, 20)}\n"
                     "Fix the cause shown in the log (command: `pytest-pd commands "
                     f"{self.spec.label}`)."
                 )
@@ -344,12 +406,12 @@ class Topology:
                 raise BringUpError(
                     f"{cmd.name} on {cmd.host} did not become healthy within "
                     f"{cmd.health_timeout_s:.0f} s ({url} last answered {status or 'nothing'}). "
-                    f"Last log lines ({item.proc.log_location}):\n{item.host.tail_log(item.proc, 20)}\n"
+                    f"Last log lines ({item.proc.log_location}):\n{self.tail(item, 20)}\n"
                     "Raise health_timeout_s (servers) or router.readiness_timeout_s in the cluster "
                     "file if it is just slow."
                 )
             if now > next_note:
-                last = item.host.tail_log(item.proc, 1).strip()
+                last = self.tail(item, 1).strip()
                 self.say(f"{self.spec.label}: waiting for {cmd.name} on {cmd.host} "
                          f"({now - start:.0f} s of {cmd.health_timeout_s:.0f} s), last log line: "
                          f"{last or '(empty)'}")
@@ -373,6 +435,22 @@ class Topology:
                 "launcher: local/ssh to let pytest-pd bring it up."
             )
         self.say(f"{self.spec.label}: attached; {', '.join(c.name for c in checks)} healthy")
+
+
+def attach_file(spec: ClusterSpec, run_dir: Path) -> Path:
+    """A copy of the cluster file with ``launcher: attach`` (no bring-up, no teardown) and paths
+    made absolute, written into the run directory: tests run against the cluster as it is."""
+    data = spec.model_dump(mode="json", exclude_unset=True)
+    data.update(name=spec.label, launcher="attach")
+    data.pop("baseline", None)  # its file lives next to the original, not here
+    data["model"]["path"] = spec.model_path
+    if spec.model.tokenizer:
+        data["model"]["tokenizer"] = spec.tokenizer_path
+    path = run_dir / "attach" / f"{spec.label}.yaml"  # clusters are named by their file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"# {spec.label} as left running by pytest-pd; from {spec.source}\n"
+                    + yaml.safe_dump(data, sort_keys=False))
+    return path
 
 
 @contextlib.contextmanager

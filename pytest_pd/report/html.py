@@ -302,15 +302,34 @@ def clusters_section(clusters: Mapping[str, Mapping[str, str]]) -> str:
     return "".join(out)
 
 
+def failure_section(failures: Sequence[Mapping[str, Any]]) -> str:
+    """Failed bring-ups and runs: the cause, where logs and results files are, the log tails."""
+    out = []
+    for f in failures:
+        out.append(f'<div class="pd-failure"><h3><span class="pd-fail">{escape(str(f.get("cluster")))}: '
+                   f'{escape(str(f.get("stage")))} failed</span> <small>{escape(str(f.get("kind")))}'
+                   f'</small></h3><pre class="pd-pre pd-failure-message">{escape(str(f.get("message")))}'
+                   f'</pre><p class="pd-note">logs kept in {escape(str(f.get("run_dir")))}</p>')
+        out += [f'<p class="pd-note">recorded in {escape(str(r.get("path")))}</p>'
+                for r in f.get("results") or []]
+        out.append(log_section({str(f.get("cluster")): f.get("logs") or {}}) + "</div>")
+    return "".join(out)
+
+
 def summary_section(comps: Sequence[Comparison], header: Mapping[str, Any] | None = None,
                     details: Sequence[str] = (),
-                    clusters: Mapping[str, Mapping[str, str]] | None = None) -> str:
-    """The report's top: header, every comparison table, then details and cluster files.
-    ``details`` are fragments from :func:`details_section` (already rendered and escaped)."""
-    if not comps:
+                    clusters: Mapping[str, Mapping[str, str]] | None = None,
+                    failures: Sequence[Mapping[str, Any]] = ()) -> str:
+    """The report's top: failed bring-ups/runs, header, every comparison table, then details and
+    cluster files. ``details`` are fragments from :func:`details_section` (already rendered and
+    escaped)."""
+    if not comps and not failures:
         return ""
-    parts = [STYLE, '<div class="pd-report">',
-             '<h2 class="pd-title">PD acceptance: candidate vs baseline</h2>']
+    parts = [STYLE, '<div class="pd-report">']
+    if failures:
+        parts += ['<h2 class="pd-title">Cluster failures</h2>', failure_section(failures)]
+    if comps:
+        parts.append('<h2 class="pd-title">PD acceptance: candidate vs baseline</h2>')
     if header:
         parts.append(header_section(header))
     for comp in comps:

@@ -7,8 +7,9 @@ mean latency (s); rows for candidate and baseline, then the delta in %, the boun
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pytest_pd.comparison import Comparison, Side
 from pytest_pd.thresholds import delta_percent
@@ -185,3 +186,20 @@ def markdown(comps: Sequence[Comparison]) -> str:
             out += ["| " + " | ".join(r) + " |" for r in history[1:]]
         out.append("")
     return "\n".join(out)
+
+
+def failure_lines(failure: Mapping[str, Any]) -> list[str]:
+    """A failed bring-up or run (a ``failure`` record) for the terminal: what, where the logs
+    and the results files are."""
+    stage = {"bring-up": "bring-up failed", "run": "failed while running",
+             "interrupted": "interrupted while running"}.get(str(failure.get("stage")),
+                                                             str(failure.get("stage")))
+    lines = [f"{failure.get('cluster')}: {stage} ({failure.get('kind')})"]
+    message = str(failure.get("message") or "").splitlines()
+    lines += [f"  {line}" for line in message[:3]]
+    if len(message) > 3:
+        lines.append(f"  … ({len(message) - 3} more lines in the report)")
+    lines.append(f"  logs kept in {failure.get('run_dir')}")
+    for entry in failure.get("results") or []:
+        lines.append(f"  recorded in {entry.get('path')}")
+    return lines

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .runner import RunResult
 
 NAN = math.nan
+EXAMPLE_CHARS = 300
 
 SLO_KEYS = {"ttft_ms": "ttft", "tpot_ms": "tpot", "e2e_ms": "e2e", "e2e_latency_ms": "e2e",
             "itl_ms": "itl"}
@@ -83,6 +84,8 @@ class RunSummary:
     concurrency: float
     max_concurrency: int
     errors_by_kind: dict[str, int] = field(default_factory=dict)
+    error_examples: dict[str, str] = field(default_factory=dict)
+    """The first failed request's message of each error kind (what the server or socket said)."""
     output_len_mismatches: int = 0
     mean_queue_ms: float = NAN
     # --- added for issue #5 -------------------------------------------------------------------
@@ -122,6 +125,7 @@ class RunSummary:
             v = data[f.name]
             kwargs[f.name] = NAN if v is None else v
         kwargs["errors_by_kind"] = dict(kwargs.get("errors_by_kind") or {})
+        kwargs["error_examples"] = dict(kwargs.get("error_examples") or {})
         kwargs["slo"] = dict(kwargs.get("slo") or {})
         return cls(**kwargs)
 
@@ -222,6 +226,10 @@ def summarize(result: RunResult, slo: Mapping[str, float] | None = None) -> RunS
     failed = len(records) - len(ok)
     ok_ids = {id(r) for r in ok}
     errors = Counter(r.error_kind or "unknown" for r in records if id(r) not in ok_ids)
+    examples: dict[str, str] = {}
+    for r in records:
+        if id(r) not in ok_ids:
+            examples.setdefault(r.error_kind or "unknown", str(r.error or "")[:EXAMPLE_CHARS])
 
     n_ok = len(ok)
     t_start = np.fromiter((r.t_start for r in ok), dtype=float, count=n_ok)
@@ -293,6 +301,7 @@ def summarize(result: RunResult, slo: Mapping[str, float] | None = None) -> RunS
         concurrency=float(e2e.sum()) / duration,
         max_concurrency=int(result.workload.concurrency),
         errors_by_kind=dict(sorted(errors.items())),
+        error_examples=dict(sorted(examples.items())),
         output_len_mismatches=int(out_bad.sum()),
         mean_queue_ms=float(np.mean(queue_ms)) if queue.size else NAN,
         input_len_mismatches=int(in_bad.sum()),
@@ -328,6 +337,8 @@ def aggregate_repeats(summaries: Sequence[RunSummary]) -> RunSummary:
             for v in values:
                 total.update(v)
             kwargs[name] = dict(sorted(total.items()))
+        elif name == "error_examples":
+            kwargs[name] = {k: v for s in reversed(summaries) for k, v in s.error_examples.items()}
         elif name == "slo":
             kwargs[name] = dict(first.slo)
         elif name == "repeats":
@@ -358,7 +369,9 @@ def run_problems(summary: RunSummary | Mapping[str, Any],
     problems = []
     if failed:
         kinds = ", ".join(f"{k}: {v}" for k, v in sorted(dict(m.get("errors_by_kind") or {}).items()))
-        problems.append(f"{failed} of {failed + completed} requests failed ({kinds})")
+        firsts = "".join(f"; first {kind}: {text}" for kind, text in
+                         sorted(dict(m.get("error_examples") or {}).items()) if text)
+        problems.append(f"{failed} of {failed + completed} requests failed ({kinds}){firsts}")
     if completed == 0:
         problems.append("no request completed")
     share = float(m.get("mismatch_share", 0.0) or 0.0)
