@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import shlex
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -98,12 +99,13 @@ def _say(config: pytest.Config):
     pytest captures output and when stdout is a CI log file."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     capture = config.pluginmanager.get_plugin("capturemanager")
+    one_at_a_time = threading.Lock()  # health gates and SSH starts say things from threads
 
     def say(text: str) -> None:
         if reporter is None:
             return
         held = capture.global_and_fixture_disabled() if capture is not None else nullcontext()
-        with held:
+        with one_at_a_time, held:
             reporter.ensure_newline()
             reporter.write_line(f"[pytest-pd] {text}")
             reporter.flush()

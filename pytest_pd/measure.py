@@ -24,8 +24,8 @@ from pytest_pd import __version__
 from pytest_pd.cluster.commands import render_commands
 from pytest_pd.cluster.hosts import tail_file
 from pytest_pd.cluster.spec import ClusterSpec, load_cluster
-from pytest_pd.cluster.topology import Topology
-from pytest_pd.errors import BringUpError, PdError
+from pytest_pd.cluster.topology import STATE_FILE, Topology
+from pytest_pd.errors import BringUpError, HostError, PdError
 from pytest_pd.redaction import redact_commands, redact_env, scrub, secret_values
 from pytest_pd.results import encode_requests, save_result
 from pytest_pd.rundir import new_run_dir
@@ -36,6 +36,7 @@ from pytest_pd.workload.runner import RunResult, run_workload_sync
 
 Say = Callable[[str], None]
 E = TypeVar("E", bound=BaseException)
+DEATH_GRACE_S = 1.0
 
 
 @dataclass
@@ -205,6 +206,7 @@ class Measurer:
         self._specs: dict[str, ClusterSpec] = {}
         self._broken: dict[str, PdError] = {}  # cluster → its first failure
         self.failures: list[dict[str, Any]] = []  # every failed bring-up or run, in order
+        self.kept: list[Topology] = []  # left running by --pd-keep-cluster-on-failure
         self._cache: dict[tuple[str, str], Measurement] = {}
         self._errors: dict[tuple[str, str], PdError] = {}
         self._tokenizers: dict[str, Any] = {}
@@ -251,9 +253,8 @@ class Measurer:
                 self._errors[(spec.label, w.id)] = exc
         try:
             topology = self.up(spec)
-        except PdError as exc:
-            if exc is self._broken.get(spec.label):  # a fresh failure, not the earlier one again
-                self._store_failure(exc, todo)
+        except PdError as exc:  # every workload that cannot run gets a results file saying why
+            self._store_failure(exc, todo)
             raise
         for i, w in enumerate(todo):
             try:
@@ -302,7 +303,8 @@ class Measurer:
         if self.current is not None:
             current, self.current = self.current, None
             if keep:
-                self.say(current.detach())
+                self.kept.append(current)
+                current.detach()
                 return
             current.down()
             self.say(f"{current.spec.label}: torn down")
@@ -319,6 +321,11 @@ class Measurer:
                 f"{broken}", failure=broken.failure)
         if self.current is not None and self.current.spec.label == spec.label:
             return self.current
+        if self.kept:
+            raise BringUpError(
+                f"not bringing up {spec.label}: {self.kept[0].spec.label} was left running for "
+                "debugging (--pd-keep-cluster-on-failure) and may share its hosts, ports and GPUs. "
+                f"Tear it down (`pytest-pd down {self.kept[0].run_dir}`) before the next session.")
         self.close()  # never two clusters at once: they may share hosts, GPUs and ports
         topology = Topology(spec, new_run_dir(self.run_base, spec.label), say=self.say,
                             keep_on_failure=self.keep_on_failure)
@@ -326,6 +333,8 @@ class Measurer:
             topology.up()
         except PdError as exc:
             self._broken[spec.label] = self._failure(spec, "bring-up", exc, topology.run_dir)
+            if topology.keep_on_failure and topology.run_dir.joinpath(STATE_FILE).exists():
+                self.kept.append(topology)  # detached, not torn down
             raise
         self.current = topology
         return topology
@@ -335,9 +344,11 @@ class Measurer:
         store, the terminal and the report say of it: stage, cause, logs) and is returned."""
         secrets = secret_values(spec.model_dump(mode="json"))
         tails = {path.stem: scrub(tail_file(path, 30), secrets) for path in log_files(run_dir)}
+        if isinstance(exc, PdError):  # its message is what pytest shows: log tails scrubbed too
+            exc.args = tuple(scrub(str(a), secrets) for a in exc.args)
         exc.failure = {  # type: ignore[union-attr]
             "cluster": spec.label, "stage": stage, "kind": type(exc).__name__,
-            "message": scrub(str(exc) or repr(exc), secrets), "run_dir": str(run_dir),
+            "message": str(exc) or repr(exc), "run_dir": str(run_dir),
             "at": time.time(), "logs": tails, "results": [],
         }
         self.failures.append(exc.failure)  # type: ignore[union-attr]
@@ -415,6 +426,7 @@ class Measurer:
         slo = {k: v / speedup for k, v in self.slo.items()}
         self.say(f"{spec.label}: running {workload.id} against {topology.router_url}"
                  + (f" ({self.repeats} repeats)" if self.repeats > 1 else ""))
+        secrets = secret_values(spec.model_dump(mode="json"))
         sampler = self._sampler(spec, topology).start()
         started = time.time()
         results: list[RunResult] = []
@@ -424,8 +436,10 @@ class Measurer:
             for _ in range(self.repeats):
                 result = run_workload_sync(topology.router_url, run_as, prompts)
                 results.append(result)
-                summaries.append(summarize(result, slo=slo or None))
-                dead = topology.dead() if topology.manages_processes else []
+                summary = summarize(result, slo=slo or None)
+                summaries.append(dataclasses.replace(summary, error_examples={  # as shown
+                    k: scrub(v, secrets) for k, v in summary.error_examples.items()}))
+                dead = self._dead(topology, failed=bool(summary.failed))
                 if dead:
                     break
         finally:
@@ -441,19 +455,22 @@ class Measurer:
                         telemetry=telemetry, slo=dict(self.slo))
         payload = self._payload(m, topology)
         m.payload = {k: v for k, v in payload.items() if k != "requests"}
-        lost: BringUpError | None = None
         if dead:  # a process died: the cluster is gone for the rest of the session
-            self.close(keep=self.keep_on_failure)
             lost = self._failure(spec, "run", BringUpError(
                 f"cluster {spec.label} lost a process while running {workload.id}"
                 + (f" (repeat {len(results)})" if self.repeats > 1 else "") + ":\n"
                 + "\n".join(dead)), topology.run_dir)
             self._broken[spec.label] = lost
             payload["failure"] = {k: v for k, v in lost.failure.items() if k != "results"}
-        if self.results_dir is not None:
+        if self.results_dir is not None:  # the requests' records are kept, with the cause if any
             m.result_path = save_result(self.results_dir, payload)
-        if lost is not None:  # the requests' records are kept, with the cause
-            lost.failure["results"].append({"workload": workload.id, "path": str(m.result_path)})
+        if dead:
+            if m.result_path is not None:
+                lost.failure["results"].append({"workload": workload.id, "path": str(m.result_path)})
+            try:
+                self.close(keep=self.keep_on_failure)
+            except HostError as exc:  # the cause stays the lost process; teardown's trouble too
+                raise BringUpError(f"{lost}\nTeardown: {exc}", failure=lost.failure) from None
             raise lost
         shown = m.metrics
         scaled = f" (simulated ×{m.speedup:g}, scaled back)" if m.speedup != 1.0 else ""
@@ -461,6 +478,18 @@ class Measurer:
                  f"failed, TTFT {shown['mean_ttft_ms']:.1f} ms, TPOT {shown['mean_tpot_ms']:.2f} ms, "
                  f"{shown['output_throughput']:.1f} tok/s{scaled}")
         return m
+
+    @staticmethod
+    def _dead(topology: Topology, failed: bool) -> list[str]:
+        """Processes of the cluster that died. After failed requests, a dying process may still
+        be closing its sockets (which is what failed them): give it a moment to be seen dead."""
+        if not topology.manages_processes:
+            return []
+        dead = topology.dead()
+        if not dead and failed:
+            time.sleep(DEATH_GRACE_S)
+            dead = topology.dead()
+        return dead
 
     def _common_payload(self, spec: ClusterSpec, workload: Workload, started: float,
                         run_dir: Path) -> dict[str, Any]:

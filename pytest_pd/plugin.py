@@ -51,6 +51,7 @@ REPORT_HEADER = "pd_header"
 REPORT_DETAILS = "pd_details"
 REPORT_CLUSTERS = "pd_clusters"
 REPORT_FAILURE = "pd_failure"
+SHOWN_FAILURES_KEY = pytest.StashKey[set[tuple[Any, Any]]]()
 
 
 class PdRegressionWarning(UserWarning):
@@ -135,6 +136,7 @@ def _positive_int(value: str) -> int:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.pluginmanager.register(Summaries(), "pytest-pd-summaries")
+    config.pluginmanager.register(InterruptWatch(config), "pytest-pd-interrupts")
     # pytest-xdist: every test that needs a cluster carries xdist_group("pd-<cluster>"); with
     # --dist loadgroup they all run on one worker, so the cluster comes up once and measurements
     # never overlap. Plain -n N means --dist load, which ignores groups: upgrade it.
@@ -245,9 +247,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         # message, not a traceback through our internals (also when pytest re-raises the cached
         # error of a session fixture for a later test)
         exc = call.excinfo.value
+        failure = exc.failure
         report.longrepr = f"{type(exc).__name__}: {exc}"
-        if exc.failure is not None and report.when == "setup":
-            setattr(report, REPORT_FAILURE, exc.failure)
+        shown = item.config.stash.setdefault(SHOWN_FAILURES_KEY, set())
+        key = (failure or {}).get("cluster"), (failure or {}).get("at")
+        if failure is not None and report.when == "setup" and key not in shown:
+            shown.add(key)  # its logs appear once in the report, not once per later test
+            setattr(report, REPORT_FAILURE, failure)
             report.extras = [*getattr(report, "extras", []), {
                 "name": "pytest-pd failure", "format_type": "html", "extension": "html",
                 "content": html_report.STYLE + html_report.failure_section([exc.failure])}]
@@ -277,6 +283,19 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if config.getoption("pd_cluster") is None:
         return None
     return f"pytest-pd: cluster {cluster_name(config)}"
+
+
+class InterruptWatch:
+    """Ctrl-C or SIGTERM: tear clusters down at session end even with
+    --pd-keep-cluster-on-failure (pytest calls this before it finalizes session fixtures)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo) -> None:
+        measurer = self.config.stash.get(MEASURER_KEY, None)
+        if measurer is not None:
+            measurer.keep_on_failure = False
 
 
 class Summaries:

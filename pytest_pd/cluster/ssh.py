@@ -11,7 +11,6 @@ own session under a per-run remote folder (``<workdir>/runs/<run>/``: log, pid a
 from __future__ import annotations
 
 import base64
-import contextlib
 import getpass
 import hashlib
 import os
@@ -627,12 +626,17 @@ class SSHHost:
     def _stop_unrecorded(self, name: str, remote: _Remote) -> None:
         """After a start whose answer was lost: if the process's pid file appears, stop its group
         (teardown would never know of it otherwise). Best effort, over a fresh connection."""
-        with contextlib.suppress(HostError, ValueError):
-            res = self.conn.run_script(f"sleep 1; cat {shlex.quote(remote.pid)} 2>/dev/null || true",
-                                       timeout=30.0)
+        pid_file = shlex.quote(remote.pid)
+        try:  # the start script waits up to 10 s for the pid file: so does this
+            res = self.conn.run_script(
+                f"n=0; while [ ! -s {pid_file} ] && [ $n -lt 120 ]; do n=$((n + 1)); sleep 0.1; done; "
+                f"cat {pid_file} 2>/dev/null || true", timeout=40.0)
             pid = int(res.stdout.strip() or 0)
             if pid > 0:
                 self.kill_tree(Proc(name=name, host=self.name, pid=pid, log_path=Path(remote.log)))
+        except (HostError, ValueError) as exc:
+            self.conn.say(f"host {self.name}: could not check whether {name} started after all "
+                          f"({exc}); look for it there: `cat {remote.pid}`, `ps -g PID`.")
 
     def _remote_paths(self, run_dir: Path, name: str) -> _Remote:
         rdir = self.remote_run_dir(run_dir)

@@ -33,7 +33,7 @@ from pytest_pd.cluster.locks import (
 from pytest_pd.cluster.spec import ClusterSpec, load_cluster
 from pytest_pd.cluster.ssh import SSHConnection, SSHHost, resolve_target
 from pytest_pd.errors import BringUpError, HostError, PdError
-from pytest_pd.redaction import scrub, secret_values
+from pytest_pd.redaction import redact_env, scrub, secret_values
 
 Say = Callable[[str], None]
 STATE_FILE = "topology.json"
@@ -110,7 +110,7 @@ class Topology:
                 self._gate_attached()
         except PdError:
             if self.keep_on_failure and self.running:
-                self.say(self.detach())
+                self.detach()
             else:
                 self.down()
             raise
@@ -149,6 +149,7 @@ class Topology:
             except HostError as exc:
                 problems.append(str(exc))
             self.running.pop()
+            self._save_state()  # what is stopped is off the list (`pytest-pd down` never re-kills)
             with contextlib.suppress(OSError, HostError):
                 item.host.fetch_log(item.proc, self.run_dir)
                 item.proc.remote_log = None  # the local copy is the one to read from now on
@@ -185,9 +186,13 @@ class Topology:
                  "router_url": self.router_url,
                  "processes": [{"name": r.command.name, "host": r.command.host, "pid": r.proc.pid}
                                for r in self.running]}
+        path = self.run_dir / STATE_FILE
+        if not self.running:  # nothing of this run is left to stop
+            path.unlink(missing_ok=True)
+            return
         tmp = self.run_dir / f".{STATE_FILE}.tmp"
         tmp.write_text(json.dumps(state, indent=2) + "\n")
-        tmp.replace(self.run_dir / STATE_FILE)
+        tmp.replace(path)
 
     @classmethod
     def adopt(cls, run_dir: Path, *, say: Say = print) -> Topology:
@@ -195,24 +200,30 @@ class Topology:
         with its processes, ready for :meth:`down`."""
         try:
             state = json.loads((run_dir / STATE_FILE).read_text())
+        except FileNotFoundError:
+            raise HostError(f"{run_dir} has no {STATE_FILE}: nothing of that run is left running "
+                            "(teardown removes it), or it is not a run directory.") from None
         except (OSError, ValueError) as exc:
-            raise HostError(f"{run_dir} holds no readable {STATE_FILE} ({exc}); give the run "
-                            "directory that pytest-pd printed when it left the cluster up.") from None
+            raise HostError(f"{run_dir / STATE_FILE} cannot be read ({exc}).") from None
         spec = load_cluster(state["file"], run_dir)
         topology = cls(spec, run_dir, say=say)
         topology._connect_hosts()
+        by_name = {c.name: c for c in topology.plan}
         for entry in state["processes"]:
-            cmd = next(c for c in topology.plan if c.name == entry["name"])
+            cmd = by_name.get(entry["name"])
+            if cmd is None:
+                raise HostError(
+                    f"{state['file']} no longer has {entry['name']} (edited since the run?); stop "
+                    f"the process group {entry['pid']} on {entry['host']} by hand "
+                    f"(`kill -TERM -- -{entry['pid']}`), and the others listed in {run_dir / STATE_FILE}.")
             host = topology._host(entry["host"])
             topology.running.append(Running(cmd, host.adopt(entry["name"], int(entry["pid"]),
                                                             run_dir), host))
         return topology
 
-    def detach(self) -> str:
+    def detach(self) -> None:
         """Leave every process running (for debugging), release locks and connections, and say
-        how to reach the cluster and how to tear it down."""
-        with signals_deferred():
-            self._release()
+        how to reach the cluster and how to tear it down (also if Ctrl-C comes meanwhile)."""
         attach = attach_file(self.spec, self.run_dir)
         lines = [f"{self.spec.label} is left running for debugging (--pd-keep-cluster-on-failure):",
                  f"  router      {self.router_url}  (try: curl {self.router_url}/v1/models)"]
@@ -221,7 +232,11 @@ class Topology:
         lines += [f"  attach:     pytest suites/ --cluster={attach}  (absolute bounds; launcher: attach)",
                   f"  tear down:  pytest-pd down {self.run_dir}"]
         self.running = []  # no longer ours to stop
-        return "\n".join(lines)
+        try:
+            with signals_deferred():
+                self._release()
+        finally:
+            self.say("\n".join(lines))
 
     def tail(self, item: Running, lines: int) -> str:
         """The last lines of a process's log, secrets of the cluster file scrubbed."""
@@ -440,7 +455,7 @@ class Topology:
 def attach_file(spec: ClusterSpec, run_dir: Path) -> Path:
     """A copy of the cluster file with ``launcher: attach`` (no bring-up, no teardown) and paths
     made absolute, written into the run directory: tests run against the cluster as it is."""
-    data = spec.model_dump(mode="json", exclude_unset=True)
+    data = redact_env(spec.model_dump(mode="json", exclude_unset=True))  # attach needs no env
     data.update(name=spec.label, launcher="attach")
     data.pop("baseline", None)  # its file lives next to the original, not here
     data["model"]["path"] = spec.model_path
