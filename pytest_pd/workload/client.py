@@ -173,18 +173,30 @@ class StampingResponseHandler(ResponseHandler):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(loop)
         self.pd_sink: _Sink | None = None
+        # (time, body bytes received so far) of each read before the request's task attached
+        # its sink: lets bytes that came with the headers keep the time they were read
+        self.pd_early: list[tuple[float, int]] = []
+        self.pd_fast_resume = hasattr(self, "_reading_paused") and hasattr(self, "_buffer_paused")
+
+    def resume_reading(self, resume_parser: bool = True) -> None:
+        # aiohttp calls this after every read of the body (read_nowait); while nothing is
+        # paused and the body is plain (no decompressor holding data back), it has nothing to do
+        sink = self.pd_sink
+        if (sink is not None and sink.plain and self.pd_fast_resume and not self._reading_paused
+                and not self._buffer_paused):
+            return
+        super().resume_reading(resume_parser)
 
     def data_received(self, data: bytes) -> None:
-        sink = self.pd_sink
-        if not data and sink is not None and sink.plain:
-            # aiohttp calls data_received(b"") after every read of the body to resume a paused
-            # parser; a plain (uncompressed) body never pauses it, so that call is a no-op
-            return
         t = time.perf_counter()
         super().data_received(data)
         sink = self.pd_sink
         if sink is not None:
             sink.pump(t)
+        elif data:
+            payload = getattr(self, "_payload", None)  # the body stream aiohttp feeds
+            if payload is not None:
+                self.pd_early.append((t, payload.total_bytes))
 
 
 class _Sink:
@@ -199,7 +211,9 @@ class _Sink:
         self.failed = False
         self.plain = plain
 
-    def pump(self, t: float) -> None:
+    def pump(self, t: float, early: list[tuple[float, int]] | None = None) -> None:
+        """Decode the body bytes waiting in the stream, stamped ``t``; with ``early`` (the
+        reads before this sink was attached), each read's bytes with that read's time."""
         if self.failed:
             return
         content = self.content
@@ -209,9 +223,18 @@ class _Sink:
             return
         if not data:
             return
-        self.rec.t_end = t
         try:
-            self.stream.feed(data, t)
+            if early:
+                base = content.total_bytes - len(data)  # stream offset of data[0]
+                for te, total in early:
+                    end = total - base
+                    if end > 0:
+                        self.rec.t_end = te
+                        self.stream.feed(data[:end], te)
+                        data, base = data[end:], total
+            if data:
+                self.rec.t_end = t
+                self.stream.feed(data, t)
         except Exception as exc:  # noqa: BLE001 - never raise into aiohttp's protocol
             # fail the body instead; the request's task re-raises it from wait_eof()
             self.failed = True
@@ -489,8 +512,9 @@ async def send_request(
                 sink = _Sink(content, stream, record,
                              plain="Content-Encoding" not in resp.headers)
                 proto.pd_sink = sink
+                early, proto.pd_early = proto.pd_early, []
                 try:
-                    sink.pump(perf())  # body bytes that came with the headers
+                    sink.pump(perf(), early)  # body bytes that came before the sink
                     while not content.is_eof():
                         if content.exception() is not None:
                             break
