@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from aiohttp import ClientPayloadError
 from aiohttp.client_proto import ResponseHandler
 
 from .prompts import API_GENERATE, Prompt, WorkloadError
@@ -177,6 +178,7 @@ class StampingResponseHandler(ResponseHandler):
         # its sink: lets bytes that came with the headers keep the time they were read
         self.pd_early: list[tuple[float, int]] = []
         self.pd_fast_resume = hasattr(self, "_reading_paused") and hasattr(self, "_buffer_paused")
+        self.pd_chunks: _Chunks | None = _Chunks()
 
     def resume_reading(self, resume_parser: bool = True) -> None:
         # aiohttp calls this after every read of the body (read_nowait); while nothing is
@@ -189,8 +191,25 @@ class StampingResponseHandler(ResponseHandler):
 
     def data_received(self, data: bytes) -> None:
         t = time.perf_counter()
-        super().data_received(data)
         sink = self.pd_sink
+        chunks = self.pd_chunks
+        if chunks is not None and data:
+            if sink is not None and (chunks.taken or (sink.direct and chunks.head is None
+                                                      and not chunks.buf)):
+                # the body streams into a sink and this read starts at a chunk boundary (or
+                # the chunks are ours already): take them out here, from now on
+                chunks.taken = True
+                last = chunks.frames(data, sink, t)
+                if last is not None:  # the last chunk: aiohttp's parser ends the message
+                    self.pd_chunks = None
+                    super().data_received(last)
+                elif not chunks.ok:
+                    self.pd_chunks = None
+                    sink.fail(ClientPayloadError("malformed chunked transfer encoding"))
+                return
+            if chunks.frames(data, None, t) is not None or not chunks.ok:
+                self.pd_chunks = None  # the message ended before a sink came, or odd framing
+        super().data_received(data)
         if sink is not None:
             sink.pump(t)
         elif data:
@@ -199,17 +218,88 @@ class StampingResponseHandler(ResponseHandler):
                 self.pd_early.append((t, payload.total_bytes))
 
 
+class _Chunks:
+    """Follows the HTTP/1.1 chunked framing of a connection's first response, from its first
+    byte, so that once its body streams into a sink and a read starts at a chunk boundary, the
+    protocol can take the chunks out itself: aiohttp's parser and body stream cost several
+    Python calls per read, and a streamed token is one read. The last chunk goes back to
+    aiohttp's parser (which then ends the message as usual); any framing it does not expect
+    turns it off, leaving everything to aiohttp."""
+
+    __slots__ = ("head", "buf", "ok", "taken")
+
+    def __init__(self) -> None:
+        self.head: bytes | None = b""  # status line and headers until their end; then None
+        self.buf = b""  # an incomplete chunk (or chunk-size line)
+        self.ok = True
+        self.taken = False  # the protocol decodes the chunks (aiohttp's parser no longer sees them)
+
+    def frames(self, data: bytes, sink: _Sink | None, t: float) -> bytes | None:
+        """Walk ``data`` through the framing; with ``sink``, feed it each chunk's payload.
+        Returns the bytes from the last chunk on, once they come (then the body is done)."""
+        if self.head is not None:
+            head = self.head + data
+            k = head.find(b"\r\n\r\n")
+            if k < 0:
+                self.head = head
+                self.ok = len(head) < MAX_HEAD_BYTES
+                return None
+            self.head = None
+            data = head[k + 4:]
+        buf = self.buf + data if self.buf else data
+        pos, n = 0, len(buf)
+        while True:
+            i = buf.find(b"\r\n", pos)
+            if i < 0:
+                break
+            size_hex = buf[pos:i].split(b";", 1)[0]
+            if not size_hex or size_hex.strip(_HEX):
+                self.ok = False
+                return None
+            size = int(size_hex, 16)
+            if size == 0:
+                self.buf = b""
+                return buf[pos:]
+            end = i + 2 + size
+            if end + 2 > n:
+                break
+            if buf[end:end + 2] != b"\r\n":
+                self.ok = False
+                return None
+            if sink is not None:
+                sink.feed(buf[i + 2:end], t)
+            pos = end + 2
+        self.buf = buf[pos:]
+        return None
+
+
+_HEX = b"0123456789abcdefABCDEF"
+MAX_HEAD_BYTES = 1 << 16
+
+
 class _Sink:
     """Moves one response's body bytes from aiohttp's stream into its :class:`SSEStream`."""
 
-    __slots__ = ("content", "stream", "rec", "failed", "plain")
+    __slots__ = ("content", "stream", "rec", "failed", "plain", "direct")
 
-    def __init__(self, content: Any, stream: SSEStream, rec: RequestRecord, plain: bool) -> None:
+    def __init__(self, content: Any, stream: SSEStream, rec: RequestRecord, plain: bool,
+                 direct: bool) -> None:
         self.content = content
         self.stream = stream
         self.rec = rec
         self.failed = False
         self.plain = plain
+        self.direct = direct  # a plain chunked body: the protocol may decode its chunks itself
+
+    def feed(self, data: bytes, t: float) -> None:
+        """Decode body bytes the protocol took out of the chunks itself."""
+        if self.failed:
+            return
+        self.rec.t_end = t
+        try:
+            self.stream.feed(data, t)
+        except Exception as exc:  # noqa: BLE001 - never raise into aiohttp's protocol
+            self.fail(exc)
 
     def pump(self, t: float, early: list[tuple[float, int]] | None = None) -> None:
         """Decode the body bytes waiting in the stream, stamped ``t``; with ``early`` (the
@@ -236,11 +326,14 @@ class _Sink:
                 self.rec.t_end = t
                 self.stream.feed(data, t)
         except Exception as exc:  # noqa: BLE001 - never raise into aiohttp's protocol
-            # fail the body instead; the request's task re-raises it from wait_eof()
-            self.failed = True
-            if not isinstance(exc, (ValueError, _InBandError)):
-                exc = ValueError(f"{type(exc).__name__}: {exc}")
-            content.set_exception(exc)
+            self.fail(exc)
+
+    def fail(self, exc: Exception) -> None:
+        """Fail the body instead; the request's task re-raises it from wait_eof()."""
+        self.failed = True
+        if not isinstance(exc, (ValueError, _InBandError, aiohttp.ClientPayloadError)):
+            exc = ValueError(f"{type(exc).__name__}: {exc}")
+        self.content.set_exception(exc)
 
 
 class StampingConnector(aiohttp.TCPConnector):
@@ -318,6 +411,10 @@ class SSEStream:
     def feed(self, data: bytes, t: float) -> None:
         if self.tail:
             data = self.tail + data
+        elif (self.generate and not self.done and data[:6] == b"data: " and data[-2:] == b"\n\n"
+              and data.find(b"\n") == len(data) - 2
+              and self._generate_meta(data, 6, len(data) - 2, t)):
+            return  # the usual read: exactly one complete /generate event
         end = data.rfind(b"\n")
         if end < 0:
             self.tail = data
@@ -332,7 +429,7 @@ class SSEStream:
             if payload == b"[DONE]":
                 self.done = True
                 return
-            if self.generate and self._generate_meta(payload, t):
+            if self.generate and self._generate_meta(payload, 0, len(payload), t):
                 continue
             try:
                 obj = orjson.loads(payload)
@@ -345,18 +442,18 @@ class SSEStream:
             else:
                 self._completions(obj, t)
 
-    def _generate_meta(self, payload: bytes, t: float) -> bool:
-        """Fast path for SGLang's ``/generate`` events, whose cumulative ``text`` and
-        ``output_ids`` grow with every token: when the object ends with its ``meta_info``, decode
-        only that (the counts we need) and check the outer object's framing. False when the
-        event is not of that shape (then it is decoded whole)."""
-        if payload[:1] != b"{" or payload[-1:] != b"}":
+    def _generate_meta(self, data: bytes, start: int, stop: int, t: float) -> bool:
+        """Fast path for SGLang's ``/generate`` events (``data[start:stop]``), whose cumulative
+        ``text`` and ``output_ids`` grow with every token: when the object ends with its
+        ``meta_info``, decode only that (the counts we need) and check the outer object's
+        framing. False when the event is not of that shape (then it is decoded whole)."""
+        if data[start:start + 1] != b"{" or data[stop - 1:stop] != b"}":
             return False
-        k = payload.rfind(b',"meta_info":')
+        k = data.rfind(b',"meta_info":', start, stop)
         if k < 0:
             return False
         try:
-            meta = orjson.loads(payload[k + 13:-1])
+            meta = orjson.loads(data[k + 13:stop - 1])
         except orjson.JSONDecodeError:
             return False
         if type(meta) is not dict:
@@ -373,7 +470,10 @@ class SSEStream:
         if type(cached) is int:
             rec.cached_tokens = cached
         if ct > self.last_tokens:
-            self._chunk(t, ct)
+            if rec.t_first_token is None:
+                rec.t_first_token = t
+            self.times.append(t)
+            self.tokens.append(ct)
             self.last_tokens = ct
         return True
 
@@ -509,8 +609,9 @@ async def send_request(
             conn = resp.connection
             proto = conn.protocol if conn is not None else None
             if isinstance(proto, StampingResponseHandler):
-                sink = _Sink(content, stream, record,
-                             plain="Content-Encoding" not in resp.headers)
+                plain = "Content-Encoding" not in resp.headers
+                sink = _Sink(content, stream, record, plain, direct=plain and resp.headers.get(
+                    "Transfer-Encoding", "").lower() == "chunked")
                 proto.pd_sink = sink
                 early, proto.pd_early = proto.pd_early, []
                 try:
@@ -522,6 +623,7 @@ async def send_request(
                     sink.pump(perf())
                 finally:
                     proto.pd_sink = None
+                    proto.pd_chunks = None  # a reused connection's next response: aiohttp's
                 exc = content.exception()
                 if exc is not None:
                     raise exc
