@@ -1,17 +1,21 @@
-"""Timestamp accuracy: the client's first-token and inter-token times minus the simulated worker's
-own emit timestamps (``GET /sim/trace``; both sides use the same monotonic clock), p50/p99, at
-16, 256 and 1024 concurrent streams.
+"""Timestamp accuracy: the client's first-token and inter-token times against the simulated
+worker's own timestamps (``GET /sim/trace``; both sides use the same monotonic clock), p50/p99,
+at 16, 256 and 1024 concurrent streams, each the median of ``--repeats`` runs.
 
     .venv/bin/python benchmarks/accuracy.py           # figures printed, nothing asserted
 
-- TTFT error = client ``t_first_token`` - the sim's emit time of token 1 (how late the client
-  stamps the first token; this is also exactly how much the client's TTFT overstates the server's).
-- ITL error = client gap between two output chunks - the sim's gap between the emits of the last
-  tokens of those chunks.
-Both include the loopback/HTTP delivery and the sim's own write latency, not only the client's.
-Requests carry ``rid`` = run tag + index so client records and server traces match one to one.
-The client's own share is shown apart as its event loop's lag (how late a 2 ms timer fires in
-the loop that stamps the chunks, single-process runs).
+Two references, printed side by side:
+- vs send (the client's stamping error, the figure the targets apply to): the sim notes when it
+  handed each chunk to its socket (``sent_times``, taken just before the write, so the figure
+  errs high by the write itself). TTFT error = client ``t_first_token`` - that time for the
+  first chunk; ITL error = client gap between two chunks - the sim's gap between sending them.
+  Nothing a client can do gets a chunk earlier than it was sent.
+- vs emit (end to end): the same against the model's emit time of each chunk's last token. This
+  adds the sim's own write latency: with 1000+ streams every decode step's tokens are written
+  one after the other (the real server's HTTP layer does the same), shown as "sim send delay".
+Requests carry ``rid`` = run tag + index so client records and server traces match one to one;
+chunks match by the cumulative token count each carried. The client's loop lag (how late a 2 ms
+timer fires in the loop that stamps the chunks, single-process runs) is shown too.
 """
 
 from __future__ import annotations

@@ -5,12 +5,15 @@ sustains without errors on this machine, against a simulated worker with zero co
 
 The worker (``python -m pytest_pd.sim``, unified mode, loopback) has no prefill/KV cost and a fixed
 decode step, so it offers ``concurrency / step`` tokens/s whatever the batch. Each client design
-runs in its own process (and its children); its CPU seconds come from ``os.times()`` (children
-reaped), the tokens from the server's counts.
+runs in its own process (and its children); its CPU seconds are those of the measured requests
+(``process_time()``, all client processes), the tokens the server's counts. The cost phase runs
+every design ``--repeats`` times, interleaved; each ratio pairs runs of the same round and the
+median is reported.
 
 Designs compared in the same run, on the same server:
-- ``pytest-pd``: this project's load generator (uvloop, one orjson body, readany() + timestamp
-  before parsing, orjson per SSE line), in 1 and in N client processes.
+- ``pytest-pd``: this project's load generator (uvloop, one orjson body per request, every read
+  stamped and decoded in the connection's ``data_received`` callback, chunks taken out of the
+  HTTP framing there, orjson of each event's ``meta_info``), in 1 and in N client processes.
 - ``bench_serving-style``: a minimal re-implementation, written for this comparison from the
   published description of SGLang's ``bench_serving.py`` client (SGLang itself is not installed
   here: it needs torch/CUDA): default asyncio loop, one aiohttp ClientSession per request, ``json=``

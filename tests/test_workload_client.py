@@ -584,3 +584,31 @@ async def test_chunked_framing_error_is_a_cut_body(cut):
     assert set(kinds) <= {"dropped_connection", "timeout"} and None not in kinds, kinds
     if cut is None:  # every read starts at a chunk boundary: the chunks are taken out here
         assert kinds == ["dropped_connection"] * 2, [r.error for r in result.records]
+
+
+@pytest.mark.asyncio
+async def test_pacer_starts_a_few_requests_per_loop_iteration():
+    """A wave of request starts is spread over loop iterations, in order, none lost."""
+    from collections import Counter
+
+    from pytest_pd.workload.runner import _Pacer
+
+    pacer = _Pacer(3)
+    turns: list[tuple[int, int]] = []
+    loops = 0
+
+    async def ticker() -> None:
+        nonlocal loops
+        while True:
+            await asyncio.sleep(0)
+            loops += 1
+
+    async def start(i: int) -> None:
+        await pacer.turn()
+        turns.append((i, loops))
+
+    tick = asyncio.create_task(ticker())
+    await asyncio.gather(*(start(i) for i in range(10)))
+    tick.cancel()
+    assert [i for i, _ in turns] == list(range(10))
+    assert max(Counter(n for _, n in turns).values()) <= 3

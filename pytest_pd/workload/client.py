@@ -2,9 +2,11 @@
 
 Hot path, per request: the body is serialized once with orjson; the connection's protocol
 (:class:`StampingResponseHandler`) takes ``perf_counter()`` the moment the event loop reads the
-socket, lets aiohttp de-chunk the HTTP body, and hands the new bytes straight to the request's SSE
-decoder (:class:`SSEStream`) in the same callback — before any parsing happens the time is taken,
-no task wakes up per chunk, and the whole response is never buffered. Only then are complete
+socket, takes the new body bytes out of the HTTP chunked framing (itself once the body streams,
+see :class:`_Chunks`; through aiohttp's parser before that) and hands them straight to the
+request's SSE decoder (:class:`SSEStream`) in the same callback — before any parsing happens the
+time is taken, no task wakes up per chunk, and the whole response is never buffered; bytes that
+came before the request's task attached its decoder keep the time they were read. Only then are complete
 ``data:`` lines decoded with orjson (for SGLang's growing cumulative ``/generate`` events, only
 their ``meta_info``). Token counts come from the server (``meta_info`` / ``usage``), never from
 counting events. Python 3.10 / an aiohttp without the protocol hook fall back to ``readany()``.
@@ -166,7 +168,8 @@ class StampingResponseHandler(ResponseHandler):
     ``data_received`` runs the moment the event loop reads the socket: the time is taken first,
     aiohttp parses the HTTP framing into the response's body stream, and then (when a
     :class:`_Sink` is attached) the new body bytes are taken out of that stream with
-    ``read_nowait()`` and decoded, stamped with that time. No task wakes up per chunk; the
+    ``read_nowait()`` and decoded, stamped with that time; once a plain chunked body streams
+    into a sink, :class:`_Chunks` takes the chunks out itself. No task wakes up per chunk; the
     request's task only waits for the end of the body. Timestamps stay exact when the loop is
     busy with 1000+ streams, and a chunk costs one callback instead of a task switch.
     """
