@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import sys
 import time
 import urllib.request
@@ -124,10 +125,20 @@ def main() -> int:
                     help="runs per configuration; the table shows the median of each figure")
     ap.add_argument("--step-ms", type=float, default=30.0,
                     help="the sim's decode step (default 30 ms: 1024 streams = 34k tokens/s)")
+    ap.add_argument("--pin", action="store_true",
+                    help="run the sim on the last CPU and the client on the others (as if on "
+                    "separate hosts: the client's wake-ups do not queue behind the sim's writes)")
     args = ap.parse_args()
     tok = load_tokenizer(SIM_TINY)
     rows = []
-    with Sim(*zero_compute_args(args.step_ms / 1000.0)) as sim:
+    sim_cpus = None
+    if args.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            raise SystemExit("--pin needs at least 2 CPUs")
+        sim_cpus = {cpus[-1]}
+        os.sched_setaffinity(0, set(cpus[:-1]))
+    with Sim(*zero_compute_args(args.step_ms / 1000.0), cpus=sim_cpus) as sim:
         print(f"sim worker {sim.url}: decode step {args.step_ms:g} ms, {args.output_len} output "
               f"tokens per request, up to {args.waves} requests per stream", flush=True)
         runs = [(c, 1) for c in args.concurrency]

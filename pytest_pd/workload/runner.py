@@ -45,7 +45,7 @@ ProgressFn = Callable[[int, int, int, int], Any]
 
 MODEL_LOOKUP_TIMEOUT_S = 60.0
 CHILD_START_LEAD_S = 0.2
-STARTS_PER_TURN = 8
+STARTS_PER_TURN = 4
 T = TypeVar("T")
 
 
