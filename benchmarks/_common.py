@@ -26,7 +26,7 @@ def free_port() -> int:
 class Sim:
     """A unified simulated worker in its own process group (``python -m pytest_pd.sim``)."""
 
-    def __init__(self, *args: str, log: Path | None = None) -> None:
+    def __init__(self, *args: str, log: Path | None = None, cpus: set[int] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.log_path = log or Path(f"/tmp/pytest-pd-bench-sim-{self.port}.log")
@@ -35,6 +35,8 @@ class Sim:
                 "--host", HOST, "--port", str(self.port), "--context-length", "65536", *args]
         self.p = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
                                   start_new_session=True, cwd=REPO)
+        if cpus:
+            os.sched_setaffinity(self.p.pid, cpus)
         deadline = time.monotonic() + 30
         while True:
             if self.p.poll() is not None:

@@ -513,3 +513,102 @@ async def test_progress_ticks_report_streamed_tokens(server):
     assert ticks[-1] == (2, 2, 80, 0)
     mid = [t for t in ticks if t[0] == 0]
     assert mid and max(t[2] for t in mid) > 0  # tokens streamed before any request finished
+
+
+def _chunked_sse_response(n_out: int, *, bad_frame_at: int | None = None) -> bytes:
+    """A whole streamed /generate response with hand-made chunked framing (upper-case hex,
+    chunk extensions), as one byte string to be cut anywhere."""
+    out = [b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+           b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"]
+    text = ""
+    for k in range(1, n_out + 1):
+        text += f"t{k} "
+        event = ("data: " + json.dumps({"text": text, "meta_info": {
+            "prompt_tokens": 20, "completion_tokens": k}}) + "\n\n").encode()
+        size = b"zz" if k == bad_frame_at else f"{len(event):X}".encode()
+        out.append(size + (b";ext=1" if k % 2 else b"") + b"\r\n" + event + b"\r\n")
+    out.append(b"6\r\ndata: \r\n10\r\n[DONE]\n\n" + b" " * 8 + b"\r\n0\r\n\r\n")
+    return b"".join(out)
+
+
+async def _raw_server(response: bytes, cut: int | None):
+    """One-response-per-connection HTTP server writing ``response`` in pieces of ``cut`` bytes
+    (None: one piece per chunk frame), each its own read on the client side."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length")))
+        await reader.readexactly(length)
+        if cut is None:
+            pieces = [p + b"\r\n" for p in response.split(b"\r\n")]  # size lines and data apart
+        else:
+            pieces = [response[i:i + cut] for i in range(0, len(response), cut)]
+        try:
+            for piece in pieces:
+                writer.write(piece)
+                await writer.drain()
+                await asyncio.sleep(0.0005)
+        except ConnectionError:
+            pass  # the client gave up on a malformed body
+        writer.close()
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return srv, f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("cut", [None, 5, 64, 1000])
+async def test_chunked_framing_cut_anywhere(cut):
+    """The protocol takes chunks out of the framing itself once the body streams: a response cut
+    at any byte (inside size lines, extensions, data, CRLFs, across the headers' end) gives the
+    same records as aiohttp's own parser would."""
+    srv, base = await _raw_server(_chunked_sse_response(10), cut)
+    async with srv:
+        result = await run_workload(base, wl(num_requests=2), prompts(2))
+    for r in result.records:
+        assert r.ok, r.error
+        assert r.chunk_tokens == list(range(1, 11)) and r.completion_tokens == 10
+        assert r.prompt_tokens == 20 and r.t_first_token is not None
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("cut", [None, 7])
+async def test_chunked_framing_error_is_a_cut_body(cut):
+    """Broken framing fails the request: a cut body when the protocol took the chunks out
+    itself, a timeout when aiohttp's parser met it first (it leaves the body waiting)."""
+    srv, base = await _raw_server(_chunked_sse_response(10, bad_frame_at=6), cut)
+    async with srv:
+        result = await run_workload(base, wl(num_requests=2, request_timeout_s=2.0), prompts(2))
+    kinds = [r.error_kind for r in result.records]
+    assert set(kinds) <= {"dropped_connection", "timeout"} and None not in kinds, kinds
+    if cut is None:  # every read starts at a chunk boundary: the chunks are taken out here
+        assert kinds == ["dropped_connection"] * 2, [r.error for r in result.records]
+
+
+@pytest.mark.asyncio
+async def test_pacer_starts_a_few_requests_per_loop_iteration():
+    """A wave of request starts is spread over loop iterations, in order, none lost."""
+    from collections import Counter
+
+    from pytest_pd.workload.runner import _Pacer
+
+    pacer = _Pacer(3)
+    turns: list[tuple[int, int]] = []
+    loops = 0
+
+    async def ticker() -> None:
+        nonlocal loops
+        while True:
+            await asyncio.sleep(0)
+            loops += 1
+
+    async def start(i: int) -> None:
+        await pacer.turn()
+        turns.append((i, loops))
+
+    tick = asyncio.create_task(ticker())
+    await asyncio.gather(*(start(i) for i in range(10)))
+    tick.cancel()
+    assert [i for i, _ in turns] == list(range(10))
+    assert max(Counter(n for _, n in turns).values()) <= 3

@@ -193,7 +193,7 @@ class BadRequest(Exception):
 class Req:
     __slots__ = ("rid", "room", "prompt_tokens", "max_tokens", "finish_type", "arrival",
                  "prefill_done", "kv_arrived", "token_times", "emitted", "event", "done",
-                 "cancelled", "offset", "ctx", "fault", "prompt_head", "first_sent")
+                 "cancelled", "offset", "ctx", "fault", "prompt_head", "sent_times", "sent_tokens")
 
     def __init__(self, rid: str, room: Any, prompt_tokens: int, max_tokens: int,
                  finish_type: str, arrival: float, offset: int) -> None:
@@ -214,7 +214,9 @@ class Req:
         self.ctx = prompt_tokens
         self.fault = ""
         self.prompt_head: list[int] | None = None
-        self.first_sent: float | None = None  # when the first token's chunk was handed to the socket
+        # per streamed chunk: when it was handed to the transport, and the tokens sent up to it
+        self.sent_times: list[float] = []
+        self.sent_tokens: list[int] = []
 
     def emit(self, t: float) -> None:
         self.emitted += 1
@@ -228,8 +230,10 @@ class Req:
         return {"rid": self.rid, "room": self.room, "arrival": self.arrival,
                 "prefill_done": self.prefill_done, "kv_arrived": self.kv_arrived,
                 "prompt_tokens": self.prompt_tokens, "completion_tokens": self.emitted,
-                "prompt_head": self.prompt_head, "first_sent": self.first_sent,
-                "token_times": self.token_times}
+                "prompt_head": self.prompt_head,
+                "first_sent": self.sent_times[0] if self.sent_times else None,
+                "token_times": self.token_times, "sent_times": self.sent_times,
+                "sent_tokens": self.sent_tokens}
 
 
 def _err(status: int, message: str, etype: str = "BadRequestError") -> web.Response:
@@ -620,10 +624,10 @@ class SimServer:
 
     async def _send_chunk(self, request: web.Request, resp: web.StreamResponse, r: Req,
                           chunk: bytes) -> bool:
-        """Write one SSE chunk (noting when the first one left); False once a fault cut the
-        stream."""
-        if r.first_sent is None:
-            r.first_sent = self.now()
+        """Write one SSE chunk (noting when it was handed to the transport and how many tokens
+        were sent with it); False once a fault cut the stream."""
+        r.sent_times.append(self.now())
+        r.sent_tokens.append(r.emitted)
         await resp.write(chunk)
         if self._cut_here(request, r):
             return False
@@ -648,16 +652,34 @@ class SimServer:
             request.transport.abort()
         return True
 
-    async def _start(self, r: Req, body: dict[str, Any]) -> web.Response | None:
+    async def _start(self, request: web.Request, r: Req, body: dict[str, Any],
+                     resp: web.StreamResponse | None) -> web.StreamResponse | None:
+        """Faults that strike first; then, for a stream (``resp``), its headers go out at once
+        (as SGLang's server sends them before any token); then the request runs up to its
+        first token. None when it goes on, else the response to return: an HTTP error, or for
+        a stream the same response ended with an in-band error event (as SGLang does)."""
         early = await self._early_fault(r)
         if early is not None:
             return early
+        if resp is not None:
+            await resp.prepare(request)
         try:
             await self.run_request(r, body)
         except RuntimeError as e:
             r.cancelled = True
-            return _err(500, str(e), "InternalServerError")
+            if resp is None:
+                return _err(500, str(e), "InternalServerError")
+            error = {"error": {"message": str(e), "type": "InternalServerError", "code": 500}}
+            await resp.write(b"data: " + json.dumps(error).encode() + b"\n\n")
+            await resp.write(b"data: [DONE]\n\n")
+            await resp.write_eof()
+            return resp
         return None
+
+    @staticmethod
+    def _sse_response() -> web.StreamResponse:
+        return web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-cache"})
 
     async def _wait_done(self, r: Req) -> None:
         while not r.done:
@@ -690,10 +712,11 @@ class SimServer:
 
     async def _serve_generate(self, request: web.Request, r: Req,
                               body: dict[str, Any]) -> web.StreamResponse:
-        failed = await self._start(r, body)
+        resp = self._sse_response() if body.get("stream") else None
+        failed = await self._start(request, r, body, resp)
         if failed is not None:
             return failed
-        if not body.get("stream"):
+        if resp is None:
             await self._wait_done(r)
             if r.fault == "drop" and request.transport is not None:
                 request.transport.abort()
@@ -705,7 +728,7 @@ class SimServer:
                 "output_ids": self._ids(r, 0, r.emitted),
                 "meta_info": meta,
             })
-        return await self._stream_generate(request, r)
+        return await self._stream_generate(request, r, resp)
 
     def _logprobs(self, r: Req, body: dict[str, Any]) -> dict[str, Any]:
         """Input logprobs come from whoever ran the prefill (in PD the router concatenates the
@@ -719,16 +742,19 @@ class SimServer:
         return {"input_token_logprobs": logprob_entries(prompt_ids, first_is_none=True),
                 "output_token_logprobs": logprob_entries(self._ids(r, 0, r.emitted), False)}
 
-    async def _stream_generate(self, request: web.Request, r: Req) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                           "Cache-Control": "no-cache"})
-        await resp.prepare(request)
+    async def _stream_generate(self, request: web.Request, r: Req,
+                               resp: web.StreamResponse) -> web.StreamResponse:
         incremental = self.args.incremental_streaming_output
         jtext, jid = self.vocab.jtext, self.vocab.jid
         text_buf = bytearray()
         ids_buf = bytearray()
         sent = 0
-        dumps = json.dumps
+        # meta_info of the chunks before the last one, formatted without a dict and json.dumps
+        # per chunk (the same keys and values as _meta(r, False))
+        meta_head = json.dumps({"id": r.rid, "finish_reason": None,
+                                "prompt_tokens": r.prompt_tokens})[:-1].encode()
+        meta_fmt = meta_head + b',"completion_tokens":%d,"cached_tokens":0,' \
+            b'"weight_version":"default","e2e_latency":%r}}\n\n'
         while True:
             n = r.emitted
             if n > sent:
@@ -743,9 +769,10 @@ class SimServer:
                     ids_buf += jid[k]
                 sent = n
                 fin = r.done and sent >= r.max_tokens
-                chunk = b"".join((b'data: {"text":"', bytes(text_buf), b'","output_ids":[',
-                                  bytes(ids_buf), b'],"meta_info":',
-                                  dumps(self._meta(r, fin)).encode(), b"}\n\n"))
+                meta = (json.dumps(self._meta(r, True)).encode() + b"}\n\n" if fin
+                        else meta_fmt % (n, self.now() - r.arrival))
+                chunk = b"".join((b'data: {"text":"', text_buf, b'","output_ids":[', ids_buf,
+                                  b'],"meta_info":', meta))
                 if not await self._send_chunk(request, resp, r, chunk):
                     return resp
                 if fin:
@@ -796,13 +823,14 @@ class SimServer:
 
     async def _serve_openai(self, request: web.Request, r: Req, body: dict[str, Any],
                             chat: bool) -> web.StreamResponse:
-        failed = await self._start(r, body)
+        resp = self._sse_response() if body.get("stream") else None
+        failed = await self._start(request, r, body, resp)
         if failed is not None:
             return failed
         cid = ("chatcmpl-" if chat else "cmpl-") + r.rid
         created = int(time.time())
         name = body.get("model") or self.served_name
-        if not body.get("stream"):
+        if resp is None:
             await self._wait_done(r)
             text = self._text(r, 0, r.emitted)
             choice = ({"index": 0, "message": {"role": "assistant", "content": text}} if chat
@@ -814,9 +842,6 @@ class SimServer:
             })
         so = body.get("stream_options") or {}
         include_usage = bool(so.get("include_usage")) if isinstance(so, dict) else False
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                           "Cache-Control": "no-cache"})
-        await resp.prepare(request)
         obj = "chat.completion.chunk" if chat else "text_completion"
         envelope = json.dumps({"id": cid, "object": obj, "created": created, "model": name})[:-1]
         if chat:  # the first chunk announces the role, as OpenAI servers do

@@ -2,9 +2,11 @@
 
 Hot path, per request: the body is serialized once with orjson; the connection's protocol
 (:class:`StampingResponseHandler`) takes ``perf_counter()`` the moment the event loop reads the
-socket, lets aiohttp de-chunk the HTTP body, and hands the new bytes straight to the request's SSE
-decoder (:class:`SSEStream`) in the same callback — before any parsing happens the time is taken,
-no task wakes up per chunk, and the whole response is never buffered. Only then are complete
+socket, takes the new body bytes out of the HTTP chunked framing (itself once the body streams,
+see :class:`_Chunks`; through aiohttp's parser before that) and hands them straight to the
+request's SSE decoder (:class:`SSEStream`) in the same callback — before any parsing happens the
+time is taken, no task wakes up per chunk, and the whole response is never buffered; bytes that
+came before the request's task attached its decoder keep the time they were read. Only then are complete
 ``data:`` lines decoded with orjson (for SGLang's growing cumulative ``/generate`` events, only
 their ``meta_info``). Token counts come from the server (``meta_info`` / ``usage``), never from
 counting events. Python 3.10 / an aiohttp without the protocol hook fall back to ``readany()``.
@@ -20,6 +22,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from aiohttp import ClientPayloadError
 from aiohttp.client_proto import ResponseHandler
 
 from .prompts import API_GENERATE, Prompt, WorkloadError
@@ -165,7 +168,8 @@ class StampingResponseHandler(ResponseHandler):
     ``data_received`` runs the moment the event loop reads the socket: the time is taken first,
     aiohttp parses the HTTP framing into the response's body stream, and then (when a
     :class:`_Sink` is attached) the new body bytes are taken out of that stream with
-    ``read_nowait()`` and decoded, stamped with that time. No task wakes up per chunk; the
+    ``read_nowait()`` and decoded, stamped with that time; once a plain chunked body streams
+    into a sink, :class:`_Chunks` takes the chunks out itself. No task wakes up per chunk; the
     request's task only waits for the end of the body. Timestamps stay exact when the loop is
     busy with 1000+ streams, and a chunk costs one callback instead of a task switch.
     """
@@ -173,33 +177,136 @@ class StampingResponseHandler(ResponseHandler):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(loop)
         self.pd_sink: _Sink | None = None
+        # (time, body bytes received so far) of each read before the request's task attached
+        # its sink: lets bytes that came with the headers keep the time they were read
+        self.pd_early: list[tuple[float, int]] = []
+        self.pd_fast_resume = hasattr(self, "_reading_paused") and hasattr(self, "_buffer_paused")
+        self.pd_chunks: _Chunks | None = _Chunks()
+
+    def resume_reading(self, resume_parser: bool = True) -> None:
+        # aiohttp calls this after every read of the body (read_nowait); while nothing is
+        # paused and the body is plain (no decompressor holding data back), it has nothing to do
+        sink = self.pd_sink
+        if (sink is not None and sink.plain and self.pd_fast_resume and not self._reading_paused
+                and not self._buffer_paused):
+            return
+        super().resume_reading(resume_parser)
 
     def data_received(self, data: bytes) -> None:
-        sink = self.pd_sink
-        if not data and sink is not None and sink.plain:
-            # aiohttp calls data_received(b"") after every read of the body to resume a paused
-            # parser; a plain (uncompressed) body never pauses it, so that call is a no-op
-            return
         t = time.perf_counter()
-        super().data_received(data)
         sink = self.pd_sink
+        chunks = self.pd_chunks
+        if chunks is not None and data:
+            if sink is not None and (chunks.taken or (sink.direct and chunks.head is None
+                                                      and not chunks.buf)):
+                # the body streams into a sink and this read starts at a chunk boundary (or
+                # the chunks are ours already): take them out here, from now on
+                chunks.taken = True
+                last = chunks.frames(data, sink, t)
+                if last is not None:  # the last chunk: aiohttp's parser ends the message
+                    self.pd_chunks = None
+                    super().data_received(last)
+                elif not chunks.ok:
+                    self.pd_chunks = None
+                    sink.fail(ClientPayloadError("malformed chunked transfer encoding"))
+                return
+            if chunks.frames(data, None, t) is not None or not chunks.ok:
+                self.pd_chunks = None  # the message ended before a sink came, or odd framing
+        super().data_received(data)
         if sink is not None:
             sink.pump(t)
+        elif data:
+            payload = getattr(self, "_payload", None)  # the body stream aiohttp feeds
+            if payload is not None:
+                self.pd_early.append((t, payload.total_bytes))
+
+
+class _Chunks:
+    """Follows the HTTP/1.1 chunked framing of a connection's first response, from its first
+    byte, so that once its body streams into a sink and a read starts at a chunk boundary, the
+    protocol can take the chunks out itself: aiohttp's parser and body stream cost several
+    Python calls per read, and a streamed token is one read. The last chunk goes back to
+    aiohttp's parser (which then ends the message as usual); any framing it does not expect
+    turns it off, leaving everything to aiohttp."""
+
+    __slots__ = ("head", "buf", "ok", "taken")
+
+    def __init__(self) -> None:
+        self.head: bytes | None = b""  # status line and headers until their end; then None
+        self.buf = b""  # an incomplete chunk (or chunk-size line)
+        self.ok = True
+        self.taken = False  # the protocol decodes the chunks (aiohttp's parser no longer sees them)
+
+    def frames(self, data: bytes, sink: _Sink | None, t: float) -> bytes | None:
+        """Walk ``data`` through the framing; with ``sink``, feed it each chunk's payload.
+        Returns the bytes from the last chunk on, once they come (then the body is done)."""
+        if self.head is not None:
+            head = self.head + data
+            k = head.find(b"\r\n\r\n")
+            if k < 0:
+                self.head = head
+                self.ok = len(head) < MAX_HEAD_BYTES
+                return None
+            self.head = None
+            data = head[k + 4:]
+        buf = self.buf + data if self.buf else data
+        pos, n = 0, len(buf)
+        while True:
+            i = buf.find(b"\r\n", pos)
+            if i < 0:
+                break
+            size_hex = buf[pos:i].split(b";", 1)[0]
+            if not size_hex or size_hex.strip(_HEX):
+                self.ok = False
+                return None
+            size = int(size_hex, 16)
+            if size == 0:
+                self.buf = b""
+                return buf[pos:]
+            end = i + 2 + size
+            if end + 2 > n:
+                break
+            if buf[end:end + 2] != b"\r\n":
+                self.ok = False
+                return None
+            if sink is not None:
+                sink.feed(buf[i + 2:end], t)
+            pos = end + 2
+        self.buf = buf[pos:]
+        return None
+
+
+_HEX = b"0123456789abcdefABCDEF"
+MAX_HEAD_BYTES = 1 << 16
 
 
 class _Sink:
     """Moves one response's body bytes from aiohttp's stream into its :class:`SSEStream`."""
 
-    __slots__ = ("content", "stream", "rec", "failed", "plain")
+    __slots__ = ("content", "stream", "rec", "failed", "plain", "direct")
 
-    def __init__(self, content: Any, stream: SSEStream, rec: RequestRecord, plain: bool) -> None:
+    def __init__(self, content: Any, stream: SSEStream, rec: RequestRecord, plain: bool,
+                 direct: bool) -> None:
         self.content = content
         self.stream = stream
         self.rec = rec
         self.failed = False
         self.plain = plain
+        self.direct = direct  # a plain chunked body: the protocol may decode its chunks itself
 
-    def pump(self, t: float) -> None:
+    def feed(self, data: bytes, t: float) -> None:
+        """Decode body bytes the protocol took out of the chunks itself."""
+        if self.failed:
+            return
+        self.rec.t_end = t
+        try:
+            self.stream.feed(data, t)
+        except Exception as exc:  # noqa: BLE001 - never raise into aiohttp's protocol
+            self.fail(exc)
+
+    def pump(self, t: float, early: list[tuple[float, int]] | None = None) -> None:
+        """Decode the body bytes waiting in the stream, stamped ``t``; with ``early`` (the
+        reads before this sink was attached), each read's bytes with that read's time."""
         if self.failed:
             return
         content = self.content
@@ -209,15 +316,27 @@ class _Sink:
             return
         if not data:
             return
-        self.rec.t_end = t
         try:
-            self.stream.feed(data, t)
+            if early:
+                base = content.total_bytes - len(data)  # stream offset of data[0]
+                for te, total in early:
+                    end = total - base
+                    if end > 0:
+                        self.rec.t_end = te
+                        self.stream.feed(data[:end], te)
+                        data, base = data[end:], total
+            if data:
+                self.rec.t_end = t
+                self.stream.feed(data, t)
         except Exception as exc:  # noqa: BLE001 - never raise into aiohttp's protocol
-            # fail the body instead; the request's task re-raises it from wait_eof()
-            self.failed = True
-            if not isinstance(exc, (ValueError, _InBandError)):
-                exc = ValueError(f"{type(exc).__name__}: {exc}")
-            content.set_exception(exc)
+            self.fail(exc)
+
+    def fail(self, exc: Exception) -> None:
+        """Fail the body instead; the request's task re-raises it from wait_eof()."""
+        self.failed = True
+        if not isinstance(exc, (ValueError, _InBandError, aiohttp.ClientPayloadError)):
+            exc = ValueError(f"{type(exc).__name__}: {exc}")
+        self.content.set_exception(exc)
 
 
 class StampingConnector(aiohttp.TCPConnector):
@@ -295,6 +414,10 @@ class SSEStream:
     def feed(self, data: bytes, t: float) -> None:
         if self.tail:
             data = self.tail + data
+        elif (self.generate and not self.done and data[:6] == b"data: " and data[-2:] == b"\n\n"
+              and data.find(b"\n") == len(data) - 2
+              and self._generate_meta(data, 6, len(data) - 2, t)):
+            return  # the usual read: exactly one complete /generate event
         end = data.rfind(b"\n")
         if end < 0:
             self.tail = data
@@ -309,7 +432,7 @@ class SSEStream:
             if payload == b"[DONE]":
                 self.done = True
                 return
-            if self.generate and self._generate_meta(payload, t):
+            if self.generate and self._generate_meta(payload, 0, len(payload), t):
                 continue
             try:
                 obj = orjson.loads(payload)
@@ -322,18 +445,18 @@ class SSEStream:
             else:
                 self._completions(obj, t)
 
-    def _generate_meta(self, payload: bytes, t: float) -> bool:
-        """Fast path for SGLang's ``/generate`` events, whose cumulative ``text`` and
-        ``output_ids`` grow with every token: when the object ends with its ``meta_info``, decode
-        only that (the counts we need) and check the outer object's framing. False when the
-        event is not of that shape (then it is decoded whole)."""
-        if payload[:1] != b"{" or payload[-1:] != b"}":
+    def _generate_meta(self, data: bytes, start: int, stop: int, t: float) -> bool:
+        """Fast path for SGLang's ``/generate`` events (``data[start:stop]``), whose cumulative
+        ``text`` and ``output_ids`` grow with every token: when the object ends with its
+        ``meta_info``, decode only that (the counts we need) and check the outer object's
+        framing. False when the event is not of that shape (then it is decoded whole)."""
+        if data[start:start + 1] != b"{" or data[stop - 1:stop] != b"}":
             return False
-        k = payload.rfind(b',"meta_info":')
+        k = data.rfind(b',"meta_info":', start, stop)
         if k < 0:
             return False
         try:
-            meta = orjson.loads(payload[k + 13:-1])
+            meta = orjson.loads(data[k + 13:stop - 1])
         except orjson.JSONDecodeError:
             return False
         if type(meta) is not dict:
@@ -350,7 +473,10 @@ class SSEStream:
         if type(cached) is int:
             rec.cached_tokens = cached
         if ct > self.last_tokens:
-            self._chunk(t, ct)
+            if rec.t_first_token is None:
+                rec.t_first_token = t
+            self.times.append(t)
+            self.tokens.append(ct)
             self.last_tokens = ct
         return True
 
@@ -486,11 +612,13 @@ async def send_request(
             conn = resp.connection
             proto = conn.protocol if conn is not None else None
             if isinstance(proto, StampingResponseHandler):
-                sink = _Sink(content, stream, record,
-                             plain="Content-Encoding" not in resp.headers)
+                plain = "Content-Encoding" not in resp.headers
+                sink = _Sink(content, stream, record, plain, direct=plain and resp.headers.get(
+                    "Transfer-Encoding", "").lower() == "chunked")
                 proto.pd_sink = sink
+                early, proto.pd_early = proto.pd_early, []
                 try:
-                    sink.pump(perf())  # body bytes that came with the headers
+                    sink.pump(perf(), early)  # body bytes that came before the sink
                     while not content.is_eof():
                         if content.exception() is not None:
                             break
@@ -498,6 +626,7 @@ async def send_request(
                     sink.pump(perf())
                 finally:
                     proto.pd_sink = None
+                    proto.pd_chunks = None  # a reused connection's next response: aiohttp's
                 exc = content.exception()
                 if exc is not None:
                     raise exc

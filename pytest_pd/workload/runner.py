@@ -9,6 +9,7 @@ the queueing is reported separately).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import gc
 import math
@@ -44,7 +45,7 @@ ProgressFn = Callable[[int, int, int, int], Any]
 
 MODEL_LOOKUP_TIMEOUT_S = 60.0
 CHILD_START_LEAD_S = 0.2
-DISPATCH_BATCH = 4
+STARTS_PER_TURN = 4
 T = TypeVar("T")
 
 
@@ -156,6 +157,46 @@ async def _prepare(session: aiohttp.ClientSession, base_url: str, workload: Work
     return model, warmup
 
 
+class _Pacer:
+    """Lets at most ``per_turn`` requests start per event-loop iteration; the others wait for
+    the next iterations, in order. A wave of a thousand request set-ups (closed loop: every
+    stream's next request starts when the last one ends) then never holds up the loop's socket
+    reads for long, so the chunks of running streams are stamped when they arrive."""
+
+    def __init__(self, per_turn: int) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.per_turn = per_turn
+        self.left = per_turn
+        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self.armed = False
+
+    async def turn(self) -> None:
+        if self.left > 0 and not self.waiters:
+            self.left -= 1
+            self._arm()
+            return
+        fut = self.loop.create_future()
+        self.waiters.append(fut)
+        self._arm()
+        await fut
+
+    def _arm(self) -> None:
+        if not self.armed:
+            self.armed = True
+            self.loop.call_soon(self._next_turn)  # runs in the next loop iteration
+
+    def _next_turn(self) -> None:
+        self.armed = False
+        self.left = self.per_turn
+        while self.left > 0 and self.waiters:
+            fut = self.waiters.popleft()
+            if not fut.done():  # cancelled waiters give their turn away
+                fut.set_result(None)
+                self.left -= 1
+        if self.waiters or self.left < self.per_turn:
+            self._arm()
+
+
 @dataclass
 class _Part:
     records: list[RequestRecord]
@@ -181,11 +222,13 @@ async def _drive(session: aiohttp.ClientSession, base_url: str, workload: Worklo
     counters = {"done": 0, "failed": 0, "tokens": 0}
     perf = time.perf_counter
     stop_at = math.inf
+    pacer = _Pacer(STARTS_PER_TURN)
 
     async def one(k: int) -> None:
         rec = records[k]
         prompt = prompts[rec.index]
         async with sem:
+            await pacer.turn()
             if perf() >= stop_at:
                 return  # the duration limit passed while it waited for a slot: never sent
             body = encode_body(request_payload(api, prompt, max_tokens=prompt.output_len,
@@ -231,11 +274,6 @@ async def _drive(session: aiohttp.ClientSession, base_url: str, workload: Worklo
             delay = due - perf()
             if delay > 0:
                 await asyncio.sleep(delay)
-            elif k % DISPATCH_BATCH == DISPATCH_BATCH - 1:
-                # a burst of due requests (closed loop: all at t0) starts a few at a time, so
-                # the loop reads sockets in between and chunks of running streams are stamped
-                # when they arrive, not after a thousand request set-ups
-                await asyncio.sleep(0)
             if perf() >= stop_at:
                 break
             records[k].t_queued = max(due, t0)
