@@ -10,6 +10,7 @@ processes. Targets: 0 errors, < 5 % RSS growth of the client/harness, no fd leak
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from pytest_pd.cluster.topology import sigterm_as_interrupt
 from pytest_pd.measure import Measurer
 from pytest_pd.workload.prompts import Workload
 
@@ -36,6 +38,24 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def soak(measurer: Measurer, workload: Workload, minutes: float, rows: list[tuple]) -> None:
+    """Run ``workload`` again and again for ``minutes``, a row per iteration into ``rows``."""
+    spec = measurer.spec("sim-pp2")
+    topology = measurer.up(spec)
+    pids = [int(p["pid"]) for p in topology.processes()]
+    deadline = time.monotonic() + minutes * 60
+    i = 0
+    while time.monotonic() < deadline:
+        i += 1
+        measurer.forget()  # measure again: a new run each iteration
+        m = measurer.measure(spec, workload)
+        rows.append((i, m.summary.completed, m.summary.failed, rss_kib(), open_fds(),
+                     sum(rss_kib(p) for p in pids)))
+        print(f"iter {i:3d}: completed {rows[-1][1]}, failed {rows[-1][2]}, "
+              f"harness RSS {rows[-1][3] / 1024:.1f} MiB, fds {rows[-1][4]}, "
+              f"cluster RSS {rows[-1][5] / 1024:.1f} MiB", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -50,26 +70,16 @@ def main() -> int:
         data.pop("baseline", None)
         (folder / "sim-pp2.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
         measurer = Measurer(folder, folder / "runs", None, say=lambda t: None)
-        try:
-            spec = measurer.spec("sim-pp2")
-            topology = measurer.up(spec)
-            pids = [int(p["pid"]) for p in topology.processes()]
-            deadline = time.monotonic() + args.minutes * 60
-            rows = []
-            errors = 0
-            i = 0
-            while time.monotonic() < deadline:
-                i += 1
-                measurer.forget()  # measure again: a new run each iteration
-                m = measurer.measure(spec, workload)
-                errors += m.summary.failed
-                rows.append((i, m.summary.completed, m.summary.failed, rss_kib(), open_fds(),
-                             sum(rss_kib(p) for p in pids)))
-                print(f"iter {i:3d}: completed {rows[-1][1]}, failed {rows[-1][2]}, "
-                      f"harness RSS {rows[-1][3] / 1024:.1f} MiB, fds {rows[-1][4]}, "
-                      f"cluster RSS {rows[-1][5] / 1024:.1f} MiB", flush=True)
+        rows: list[tuple] = []
+        try:  # Ctrl-C or SIGTERM stops early: the cluster goes, the figures so far are printed
+            with sigterm_as_interrupt(), contextlib.suppress(KeyboardInterrupt):
+                soak(measurer, workload, args.minutes, rows)
         finally:
             measurer.close()
+    if not rows:
+        print("no iteration completed")
+        return 1
+    errors = sum(r[2] for r in rows)
     first, last = rows[min(1, len(rows) - 1)], rows[-1]  # after the first iteration's warm-up
     growth = (last[3] - first[3]) / first[3] * 100
     cluster_growth = (last[5] - first[5]) / first[5] * 100

@@ -27,6 +27,7 @@ import signal
 import sys
 import time
 import uuid
+from array import array
 from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Any
@@ -205,7 +206,8 @@ class Req:
         self.arrival = arrival
         self.prefill_done: float | None = None
         self.kv_arrived: float | None = None
-        self.token_times: list[float] = []
+        # compact arrays: a trace of the last TRACE_KEEP requests holds a time per token
+        self.token_times = array("d")
         self.emitted = 0
         self.event = asyncio.Event()
         self.done = False
@@ -215,8 +217,8 @@ class Req:
         self.fault = ""
         self.prompt_head: list[int] | None = None
         # per streamed chunk: when it was handed to the transport, and the tokens sent up to it
-        self.sent_times: list[float] = []
-        self.sent_tokens: list[int] = []
+        self.sent_times = array("d")
+        self.sent_tokens = array("l")
 
     def emit(self, t: float) -> None:
         self.emitted += 1
@@ -232,8 +234,8 @@ class Req:
                 "prompt_tokens": self.prompt_tokens, "completion_tokens": self.emitted,
                 "prompt_head": self.prompt_head,
                 "first_sent": self.sent_times[0] if self.sent_times else None,
-                "token_times": self.token_times, "sent_times": self.sent_times,
-                "sent_tokens": self.sent_tokens}
+                "token_times": self.token_times.tolist(), "sent_times": self.sent_times.tolist(),
+                "sent_tokens": self.sent_tokens.tolist()}
 
 
 def _err(status: int, message: str, etype: str = "BadRequestError") -> web.Response:
