@@ -26,7 +26,7 @@ from pytest_pd.cluster.hosts import tail_file
 from pytest_pd.cluster.spec import ClusterSpec, load_cluster
 from pytest_pd.cluster.topology import STATE_FILE, Topology
 from pytest_pd.errors import BringUpError, HostError, PdError
-from pytest_pd.redaction import redact_commands, redact_env, scrub, secret_values
+from pytest_pd.redaction import redact_commands, redact_env, scrub
 from pytest_pd.results import encode_requests, save_result
 from pytest_pd.rundir import new_run_dir
 from pytest_pd.telemetry import Sampler
@@ -290,7 +290,7 @@ class Measurer:
         if not out and run_dir is not None:
             for path in log_files(run_dir):
                 out[path.stem] = tail_file(path, lines)
-        secrets = secret_values(spec.model_dump(mode="json"))
+        secrets = spec.secret_values()
         return {name: scrub(text, secrets) for name, text in out.items()}
 
     def forget(self) -> None:
@@ -342,7 +342,7 @@ class Measurer:
     def _failure(self, spec: ClusterSpec, stage: str, exc: E, run_dir: Path) -> E:
         """Note a failed bring-up or run: ``exc`` gets a ``failure`` record (what the results
         store, the terminal and the report say of it: stage, cause, logs) and is returned."""
-        secrets = secret_values(spec.model_dump(mode="json"))
+        secrets = spec.secret_values()
         tails = {path.stem: scrub(tail_file(path, 30), secrets) for path in log_files(run_dir)}
         if isinstance(exc, PdError):  # its message is what pytest shows: log tails scrubbed too
             exc.args = tuple(scrub(str(a), secrets) for a in exc.args)
@@ -426,7 +426,7 @@ class Measurer:
         slo = {k: v / speedup for k, v in self.slo.items()}
         self.say(f"{spec.label}: running {workload.id} against {topology.router_url}"
                  + (f" ({self.repeats} repeats)" if self.repeats > 1 else ""))
-        secrets = secret_values(spec.model_dump(mode="json"))
+        secrets = spec.secret_values()
         sampler = self._sampler(spec, topology).start()
         started = time.time()
         results: list[RunResult] = []

@@ -236,6 +236,11 @@ def _header(comp: comparison.Comparison, evidence: Evidence) -> dict[str, Any]:
     }
 
 
+def failure_key(failure: dict[str, Any]) -> tuple[Any, Any]:
+    """One failed bring-up or run, however many test reports carry it."""
+    return failure.get("cluster"), failure.get("at")
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     """Attach the comparison, the report header, the rendered details (charts, telemetry, log
@@ -250,9 +255,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         failure = exc.failure
         report.longrepr = f"{type(exc).__name__}: {exc}"
         shown = item.config.stash.setdefault(SHOWN_FAILURES_KEY, set())
-        key = (failure or {}).get("cluster"), (failure or {}).get("at")
-        if failure is not None and report.when == "setup" and key not in shown:
-            shown.add(key)  # its logs appear once in the report, not once per later test
+        if failure is not None and report.when == "setup" and failure_key(failure) not in shown:
+            shown.add(failure_key(failure))  # its logs appear once in the report, not once per later test
             setattr(report, REPORT_FAILURE, failure)
             report.extras = [*getattr(report, "extras", []), {
                 "name": "pytest-pd failure", "format_type": "html", "extension": "html",
@@ -310,8 +314,7 @@ class Summaries:
         self._failures: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     def _note_failure(self, failure: dict[str, Any]) -> None:
-        key = (failure.get("cluster"), failure.get("stage"), failure.get("at"))
-        self._failures.setdefault(key, failure)
+        self._failures.setdefault(failure_key(failure), failure)
 
     def failures(self, config: pytest.Config) -> list[dict[str, Any]]:
         """Failed bring-ups and runs: from test reports (xdist workers too) and, in this process,

@@ -165,6 +165,13 @@ def start_pd(log_dir: Path, speedup: float = 100.0, model: Path = SIM_MODEL,
                  boot, procs)
 
 
+def session_args(cluster_dir: Path, out: Path, cluster: str) -> list[str]:
+    """A pytest session on ``cluster`` whose runs, results and report all go under ``out``."""
+    return [f"--cluster={cluster}", f"--cluster-dir={cluster_dir}", f"--pd-run-dir={out / 'runs'}",
+            f"--pd-results-dir={out / 'results'}", f"--html={out / 'report.html'}",
+            "-p", "no:cacheprovider"]
+
+
 def sim_cluster_copy(name: str, dest: Path, **overrides: object) -> Path:
     """A copy of a shipped sim cluster with fresh ports, an absolute model path and overrides
     (top-level keys replaced; ``sim`` merged)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, assert_nothing_left, sim_cluster_copy
+from tests.conftest import REPO, assert_nothing_left, session_args, sim_cluster_copy
 
 SMALL_SUITE = """
 import pytest
@@ -31,11 +31,8 @@ def test_after(pd_cluster):
 def run_session(pytester: pytest.Pytester, cluster_dir: Path, *args: str,
                 cluster: str = "sim-pp2") -> tuple[pytest.RunResult, Path]:
     out = pytester.path / "out"
-    result = pytester.runpytest_subprocess(
-        f"--cluster={cluster}", f"--cluster-dir={cluster_dir}", f"--pd-run-dir={out / 'runs'}",
-        f"--pd-results-dir={out / 'results'}", f"--html={out / 'report.html'}",
-        "-p", "no:cacheprovider", *args, timeout=300,
-    )
+    result = pytester.runpytest_subprocess(*session_args(cluster_dir, out, cluster), *args,
+                                           timeout=300)
     return result, out
 
 

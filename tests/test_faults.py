@@ -25,7 +25,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import assert_nothing_left, group_alive, sim_cluster_copy, started_pids
+from tests.conftest import (
+    assert_nothing_left,
+    group_alive,
+    session_args,
+    sim_cluster_copy,
+    started_pids,
+)
 
 SUITE = """
 import pytest
@@ -169,9 +175,8 @@ def run_pytest(pytester: pytest.Pytester, folder: Path, fault: Fault, *args: str
                cluster: str = "sim-tp8", out_name: str = "out") -> tuple[int, str, Path]:
     """The session in a subprocess; for ``kill`` faults, strike once the workload is running."""
     out = pytester.path / out_name
-    argv = [sys.executable, "-m", "pytest", f"--cluster={cluster}", f"--cluster-dir={folder}",
-            f"--pd-run-dir={out / 'runs'}", f"--pd-results-dir={out / 'results'}",
-            f"--html={out / 'report.html'}", "-p", "no:cacheprovider", "-p", "no:randomly", *args]
+    argv = [sys.executable, "-m", "pytest", *session_args(folder, out, cluster), "-p", "no:randomly",
+            *args]
     log = pytester.path / f"{out_name}.log"
     with log.open("wb") as fh:
         proc = subprocess.Popen(argv, cwd=pytester.path, stdout=fh, stderr=subprocess.STDOUT,
@@ -203,12 +208,6 @@ def wait_for_text(path: Path, text: str, proc: subprocess.Popen, timeout: float 
     raise AssertionError(f"never saw {text!r}:\n{path.read_text(errors='replace')}")
 
 
-def outcomes(text: str) -> dict[str, int]:
-    last = text.strip().splitlines()[-1] if text.strip() else ""
-    return {m[2]: int(m[1]) for m in re.finditer(r"(\d+) (passed|failed|errors?)", last)} | {
-        "errors": sum(int(m[1]) for m in re.finditer(r"(\d+) errors?\b", last))}
-
-
 @pytest.mark.parametrize(("fault", "launcher"), CASES)
 def test_fault(pytester: pytest.Pytester, tmp_path: Path, request: pytest.FixtureRequest,
                fault: Fault, launcher: str):
@@ -230,14 +229,14 @@ def test_fault(pytester: pytest.Pytester, tmp_path: Path, request: pytest.Fixtur
     assert re.search(fault.message, text), text
     assert "Traceback" not in text and "During handling" not in text, text
     assert took < 120, f"{fault.id} took {took:.0f} s"  # most take seconds; a loaded CI box is slow
-    counts = outcomes(text)
     if fault.kill in ("SIGINT", "SIGTERM"):
         assert code == 2, text  # pytest's "interrupted"
         assert "sim-tp8: torn down" in text
     elif fault.cluster_lost:
-        assert counts.get("errors") == 2, text
+        assert pytest.RunResult.parse_summary_nouns(text.splitlines()).get("errors") == 2, text
         assert "failed earlier in this session; not retrying" in text  # the next test: at once
     else:
+        counts = pytest.RunResult.parse_summary_nouns(text.splitlines())
         assert counts.get("failed") == 1 and counts.get("passed") == 1, text  # cluster still fine
 
     # teardown done, nothing left on any host, logs kept

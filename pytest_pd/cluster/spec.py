@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError
 
+from pytest_pd import redaction
 from pytest_pd.errors import ClusterFileError
 
 Loc = tuple[str | int, ...]
@@ -189,6 +190,11 @@ class ClusterSpec(_Model):
     @property
     def tokenizer_path(self) -> str:
         return self.resolve_path(self.model.tokenizer or self.model.path)
+
+    def secret_values(self) -> set[str]:
+        """The secret values this cluster file brings in, to scrub from free text (log tails,
+        messages); see :mod:`pytest_pd.redaction`."""
+        return redaction.secret_values(self.model_dump(mode="json"))
 
     @property
     def model_name(self) -> str:

@@ -33,7 +33,7 @@ from pytest_pd.cluster.locks import (
 from pytest_pd.cluster.spec import ClusterSpec, load_cluster
 from pytest_pd.cluster.ssh import SSHConnection, SSHHost, resolve_target
 from pytest_pd.errors import BringUpError, HostError, PdError
-from pytest_pd.redaction import redact_env, scrub, secret_values
+from pytest_pd.redaction import redact_env, scrub
 
 Say = Callable[[str], None]
 STATE_FILE = "topology.json"
@@ -73,7 +73,7 @@ class Topology:
         self._hosts: dict[str, Host] = {}
         self._conns: dict[object, SSHConnection] = {}
         self._local_python = local_python
-        self._secrets = secret_values(spec.model_dump(mode="json"))
+        self._secrets = spec.secret_values()
         self.started_at: float | None = None
         self.ready_at: float | None = None
 
