@@ -1,14 +1,20 @@
 # Two entry points for a new user; both set up .venv on first use (Python >= 3.10 needed).
 #   make run    brings up the simulated sim-pp2 cluster and its sim-tp8 baseline, runs the seed
 #               workload on both, writes report.html
-#   make test   runs the plugin's own tests
+#   make test   runs the plugin's own tests, every tier: sets up real SGLang on this CPU first
+#               (make real-sglang, once: ~6 min, 11 GB in ~/.cache/pytest-pd)
+# For your edit-test loop:
+#   make test-fast     the quick tier (no real SGLang, no sshd, no browser): under 2 minutes
+#   make test-real     only the real-SGLang tier (tests marked real_sglang)
+#   make real-sglang   set up (once) the pinned real SGLang environment the cpu-* clusters use
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTHON ?= python3
 CLUSTER ?= sim-pp2
+FAST   := not real_sglang and not slow
 
-.PHONY: run test setup clean
+.PHONY: run test test-fast test-real real-sglang setup clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +24,20 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+real-sglang:
+	PYTHON=$(PYTHON) bash tools/sglang_cpu/setup.sh
+
 run: $(STAMP)
 	$(VENV)/bin/pytest suites/ --cluster=$(CLUSTER)
 
-test: $(STAMP)
+test: $(STAMP) real-sglang
 	$(VENV)/bin/pytest tests/ $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest tests/ -m "$(FAST)" $(PYTEST_ARGS)
+
+test-real: $(STAMP) real-sglang
+	$(VENV)/bin/pytest tests/ -m real_sglang $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) report.html results runs

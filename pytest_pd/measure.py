@@ -12,6 +12,7 @@ import platform
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -179,6 +180,46 @@ def environment(cwd: Path) -> dict[str, Any]:
         "harness_host": socket.gethostname(),
         "git_commit": _git_commit(cwd),
     }
+
+
+class DeathWatch:
+    """Watches a topology's processes while a workload runs (a thread, every ``interval_s``), so
+    a run stops within seconds of a process dying instead of waiting on requests that a real
+    router may leave hanging for minutes."""
+
+    def __init__(self, topology: Topology, on_death: Callable[[str], None],
+                 interval_s: float = 1.0) -> None:
+        self.topology = topology
+        self.on_death = on_death
+        self.interval_s = interval_s
+        self.dead: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="pytest-pd-deathwatch", daemon=True)
+
+    def start(self) -> DeathWatch:
+        if self.topology.manages_processes:
+            self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                dead = self.topology.dead()
+            except PdError:  # a host we cannot ask now: the run's own errors will say more
+                continue
+            if dead:
+                self.dead = dead
+                self.on_death(self.reason() or "")
+                return
+
+    def reason(self) -> str | None:
+        """Why the run must stop (the first dead process, one line), or None."""
+        return self.dead[0].split(";")[0] if self.dead else None
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
 
 
 class Measurer:
@@ -432,17 +473,21 @@ class Measurer:
         results: list[RunResult] = []
         summaries: list[RunSummary] = []
         dead: list[str] = []
+        watchdog = DeathWatch(topology, lambda why: self.say(
+            f"{spec.label}: {why}; stopping the run")).start()
         try:
             for _ in range(self.repeats):
-                result = run_workload_sync(topology.router_url, run_as, prompts)
+                result = run_workload_sync(topology.router_url, run_as, prompts,
+                                           abort=watchdog.reason)
                 results.append(result)
                 summary = summarize(result, slo=slo or None)
                 summaries.append(dataclasses.replace(summary, error_examples={  # as shown
                     k: scrub(v, secrets) for k, v in summary.error_examples.items()}))
-                dead = self._dead(topology, failed=bool(summary.failed))
+                dead = watchdog.dead or self._dead(topology, failed=bool(summary.failed))
                 if dead:
                     break
         finally:
+            watchdog.stop()
             telemetry = sampler.stop()
         finished = time.time()
         summary = aggregate_repeats(summaries)

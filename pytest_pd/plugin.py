@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fnmatch
 import os
 import time
 import warnings
@@ -45,6 +46,10 @@ MARKER_HELP = (
     "pd_threshold(metric, max_ratio=, min_ratio=, max=, min=, noise='fail'|'pass'|'xfail'): bound "
     "a metric of the candidate cluster relative to its baseline (ratios) or absolutely; stackable"
 )
+CLUSTERS_MARKER = "pd_clusters"
+CLUSTERS_HELP = (
+    "pd_clusters(*patterns, exclude=()): run this test (or this pytest.param) only on clusters whose "
+    "name matches one of the shell-style patterns and none of exclude; skipped elsewhere")
 # Attributes of the call report (they travel from xdist workers to the controller with it).
 REPORT_COMPARISON = "pd_comparison"
 REPORT_HEADER = "pd_header"
@@ -135,6 +140,7 @@ def _positive_int(value: str) -> int:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
+    config.addinivalue_line("markers", CLUSTERS_HELP)
     config.pluginmanager.register(Summaries(), "pytest-pd-summaries")
     config.pluginmanager.register(InterruptWatch(config), "pytest-pd-interrupts")
     # pytest-xdist: every test that needs a cluster carries xdist_group("pd-<cluster>"); with
@@ -163,7 +169,12 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     known = {f.name for f in dataclasses.fields(RunSummary) if f.type in ("float", "int", float, int)}
     cluster = cluster_name(config)
     workloads: dict[str, Workload] = {}
+    label = Path(cluster).stem if cluster.endswith((".yaml", ".yml")) else cluster
     for item in items:
+        not_here = wrong_cluster(item, label)
+        if not_here:
+            item.add_marker(pytest.mark.skip(reason=not_here))
+            continue
         markers = list(item.iter_markers(MARKER))
         fixtures = set(getattr(item, "fixturenames", ()))
         uses_run = "pd_run" in fixtures
@@ -188,6 +199,18 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if isinstance(workload, Workload):
             workloads.setdefault(workload.id, workload)
     config.stash[WORKLOADS_KEY] = list(workloads.values())
+
+
+def wrong_cluster(item: pytest.Item, cluster: str) -> str | None:
+    """Why ``item`` does not run on ``cluster`` (its ``pd_clusters`` markers), or None."""
+    for marker in item.iter_markers(CLUSTERS_MARKER):
+        exclude = marker.kwargs.get("exclude", ())
+        exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
+        if marker.args and not any(fnmatch.fnmatchcase(cluster, p) for p in marker.args):
+            return f"for clusters {', '.join(marker.args)}; this session runs {cluster}"
+        if any(fnmatch.fnmatchcase(cluster, p) for p in exclude):
+            return f"not for clusters {', '.join(exclude)}; this session runs {cluster}"
+    return None
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -14,11 +14,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 REDACTED = "***redacted***"
-_SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+# "TOKEN" but not token counts or tokenizers (--max-total-tokens, TOKENIZERS_PARALLELISM)
+_SECRET_NAME = re.compile(r"TOKEN(?![SI])|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 _ASSIGNMENT = re.compile(r"(?P<name>\b[A-Za-z_][A-Za-z0-9_]*)=(?P<value>'[^']*'|\"[^\"]*\"|\S+)")
-_SECRET_FLAG = re.compile(r"(?P<flag>--[\w-]*(?:token|key|secret|password)[\w-]*)(?P<sep>=|\s+)"
+_SECRET_FLAG = re.compile(r"(?P<flag>--[\w-]*(?:token(?![si])|key|secret|password)[\w-]*)(?P<sep>=|\s+)"
                           r"(?P<value>'[^']*'|\"[^\"]*\"|\S+)", re.IGNORECASE)
-_FLAG_NAME = re.compile(r"^--[\w-]*(?:token|key|secret|password)[\w-]*$", re.IGNORECASE)
+_FLAG_NAME = re.compile(r"^--[\w-]*(?:token(?![si])|key|secret|password)[\w-]*$", re.IGNORECASE)
 MIN_SECRET_LEN = 4  # shorter values ("1", "yes") would scrub ordinary text
 
 

@@ -165,6 +165,17 @@ def start_pd(log_dir: Path, speedup: float = 100.0, model: Path = SIM_MODEL,
                  boot, procs)
 
 
+def wait_for_text(path: Path, text: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
+    """Wait until ``text`` shows in the log file ``path`` of the running ``proc``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in path.read_text(errors="replace"):
+            return
+        assert proc.poll() is None, path.read_text(errors="replace")
+        time.sleep(0.05)
+    raise AssertionError(f"never saw {text!r}:\n{path.read_text(errors='replace')}")
+
+
 def session_args(cluster_dir: Path, out: Path, cluster: str) -> list[str]:
     """A pytest session on ``cluster`` whose runs, results and report all go under ``out``."""
     return [f"--cluster={cluster}", f"--cluster-dir={cluster_dir}", f"--pd-run-dir={out / 'runs'}",
@@ -183,6 +194,43 @@ def sim_cluster_copy(name: str, dest: Path, **overrides: object) -> Path:
     data["model"]["path"] = str(SIM_MODEL)
     sim = {**data.get("sim", {}), **dict(overrides.pop("sim", {}))}  # type: ignore[arg-type]
     data.update(overrides, sim=sim)
+    dest.mkdir(parents=True, exist_ok=True)
+    path = dest / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+# Real SGLang on this CPU (the real-engine tier, tests marked real_sglang): set up by
+# `make real-sglang` (tools/sglang_cpu/setup.sh) into this folder.
+SGLANG_CPU_HOME = Path(os.environ.get("PD_SGLANG_HOME",
+                                      "~/.cache/pytest-pd/sglang-0.5.23-cpu")).expanduser()
+
+
+@pytest.fixture(scope="session")
+def real_sglang() -> Path:
+    """The real-SGLang environment's folder (venv/, tiny-llama/); fails when it is not set up."""
+    if not (SGLANG_CPU_HOME / ".ready").is_file():
+        pytest.fail(f"real SGLang is not set up in {SGLANG_CPU_HOME}: run `make real-sglang` once "
+                    "(about 6 minutes), or deselect this tier with -m 'not real_sglang'",
+                    pytrace=False)
+    return SGLANG_CPU_HOME
+
+
+def real_cluster_copy(name: str, dest: Path, **overrides: object) -> Path:
+    """A copy of a shipped cpu-* cluster file with fresh ports and the real-SGLang environment's
+    absolute paths (top-level keys replaced by ``overrides``)."""
+    data = yaml.safe_load((CLUSTERS / f"{name}.yaml").read_text())
+    servers = [*data["prefill"], *data["decode"]]
+    ports = iter(free_ports(2 * len(servers) + 2))
+    for server in servers:
+        server["port"] = next(ports)
+        if "bootstrap_port" in server:
+            server["bootstrap_port"] = next(ports)
+    data["router"].update(port=next(ports), prometheus_port=next(ports))
+    data["model"]["path"] = str(SGLANG_CPU_HOME / "tiny-llama")
+    for host in data["hosts"].values():
+        host["python"] = str(SGLANG_CPU_HOME / "venv" / "bin" / "python")
+    data.update(overrides)
     dest.mkdir(parents=True, exist_ok=True)
     path = dest / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -12,6 +12,8 @@ import pytest
 
 from tests.conftest import REPO, assert_nothing_left, session_args, sim_cluster_copy
 
+pytestmark = pytest.mark.slow  # sessions, clusters, sshd or a browser: not in make test-fast
+
 SMALL_SUITE = """
 import pytest
 from pytest_pd.workload.prompts import Workload
@@ -38,10 +40,11 @@ def run_session(pytester: pytest.Pytester, cluster_dir: Path, *args: str,
 
 def test_seed_suite_passes_on_sim_clusters_through_real_router(pytester, sim_clusters):
     """The shipped suite, unchanged, against sim-pp2 vs sim-tp8 (fresh ports)."""
-    result, out = run_session(pytester, sim_clusters, str(REPO / "suites"))
+    result, out = run_session(pytester, sim_clusters, str(REPO / "suites"), "-rs")
     text = result.stdout.str()
     assert result.ret == 0, text
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=1, skipped=1)  # the cpu-* workload is not for sim clusters
+    assert "for clusters cpu-*; this session runs sim-pp2" in text
     assert "pytest-pd: candidate vs baseline" in text
     assert re.search(r"sim-pp2 \(candidate, simulated ×\d+\)\s+TP=4, PP=2", text), text
     assert re.search(r"sim-tp8 \(baseline, simulated ×\d+\)\s+TP=8", text), text
@@ -154,3 +157,33 @@ def test_only_selected_workloads_are_measured(pytester, tmp_path):
     stored = [p.name for p in (out / "results").glob("*.json")]
     assert len(stored) == 1 and "in800-" in stored[0], stored
     assert_nothing_left(out / "runs")
+
+
+def test_workloads_for_other_clusters_are_skipped_and_not_measured(pytester, tmp_path):
+    """``pd_clusters`` on a test or on one pytest.param: skipped (with the reason) on other
+    clusters, and never measured there."""
+    folder = tmp_path / "clusters"
+    sim_cluster_copy("sim-tp8", folder)
+    pytester.makepyfile(test_suite="""
+        import pytest
+        from pytest_pd.workload.prompts import Workload
+        A = Workload(input_len=800, output_len=8, concurrency=4, num_requests=4)
+        B = Workload(input_len=900, output_len=8, concurrency=4, num_requests=4)
+        @pytest.mark.pd_threshold("mean_ttft_ms", max=600000)
+        @pytest.mark.parametrize("pd_workload", [
+            A, pytest.param(B, marks=pytest.mark.pd_clusters("cpu-*", "h20-*"))],
+            ids=lambda w: w.id)
+        def test_w(pd_run):
+            pass
+
+        @pytest.mark.pd_clusters(exclude=["sim-*"])
+        def test_not_on_sims(pd_cluster):
+            pass
+    """)
+    result, out = run_session(pytester, folder, "-rs", cluster="sim-tp8")
+    result.assert_outcomes(passed=1, skipped=2)
+    text = result.stdout.str()
+    assert "for clusters cpu-*, h20-*; this session runs sim-tp8" in text, text
+    assert "not for clusters sim-*; this session runs sim-tp8" in text, text
+    stored = [p.name for p in (out / "results").glob("*.json")]
+    assert len(stored) == 1 and "in800-" in stored[0], stored

@@ -14,6 +14,8 @@ import pytest
 
 from tests.conftest import assert_nothing_left, sim_cluster_copy
 
+pytestmark = pytest.mark.slow  # sessions, clusters, sshd or a browser: not in make test-fast
+
 
 @pytest.mark.parametrize(("sig", "times"), [(signal.SIGINT, 1), (signal.SIGTERM, 1),
                                            (signal.SIGINT, 3)], ids=["int", "term", "int-x3"])

@@ -31,7 +31,10 @@ from tests.conftest import (
     session_args,
     sim_cluster_copy,
     started_pids,
+    wait_for_text,
 )
+
+pytestmark = pytest.mark.slow  # sessions, clusters, sshd or a browser: not in make test-fast
 
 SUITE = """
 import pytest
@@ -196,16 +199,6 @@ def run_pytest(pytester: pytest.Pytester, folder: Path, fault: Fault, *args: str
                 proc.kill()
                 proc.wait()
     return code, log.read_text(errors="replace"), out
-
-
-def wait_for_text(path: Path, text: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in path.read_text(errors="replace"):
-            return
-        assert proc.poll() is None, path.read_text(errors="replace")
-        time.sleep(0.05)
-    raise AssertionError(f"never saw {text!r}:\n{path.read_text(errors='replace')}")
 
 
 @pytest.mark.parametrize(("fault", "launcher"), CASES)

@@ -18,6 +18,8 @@ from pytest_pd.errors import BringUpError
 from tests.conftest import assert_nothing_left, sim_cluster_copy
 from tests.sshd import SshFarm, ssh_cluster_copy
 
+pytestmark = pytest.mark.slow  # sessions, clusters, sshd or a browser: not in make test-fast
+
 
 def wait_for(predicate, timeout: float = 20.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout

@@ -36,3 +36,12 @@ def test_secret_values_are_collected_and_scrubbed_from_free_text():
     out = redaction.scrub(log, values)
     assert "sk-decode" not in out and "hf_abcdef" not in out and "hunter22" not in out
     assert out.count(REDACTED) == 3 and "timeout 22" in out
+
+
+def test_token_counts_and_tokenizer_settings_are_not_secrets():
+    argv = ["--max-total-tokens", "16384", "--max-prefill-tokens=8192", "--hf-token", "hf_x"]
+    assert redaction.redact_argv(argv) == ["--max-total-tokens", "16384", "--max-prefill-tokens=8192",
+                                           "--hf-token", REDACTED]
+    red = redaction.redact_env({"env": {"TOKENIZERS_PARALLELISM": "false", "MAX_TOKENS": "8",
+                                        "HF_TOKEN": "hf_abc"}})
+    assert red["env"] == {"TOKENIZERS_PARALLELISM": "false", "MAX_TOKENS": "8", "HF_TOKEN": REDACTED}

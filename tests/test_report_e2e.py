@@ -23,6 +23,8 @@ import yaml
 from tests.browser import CHROMIUM, inspect_report
 from tests.conftest import REPO, assert_nothing_left, sim_cluster_copy
 
+pytestmark = pytest.mark.slow  # sessions, clusters, sshd or a browser: not in make test-fast
+
 SUITE = textwrap.dedent("""
     import pytest
     from pytest_pd.workload.prompts import Workload

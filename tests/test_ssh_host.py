@@ -18,6 +18,8 @@ from pytest_pd.errors import HostError
 from tests.conftest import group_alive
 from tests.sshd import SSH_KEYGEN, SshFarm, free_port_on, remote_python
 
+pytestmark = pytest.mark.slow  # sessions, clusters, sshd or a browser: not in make test-fast
+
 ARGV_ECHO = "import json, sys; print(json.dumps(sys.argv[1:]))"
 HOSTILE = ["two words", "it's", 'say "hi"', "a; touch PWNED", "$(touch PWNED2)", "`touch PWNED3`",
            "*", "~", "$HOME", "back\\slash", "new\nline", "", "--flag=x y", "|| true &"]

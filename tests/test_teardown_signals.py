@@ -12,6 +12,8 @@ import pytest
 
 from pytest_pd.cluster.topology import signals_deferred
 
+pytestmark = pytest.mark.slow  # sessions, clusters, sshd or a browser: not in make test-fast
+
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signals_wait_until_the_block_is_done(sig):

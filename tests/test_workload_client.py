@@ -86,7 +86,7 @@ class FakeSGLang:
                 if api == "generate":
                     await self._send(resp, {"text": "", "meta_info": {
                         "prompt_tokens": n_prompt, "completion_tokens": 0,
-                        "finish_reason": {"type": "abort"}}})
+                        "finish_reason": {"type": "stop", "matched": 2}}})
                 else:
                     await self._send(resp, {"choices": [], "usage": {
                         "prompt_tokens": n_prompt, "completion_tokens": 0}})
@@ -94,6 +94,15 @@ class FakeSGLang:
                 return resp
             if mode == "inbanderror":
                 await self._send(resp, {"error": {"message": "KV transfer failed", "code": 503}})
+                await self._send(resp, "[DONE]")
+                return resp
+            if mode == "abortchunk":  # real SGLang's /generate after a failed KV transfer
+                await self._send(resp, {"text": "t1 ", "output_ids": [5], "meta_info": {
+                    "prompt_tokens": n_prompt, "completion_tokens": 1, "finish_reason": None}})
+                await self._send(resp, {"text": "", "output_ids": [], "meta_info": {
+                    "prompt_tokens": n_prompt, "completion_tokens": 0, "finish_reason": {
+                        "type": "abort", "status_code": 500, "message": "Decode transfer "
+                        "failed for request rank=0 req.rid='x': KVTransferError"}}})
                 await self._send(resp, "[DONE]")
                 return resp
             if mode == "short":  # stops early although ignore_eos was sent
@@ -270,6 +279,16 @@ async def test_failure_kinds(server, api, mode, kind):
         assert len(r.error) < 600  # body excerpt capped at 500 chars
     if mode == "inbanderror":
         assert result.records[0].status == 503 and "KV transfer failed" in result.records[0].error
+
+
+@pytest.mark.asyncio
+async def test_sglang_abort_finish_reason_is_a_failure(server):
+    result = await run_workload(server.base + "/abortchunk", wl(num_requests=2), prompts(2))
+    for r in result.records:
+        assert r.error_kind == "http_status" and r.status == 500, r
+        assert r.error.endswith("request aborted by the server: Decode transfer failed for "
+                                "request rank=0 req.rid='x': KVTransferError"), r.error
+    assert summarize(result).errors_by_kind == {"http_status": 2}
 
 
 @pytest.mark.asyncio

@@ -5,6 +5,7 @@ Nothing here touches a host; argv lists are shell-quoted only at the SSH edge (a
 
 from __future__ import annotations
 
+import os
 import shlex
 from dataclasses import dataclass, field
 from typing import Literal
@@ -47,8 +48,10 @@ def interpreter(spec: ClusterSpec, host: str, local_python: str) -> str:
     """The Python that runs a host's processes: the host's ``python:``, else this one for local
     launches, else plain ``python`` as the seed's commands have it."""
     configured = spec.hosts[host].python
+    if configured and spec.launcher == "local":
+        return os.path.expanduser(configured)
     if configured:
-        return configured
+        return configured  # a path on that host, used verbatim (give an absolute one)
     return local_python if spec.launcher == "local" else "python"
 
 

@@ -5,6 +5,7 @@ with its output in a log file and its pid in a pid file, so teardown can kill th
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -90,10 +91,18 @@ def port_in_use(address: str, port: int) -> bool:
     return False
 
 
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def without_colours(text: str) -> str:
+    """Log text without terminal colour codes (sglang-router colours its log even into a file)."""
+    return _ANSI_ESCAPE.sub("", text)
+
+
 def tail_file(path: Path, lines: int) -> str:
     try:
         with path.open("r", encoding="utf-8", errors="replace") as fh:
-            return "".join(deque(fh, maxlen=lines))
+            return without_colours("".join(deque(fh, maxlen=lines)))
     except OSError:
         return ""
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import paramiko
 
-from pytest_pd.cluster.hosts import CommandResult, Proc
+from pytest_pd.cluster.hosts import CommandResult, Proc, without_colours
 from pytest_pd.cluster.spec import HostSpec
 from pytest_pd.errors import HostError
 from pytest_pd.redaction import redact_argv
@@ -689,7 +689,8 @@ class SSHHost:
         if r is None:
             return ""
         try:
-            return self.run(["tail", "-n", str(int(lines)), r.log], timeout=15.0).stdout
+            return without_colours(self.run(["tail", "-n", str(int(lines)), r.log],
+                                            timeout=15.0).stdout)
         except HostError as exc:
             return f"(cannot read the remote log {r.log}: {exc})\n"
 

@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--dp-size", "--dp", dest="dp_size", type=int, default=1)
     a("--chunked-prefill-size", type=int, default=8192)
     a("--max-running-requests", type=int, default=None)
+    a("--max-total-tokens", type=int, default=None)
     a("--context-length", type=int, default=None)
     a("--page-size", type=int, default=1)
     a("--mem-fraction-static", type=float, default=None)
@@ -194,7 +195,8 @@ class BadRequest(Exception):
 class Req:
     __slots__ = ("rid", "room", "prompt_tokens", "max_tokens", "finish_type", "arrival",
                  "prefill_done", "kv_arrived", "token_times", "emitted", "event", "done",
-                 "cancelled", "offset", "ctx", "fault", "prompt_head", "sent_times", "sent_tokens")
+                 "cancelled", "offset", "ctx", "fault", "prompt_head", "sent_times", "sent_tokens",
+                 "streaming", "first_token_at", "first_sent_ts")
 
     def __init__(self, rid: str, room: Any, prompt_tokens: int, max_tokens: int,
                  finish_type: str, arrival: float, offset: int) -> None:
@@ -219,8 +221,13 @@ class Req:
         # per streamed chunk: when it was handed to the transport, and the tokens sent up to it
         self.sent_times = array("d")
         self.sent_tokens = array("l")
+        self.streaming = False
+        self.first_token_at: float | None = None
+        self.first_sent_ts: float | None = None  # unix time the first chunk went out
 
     def emit(self, t: float) -> None:
+        if self.first_token_at is None:
+            self.first_token_at = t
         self.emitted += 1
         self.ctx += 1
         self.token_times.append(t)
@@ -239,11 +246,38 @@ class Req:
 
 
 def _err(status: int, message: str, etype: str = "BadRequestError") -> web.Response:
+    """An error of the sim's own endpoints (and of faults), readable either way."""
     return web.json_response(
         {"error": {"message": message, "type": etype, "code": status}, "object": "error",
          "message": message, "code": status},
         status=status,
     )
+
+
+def _generate_error(status: int, message: str) -> web.Response:
+    """An error of SGLang's native API (/generate): ``{"error": {"message": …}}``."""
+    return web.json_response({"error": {"message": message}}, status=status)
+
+
+def _openai_error(status: int, message: str, etype: str = "BadRequestError") -> web.Response:
+    """An error of SGLang's OpenAI-compatible API (/v1/...): SGLang's flat fields, plus (sim
+    only) OpenAI's ``error`` object, which clients and the existing tests read."""
+    return web.json_response({"object": "error", "message": message, "type": etype,
+                              "param": None, "code": status,
+                              "error": {"message": message, "type": etype, "code": status}},
+                             status=status)
+
+
+def _sse_error_event(message: str, status: int = 400) -> bytes:
+    """SGLang's in-band error of a stream that failed validation (after HTTP 200)."""
+    return b"data: " + json.dumps({"error": {
+        "message": message, "type": "invalid_request_error", "code": status,
+        "retryable": False}}).encode() + b"\n\ndata: [DONE]\n\n"
+
+
+def no_room_message(rid: str) -> str:
+    return ("Invalid request: Disaggregated request received without bootstrap room id. "
+            f"req.rid='{rid}'")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,16 +332,44 @@ class SimServer:
         self.stats = {"requests": 0}
         self.tasks: list[asyncio.Task[None]] = []
         self.time_factor = 1.0  # > 1 under `fault: slow`
-        self.metrics = SimMetrics(self.served_name, self.speedup, lambda: len(self.running),
-                                  lambda: len(self.waiting) + len(self.sched.queue))
+        self.kv_waiting = 0  # decode: requests waiting for their KV
+        self.unix_offset = 0.0  # time.time() - loop time, set at start
+        self.max_total_tokens = (args.max_total_tokens
+                                 or self.max_running * min(self.context_length, 8192))
+        self.metrics = self._make_metrics()
+
+    def _make_metrics(self) -> SimMetrics:
+        used = lambda: float(sum(r.ctx for r in self.running))  # noqa: E731
+        gauges = {
+            "num_running_reqs": lambda: len(self.running),
+            "num_queue_reqs": lambda: len(self.waiting) + len(self.sched.queue),
+            "num_used_tokens": used,
+            "token_usage": lambda: used() / self.max_total_tokens,
+            "cache_hit_rate": lambda: 0.0,
+            "num_prefill_bootstrap_queue_reqs": lambda: 0,
+            "num_prefill_inflight_queue_reqs": lambda: len(self.kv_waiters),
+            "num_decode_prealloc_queue_reqs": lambda: 0,
+            "num_decode_transfer_queue_reqs": lambda: self.kv_waiting,
+        }
+        static = {"max_total_num_tokens": self.max_total_tokens,
+                  "context_len": self.context_length, "page_size": self.args.page_size}
+        return SimMetrics(self.served_name, self.speedup, self.role, gauges, static)
 
     @staticmethod
-    def _config_context(mp: Path) -> int | None:
+    def _config(mp: Path) -> dict[str, Any]:
+        """The model folder's config.json ({} when there is none)."""
         try:
             cfg = json.loads((mp / "config.json").read_text())
-            v = cfg.get("max_position_embeddings")
-            return int(v) if v else None
         except (OSError, ValueError):
+            return {}
+        return cfg if isinstance(cfg, dict) else {}
+
+    @classmethod
+    def _config_context(cls, mp: Path) -> int | None:
+        v = cls._config(mp).get("max_position_embeddings")
+        try:
+            return int(v) if v else None
+        except (TypeError, ValueError):
             return None
 
     # -- clocks ---------------------------------------------------------------------------
@@ -330,6 +392,7 @@ class SimServer:
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.epoch = self.now()
+        self.unix_offset = time.time() - self.epoch
         self.ready_at = self.epoch + max(0.0, self.params.startup_delay_s)
         self.tasks.append(asyncio.create_task(self.prefill_loop()))
         self.tasks.append(asyncio.create_task(self.decode_loop()))
@@ -429,17 +492,23 @@ class SimServer:
             await self.sleep_until(deadline)
             t = self.now()
             keep = []
+            streamed = 0
             for r in running:
                 if r.cancelled:
                     continue
                 r.emit(t)
+                streamed += r.streaming
                 if r.done:
-                    self.metrics.e2e.observe(self.metrics.model_seconds(t - r.arrival))
+                    self._finished(r, t)
                 else:
                     keep.append(r)
             running[:] = keep
-            self.metrics.decode_step(b, step)
+            self.metrics.decode_step(streamed, b - streamed, step)
             step_start = deadline  # absolute: never accumulate sleep drift; catch up if behind
+
+    def _finished(self, r: Req, t: float) -> None:
+        ttft = (r.first_token_at or t) - r.arrival
+        self.metrics.request_finished(r.streaming, t - r.arrival, ttft, r.emitted)
 
     # -- PD: KV readiness (prefill side) --------------------------------------------------
     def kv_ready(self, room: str, prompt_tokens: int, at: float) -> None:
@@ -469,6 +538,9 @@ class SimServer:
                     lst.remove(fut)
                     if not lst:
                         del self.kv_waiters[room]
+        tokens = int(info["prompt_tokens"])
+        self.metrics.kv_transfer(model.kv_transfer_time(self.params, tokens, self.args.pp_size),
+                                 tokens * self.params.kv_bytes_per_token)
         return web.json_response(info)
 
     # -- request parsing ------------------------------------------------------------------
@@ -513,14 +585,14 @@ class SimServer:
         rid = body.get("rid") if isinstance(body.get("rid"), str) else uuid.uuid4().hex
         r = Req(rid, room, prompt_tokens, n, finish, arrival,
                 next(self.out_offset) % len(self.vocab.ids))
+        r.streaming = bool(body.get("stream"))
         ids = body.get("input_ids", body.get("prompt"))
         if isinstance(ids, list) and ids and isinstance(ids[0], int):
             r.prompt_head = ids[:8]  # lets tests match a client's request to its trace
         if model.fault_strikes(self.params, self.stats["requests"]):
             r.fault = self.params.fault
         self.stats["requests"] += 1
-        self.metrics.requests.inc()
-        self.metrics.prompt_tokens.inc(prompt_tokens)
+        self.metrics.request_arrived(r.streaming, prompt_tokens)
         self.trace_buf.append(r)
         return r
 
@@ -534,7 +606,10 @@ class SimServer:
                 self.kv_ready(str(r.room), r.prompt_tokens, done)
             r.max_tokens = 1
             r.finish_type = "length"
-            r.emit(self.now())
+            now = self.now()
+            r.emit(now)
+            self.metrics.first_token(r.streaming, now - r.arrival)
+            self._finished(r, now)
             return
         host, port = body.get("bootstrap_host"), body.get("bootstrap_port")
         if self.role == "decode" and r.room is not None and host:
@@ -544,9 +619,9 @@ class SimServer:
             r.kv_arrived = r.prefill_done
         now = self.now()
         r.emit(now)
-        self.metrics.ttft.observe(self.metrics.model_seconds(now - r.arrival))
+        self.metrics.first_token(r.streaming, now - r.arrival)
         if r.done:
-            self.metrics.e2e.observe(self.metrics.model_seconds(now - r.arrival))
+            self._finished(r, now)
         else:
             self.join_decode(r)
 
@@ -565,22 +640,26 @@ class SimServer:
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         url = f"http://{host}:{int(port)}/sim/kv/{r.room}"
+        asked = self.now()
+        self.kv_waiting += 1
         try:
             async with self.session.get(url) as resp:
                 if resp.status != 200:
                     raise RuntimeError(f"bootstrap {url} answered HTTP {resp.status}")
                 await resp.read()
         except Exception as e:  # noqa: BLE001 - any bootstrap failure aborts the request
-            self.metrics.bootstrap_failed.inc()
+            self.metrics.failed("bootstrap")
             raise RuntimeError(f"KV bootstrap failed for room {r.room}: {e}") from None
+        finally:
+            self.kv_waiting -= 1
         ready = self.now()
         r.prefill_done = ready
+        self.metrics.kv_bootstrap_ms.observe(self.metrics.model_seconds(ready - asked) * 1000.0)
+        self.metrics.kv_alloc_ms.observe(0.0)
         transfer = model.kv_transfer_time(self.params, r.prompt_tokens,
                                           self.args.disaggregation_prefill_pp)
         arrive = ready + transfer / self.speedup
-        self.metrics.kv_transfer_latency_ms.set(transfer * 1000.0)
-        self.metrics.kv_transfer_speed_gb_s.set(
-            r.prompt_tokens * self.params.kv_bytes_per_token / transfer / 1e9 if transfer > 0 else 0.0)
+        self.metrics.kv_transfer(transfer, r.prompt_tokens * self.params.kv_bytes_per_token)
         await self.sleep_until(arrive)
         r.kv_arrived = arrive
 
@@ -600,11 +679,38 @@ class SimServer:
             return {"type": "stop", "matched": self.vocab.eos_id}
         return {"type": "length", "length": r.emitted}
 
-    def _meta(self, r: Req, finished: bool) -> dict[str, Any]:
-        return {"id": r.rid, "finish_reason": self._finish_reason(r) if finished else None,
-                "prompt_tokens": r.prompt_tokens, "completion_tokens": r.emitted,
-                "cached_tokens": 0, "weight_version": "default",
-                "e2e_latency": self.now() - r.arrival}
+    def unix(self, t: float) -> float:
+        """Loop time → Unix time (SGLang's ``*_ts`` and ``forward_entry_time`` fields)."""
+        return t + self.unix_offset
+
+    def _meta(self, r: Req, finished: bool, streamed: bool = False) -> dict[str, Any]:
+        """``meta_info`` as SGLang 0.5.23 sends it: every chunk has the counts and scheduling
+        fields; the final answer adds the finish reason, latencies (wall seconds) and Unix
+        timestamps, and when streamed ``decode_throughput``. (The first streamed chunk's
+        ``response_sent_to_client_ts`` is added in _stream_generate.)"""
+        entry = r.kv_arrived or r.prefill_done or r.arrival
+        m: dict[str, Any] = {
+            "id": r.rid, "finish_reason": None, "prompt_tokens": r.prompt_tokens,
+            "weight_version": "default", "num_retractions": 0,
+            "forward_entry_time": self.unix(entry),
+            "queue_time": max(0.0, (r.first_token_at or entry) - entry), "reasoning_tokens": 0,
+            "completion_tokens": r.emitted, "cached_tokens": 0, "cached_tokens_details": None,
+            "dp_rank": None}
+        if not finished:
+            return m
+        now = self.now()
+        first = r.first_token_at or now
+        m.update(finish_reason=self._finish_reason(r),
+                 weight_versions=[{"version": "default", "start": 0, "end": r.emitted}],
+                 e2e_latency=now - r.arrival, request_received_ts=self.unix(r.arrival),
+                 first_token_latency=first - r.arrival,
+                 api_server_dispatch_finish_ts=self.unix(r.arrival),
+                 response_sent_to_client_ts=r.first_sent_ts or self.unix(now),
+                 request_finished_ts=self.unix(now))
+        if streamed:
+            m["decode_throughput"] = ((r.emitted - 1) / (now - first)
+                                      if r.emitted > 1 and now > first else 0.0)
+        return m
 
     async def _early_fault(self, r: Req) -> web.Response | None:
         """Faults that strike before any work: crash, hang, error."""
@@ -693,6 +799,9 @@ class SimServer:
         arrival = self.now()
         try:
             body = await self._json(request)
+        except BadRequest as e:
+            return _generate_error(400, str(e))
+        try:
             if "text" in body and body["text"] is not None:
                 n_prompt = self._prompt_len(body["text"], "text")
             elif "input_ids" in body and body["input_ids"] is not None:
@@ -704,13 +813,45 @@ class SimServer:
                 raise BadRequest("sampling_params must be an object")
             r = self._new_req(body, n_prompt, sp.get("max_new_tokens", 128),
                               bool(sp.get("ignore_eos", False)), arrival)
-        except BadRequest as e:
-            return _err(400, str(e))
+        except BadRequest as e:  # SGLang: a stream fails in band, after HTTP 200
+            if body.get("stream"):
+                return await self._stream_only(request, _sse_error_event(str(e)))
+            return _generate_error(400, str(e))
+        if self._needs_room(r):
+            return await self._reject_no_room(request, r)
         try:
             return await self._serve_generate(request, r, body)
         finally:
             if not r.done:  # client went away or the request failed: leave the batch
                 r.cancelled = True
+
+    def _needs_room(self, r: Req) -> bool:
+        """A decode worker serves only requests the router paired with a prefill."""
+        if self.role != "decode" or r.room is not None:
+            return False
+        r.cancelled = r.done = True
+        return True
+
+    async def _stream_only(self, request: web.Request, payload: bytes) -> web.StreamResponse:
+        resp = self._sse_response()
+        await resp.prepare(request)
+        await resp.write(payload)
+        await resp.write_eof()
+        return resp
+
+    async def _reject_no_room(self, request: web.Request, r: Req) -> web.StreamResponse:
+        """SGLang's answer: 400, or for a stream an aborted chunk then [DONE]."""
+        message = no_room_message(r.rid)
+        if not r.streaming:
+            return _generate_error(400, message)
+        r.emitted = 0
+        meta = self._meta(r, True)
+        meta["finish_reason"] = {"type": "abort", "message": message, "status_code": 400,
+                                 "err_type": None}
+        del meta["forward_entry_time"]  # it never entered a forward batch
+        chunk = {"text": "", "output_ids": [], "meta_info": meta}
+        return await self._stream_only(
+            request, b"data: " + json.dumps(chunk).encode() + b"\n\ndata: [DONE]\n\n")
 
     async def _serve_generate(self, request: web.Request, r: Req,
                               body: dict[str, Any]) -> web.StreamResponse:
@@ -752,11 +893,13 @@ class SimServer:
         ids_buf = bytearray()
         sent = 0
         # meta_info of the chunks before the last one, formatted without a dict and json.dumps
-        # per chunk (the same keys and values as _meta(r, False))
-        meta_head = json.dumps({"id": r.rid, "finish_reason": None,
-                                "prompt_tokens": r.prompt_tokens})[:-1].encode()
-        meta_fmt = meta_head + b',"completion_tokens":%d,"cached_tokens":0,' \
-            b'"weight_version":"default","e2e_latency":%r}}\n\n'
+        # per chunk (the same keys and values as _meta(r, False); the first token is out, so
+        # everything but the count is fixed)
+        fixed = self._meta(r, False)
+        del fixed["completion_tokens"], fixed["cached_tokens"], fixed["cached_tokens_details"], \
+            fixed["dp_rank"]
+        meta_fmt = json.dumps(fixed)[:-1].encode() + b',"completion_tokens":%d,' \
+            b'"cached_tokens":0,"cached_tokens_details":null,"dp_rank":null%s}}\n\n'
         while True:
             n = r.emitted
             if n > sent:
@@ -771,8 +914,14 @@ class SimServer:
                     ids_buf += jid[k]
                 sent = n
                 fin = r.done and sent >= r.max_tokens
-                meta = (json.dumps(self._meta(r, True)).encode() + b"}\n\n" if fin
-                        else meta_fmt % (n, self.now() - r.arrival))
+                first = r.first_sent_ts is None
+                if first:
+                    r.first_sent_ts = self.unix(self.now())
+                if fin:
+                    meta = json.dumps(self._meta(r, True, streamed=True)).encode() + b"}\n\n"
+                else:
+                    meta = meta_fmt % (n, b',"response_sent_to_client_ts":%r' % r.first_sent_ts
+                                       if first else b"")
                 chunk = b"".join((b'data: {"text":"', text_buf, b'","output_ids":[', ids_buf,
                                   b'],"meta_info":', meta))
                 if not await self._send_chunk(request, resp, r, chunk):
@@ -816,7 +965,9 @@ class SimServer:
             r = self._new_req(body, n_prompt, 16 if max_tokens is None else max_tokens,
                               bool(body.get("ignore_eos", False)), arrival)
         except BadRequest as e:
-            return _err(400, str(e))
+            return _openai_error(400, str(e))
+        if self._needs_room(r):
+            return _openai_error(400, no_room_message(r.rid))
         try:
             return await self._serve_openai(request, r, body, chat)
         finally:
@@ -841,6 +992,8 @@ class SimServer:
             return web.json_response({
                 "id": cid, "object": "chat.completion" if chat else "text_completion",
                 "created": created, "model": name, "choices": [choice], "usage": self._usage(r),
+                "metadata": {"weight_version": "default", "weight_versions": [
+                    {"version": "default", "start": 0, "end": r.emitted}]},
             })
         so = body.get("stream_options") or {}
         include_usage = bool(so.get("include_usage")) if isinstance(so, dict) else False
@@ -853,7 +1006,9 @@ class SimServer:
         head = envelope.encode() + (b',"choices":[{"index":0,"delta":{"content":"' if chat
                                     else b',"choices":[{"index":0,"text":"')
         close = b'"}' if chat else b'"'
-        tail_open = close + b',"logprobs":null,"finish_reason":null}]}\n\n'
+        usage_null = b"" if chat else b',"usage":null'  # text completions: on every chunk
+        tail_open = close + b',"logprobs":null,"finish_reason":null,"matched_stop":null}]' \
+            + usage_null + b"}\n\n"
         jtext = self.vocab.jtext
         sent = 0
         while True:
@@ -863,7 +1018,8 @@ class SimServer:
                 sent = n
                 fin = r.done and sent >= r.max_tokens
                 tail = (close + b',"logprobs":null,"finish_reason":"' + r.finish_type.encode()
-                        + b'","matched_stop":null}]}\n\n') if fin else tail_open
+                        + b'","matched_stop":null}]' + usage_null + b"}\n\n") if fin \
+                    else tail_open
                 if not await self._send_chunk(request, resp, r, b"data: " + head + piece + tail):
                     return resp
                 if fin:
@@ -872,17 +1028,20 @@ class SimServer:
             r.event.clear()
             await r.event.wait()
         if include_usage:
+            usage = {"prompt_tokens": r.prompt_tokens, "total_tokens": r.prompt_tokens + r.emitted,
+                     "completion_tokens": r.emitted, "reasoning_tokens": 0}
             await resp.write(b"data: " + json.dumps({
                 "id": cid, "object": obj, "created": created, "model": name,
-                "choices": [], "usage": self._usage(r)}).encode() + b"\n\n")
+                "choices": [], "usage": usage}).encode() + b"\n\n")
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
 
     def _usage(self, r: Req) -> dict[str, Any]:
-        return {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.emitted,
-                "total_tokens": r.prompt_tokens + r.emitted,
-                "prompt_tokens_details": {"cached_tokens": 0}}
+        details = {"cached_tokens": 0} if self.args.enable_cache_report else None
+        return {"prompt_tokens": r.prompt_tokens, "total_tokens": r.prompt_tokens + r.emitted,
+                "completion_tokens": r.emitted, "prompt_tokens_details": details,
+                "reasoning_tokens": 0, "completion_tokens_details": None}
 
     # -- info endpoints -------------------------------------------------------------------
     def is_ready(self) -> bool:
@@ -890,40 +1049,57 @@ class SimServer:
 
     async def handle_health(self, request: web.Request) -> web.Response:
         if not self.is_ready():
-            return web.Response(status=503, text="starting")
+            return web.Response(status=503)  # SGLang: empty body while starting
         return web.Response(status=200)
 
     async def handle_model_info(self, request: web.Request) -> web.Response:
+        cfg = self._config(Path(self.model_path))
         return web.json_response({
-            "model_path": self.model_path, "tokenizer_path": self.tokenizer_path,
-            "is_generation": True, "preferred_sampling_params": None,
-            "weight_version": "default", "has_image_understanding": False,
-            "has_audio_understanding": False, "model_type": None, "architectures": None,
-            "served_model_name": self.served_name,
+            "model_path": self.model_path, "served_model_name": self.served_name,
+            "tokenizer_path": self.tokenizer_path, "is_generation": True,
+            "preferred_sampling_params": None, "weight_version": "default",
+            "load_format": "auto", "reasoning_parser": None, "tool_call_parser": None,
+            "disaggregation_mode": self.role, "has_image_understanding": False,
+            "has_audio_understanding": False, "model_type": cfg.get("model_type"),
+            "architectures": cfg.get("architectures"),
         })
 
     def server_args(self) -> dict[str, Any]:
+        """The parsed flags, as SGLang lists its ServerArgs."""
         d = {k: v for k, v in vars(self.args).items() if not k.startswith("sim_")}
         d["model_path"] = self.model_path
         d["tokenizer_path"] = self.tokenizer_path
         d["served_model_name"] = self.served_name
         d["context_length"] = self.context_length
-        d["max_running_requests"] = self.max_running
+        if d.get("mem_fraction_static") is None:
+            d["mem_fraction_static"] = 0.88  # nominal: SGLang derives it from the GPU's memory
+        return d
+
+    def server_info(self) -> dict[str, Any]:
+        d = self.server_args()
+        d["max_total_num_tokens"] = self.max_total_tokens
+        d["max_req_input_len"] = self.context_length - 1
+        # what sglang-router shows as the worker's load_balance_method
+        d["load_balance_method"] = ("follow_bootstrap_room" if self.role == "prefill"
+                                    else "round_robin")
         return d
 
     async def handle_server_info(self, request: web.Request) -> web.Response:
-        info = self.server_args()
+        info = self.server_info()
         info.update({
             "version": VERSION, "simulated": True, "sim": dataclasses.asdict(self.params),
-            "internal_states": [{"num_running_reqs": len(self.running),
-                                 "num_waiting_reqs": len(self.waiting)}],
+            # SGLang: the scheduler's view (its server args, memory, last throughput)
+            "internal_states": [{**self.server_args(),
+                                 "effective_max_running_requests_per_dp": self.max_running,
+                                 "last_gen_throughput": float(self.metrics.gen_throughput())}],
         })
         return web.json_response(info)
 
     async def handle_models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{
             "id": self.served_name, "object": "model", "created": int(self.epoch),
-            "owned_by": "sglang", "root": self.model_path, "max_model_len": self.context_length,
+            "owned_by": "sglang", "root": self.model_path, "parent": None,
+            "max_model_len": self.context_length,
         }]})
 
     async def handle_trace(self, request: web.Request) -> web.Response:

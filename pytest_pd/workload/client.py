@@ -35,13 +35,16 @@ DROPPED_CONNECTION = "dropped_connection"
 MALFORMED_STREAM = "malformed_stream"
 NO_TOKENS = "no_tokens"
 INCOMPLETE_STREAM = "incomplete_stream"
+ABORTED = "aborted"
 ERROR_KINDS = (HTTP_STATUS, TIMEOUT, CONNECTION, DROPPED_CONNECTION, MALFORMED_STREAM, NO_TOKENS,
-               INCOMPLETE_STREAM)
-"""http_status: non-2xx answer or an error event in the stream; timeout: no complete response
+               INCOMPLETE_STREAM, ABORTED)
+"""http_status: non-2xx answer, an error event in the stream, or a stream SGLang ended with an
+``abort`` finish reason; timeout: no complete response
 within the request timeout; connection: could not connect / send; dropped_connection: the body was
 cut (connection reset or closed mid-chunk); malformed_stream: a data line that is not a JSON object
 (or output without a server token count); no_tokens: the stream finished without output;
-incomplete_stream: the body ended cleanly but without ``data: [DONE]``."""
+incomplete_stream: the body ended cleanly but without ``data: [DONE]``; aborted: still in flight when
+the run was stopped (the caller's ``abort`` said why, e.g. a server process died)."""
 
 BODY_EXCERPT_CHARS = 500
 READ_BUFSIZE = 1 << 22  # 4 MiB flow-control window per response: long cumulative SSE lines fit
@@ -496,6 +499,14 @@ class SSEStream:
                 raise _InBandError(str(err.get("message", err)))
             raise _InBandError(str(err))
 
+    def _abort(self, finish: dict[str, Any]) -> None:
+        """SGLang ends a request it gave up on (a failed KV transfer, a request without a
+        bootstrap room) with ``finish_reason: {"type": "abort", "message", "status_code"}``."""
+        code = finish.get("status_code")
+        if isinstance(code, int):
+            self.rec.status = code
+        raise _InBandError(f"request aborted by the server: {finish.get('message') or finish}")
+
     def _generate(self, obj: dict[str, Any], t: float) -> None:
         if "error" in obj:
             self._error(obj)
@@ -515,6 +526,9 @@ class SSEStream:
             cached = meta.get("cached_tokens")
             if type(cached) is int:
                 self.rec.cached_tokens = cached
+            finish = meta.get("finish_reason")
+            if type(finish) is dict and finish.get("type") == "abort":
+                self._abort(finish)
         if tokens is not None:
             if tokens > self.last_tokens:
                 self._chunk(t, tokens)

@@ -26,6 +26,7 @@ import aiohttp
 import numpy as np
 
 from .client import (
+    ABORTED,
     READ_BUFSIZE,
     RequestRecord,
     StampingConnector,
@@ -37,9 +38,11 @@ from .client import (
 from .prompts import API_COMPLETIONS, WARMUP_OUTPUT_LEN, Prompt, Workload, WorkloadError
 
 __all__ = ["RequestRecord", "RunResult", "ProgressFn", "run_workload", "run_workload_sync",
-           "arrival_offsets", "run_async"]
+           "arrival_offsets", "run_async", "AbortFn"]
 
 ProgressFn = Callable[[int, int, int, int], Any]
+AbortFn = Callable[[], "str | None"]  # a reason to stop the run now, or None; must not block
+ABORT_POLL_S = 0.25
 """on_progress(done, total, output_tokens, failed), called after each measured request (and, with
 ``progress_interval_s``, periodically with the tokens streamed so far, in-flight ones included)."""
 
@@ -208,9 +211,11 @@ async def _drive(session: aiohttp.ClientSession, base_url: str, workload: Worklo
                  prompts: Sequence[Prompt], indices: Sequence[int], offsets: np.ndarray,
                  concurrency: int, model: str | None, *, start_at: float | None,
                  on_progress: ProgressFn | None, total: int,
-                 progress_interval_s: float | None, rid_prefix: str | None) -> _Part:
+                 progress_interval_s: float | None, rid_prefix: str | None,
+                 abort: AbortFn | None = None) -> _Part:
     """Send ``prompts[i]`` for ``i`` in ``indices`` at ``start_at + offsets[k]`` under a cap of
-    ``concurrency`` requests in flight."""
+    ``concurrency`` requests in flight. ``abort`` is asked every ``ABORT_POLL_S``; once it gives a
+    reason, nothing more is sent and requests in flight end as ``aborted`` with that reason."""
     api = workload.api
     timeout_s = float(workload.request_timeout_s)
     records = [RequestRecord(index=i, prompt_len=len(prompts[i]),
@@ -252,7 +257,23 @@ async def _drive(session: aiohttp.ClientSession, base_url: str, workload: Worklo
             streamed = sum(r.completion_tokens or 0 for r in records if r.error_kind is None)
             on_progress(counters["done"], total, streamed, counters["failed"])
 
-    tasks: list[asyncio.Task[None]] = []
+    tasks: list[asyncio.Task[None]] = []  # tasks[k] sends records[k]
+
+    async def watch(abort: AbortFn) -> None:
+        nonlocal stop_at
+        while True:
+            await asyncio.sleep(ABORT_POLL_S)
+            reason = abort()
+            if reason:
+                break
+        stop_at = -math.inf  # nothing more starts
+        for k, task in enumerate(tasks):
+            if not task.done():
+                if sent[k]:
+                    records[k].fail(ABORTED, f"run stopped: {reason}")
+                task.cancel()
+
+    watcher = asyncio.create_task(watch(abort)) if abort is not None else None
     cpu0 = time.process_time()
     # no cyclic-GC pauses while timing (they reach tens of ms with 1000+ streams' records);
     # everything allocated here is freed by reference counting, and GC runs again afterwards
@@ -279,8 +300,13 @@ async def _drive(session: aiohttp.ClientSession, base_url: str, workload: Worklo
             records[k].t_queued = max(due, t0)
             tasks.append(asyncio.create_task(one(k)))
         if tasks:
-            await asyncio.gather(*tasks)
+            await asyncio.wait(tasks)
+        for task in tasks:  # a bug in a request task is not a request failure: raise it
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
     finally:
+        if watcher is not None:
+            watcher.cancel()
         pending = [t for t in tasks if not t.done()]
         for t in pending:
             t.cancel()
@@ -318,6 +344,7 @@ async def run_workload(
     progress_interval_s: float | None = None,
     rid_prefix: str | None = None,
     model: str | None = None,
+    abort: AbortFn | None = None,
 ) -> RunResult:
     """Send ``prompts`` to ``base_url`` as ``workload`` says and record every request, in this
     event loop (one process; see :func:`run_workload_sync` for ``client_processes > 1``).
@@ -340,7 +367,8 @@ async def run_workload(
         part = await _drive(session, base_url, workload, prompts, range(n),
                             arrival_offsets(workload, n), workload.concurrency, model,
                             start_at=None, on_progress=on_progress, total=n,
-                            progress_interval_s=progress_interval_s, rid_prefix=rid_prefix)
+                            progress_interval_s=progress_interval_s, rid_prefix=rid_prefix,
+                            abort=abort)
     return _result(workload, part.records, base_url, warmup, model, part.not_sent,
                    cpu_s=part.cpu_s)
 
@@ -364,11 +392,12 @@ def run_workload_sync(
     progress_interval_s: float | None = None,
     rid_prefix: str | None = None,
     model: str | None = None,
+    abort: AbortFn | None = None,
 ) -> RunResult:
     """:func:`run_workload` in a fresh (uvloop) event loop, for callers without one; with
     ``workload.client_processes > 1`` the measured requests are split round-robin over that many
     client processes (each with its share of the concurrency cap, all on one shared schedule) and
-    their records merged."""
+    their records merged. ``abort`` (see :func:`_drive`) works in the one-process mode only."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -381,7 +410,7 @@ def run_workload_sync(
     if workload.client_processes <= 1:
         return run_async(lambda: run_workload(base_url, workload, prompts, on_progress=on_progress,
                                               progress_interval_s=progress_interval_s,
-                                              rid_prefix=rid_prefix, model=model))
+                                              rid_prefix=rid_prefix, model=model, abort=abort))
     return _run_multiprocess(base_url, workload, prompts, on_progress=on_progress,
                              progress_interval_s=progress_interval_s, rid_prefix=rid_prefix,
                              model=model)

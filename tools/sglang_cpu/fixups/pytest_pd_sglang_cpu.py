@@ -1,0 +1,88 @@
+"""pytest-pd's workarounds for running SGLang's CPU path on a machine without any GPU.
+
+Installed by tools/sglang_cpu/setup.sh into the real-engine environment only (a .pth file imports
+this module at interpreter start; it imports nothing heavy until SGLang's own modules load).
+Written for one SGLang version: if the installed SGLang differs, or a workaround no longer fits
+the code it patches, importing that code fails loudly with what to do.
+
+1. Mooncake's KV sender pins host memory for its index tensors (``cudaHostRegister``), which fails
+   without an NVIDIA driver; with ``supports_host_tensor_indices = False`` it uses plain memory.
+2. (common_ops.py, beside this file) sgl_kernel's loader needs a ``common_ops`` module.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import sys
+
+SGLANG_VERSION = "0.5.23"
+MOONCAKE_CONN = "sglang.srt.disaggregation.mooncake.conn"
+WHAT_TO_DO = ("tools/sglang_cpu/fixups/ was written for SGLang " + SGLANG_VERSION + "; re-run "
+              "`make real-sglang` to rebuild the environment with that version, or review the "
+              "workarounds for the new one.")
+
+
+class WorkaroundError(RuntimeError):
+    pass
+
+
+def _check_version() -> None:
+    from importlib.metadata import version
+
+    found = version("sglang")
+    if found != SGLANG_VERSION:
+        raise WorkaroundError(f"pytest-pd CPU workarounds: installed SGLang is {found}. {WHAT_TO_DO}")
+
+
+def _patch_mooncake(module) -> None:
+    sender = getattr(module, "MooncakeKVSender", None)
+    if sender is None or not hasattr(sender, "supports_host_tensor_indices"):
+        raise WorkaroundError(
+            f"pytest-pd CPU workarounds: {MOONCAKE_CONN}.MooncakeKVSender.supports_host_tensor_indices "
+            f"no longer exists in SGLang {SGLANG_VERSION}'s code as installed. {WHAT_TO_DO}")
+    sender.supports_host_tensor_indices = False
+
+
+class _AfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Runs ``_patch_mooncake`` right after SGLang's mooncake connector module is executed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != MOONCAKE_CONN:
+            return None
+        sys.meta_path.remove(self)
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            sys.meta_path.insert(0, self)
+        if spec is None or spec.loader is None:
+            return None
+        self._inner = spec.loader
+        spec.loader = self
+        return spec
+
+    def create_module(self, spec):
+        return self._inner.create_module(spec)
+
+    def exec_module(self, module):
+        _check_version()
+        self._inner.exec_module(module)
+        _patch_mooncake(module)
+
+
+def install() -> None:
+    if not any(isinstance(f, _AfterImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport())
+
+
+def check() -> None:
+    """Import what the workarounds touch, now (setup.sh calls this once after installing)."""
+    _check_version()
+    import importlib
+
+    import common_ops  # noqa: F401
+
+    module = importlib.import_module(MOONCAKE_CONN)
+    if module.MooncakeKVSender.supports_host_tensor_indices is not False:
+        raise WorkaroundError(f"pytest-pd CPU workarounds: the mooncake patch did not apply. {WHAT_TO_DO}")
+    print(f"pytest-pd CPU workarounds apply to SGLang {SGLANG_VERSION}")
