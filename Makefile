@@ -2,7 +2,7 @@
 #   make run    brings up the simulated sim-pp2 cluster and its sim-tp8 baseline, runs the seed
 #               workload on both, writes report.html
 #   make test   runs the plugin's own tests, every tier: sets up real SGLang on this CPU first
-#               (make real-sglang, once: ~6 min, 11 GB in ~/.cache/pytest-pd)
+#               (make real-sglang, once: ~5 min, 11 GB in ~/.cache/pytest-pd)
 # For your edit-test loop:
 #   make test-fast     the quick tier (no real SGLang, no sshd, no browser): under 2 minutes
 #   make test-real     only the real-SGLang tier (tests marked real_sglang)

@@ -184,8 +184,8 @@ def environment(cwd: Path) -> dict[str, Any]:
 
 class DeathWatch:
     """Watches a topology's processes while a workload runs (a thread, every ``interval_s``), so
-    a run stops within seconds of a process dying instead of waiting on requests that a real
-    router may leave hanging for minutes."""
+    a run stops within about a second of a process dying instead of waiting on requests that a
+    real router may leave hanging for minutes (``reason`` is the runner's ``abort``)."""
 
     def __init__(self, topology: Topology, on_death: Callable[[str], None],
                  interval_s: float = 1.0) -> None:
@@ -205,7 +205,7 @@ class DeathWatch:
         while not self._stop.wait(self.interval_s):
             try:
                 dead = self.topology.dead()
-            except PdError:  # a host we cannot ask now: the run's own errors will say more
+            except Exception:  # noqa: BLE001 - a host we cannot ask now; the run's errors say more
                 continue
             if dead:
                 self.dead = dead
@@ -219,7 +219,19 @@ class DeathWatch:
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join()
+            self._thread.join(timeout=60.0)  # a last topology.dead() over SSH may take a while
+
+    def final_check(self, failed: bool) -> list[str]:
+        """Processes that died, after a run: what the watch saw, else a last look (after failed
+        requests a dying process may still be closing the sockets that failed them: give it a
+        moment to be seen dead)."""
+        if self.dead or not self.topology.manages_processes:
+            return self.dead
+        dead = self.topology.dead()
+        if not dead and failed:
+            time.sleep(DEATH_GRACE_S)
+            dead = self.topology.dead()
+        return dead
 
 
 class Measurer:
@@ -473,8 +485,9 @@ class Measurer:
         results: list[RunResult] = []
         summaries: list[RunSummary] = []
         dead: list[str] = []
-        watchdog = DeathWatch(topology, lambda why: self.say(
-            f"{spec.label}: {why}; stopping the run")).start()
+        # one client process stops at once; several finish their requests first
+        then = "stopping the run" if run_as.client_processes <= 1 else "the run ends with its requests"
+        watchdog = DeathWatch(topology, lambda why: self.say(f"{spec.label}: {why}; {then}")).start()
         try:
             for _ in range(self.repeats):
                 result = run_workload_sync(topology.router_url, run_as, prompts,
@@ -483,7 +496,7 @@ class Measurer:
                 summary = summarize(result, slo=slo or None)
                 summaries.append(dataclasses.replace(summary, error_examples={  # as shown
                     k: scrub(v, secrets) for k, v in summary.error_examples.items()}))
-                dead = watchdog.dead or self._dead(topology, failed=bool(summary.failed))
+                dead = watchdog.final_check(failed=bool(summary.failed))
                 if dead:
                     break
         finally:
@@ -523,18 +536,6 @@ class Measurer:
                  f"failed, TTFT {shown['mean_ttft_ms']:.1f} ms, TPOT {shown['mean_tpot_ms']:.2f} ms, "
                  f"{shown['output_throughput']:.1f} tok/s{scaled}")
         return m
-
-    @staticmethod
-    def _dead(topology: Topology, failed: bool) -> list[str]:
-        """Processes of the cluster that died. After failed requests, a dying process may still
-        be closing its sockets (which is what failed them): give it a moment to be seen dead."""
-        if not topology.manages_processes:
-            return []
-        dead = topology.dead()
-        if not dead and failed:
-            time.sleep(DEATH_GRACE_S)
-            dead = topology.dead()
-        return dead
 
     def _common_payload(self, spec: ClusterSpec, workload: Workload, started: float,
                         run_dir: Path) -> dict[str, Any]:

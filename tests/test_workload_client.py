@@ -410,6 +410,43 @@ async def test_sync_wrapper_refuses_running_loop():
         run_workload_sync("http://127.0.0.1:9", wl(), prompts(4))
 
 
+def abort_after(seconds: float, reason: str = "decode-0 on node exited with code -9"):
+    t0 = time.perf_counter()
+    return lambda: reason if time.perf_counter() - t0 > seconds else None
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("rate", [math.inf, 0.2])  # closed loop; open loop mid-way a 5 s gap
+async def test_abort_ends_requests_in_flight_and_sends_no_more(server, rate):
+    t0 = time.perf_counter()
+    result = await run_workload(server.base + "/hangheaders",
+                                wl(num_requests=6, concurrency=2, request_rate=rate,
+                                   request_timeout_s=30), prompts(6), abort=abort_after(0.5))
+    assert time.perf_counter() - t0 < 3  # not the request timeout, not the arrival gap
+    sent = 2 if math.isinf(rate) else 1
+    assert [r.error_kind for r in result.records] == ["aborted"] * sent
+    for r in result.records:
+        assert r.error == "run stopped: decode-0 on node exited with code -9" and r.t_end
+    assert result.not_sent == 6 - sent
+    s = summarize(result)
+    assert s.errors_by_kind == {"aborted": sent} and s.completed == 0
+    for _ in range(100):  # the server sees the disconnects
+        if server.in_flight == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert server.in_flight == 0
+
+
+@pytest.mark.asyncio
+async def test_abort_during_warm_up_sends_nothing_measured(server):
+    t0 = time.perf_counter()
+    result = await run_workload(server.base + "/hangheaders",
+                                wl(num_requests=3, warmup_requests=1, request_timeout_s=30),
+                                prompts(3), abort=abort_after(0.5))
+    assert time.perf_counter() - t0 < 3
+    assert result.records == [] and result.warmup == [] and result.not_sent == 3
+
+
 @pytest.mark.asyncio
 async def test_cancellation_cancels_in_flight_requests(server):
     task = asyncio.create_task(run_workload(server.base + "/hang", wl(num_requests=3),

@@ -245,15 +245,6 @@ class Req:
                 "sent_tokens": self.sent_tokens.tolist()}
 
 
-def _err(status: int, message: str, etype: str = "BadRequestError") -> web.Response:
-    """An error of the sim's own endpoints (and of faults), readable either way."""
-    return web.json_response(
-        {"error": {"message": message, "type": etype, "code": status}, "object": "error",
-         "message": message, "code": status},
-        status=status,
-    )
-
-
 def _generate_error(status: int, message: str) -> web.Response:
     """An error of SGLang's native API (/generate): ``{"error": {"message": …}}``."""
     return web.json_response({"error": {"message": message}}, status=status)
@@ -261,7 +252,8 @@ def _generate_error(status: int, message: str) -> web.Response:
 
 def _openai_error(status: int, message: str, etype: str = "BadRequestError") -> web.Response:
     """An error of SGLang's OpenAI-compatible API (/v1/...): SGLang's flat fields, plus (sim
-    only) OpenAI's ``error`` object, which clients and the existing tests read."""
+    only) OpenAI's ``error`` object, which clients and the existing tests read. Also the shape of
+    the sim's own errors (KV long-poll, faults): readable either way."""
     return web.json_response({"object": "error", "message": message, "type": etype,
                               "param": None, "code": status,
                               "error": {"message": message, "type": etype, "code": status}},
@@ -530,7 +522,7 @@ class SimServer:
             try:
                 info = await asyncio.wait_for(fut, self.params.bootstrap_timeout_s)
             except asyncio.TimeoutError:
-                return _err(504, f"KV of bootstrap room {room} not ready after "
+                return _openai_error(504, f"KV of bootstrap room {room} not ready after "
                                  f"{self.params.bootstrap_timeout_s} s", "Timeout")
             finally:
                 lst = self.kv_waiters.get(room)
@@ -723,7 +715,7 @@ class SimServer:
         if r.fault == "error":
             status = self.params.fault_status
             log(f"simulated fault: HTTP {status} on request {r.rid}")
-            return _err(status, f"simulated fault: HTTP {status}", "InternalServerError")
+            return _openai_error(status, f"simulated fault: HTTP {status}", "InternalServerError")
         if r.fault == "slow" and self.time_factor == 1.0:
             log(f"simulated fault: from request {r.rid} on, every model time × "
                 f"{self.params.fault_slowdown:g}")
@@ -776,7 +768,7 @@ class SimServer:
         except RuntimeError as e:
             r.cancelled = True
             if resp is None:
-                return _err(500, str(e), "InternalServerError")
+                return _openai_error(500, str(e), "InternalServerError")
             error = {"error": {"message": str(e), "type": "InternalServerError", "code": 500}}
             await resp.write(b"data: " + json.dumps(error).encode() + b"\n\n")
             await resp.write(b"data: [DONE]\n\n")
@@ -817,7 +809,8 @@ class SimServer:
             if body.get("stream"):
                 return await self._stream_only(request, _sse_error_event(str(e)))
             return _generate_error(400, str(e))
-        if self._needs_room(r):
+        if self._unpaired(r):
+            r.cancelled = r.done = True
             return await self._reject_no_room(request, r)
         try:
             return await self._serve_generate(request, r, body)
@@ -825,12 +818,9 @@ class SimServer:
             if not r.done:  # client went away or the request failed: leave the batch
                 r.cancelled = True
 
-    def _needs_room(self, r: Req) -> bool:
-        """A decode worker serves only requests the router paired with a prefill."""
-        if self.role != "decode" or r.room is not None:
-            return False
-        r.cancelled = r.done = True
-        return True
+    def _unpaired(self, r: Req) -> bool:
+        """A decode worker serves only requests the router paired with a prefill (a room)."""
+        return self.role == "decode" and r.room is None
 
     async def _stream_only(self, request: web.Request, payload: bytes) -> web.StreamResponse:
         resp = self._sse_response()
@@ -966,7 +956,8 @@ class SimServer:
                               bool(body.get("ignore_eos", False)), arrival)
         except BadRequest as e:
             return _openai_error(400, str(e))
-        if self._needs_room(r):
+        if self._unpaired(r):
+            r.cancelled = r.done = True
             return _openai_error(400, no_room_message(r.rid))
         try:
             return await self._serve_openai(request, r, body, chat)

@@ -382,7 +382,8 @@ def run_problems(summary: RunSummary | Mapping[str, Any],
             f"{m.get('output_len_mismatches', 0)} output; allowed share {max_mismatch_share:.1%}; "
             "is ignore_eos honoured?)")
     if m.get("not_sent"):
-        problems.append(f"{m['not_sent']} request(s) not sent before the duration limit")
+        problems.append(f"{m['not_sent']} request(s) not sent (duration limit reached, or the run was "
+                        "stopped)")
     return problems
 
 

@@ -17,7 +17,7 @@ import multiprocessing
 import os
 import queue as queue_mod
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -41,10 +41,11 @@ __all__ = ["RequestRecord", "RunResult", "ProgressFn", "run_workload", "run_work
            "arrival_offsets", "run_async", "AbortFn"]
 
 ProgressFn = Callable[[int, int, int, int], Any]
-AbortFn = Callable[[], "str | None"]  # a reason to stop the run now, or None; must not block
-ABORT_POLL_S = 0.25
 """on_progress(done, total, output_tokens, failed), called after each measured request (and, with
 ``progress_interval_s``, periodically with the tokens streamed so far, in-flight ones included)."""
+AbortFn = Callable[[], "str | None"]
+"""abort() -> a reason to stop the run now, or None; asked every ``ABORT_POLL_S``, must not block."""
+ABORT_POLL_S = 0.25
 
 MODEL_LOOKUP_TIMEOUT_S = 60.0
 CHILD_START_LEAD_S = 0.2
@@ -200,6 +201,60 @@ class _Pacer:
             self._arm()
 
 
+class _Stop:
+    """A run's early stop: while ``watching``, ``abort`` is asked every ``ABORT_POLL_S``; once it
+    gives a reason, ``reason`` is set, ``sleep`` and ``first`` return early and every ``on_stop``
+    callback runs. Without ``abort`` it never fires."""
+
+    def __init__(self, abort: AbortFn | None) -> None:
+        self.abort = abort
+        self.reason: str | None = None
+        self.event = asyncio.Event()
+        self.on_stop: list[Callable[[str], None]] = []
+
+    @contextlib.asynccontextmanager
+    async def watching(self) -> AsyncIterator[_Stop]:
+        poll = asyncio.create_task(self._poll()) if self.abort is not None else None
+        try:
+            yield self
+        finally:
+            if poll is not None:
+                poll.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poll  # an exception of abort() itself surfaces here
+
+    async def _poll(self) -> None:
+        assert self.abort is not None
+        while True:
+            await asyncio.sleep(ABORT_POLL_S)
+            reason = self.abort()
+            if reason:
+                self.reason = reason
+                self.event.set()
+                for callback in self.on_stop:
+                    callback(reason)
+                return
+
+    async def sleep(self, delay: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.event.wait(), delay)
+
+    async def first(self, coro: Coroutine[Any, Any, T]) -> T | None:
+        """``coro``'s result, or None (``coro`` cancelled) if the run is stopped first."""
+        task = asyncio.ensure_future(coro)
+        stopped = asyncio.ensure_future(self.event.wait())
+        try:
+            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return None
+
+
 @dataclass
 class _Part:
     records: list[RequestRecord]
@@ -212,10 +267,11 @@ async def _drive(session: aiohttp.ClientSession, base_url: str, workload: Worklo
                  concurrency: int, model: str | None, *, start_at: float | None,
                  on_progress: ProgressFn | None, total: int,
                  progress_interval_s: float | None, rid_prefix: str | None,
-                 abort: AbortFn | None = None) -> _Part:
+                 stop: _Stop | None = None) -> _Part:
     """Send ``prompts[i]`` for ``i`` in ``indices`` at ``start_at + offsets[k]`` under a cap of
-    ``concurrency`` requests in flight. ``abort`` is asked every ``ABORT_POLL_S``; once it gives a
-    reason, nothing more is sent and requests in flight end as ``aborted`` with that reason."""
+    ``concurrency`` requests in flight. Once ``stop`` fires, nothing more is sent and requests in
+    flight end as ``aborted`` with its reason."""
+    stop = stop or _Stop(None)
     api = workload.api
     timeout_s = float(workload.request_timeout_s)
     records = [RequestRecord(index=i, prompt_len=len(prompts[i]),
@@ -234,8 +290,8 @@ async def _drive(session: aiohttp.ClientSession, base_url: str, workload: Worklo
         prompt = prompts[rec.index]
         async with sem:
             await pacer.turn()
-            if perf() >= stop_at:
-                return  # the duration limit passed while it waited for a slot: never sent
+            if perf() >= stop_at or stop.reason:
+                return  # the duration limit passed (or the run stopped) while it waited: never sent
             body = encode_body(request_payload(api, prompt, max_tokens=prompt.output_len,
                                                model=model, rid=rec.rid))
             sent[k] = True
@@ -259,21 +315,14 @@ async def _drive(session: aiohttp.ClientSession, base_url: str, workload: Worklo
 
     tasks: list[asyncio.Task[None]] = []  # tasks[k] sends records[k]
 
-    async def watch(abort: AbortFn) -> None:
-        nonlocal stop_at
-        while True:
-            await asyncio.sleep(ABORT_POLL_S)
-            reason = abort()
-            if reason:
-                break
-        stop_at = -math.inf  # nothing more starts
+    def abort_in_flight(reason: str) -> None:
         for k, task in enumerate(tasks):
             if not task.done():
                 if sent[k]:
                     records[k].fail(ABORTED, f"run stopped: {reason}")
                 task.cancel()
 
-    watcher = asyncio.create_task(watch(abort)) if abort is not None else None
+    stop.on_stop.append(abort_in_flight)
     cpu0 = time.process_time()
     # no cyclic-GC pauses while timing (they reach tens of ms with 1000+ streams' records);
     # everything allocated here is freed by reference counting, and GC runs again afterwards
@@ -290,23 +339,23 @@ async def _drive(session: aiohttp.ClientSession, base_url: str, workload: Worklo
         stop_at = t0 + float(workload.duration_limit_s)
         for k in range(len(records)):
             due = t0 + float(offsets[k])
-            if due >= stop_at:
+            if due >= stop_at or stop.reason:
                 break
             delay = due - perf()
             if delay > 0:
-                await asyncio.sleep(delay)
-            if perf() >= stop_at:
+                await stop.sleep(delay)
+            if perf() >= stop_at or stop.reason:
                 break
             records[k].t_queued = max(due, t0)
             tasks.append(asyncio.create_task(one(k)))
         if tasks:
-            await asyncio.wait(tasks)
-        for task in tasks:  # a bug in a request task is not a request failure: raise it
-            if not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        bugs = [t.exception() for t in tasks if t.done() and not t.cancelled()]
+        for bug in bugs:  # a bug in a request task is not a request failure: raise it
+            if bug is not None:
+                raise bug
     finally:
-        if watcher is not None:
-            watcher.cancel()
+        stop.on_stop.remove(abort_in_flight)
         pending = [t for t in tasks if not t.done()]
         for t in pending:
             t.cancel()
@@ -361,14 +410,18 @@ async def run_workload(
         raise WorkloadError(
             "No prompts to send: build them with build_prompts(tokenizer, workload)."
         )
-    async with _session() as session:
-        model, warmup = await _prepare(session, base_url, workload, prompts, rid_prefix, model)
-        n = len(prompts)
+    n = len(prompts)
+    async with _session() as session, _Stop(abort).watching() as stop:
+        prepared = await stop.first(_prepare(session, base_url, workload, prompts, rid_prefix,
+                                             model))
+        if prepared is None:  # stopped during the model lookup or the warm-up: nothing sent
+            return _result(workload, [], base_url, [], model, n)
+        model, warmup = prepared
         part = await _drive(session, base_url, workload, prompts, range(n),
                             arrival_offsets(workload, n), workload.concurrency, model,
                             start_at=None, on_progress=on_progress, total=n,
                             progress_interval_s=progress_interval_s, rid_prefix=rid_prefix,
-                            abort=abort)
+                            stop=stop)
     return _result(workload, part.records, base_url, warmup, model, part.not_sent,
                    cpu_s=part.cpu_s)
 

@@ -3,8 +3,9 @@
 # (clusters/cpu-*.yaml, tests marked real_sglang). Run it as `make real-sglang`.
 #
 # Creates, once, a separate virtualenv with pinned SGLang, its router and Mooncake's TCP transfer
-# engine, installs the two CPU workarounds (fixups/, see its README) into that environment only,
-# and makes a tiny random-weight Llama with the simulator's tokenizer (never downloaded).
+# engine, installs the two CPU workarounds (fixups/: each file says what it works around) into
+# that environment only, and makes a tiny random-weight Llama with the simulator's tokenizer
+# (never downloaded).
 # Everything lands in $PD_SGLANG_HOME (default ~/.cache/pytest-pd/sglang-0.5.23-cpu), which the
 # cpu-* cluster files name; a second run with nothing changed takes a second.
 set -euo pipefail
@@ -22,10 +23,13 @@ stamp="$home/.ready"
 python="${PYTHON:-python3}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# What the environment is made of: change any of it and the next run rebuilds what it must.
-want="sglang=$SGLANG_VERSION router=$ROUTER_VERSION mooncake=$MOONCAKE_VERSION torch=$TORCH_VERSION
-$(cat "$here"/fixups/* "$here/make_tiny_model.py" "$repo/clusters/models/sim-tiny/tokenizer.json" | sha256sum)"
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/python" ]; then
+# What the environment is made of: change any of it and the next run rebuilds it.
+fixups=("$here/fixups/pytest_pd_sglang_cpu.py" "$here/fixups/common_ops.py"
+        "$here/fixups/pytest_pd_sglang_cpu.pth")
+inputs=("$0" "${fixups[@]}" "$here/make_tiny_model.py" "$repo"/clusters/models/sim-tiny/*.json)
+want="$(cat "${inputs[@]}" | sha256sum)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/python" ] \
+   && [ -f "$model/config.json" ]; then
   echo "real SGLang $SGLANG_VERSION (CPU) is ready in $home"
   exit 0
 fi
@@ -33,7 +37,8 @@ t0=$SECONDS
 
 # Mooncake's transfer engine links against the RDMA user-space libraries even when it only
 # speaks TCP.
-if ! ldconfig -p | grep -q 'libibverbs.so.1' || ! ldconfig -p | grep -q 'librdmacm.so.1'; then
+libs="$(/sbin/ldconfig -p 2>/dev/null || true)"
+if ! grep -q 'libibverbs.so.1' <<<"$libs" || ! grep -q 'librdmacm.so.1' <<<"$libs"; then
   echo "installing libibverbs1 librdmacm1 (Debian packages Mooncake links against)"
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq
@@ -45,16 +50,14 @@ rm -f "$stamp"
 if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
-echo "installing sglang==$SGLANG_VERSION sglang-router==$ROUTER_VERSION into $venv (about 6 min, 11 GB, once)"
+echo "installing sglang==$SGLANG_VERSION sglang-router==$ROUTER_VERSION into $venv (about 5 min, 11 GB, once)"
 "$venv/bin/pip" install --quiet --no-warn-script-location \
   "sglang==$SGLANG_VERSION" "sglang-router==$ROUTER_VERSION" \
-  "mooncake-transfer-engine-non-cuda==$MOONCAKE_VERSION" "torch==$TORCH_VERSION" \
-  2> >(grep -v "^WARNING: Location 'file://" >&2)
+  "mooncake-transfer-engine-non-cuda==$MOONCAKE_VERSION" "torch==$TORCH_VERSION"
 
-# The workarounds, in this environment only (see fixups/README.md).
+# The workarounds, in this environment only.
 site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-cp "$here/fixups/pytest_pd_sglang_cpu.py" "$here/fixups/common_ops.py" "$site/"
-cp "$here/fixups/pytest_pd_sglang_cpu.pth" "$site/"
+cp "${fixups[@]}" "$site/"
 "$venv/bin/python" -c 'import pytest_pd_sglang_cpu as f; f.check()'
 
 # The tiny model: random weights (seeded), the simulator's tokenizer.

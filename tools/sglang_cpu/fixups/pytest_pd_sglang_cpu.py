@@ -44,35 +44,45 @@ def _patch_mooncake(module) -> None:
     sender.supports_host_tensor_indices = False
 
 
-class _AfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Runs ``_patch_mooncake`` right after SGLang's mooncake connector module is executed."""
+class _PatchingLoader(importlib.abc.Loader):
+    """SGLang's own loader for the mooncake connector module, then ``_patch_mooncake``."""
+
+    def __init__(self, inner: importlib.abc.Loader) -> None:
+        self.inner = inner
+
+    def create_module(self, spec):
+        return self.inner.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        _check_version()
+        self.inner.exec_module(module)
+        _patch_mooncake(module)
+
+    def __getattr__(self, name: str):  # get_code, get_source, is_package, …
+        return getattr(self.inner, name)
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    """Finds SGLang's mooncake connector module through the other finders and wraps its loader."""
+
+    pytest_pd_fixup = True
 
     def find_spec(self, name, path=None, target=None):
         if name != MOONCAKE_CONN:
             return None
-        sys.meta_path.remove(self)
-        try:
-            spec = importlib.util.find_spec(name)
-        finally:
-            sys.meta_path.insert(0, self)
-        if spec is None or spec.loader is None:
-            return None
-        self._inner = spec.loader
-        spec.loader = self
-        return spec
-
-    def create_module(self, spec):
-        return self._inner.create_module(spec)
-
-    def exec_module(self, module):
-        _check_version()
-        self._inner.exec_module(module)
-        _patch_mooncake(module)
+        for finder in sys.meta_path:
+            if getattr(finder, "pytest_pd_fixup", False) or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None and spec.loader is not None:
+                spec.loader = _PatchingLoader(spec.loader)
+                return spec
+        return None
 
 
 def install() -> None:
-    if not any(isinstance(f, _AfterImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _AfterImport())
+    if not any(getattr(f, "pytest_pd_fixup", False) for f in sys.meta_path):
+        sys.meta_path.insert(0, _Finder())
 
 
 def check() -> None:
