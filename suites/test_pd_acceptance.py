@@ -16,7 +16,10 @@ SEED = Workload(input_len=6000, output_len=1000, concurrency=16, num_requests=32
 
 # Real SGLang on two CPU cores with a tiny model: the seed's shape (long prompts, outputs a sixth
 # of the input, a concurrency cap), sized to run in well under a minute per cluster.
+# Token ids to /generate, and exact-length text to /v1/completions (checked against SGLang's usage).
 CPU = Workload(input_len=1024, output_len=256, concurrency=8, num_requests=32)
+CPU_TEXT = Workload(input_len=1024, output_len=256, concurrency=8, num_requests=32,
+                    api="completions")
 
 
 # The bounds are those the seed's own result satisfies: PP=2 had 1.40× the TTFT of TP=8,
@@ -34,14 +37,16 @@ def test_seed_workload_within_bounds_of_baseline(pd_run):
 
 
 # 1P1D vs 2P1D on two shared cores: both topologies share the same CPUs, so the bounds say
-# "same order of magnitude", not "faster"; the absolute bounds catch a broken engine (a stalled
-# KV transfer shows as seconds of TTFT).
+# "same order of magnitude", not "faster". Seen between runs on this 2-core machine: TTFT
+# 0.07-0.43 s (a ratio of 0.4-2.9), throughput ratio 0.76-1.2, TPOT ratio 0.96-1.12. The absolute
+# bounds catch a broken engine (a stalled KV transfer shows as seconds of TTFT).
 @pytest.mark.pd_clusters("cpu-*")
-@pytest.mark.pd_threshold("mean_ttft_ms", max_ratio=3.0, max=5000)
-@pytest.mark.pd_threshold("output_throughput", min_ratio=0.33, min=20)
-@pytest.mark.pd_threshold("mean_tpot_ms", max_ratio=3.0, max=500)
-@pytest.mark.parametrize("pd_workload", [CPU], ids=lambda w: w.id)
-def test_cpu_workload_within_bounds_of_baseline(pd_run):
-    assert pd_run.candidate.metrics["completed"] == CPU.num_requests
-    assert pd_run.candidate.metrics["total_input_tokens"] == CPU.num_requests * CPU.input_len
+@pytest.mark.pd_threshold("mean_ttft_ms", max_ratio=5.0, max=5000)
+@pytest.mark.pd_threshold("output_throughput", min_ratio=0.5, min=20)
+@pytest.mark.pd_threshold("mean_tpot_ms", max_ratio=2.0, max=500)
+@pytest.mark.parametrize("pd_workload", [CPU, CPU_TEXT], ids=lambda w: w.id)
+def test_cpu_workload_within_bounds_of_baseline(pd_run, pd_workload):
+    assert pd_run.candidate.metrics["completed"] == pd_workload.num_requests
+    assert pd_run.candidate.metrics["total_input_tokens"] == (
+        pd_workload.num_requests * pd_workload.input_len)
     assert pd_run.baseline is not None

@@ -88,19 +88,22 @@ def test_shipped_suite_on_real_sglang_1p1d_and_2p1d(real_sglang: Path, tmp_path:
     code, text = run(pytest_argv(folder, out, "cpu-2p1d", str(probe), str(REPO / "suites")),
                      tmp_path)
     assert code == 0, text
-    assert re.search(r"2 passed, 1 skipped", text), text
+    assert re.search(r"3 passed, 1 skipped", text), text
     assert "process names:" in text and "sglang::schedul" in text, text
     assert re.search(r"cpu-2p1d \(candidate\)\s+TP=1 \(2P1D\)", text), text
     assert re.search(r"cpu-1p1d \(baseline\)\s+TP=1\s", text), text
     assert "baseline: cpu-1p1d, measured in this session" in text
     code, text1 = run(pytest_argv(folder, out, "cpu-1p1d", str(REPO / "suites")), tmp_path)
     assert code == 0, text1
-    assert re.search(r"1 passed, 1 skipped", text1), text1
+    assert re.search(r"2 passed, 1 skipped", text1), text1
     assert re.search(r"baseline: cpu-2p1d, stored", text1), text1
 
     # exact lengths from SGLang's own usage; SGLang's /metrics scraped; every log kept
     results = [json.loads(p.read_text()) for p in sorted((out / "results").glob("*.json"))]
-    assert sorted(r["cluster"]["name"] for r in results) == ["cpu-1p1d", "cpu-1p1d", "cpu-2p1d"]
+    # both workloads (token ids to /generate, exact-length text to /v1/completions) per run
+    assert sorted((r["cluster"]["name"], r["workload"]["api"]) for r in results) == [
+        ("cpu-1p1d", "completions"), ("cpu-1p1d", "completions"), ("cpu-1p1d", "generate"),
+        ("cpu-1p1d", "generate"), ("cpu-2p1d", "completions"), ("cpu-2p1d", "generate")]
     for r in results:
         m = r["metrics"]
         assert m["completed"] == 32 and m["failed"] == 0, m
