@@ -236,6 +236,9 @@ class _Stop:
                 return
 
     async def sleep(self, delay: float) -> None:
+        if self.abort is None:  # nothing can stop it: a plain timer on the dispatch path
+            await asyncio.sleep(delay)
+            return
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.event.wait(), delay)
 
