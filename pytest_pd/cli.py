@@ -1,15 +1,19 @@
-"""`pytest-pd` command line: render a cluster's commands, or hold a cluster up for manual use."""
+"""`pytest-pd` command line: render a cluster's commands, hold a cluster up for manual use, list
+what pytest-pd runs on a cluster's hosts, tear down what a session left behind, and benchmark."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pytest_pd import bench
 from pytest_pd.cluster.commands import render_commands
+from pytest_pd.cluster.locks import HostLock, LocalHostLock, holder_info, local_lock_dir
 from pytest_pd.cluster.spec import load_cluster
+from pytest_pd.cluster.stale_runs import listing, reap_stale
 from pytest_pd.cluster.topology import Topology, sigterm_as_interrupt
 from pytest_pd.errors import PdError
 from pytest_pd.rundir import new_run_dir
@@ -29,12 +33,23 @@ def _parser() -> argparse.ArgumentParser:
         if name == "up":
             p.add_argument("--run-dir", type=Path, default=Path("runs"),
                            help="where logs and pid files go (default: ./runs)")
-    down = sub.add_parser("down", help="tear down a cluster a session left running "
-                          "(--pd-keep-cluster-on-failure)",
-                          description="stop every process a session left running in RUN_DIR "
-                          "(the same verified teardown as at the end of a session) and fetch the logs")
-    down.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+    down = sub.add_parser(
+        "down", help="tear down what a session left running",
+        description="With RUN_DIR: stop every process a session left running there "
+        "(--pd-keep-cluster-on-failure; the same verified teardown as at the end of a session) and "
+        "fetch the logs. Without: stop every stale run (one whose session died without teardown) "
+        "on this machine, or on the hosts of --cluster.")
+    down.add_argument("run_dir", type=Path, metavar="RUN_DIR", nargs="?",
                       help="the run directory pytest-pd printed when it left the cluster up")
+    ps = sub.add_parser("ps", help="list what pytest-pd runs on this machine or a cluster's hosts",
+                        description="list the runs recorded next to the host locks of this machine "
+                        "(or of the hosts of --cluster): live, kept for debugging or stale, with "
+                        "their processes")
+    for p in (down, ps):
+        p.add_argument("--cluster", help="look at this cluster's hosts (name or path to a YAML "
+                       "file) instead of this machine's default lock folder")
+        p.add_argument("--cluster-dir", type=Path, default=Path("clusters"),
+                       help="folder holding cluster files (default: ./clusters)")
     bench.add_parser(sub)
     return parser
 
@@ -44,10 +59,50 @@ def _say(text: str) -> None:
 
 
 def _down(args: argparse.Namespace) -> int:
+    if args.run_dir is None:
+        return _machines(args, _reap)
     topology = Topology.adopt(args.run_dir, say=_say)
     topology.down()
     _say(f"{topology.spec.label}: torn down; logs in {args.run_dir}")
     return 0
+
+
+def _machines(args: argparse.Namespace, act: Callable[[HostLock], None]) -> int:
+    """``act`` on the host lock of every machine of --cluster, or of this machine."""
+    if args.cluster is None:
+        info = holder_info("-", Path(f"(pytest-pd {args.command})"))
+        act(LocalHostLock(local_lock_dir(None), "localhost", "this machine", info))
+        return 0
+    spec = load_cluster(args.cluster, args.cluster_dir)
+    if spec.launcher == "attach":
+        raise PdError(f"{spec.label} uses launcher: attach: pytest-pd starts nothing there.")
+    topology = Topology(spec, Path(f"(pytest-pd {args.command})"), say=_say)
+    try:
+        topology.connect_hosts()
+        for machine in topology.host_locks():
+            act(machine.lock)
+    finally:
+        topology.down()  # only closes the connections: nothing was started
+    return 0
+
+
+def _ps(lock: HostLock) -> None:
+    holder = lock.holder_now()
+    print(f"{lock.label}: " + (f"in use by {holder}" if holder else "free"))
+    print("\n".join(listing(lock.ledger(), holder)) or "  no run recorded", flush=True)
+
+
+def _reap(lock: HostLock) -> None:
+    holder = lock.holder_now()
+    if holder is not None:
+        _say(f"{lock.label} is in use by a live session ({holder}); its runs are not stale.")
+        return
+    lock.acquire(0.0, _say)
+    try:
+        stopped = reap_stale(lock.ledger(), _say)
+    finally:
+        lock.release()
+    _say(f"{lock.label}: " + (f"{stopped} stale run(s) stopped" if stopped else "nothing stale"))
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -83,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "down":
             with sigterm_as_interrupt():
                 return _down(args)
+        if args.command == "ps":
+            return _machines(args, _ps)
         return _up(args)
     except PdError as exc:
         print(f"pytest-pd: {exc}", file=sys.stderr)

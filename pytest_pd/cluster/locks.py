@@ -8,7 +8,10 @@ after teardown.
   closes and the lock is released with it.
 
 Next to each lock file, ``*.holder`` names who holds it and since when, for the waiting side's
-messages. The default lock folder is per user: ``$PYTEST_PD_LOCK_DIR`` or ``~/.cache/pytest-pd/locks``
+messages, and ``*.runs/`` records the runs that took it, so that the next holder finds and stops a
+run whose session died without teardown (``stale_runs``).
+
+The default lock folder is per user: ``$PYTEST_PD_LOCK_DIR`` or ``~/.cache/pytest-pd/locks``
 here, ``~/.cache/pytest-pd/locks`` on SSH hosts; ``hosts.NAME.lock_dir`` overrides it (point it at a
 shared folder when several users share the machines).
 """
@@ -30,6 +33,7 @@ import filelock
 import paramiko
 
 from pytest_pd.cluster.ssh import SSHConnection
+from pytest_pd.cluster.stale_runs import LocalAgent, RemoteAgent, RunLedger
 from pytest_pd.errors import HostError
 
 Say = Callable[[str], None]
@@ -42,11 +46,14 @@ class HostLockTimeout(HostError):
     """Another session kept a host for longer than the lock timeout."""
 
 
+def owner_info() -> str:
+    return f"pytest-pd pid {os.getpid()} on {socket.gethostname()} (user {getpass.getuser()})"
+
+
 def holder_info(cluster: str, run_dir: Path) -> str:
     """Who we are, written next to a lock we hold: the waiting side shows it."""
     since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-    return (f"pytest-pd pid {os.getpid()} on {socket.gethostname()} (user {getpass.getuser()}), "
-            f"cluster {cluster}, run {run_dir}, since {since}")
+    return f"{owner_info()}, cluster {cluster}, run {run_dir}, since {since}"
 
 
 def lock_name(address: str) -> str:
@@ -64,6 +71,14 @@ class HostLock(Protocol):
     def acquire(self, timeout_s: float, say: Say) -> None: ...
 
     def release(self) -> None: ...
+
+    def ledger(self) -> RunLedger:
+        """The runs recorded next to this lock (see ``stale_runs``)."""
+        ...
+
+    def holder_now(self) -> str | None:
+        """Who holds the lock right now (None: nobody), without waiting."""
+        ...
 
 
 def _timeout_error(label: str, where: str, holder: str, timeout_s: float, fix: str) -> HostLockTimeout:
@@ -138,6 +153,27 @@ class LocalHostLock:
                 self.holder_path.write_text("", encoding="utf-8")
             self._lock.release(force=True)
 
+    def ledger(self) -> RunLedger:
+        return RunLedger(LocalAgent(), str(self.path.with_suffix(".runs")), self.label)
+
+    def holder_now(self) -> str | None:
+        if self._lock.is_locked:
+            return self.info
+        try:
+            self._lock.acquire(timeout=0)
+        except filelock.Timeout:
+            return self._holder() or "another session"
+        self._lock.release(force=True)
+        return None
+
+
+# Whether the lock is held right now, and by whom (the holder file), without waiting.
+_REMOTE_PROBE = """
+f={dir}/{name}.lock
+[ -e "$f" ] || {{ echo FREE; exit 0; }}
+exec 9>>"$f" || exit 4
+if flock -n 9; then echo FREE; else echo HELD; cat {dir}/{name}.holder 2>/dev/null; fi
+"""
 
 # The remote side: open the lock file on fd 9, try it, report BUSY and block if it is taken, then
 # say LOCKED and hold it until our stdin (the SSH channel) closes.
@@ -161,8 +197,9 @@ class RemoteHostLock:
     """A lock on an SSH host: ``flock`` held for as long as one SSH channel stays open."""
 
     def __init__(self, conn: SSHConnection, lock_dir: str | None, key: str, label: str,
-                 info: str) -> None:
+                 info: str, python: str = "python3") -> None:
         self.conn = conn
+        self.python = python  # runs the ledger's agent there
         self.key, self.label, self.info = key, label, info
         self.lock_dir = lock_dir or DEFAULT_LOCK_DIR
         self._chan: paramiko.Channel | None = None
@@ -172,9 +209,26 @@ class RemoteHostLock:
     def where(self) -> str:
         return f"{self.conn.target.name}:{self._dir or self.lock_dir}/{lock_name(self.key)}.lock"
 
+    @property
+    def folder(self) -> str:
+        if self._dir is None:
+            self._dir = self.conn.expand(self.lock_dir).rstrip("/")
+        return self._dir
+
+    def ledger(self) -> RunLedger:
+        return RunLedger(RemoteAgent(self.conn, self.python),
+                         f"{self.folder}/{lock_name(self.key)}.runs", self.label)
+
+    def holder_now(self) -> str | None:
+        if self.held:
+            return self.info
+        script = _REMOTE_PROBE.format(dir=shlex.quote(self.folder),
+                                      name=shlex.quote(lock_name(self.key)))
+        out = self.conn.run_script(script, timeout=15.0).stdout
+        return None if out.startswith("FREE") else (out[4:].strip() or "another session")
+
     def _holder(self) -> str:
-        assert self._dir is not None
-        path = f"{self._dir}/{lock_name(self.key)}.holder"
+        path = f"{self.folder}/{lock_name(self.key)}.holder"
         try:
             return self.conn.run_script(f"cat {shlex.quote(path)} 2>/dev/null || true",
                                         timeout=15.0).stdout.strip()
@@ -182,8 +236,7 @@ class RemoteHostLock:
             return ""
 
     def acquire(self, timeout_s: float, say: Say) -> None:
-        self._dir = self.conn.expand(self.lock_dir).rstrip("/")
-        script = _REMOTE.format(dir=shlex.quote(self._dir), name=shlex.quote(lock_name(self.key)),
+        script = _REMOTE.format(dir=shlex.quote(self.folder), name=shlex.quote(lock_name(self.key)),
                                 timeout=f"{max(timeout_s, 0.0) + 2:.0f}", info=shlex.quote(self.info))
         chan = self.conn.open_session()
         chan.exec_command("sh -c " + shlex.quote(script))

@@ -13,6 +13,7 @@ import time
 import typing
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from pytest_pd.cluster.commands import LaunchCommand, interpreter, launch_plan
+from pytest_pd.cluster.host_agent import PROC_ENV, RUN_ENV
 from pytest_pd.cluster.hosts import Host, LocalHost, Proc
 from pytest_pd.cluster.hosts import port_in_use as port_in_use
 from pytest_pd.cluster.locks import (
@@ -29,9 +31,11 @@ from pytest_pd.cluster.locks import (
     RemoteHostLock,
     holder_info,
     local_lock_dir,
+    owner_info,
 )
 from pytest_pd.cluster.spec import ClusterSpec, load_cluster
 from pytest_pd.cluster.ssh import SSHConnection, SSHHost, resolve_target
+from pytest_pd.cluster.stale_runs import RunLedger, reap_stale, run_entry
 from pytest_pd.errors import BringUpError, HostError, PdError
 from pytest_pd.redaction import redact_env, scrub
 
@@ -48,6 +52,15 @@ def probe(url: str, timeout: float = 2.0) -> int | None:
         return exc.code
     except (urllib.error.URLError, OSError):
         return None
+
+
+@dataclass
+class MachineLock:
+    """The host lock of one machine, how long to wait for it, and the cluster's hosts on it."""
+
+    lock: HostLock
+    timeout_s: float
+    hosts: frozenset[str]
 
 
 @dataclass
@@ -70,6 +83,10 @@ class Topology:
         self.running: list[Running] = []
         self._running_lock = threading.Lock()
         self.locks: list[HostLock] = []
+        # every process of this bring-up carries it (host_agent): how a later session tells ours
+        self.run_id = f"{run_dir.name}-{uuid.uuid4().hex[:8]}"
+        self._ledgers: list[tuple[RunLedger, frozenset[str]]] = []  # per machine: where this
+        # run is recorded, and the cluster's hosts on that machine
         self._hosts: dict[str, Host] = {}
         self._conns: dict[object, SSHConnection] = {}
         self._local_python = local_python
@@ -99,7 +116,7 @@ class Topology:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
             if self.manages_processes:
-                self._connect_hosts()
+                self.connect_hosts()
                 self._lock_hosts()
                 self._check_ports()
                 self._start_all([c for c in self.plan if c.role != "router"])
@@ -155,7 +172,12 @@ class Topology:
                 item.proc.remote_log = None  # the local copy is the one to read from now on
 
     def _release(self) -> None:
-        """Host locks and connections go only after every process is gone."""
+        """Host locks and connections go only after every process is gone; the run leaves the
+        ledgers with its last process (one that outlived teardown stays listed for the next)."""
+        for ledger, _ in self._ledgers if not self.running else ():
+            with contextlib.suppress(Exception):
+                ledger.forget(self.run_id)
+        self._ledgers.clear()
         while self.locks:
             lock = self.locks.pop()
             with contextlib.suppress(Exception):
@@ -207,7 +229,7 @@ class Topology:
             raise HostError(f"{run_dir / STATE_FILE} cannot be read ({exc}).") from None
         spec = load_cluster(state["file"], run_dir)
         topology = cls(spec, run_dir, say=say)
-        topology._connect_hosts()
+        topology.connect_hosts()
         by_name = {c.name: c for c in topology.plan}
         for entry in state["processes"]:
             cmd = by_name.get(entry["name"])
@@ -231,9 +253,13 @@ class Topology:
                   for r in self.running]
         lines += [f"  attach:     pytest suites/ --cluster={attach}  (absolute bounds; launcher: attach)",
                   f"  tear down:  pytest-pd down {self.run_dir}"]
-        self.running = []  # no longer ours to stop
         try:
             with signals_deferred():
+                for ledger, hosts in self._ledgers:  # the next session reports it, leaves it alone
+                    with contextlib.suppress(Exception):
+                        self._record(ledger, hosts, kept=True)
+                self._ledgers.clear()
+                self.running = []  # no longer ours to stop
                 self._release()
         finally:
             self.say("\n".join(lines))
@@ -277,7 +303,7 @@ class Topology:
     def _used_hosts(self) -> list[str]:
         return list(dict.fromkeys(c.host for c in self.plan))
 
-    def _connect_hosts(self) -> None:
+    def connect_hosts(self) -> None:
         """Open every SSH connection at once (a no-op for local hosts): unreachable hosts, unknown
         host keys and refused logins fail here, before anything starts."""
         hosts = [self._host(name) for name in self._used_hosts()]
@@ -292,32 +318,52 @@ class Topology:
         for conn in conns:
             self.say(f"{self.spec.label}: connected to {conn.target.name} ({conn.target.where})")
 
+    def _record(self, ledger: RunLedger, hosts: frozenset[str], kept: bool = False) -> None:
+        """This run in one machine's ledger, with the processes it started there."""
+        entry = run_entry(self.run_id, self.spec.label, self.run_dir, owner_info(),
+                          started=self.started_at, kept=kept)
+        entry["leaders"] = [{"name": r.command.name, "pid": r.proc.pid}
+                            for r in self.running if r.command.host in hosts]
+        ledger.record(entry)
+
     def _lock_hosts(self) -> None:
         """One lock per machine, taken in a fixed order (no deadlock between two sessions that
-        want overlapping hosts), each waited for up to the host's ``lock_timeout_s``."""
+        want overlapping hosts), each waited for up to the host's ``lock_timeout_s``. Holding it,
+        stop what a dead session left on that machine, then record this run there."""
+        for machine in self.host_locks():
+            machine.lock.acquire(machine.timeout_s, self.say)
+            self.locks.append(machine.lock)
+            if isinstance(machine.lock, RemoteHostLock):
+                machine.lock.conn.on_reconnect(lambda lock=machine.lock: lock.reacquire(self.say))
+            ledger = machine.lock.ledger()
+            reap_stale(ledger, self.say, own_run=self.run_id)
+            self._record(ledger, machine.hosts)
+            self._ledgers.append((ledger, machine.hosts))
+
+    def host_locks(self) -> list[MachineLock]:
+        """The lock of each machine this cluster uses (not taken), in the order they are taken."""
         info = holder_info(self.spec.label, self.run_dir)
-        wanted: dict[str, tuple[HostLock, float]] = {}
+        wanted: dict[str, MachineLock] = {}
         names = self._used_hosts()
         if self.spec.launcher == "local":
             specs = [self.spec.hosts[n] for n in names]
             configured = next((h.lock_dir for h in specs if h.lock_dir), None)
             lock_dir = local_lock_dir(self.spec.resolve_path(configured) if configured else None)
             timeout = max(h.lock_timeout_s for h in specs)
-            wanted["localhost"] = (LocalHostLock(lock_dir, "localhost", "this machine (launcher: "
-                                                 "local)", info), timeout)
+            wanted["localhost"] = MachineLock(
+                LocalHostLock(lock_dir, "localhost", "this machine (launcher: local)", info),
+                timeout, frozenset(names))
         else:
             for name in names:
                 host = typing.cast(SSHHost, self._host(name))
                 key = f"{host.conn.target.hostname}:{host.address}"
                 if key in wanted:
+                    wanted[key].hosts |= {name}
                     continue
                 lock = RemoteHostLock(host.conn, host.spec.lock_dir, host.address,
-                                      f"host {name} ({host.address})", info)
-                host.conn.on_reconnect(lambda lock=lock: lock.reacquire(self.say))
-                wanted[key] = (lock, host.spec.lock_timeout_s)
-        for _, (lock, timeout) in sorted(wanted.items()):
-            lock.acquire(timeout, self.say)
-            self.locks.append(lock)
+                                      f"host {name} ({host.address})", info, python=host.python)
+                wanted[key] = MachineLock(lock, host.spec.lock_timeout_s, frozenset([name]))
+        return [wanted[key] for key in sorted(wanted)]
 
     def _check_ports(self) -> None:
         spec = self.spec
@@ -368,11 +414,15 @@ class Topology:
 
     def _start(self, cmd: LaunchCommand) -> Running:
         host = self._host(cmd.host)
-        proc = host.start_detached(cmd.name, cmd.argv, cmd.env, self.run_dir)
+        tags = {RUN_ENV: self.run_id, PROC_ENV: cmd.name}
+        proc = host.start_detached(cmd.name, cmd.argv, {**cmd.env, **tags}, self.run_dir)
         item = Running(cmd, proc, host)
         with self._running_lock:
             self.running.append(item)
             self._save_state()
+            for ledger, hosts in self._ledgers:
+                if cmd.host in hosts:
+                    self._record(ledger, hosts)
         self.say(f"{self.spec.label}: started {cmd.name} on {cmd.host} (pid {proc.pid})")
         return item
 
