@@ -1,7 +1,8 @@
 """Cluster files (YAML) -> frozen, validated specs.
 
 Pure: reads text handed to it, no other I/O but the file read in ``load_cluster``. Every error
-names the file, the line and the field, and says what is allowed.
+names the file, the line and the field, and says what is allowed. Reading and parsing are bounded
+in size, time and memory whatever the file holds (:mod:`pytest_pd.cluster.safe_yaml`).
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError
 
 from pytest_pd import redaction
+from pytest_pd.cluster import safe_yaml
+from pytest_pd.cluster.safe_yaml import Loc
 from pytest_pd.errors import ClusterFileError
-
-Loc = tuple[str | int, ...]
 
 
 def _env_value(value: Any) -> Any:
@@ -217,27 +217,7 @@ def _url_host(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
 
-# --------------------------------------------------------------------------- YAML with lines
-
-
-def _index_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int],
-                 problems: list[tuple[int, Loc, str]]) -> None:
-    lines[loc] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[Any, int] = {}
-        for key_node, value_node in node.value:
-            key = key_node.value
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                problems.append((line, loc + (key,),
-                                 f"duplicate key (first set on line {seen[key]}); keep one of them"))
-            seen[key] = line
-            lines[loc + (key,)] = line
-            _index_lines(value_node, loc + (key,), lines, problems)
-            lines[loc + (key,)] = line
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _index_lines(item, loc + (i,), lines, problems)
+# --------------------------------------------------------------------------- messages
 
 
 def _dotted(loc: Loc) -> str:
@@ -248,12 +228,6 @@ def _dotted(loc: Loc) -> str:
         else:
             out += ("." if out else "") + str(part)
     return out or "(top level)"
-
-
-def _line_of(loc: Loc, lines: dict[Loc, int]) -> int:
-    while loc and loc not in lines:
-        loc = loc[:-1]
-    return lines.get(loc, 1)
 
 
 def _unwrap(annotation: Any) -> Any:
@@ -435,45 +409,37 @@ def _semantic_problems(spec: ClusterSpec, cluster_dir: Path | None) -> list[tupl
 def parse_cluster(text: str, source: Path) -> ClusterSpec:
     """Parse and validate the text of a cluster file; ``source`` names it in errors."""
     where = str(source)
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ClusterFileError(
-            f"{where}{line}: not valid YAML ({problem}). Fix the syntax at that line; "
-            "`python -c 'import yaml,sys; yaml.safe_load(open(sys.argv[1]))' FILE` checks it."
-        ) from None
-    if not isinstance(data, dict) or root is None:
+    document = safe_yaml.load(text, where)
+    if not isinstance(document.data, dict):
         raise ClusterFileError(
             f"{where}:1: a cluster file must be a YAML mapping (name:, hosts:, prefill:, decode:, "
             "router:, …); see the README section 'Cluster file format'."
         )
-    lines: dict[Loc, int] = {}
-    problems: list[tuple[int, Loc, str]] = []
-    _index_lines(root, (), lines, problems)
-    if problems:
-        raise ClusterFileError(_format(where, problems))
+    if document.duplicate_keys:
+        raise ClusterFileError(_format(where, document.duplicate_keys))
     try:
-        spec = ClusterSpec.model_validate(data)
+        spec = ClusterSpec.model_validate(document.data)
     except ValidationError as exc:
-        found = [(_line_of(tuple(e["loc"]), lines), tuple(e["loc"]), _describe(e))
+        found = [(document.line_of(tuple(e["loc"])), tuple(e["loc"]), _describe(e))
                  for e in exc.errors()]
         raise ClusterFileError(_format(where, found)) from None
     spec._source = source
     semantic = _semantic_problems(spec, source.parent if source.name else None)
     if semantic:
         raise ClusterFileError(
-            _format(where, [(_line_of(loc, lines), loc, msg) for loc, msg in semantic])
+            _format(where, [(document.line_of(loc), loc, msg) for loc, msg in semantic])
         )
     return spec
 
 
+MAX_LISTED_PROBLEMS = 20  # an aliased block repeats its problems once per use
+
+
 def _format(where: str, problems: list[tuple[int, Loc, str]]) -> str:
-    body = "\n".join(f"  line {line}, {_dotted(loc)}: {msg}" for line, loc, msg in sorted(
-        problems, key=lambda p: p[0]))
+    listed = sorted(problems, key=lambda p: p[0])[:MAX_LISTED_PROBLEMS]
+    body = "\n".join(f"  line {line}, {_dotted(loc)}: {msg}" for line, loc, msg in listed)
+    if len(problems) > len(listed):
+        body += f"\n  … and {len(problems) - len(listed)} more"
     return (
         f"cluster file {where} is invalid ({len(problems)} problem{'s' * (len(problems) != 1)}):\n"
         f"{body}\nFix the fields named above; the README section 'Cluster file format' lists every key."
@@ -483,29 +449,44 @@ def _format(where: str, problems: list[tuple[int, Loc, str]]) -> str:
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
+def _known_clusters(folder: Path) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.yaml") if p.is_file()) if folder.is_dir() else []
+
+
+def _not_a_cluster_file(path: Path, problem: str) -> ClusterFileError:
+    """``path``, given as a cluster file, is a folder, a FIFO, a dangling link, …"""
+    known = _known_clusters(path) if path.is_dir() else []
+    if known:
+        files = ", ".join(f"{path / k}.yaml" for k in known[:5]) + (", …" if len(known) > 5 else "")
+        return ClusterFileError(f"cluster file {path} {problem}; pass one of its cluster files "
+                                f"({files}), or a cluster name with --cluster-dir={path}.")
+    return ClusterFileError(f"cluster file {path} {problem}; check the path.")
+
+
 def find_cluster_file(name_or_path: str, cluster_dir: Path) -> Path:
     """A cluster is named by its file stem in ``cluster_dir`` or by a path to a YAML file."""
     candidate = Path(name_or_path)
     if candidate.suffix in (".yaml", ".yml") or "/" in name_or_path:
-        if candidate.is_file():
+        problem = safe_yaml.path_problem(candidate)
+        if problem is None:
             return candidate.resolve()
-        raise ClusterFileError(f"cluster file {candidate} does not exist; check the path.")
+        raise _not_a_cluster_file(candidate, problem)
     if not _NAME.match(name_or_path):
         raise ClusterFileError(f"{name_or_path!r} is not a cluster name (letters, digits, . _ -).")
     path = cluster_dir / f"{name_or_path}.yaml"
-    if path.is_file():
+    problem = safe_yaml.path_problem(path)
+    if problem is None:
         return path.resolve()
-    known = sorted(p.stem for p in cluster_dir.glob("*.yaml")) if cluster_dir.is_dir() else []
+    if problem != safe_yaml.MISSING:  # there but not a file, or behind a locked folder
+        raise ClusterFileError(f"cluster {name_or_path!r}: {path} {problem}; check that file and "
+                               f"--cluster-dir ({cluster_dir}).")
     raise ClusterFileError(
         f"unknown cluster {name_or_path!r}: no file {path}. Known clusters in {cluster_dir}: "
-        f"{', '.join(known) or 'none'}. Pass --cluster-dir to look elsewhere, or add {path}."
+        f"{', '.join(_known_clusters(cluster_dir)) or 'none'}. Pass --cluster-dir to look "
+        f"elsewhere, or add {path}."
     )
 
 
 def load_cluster(name_or_path: str, cluster_dir: Path) -> ClusterSpec:
     path = find_cluster_file(name_or_path, cluster_dir)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ClusterFileError(f"cannot read cluster file {path}: {exc}.") from None
-    return parse_cluster(text, path)
+    return parse_cluster(safe_yaml.read_text(path), path)
