@@ -41,7 +41,7 @@ MISSING = "does not exist"  # what path_problem says of a path with nothing ther
 
 _NUMBER_TAGS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
 _VALUE_KINDS = {"tag:yaml.org,2002:int": "integer", "tag:yaml.org,2002:float": "number",
-                "tag:yaml.org,2002:timestamp": "date"}
+                "tag:yaml.org,2002:timestamp": "date", "tag:yaml.org,2002:bool": "boolean"}
 _BOMS = [(codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
          (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16")]  # 32 first: same prefix
 
@@ -268,12 +268,15 @@ class _BoundedLoader(yaml.SafeLoader):
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
             return super().construct_object(node, deep)
-        except (ValueError, OverflowError) as exc:
+        except (ArithmeticError, ValueError, LookupError, AttributeError, TypeError) as exc:
+            # PyYAML's converters fail in many ways on a value that does not fit its (explicit)
+            # tag: `!!timestamp host`, `!!bool maybe`, a 2024-13-01 date
             kind = _VALUE_KINDS.get(node.tag, node.tag)
             shown = repr(node.value)[:60]
+            why = f" ({exc})" if isinstance(exc, (ArithmeticError, ValueError)) else ""
             raise ClusterFileError(
-                f"{self.bounds.where}:{node.start_mark.line + 1}: {shown} is not a valid {kind} "
-                f"({exc}); fix it, or quote it if it is meant as text.") from None
+                f"{self.bounds.where}:{node.start_mark.line + 1}: {shown} is not a valid {kind}"
+                f"{why}; fix it, or quote it if it is meant as text.") from None
 
 
 @dataclass(frozen=True)

@@ -260,9 +260,14 @@ def _openai_error(status: int, message: str, etype: str = "BadRequestError") -> 
                              status=status)
 
 
+def _compact(obj: Any) -> str:
+    """JSON as SGLang writes its stream events (orjson: no spaces)."""
+    return json.dumps(obj, separators=(",", ":"))
+
+
 def _sse_error_event(message: str, status: int = 400) -> bytes:
     """SGLang's in-band error of a stream that failed validation (after HTTP 200)."""
-    return b"data: " + json.dumps({"error": {
+    return b"data: " + _compact({"error": {
         "message": message, "type": "invalid_request_error", "code": status,
         "retryable": False}}).encode() + b"\n\ndata: [DONE]\n\n"
 
@@ -770,7 +775,7 @@ class SimServer:
             if resp is None:
                 return _openai_error(500, str(e), "InternalServerError")
             error = {"error": {"message": str(e), "type": "InternalServerError", "code": 500}}
-            await resp.write(b"data: " + json.dumps(error).encode() + b"\n\n")
+            await resp.write(b"data: " + _compact(error).encode() + b"\n\n")
             await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
             return resp
@@ -841,7 +846,7 @@ class SimServer:
         del meta["forward_entry_time"]  # it never entered a forward batch
         chunk = {"text": "", "output_ids": [], "meta_info": meta}
         return await self._stream_only(
-            request, b"data: " + json.dumps(chunk).encode() + b"\n\ndata: [DONE]\n\n")
+            request, b"data: " + _compact(chunk).encode() + b"\n\ndata: [DONE]\n\n")
 
     async def _serve_generate(self, request: web.Request, r: Req,
                               body: dict[str, Any]) -> web.StreamResponse:
@@ -888,7 +893,7 @@ class SimServer:
         fixed = self._meta(r, False)
         del fixed["completion_tokens"], fixed["cached_tokens"], fixed["cached_tokens_details"], \
             fixed["dp_rank"]
-        meta_fmt = json.dumps(fixed)[:-1].encode() + b',"completion_tokens":%d,' \
+        meta_fmt = _compact(fixed)[:-1].encode() + b',"completion_tokens":%d,' \
             b'"cached_tokens":0,"cached_tokens_details":null,"dp_rank":null%s}}\n\n'
         while True:
             n = r.emitted
@@ -908,7 +913,7 @@ class SimServer:
                 if first:
                     r.first_sent_ts = self.unix(self.now())
                 if fin:
-                    meta = json.dumps(self._meta(r, True, streamed=True)).encode() + b"}\n\n"
+                    meta = _compact(self._meta(r, True, streamed=True)).encode() + b"}\n\n"
                 else:
                     meta = meta_fmt % (n, b',"response_sent_to_client_ts":%r' % r.first_sent_ts
                                        if first else b"")
@@ -989,7 +994,7 @@ class SimServer:
         so = body.get("stream_options") or {}
         include_usage = bool(so.get("include_usage")) if isinstance(so, dict) else False
         obj = "chat.completion.chunk" if chat else "text_completion"
-        envelope = json.dumps({"id": cid, "object": obj, "created": created, "model": name})[:-1]
+        envelope = _compact({"id": cid, "object": obj, "created": created, "model": name})[:-1]
         if chat:  # the first chunk announces the role, as OpenAI servers do
             await resp.write(f'data: {envelope},"choices":[{{"index":0,"delta":{{"role":'
                              f'"assistant","content":""}},"logprobs":null,"finish_reason":null}}]}}'
@@ -1021,7 +1026,7 @@ class SimServer:
         if include_usage:
             usage = {"prompt_tokens": r.prompt_tokens, "total_tokens": r.prompt_tokens + r.emitted,
                      "completion_tokens": r.emitted, "reasoning_tokens": 0}
-            await resp.write(b"data: " + json.dumps({
+            await resp.write(b"data: " + _compact({
                 "id": cid, "object": obj, "created": created, "model": name,
                 "choices": [], "usage": usage}).encode() + b"\n\n")
         await resp.write(b"data: [DONE]\n\n")

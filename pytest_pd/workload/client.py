@@ -38,16 +38,23 @@ INCOMPLETE_STREAM = "incomplete_stream"
 ABORTED = "aborted"
 ERROR_KINDS = (HTTP_STATUS, TIMEOUT, CONNECTION, DROPPED_CONNECTION, MALFORMED_STREAM, NO_TOKENS,
                INCOMPLETE_STREAM, ABORTED)
-"""http_status: non-2xx answer, an error event in the stream, or a stream SGLang ended with an
-``abort`` finish reason; timeout: no complete response
-within the request timeout; connection: could not connect / send; dropped_connection: the body was
-cut (connection reset or closed mid-chunk); malformed_stream: a data line that is not a JSON object
-(or output without a server token count); no_tokens: the stream finished without output;
+"""http_status: non-2xx answer, an error event in the stream, a stream SGLang ended with an
+``abort`` finish reason, or a 2xx JSON error object instead of a stream; timeout: no complete
+response within the request timeout; connection: could not connect / send, or the connection failed
+before the response headers were complete; dropped_connection: the body was cut (connection reset
+or closed mid-chunk); malformed_stream: a data line that is not a JSON object, an SSE line over
+:data:`MAX_SSE_LINE_BYTES`, a 2xx answer that is not an event stream, output without a server token
+count, or server token counts that contradict each other or the output chunks streamed;
+no_tokens: the stream finished without output;
 incomplete_stream: the body ended cleanly but without ``data: [DONE]``; aborted: still in flight when
 the run was stopped (the caller's ``abort`` said why, e.g. a server process died)."""
 
 BODY_EXCERPT_CHARS = 500
 READ_BUFSIZE = 1 << 22  # 4 MiB flow-control window per response: long cumulative SSE lines fit
+MAX_SSE_LINE_BYTES = 8 << 20
+"""Longest SSE line the client holds while waiting for its end; a longer one fails the request
+(malformed_stream) instead of growing without bound. SGLang's last cumulative ``/generate`` event
+of a 128k-token output is ~1.5 MB (ids and text); decoding a line costs ~4x its size."""
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
 _DUMPS_OPTS = orjson.OPT_SERIALIZE_NUMPY
 
@@ -201,7 +208,7 @@ class StampingResponseHandler(ResponseHandler):
         chunks = self.pd_chunks
         if chunks is not None and data:
             if sink is not None and (chunks.taken or (sink.direct and chunks.head is None
-                                                      and not chunks.buf)):
+                                                      and not chunks.buf and not chunks.left)):
                 # the body streams into a sink and this read starts at a chunk boundary (or
                 # the chunks are ours already): take them out here, from now on
                 chunks.taken = True
@@ -230,13 +237,15 @@ class _Chunks:
     protocol can take the chunks out itself: aiohttp's parser and body stream cost several
     Python calls per read, and a streamed token is one read. The last chunk goes back to
     aiohttp's parser (which then ends the message as usual); any framing it does not expect
-    turns it off, leaving everything to aiohttp."""
+    turns it off, leaving everything to aiohttp. A chunk that comes in parts is fed as it comes
+    (a multi-megabyte chunk is never held here, whatever its size)."""
 
-    __slots__ = ("head", "buf", "ok", "taken")
+    __slots__ = ("head", "buf", "left", "ok", "taken")
 
     def __init__(self) -> None:
         self.head: bytes | None = b""  # status line and headers until their end; then None
-        self.buf = b""  # an incomplete chunk (or chunk-size line)
+        self.buf = b""  # an incomplete chunk-size line
+        self.left = 0  # bytes still due of a chunk that came in part: its payload, then CRLF
         self.ok = True
         self.taken = False  # the protocol decodes the chunks (aiohttp's parser no longer sees them)
 
@@ -252,6 +261,10 @@ class _Chunks:
                 return None
             self.head = None
             data = head[k + 4:]
+        if self.left:
+            data = self._rest_of_chunk(data, sink, t)
+            if self.left or not self.ok:
+                return None
         buf = self.buf + data if self.buf else data
         pos, n = 0, len(buf)
         while True:
@@ -267,8 +280,11 @@ class _Chunks:
                 self.buf = b""
                 return buf[pos:]
             end = i + 2 + size
-            if end + 2 > n:
-                break
+            if end + 2 > n:  # the chunk goes on in the next reads
+                self.buf = b""
+                self.left = size + 2
+                self._rest_of_chunk(buf[i + 2:], sink, t)
+                return None
             if buf[end:end + 2] != b"\r\n":
                 self.ok = False
                 return None
@@ -276,7 +292,22 @@ class _Chunks:
                 sink.feed(buf[i + 2:end], t)
             pos = end + 2
         self.buf = buf[pos:]
+        self.ok = len(self.buf) < MAX_HEAD_BYTES
         return None
+
+    def _rest_of_chunk(self, data: bytes, sink: _Sink | None, t: float) -> bytes:
+        """Take the next ``left`` bytes of the current chunk from ``data`` (feeding its payload
+        to ``sink``, checking its closing CRLF); returns the bytes after them."""
+        left = self.left
+        take = min(left, len(data))
+        payload_end = max(0, min(take, left - 2))
+        if payload_end and sink is not None:
+            sink.feed(data[:payload_end], t)
+        crlf = data[payload_end:take]  # the part of the chunk's closing CRLF in this read
+        if crlf and crlf != b"\r\n"[payload_end - left + 2:take - left + 2]:
+            self.ok = False
+        self.left = left - take
+        return data[take:]
 
 
 _HEX = b"0123456789abcdefABCDEF"
@@ -391,13 +422,18 @@ class _InBandError(Exception):
     pass
 
 
+class _LineTooLong(ValueError):
+    """An SSE line over :data:`MAX_SSE_LINE_BYTES`; the message says how long it got."""
+
+
 class SSEStream:
     """Incremental SSE decoder for one response: feed it raw body bytes with their arrival time.
 
     Splits complete lines (a partial line waits for the next read; it is stamped with the time
     the read that completed it returned), decodes ``data:`` lines with orjson and records output
-    chunks, server token counts and ``[DONE]``. Raises ``ValueError`` for a malformed line and
-    :class:`_InBandError` for an error event.
+    chunks, server token counts and ``[DONE]``. Raises ``ValueError`` for a malformed line (and
+    its :class:`_LineTooLong` for a line over :data:`MAX_SSE_LINE_BYTES`) and :class:`_InBandError`
+    for an error event.
     """
 
     __slots__ = ("generate", "rec", "tail", "text_len", "last_tokens", "counts_complete", "done",
@@ -406,7 +442,7 @@ class SSEStream:
     def __init__(self, api: str, record: RequestRecord) -> None:
         self.generate = api == API_GENERATE
         self.rec = record
-        self.tail = b""
+        self.tail = bytearray()  # an incomplete last line (grows in place: no copy per read)
         self.text_len = 0
         self.last_tokens = 0
         self.counts_complete = True  # every output-bearing chunk carried a server count
@@ -414,21 +450,29 @@ class SSEStream:
         self.times = record.chunk_times
         self.tokens = record.chunk_tokens
 
-    def feed(self, data: bytes, t: float) -> None:
+    def feed(self, data: bytes | bytearray, t: float) -> None:
+        if self.done:  # nothing after [DONE] matters
+            return
         if self.tail:
-            data = self.tail + data
-        elif (self.generate and not self.done and data[:6] == b"data: " and data[-2:] == b"\n\n"
+            end = data.find(b"\n")
+            if end < 0:
+                self._hold(data)
+                return  # the line goes on
+            if len(self.tail) + end > MAX_SSE_LINE_BYTES:
+                raise _LineTooLong(f"{len(self.tail) + end} bytes")
+            self.tail += data
+            lines = self.tail.split(b"\n")
+            self.tail = bytearray()  # frees a long line's bytes before its lines are decoded
+        elif (self.generate and data[:6] == b"data: " and data[-2:] == b"\n\n"
               and data.find(b"\n") == len(data) - 2
               and self._generate_meta(data, 6, len(data) - 2, t)):
             return  # the usual read: exactly one complete /generate event
-        end = data.rfind(b"\n")
-        if end < 0:
-            self.tail = data
-            return
-        self.tail = data[end + 1:]
-        if self.done:  # nothing after [DONE] matters
-            return
-        for line in data[:end].split(b"\n"):
+        else:
+            lines = data.split(b"\n")
+        rest = lines.pop()  # an incomplete last line (empty when data ends with a newline)
+        if rest:
+            self._hold(rest)
+        for line in lines:
             if line[:5] != b"data:":
                 continue  # blank separators, comments (':'), event:/id:/retry: fields
             payload = line[5:].strip()
@@ -448,7 +492,14 @@ class SSEStream:
             else:
                 self._completions(obj, t)
 
-    def _generate_meta(self, data: bytes, start: int, stop: int, t: float) -> bool:
+    def _hold(self, data: bytes | bytearray) -> None:
+        """Add ``data`` to the incomplete last line, up to the line cap."""
+        size = len(self.tail) + len(data)
+        if size > MAX_SSE_LINE_BYTES:
+            raise _LineTooLong(f"no newline in its first {size} bytes")
+        self.tail += data
+
+    def _generate_meta(self, data: bytes | bytearray, start: int, stop: int, t: float) -> bool:
         """Fast path for SGLang's ``/generate`` events (``data[start:stop]``), whose cumulative
         ``text`` and ``output_ids`` grow with every token: when the object ends with its
         ``meta_info``, decode only that (the counts we need) and check the outer object's
@@ -475,6 +526,9 @@ class SSEStream:
         cached = meta.get("cached_tokens")
         if type(cached) is int:
             rec.cached_tokens = cached
+        finish = meta.get("finish_reason")
+        if type(finish) is dict and finish.get("type") == "abort":
+            self._abort(finish)
         if ct > self.last_tokens:
             if rec.t_first_token is None:
                 rec.t_first_token = t
@@ -486,7 +540,7 @@ class SSEStream:
     def finish(self) -> None:
         """Process a last line without a trailing newline (some servers end without one)."""
         if self.tail.strip():
-            tail, self.tail = self.tail, b""
+            tail, self.tail = self.tail, bytearray()
             self.feed(tail + b"\n", self.rec.t_end or time.perf_counter())
 
     def _error(self, obj: dict[str, Any]) -> None:
@@ -622,6 +676,11 @@ async def send_request(
                 record.fail(HTTP_STATUS, f"HTTP {resp.status} from {url}: "
                             f"{text[:BODY_EXCERPT_CHARS]}")
                 return record
+            content_type = resp.headers.get("Content-Type", "")
+            if content_type and not content_type.lower().startswith("text/event-stream"):
+                raw = await resp.content.read(BODY_EXCERPT_CHARS * 4)
+                _fail_not_a_stream(record, url, content_type, raw)
+                return record
             content = resp.content
             conn = resp.connection
             proto = conn.protocol if conn is not None else None
@@ -656,7 +715,10 @@ async def send_request(
                     feed(data, t)
             stream.finish()
     except asyncio.TimeoutError:
-        record.fail(TIMEOUT, f"no complete response from {url} within {timeout_s:g} s")
+        progress = (f"{len(record.chunk_times)} output chunks received" if got_response
+                    else "no response headers received")
+        record.fail(TIMEOUT, f"no complete response from {url} within {timeout_s:g} s "
+                    f"({progress})")
         return record
     except _InBandError as exc:
         record.fail(HTTP_STATUS, f"error event in stream from {url}: "
@@ -664,6 +726,11 @@ async def send_request(
         return record
     except aiohttp.ClientPayloadError as exc:
         record.fail(DROPPED_CONNECTION, f"response body from {url} was cut: {exc}")
+        return record
+    except _LineTooLong as exc:
+        record.fail(MALFORMED_STREAM, f"stream from {url} sent an SSE line over the client's "
+                    f"{MAX_SSE_LINE_BYTES >> 20} MiB cap ({exc}) after {len(record.chunk_times)} "
+                    "output chunks", t=record.t_end)
         return record
     except (ValueError, TypeError, UnicodeDecodeError) as exc:  # orjson.JSONDecodeError too
         record.fail(MALFORMED_STREAM, f"unparseable data line from {url}: {exc}", t=record.t_end)
@@ -685,7 +752,47 @@ async def send_request(
         what = "meta_info.completion_tokens" if api == API_GENERATE else "usage.completion_tokens"
         record.fail(MALFORMED_STREAM, f"stream from {url} carried output but no {what}; token "
                     "counts must come from the server", t=t_end)
+    elif (contradiction := _count_contradiction(stream, record)) is not None:
+        record.fail(MALFORMED_STREAM, f"stream from {url} has token counts that contradict "
+                    f"{contradiction}", t=t_end)
     elif record.t_first_token is None or not record.completion_tokens:
         record.fail(NO_TOKENS, f"stream from {url} finished with no output tokens "
                     f"(server-reported completion_tokens={record.completion_tokens})", t=t_end)
     return record
+
+
+def _count_contradiction(stream: SSEStream, record: RequestRecord) -> str | None:
+    """How the server's final token count contradicts what the stream showed, if it does: a
+    count below an earlier one, or fewer tokens than output-bearing chunks (each carries one at
+    least)."""
+    final = record.completion_tokens
+    if final is None:
+        return None
+    if stream.last_tokens > final:
+        return f"each other (completion_tokens {stream.last_tokens}, then {final})"
+    if len(record.chunk_times) > final:
+        return (f"the output: {len(record.chunk_times)} output chunks but "
+                f"completion_tokens={final}")
+    return None
+
+
+def _fail_not_a_stream(record: RequestRecord, url: str, content_type: str, raw: bytes) -> None:
+    """A 2xx answer that is not an event stream: a JSON error object is the server's error
+    (http_status, its ``code`` as the status); anything else, a malformed stream."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        obj = None
+    err = obj.get("error") if type(obj) is dict else None
+    http = f"HTTP {record.status} {content_type}"
+    if err:
+        message = err.get("message", err) if isinstance(err, dict) else err
+        code = err.get("code") if isinstance(err, dict) else None
+        if type(code) is int:
+            record.status = code
+        record.fail(HTTP_STATUS, f"{http} error from {url} instead of an event stream: "
+                    f"{str(message)[:BODY_EXCERPT_CHARS]}")
+        return
+    text = raw.decode("utf-8", errors="replace")
+    record.fail(MALFORMED_STREAM, f"{http} from {url}, not an event stream: "
+                f"{text[:BODY_EXCERPT_CHARS]}")
