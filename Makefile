@@ -7,6 +7,8 @@
 #   make test-fast     the quick tier (no real SGLang, no sshd, no browser): under 2 minutes
 #   make test-real     only the real-SGLang tier (tests marked real_sglang)
 #   make real-sglang   set up (once) the pinned real SGLang environment the cpu-* clusters use
+#   make lint          ruff check, ruff format --check, mypy (strict on the pure core); .ci/run
+#                      and the pre-commit hook (.pre-commit-config.yaml) run it too
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
@@ -14,7 +16,7 @@ PYTHON ?= python3
 CLUSTER ?= sim-pp2
 FAST   := not real_sglang and not slow
 
-.PHONY: run test test-fast test-real real-sglang setup clean
+.PHONY: run test test-fast test-real real-sglang lint setup clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +40,12 @@ test-fast: $(STAMP)
 
 test-real: $(STAMP) real-sglang
 	$(VENV)/bin/pytest tests/ -m real_sglang $(PYTEST_ARGS)
+
+LINTED := pytest_pd tests benchmarks tools suites conftest.py
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) report.html results runs

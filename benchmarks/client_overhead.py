@@ -11,9 +11,10 @@ every design ``--repeats`` times, interleaved; each ratio pairs runs of the same
 median is reported.
 
 Designs compared in the same run, on the same server:
-- ``pytest-pd``: this project's load generator (uvloop, one orjson body per request, every read
-  stamped and decoded in the connection's ``data_received`` callback, chunks taken out of the
-  HTTP framing there, orjson of each event's ``meta_info``), in 1 and in N client processes.
+- ``pytest-pd``: this project's load generator (uvloop, one orjson body per request, its own
+  ``asyncio.Protocol`` on httptools' parser: every read stamped and its body decoded in the
+  ``data_received`` callback, orjson of each event's ``meta_info``), in 1 and in N client
+  processes.
 - ``bench_serving-style``: a minimal re-implementation, written for this comparison from the
   published description of SGLang's ``bench_serving.py`` client (SGLang itself is not installed
   here: it needs torch/CUDA): default asyncio loop, one aiohttp ClientSession per request, ``json=``

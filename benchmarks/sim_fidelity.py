@@ -19,13 +19,13 @@ from pathlib import Path
 import yaml
 
 from pytest_pd.measure import Measurer
-from pytest_pd.sim.model import (
+from pytest_pd.sim.closed_loop import (
     SEED_TABLE,
     SEED_TOPOLOGIES,
     SEED_WORKLOAD,
-    SimParams,
     simulate_closed_loop,
 )
+from pytest_pd.sim.model import SimParams
 from pytest_pd.workload.prompts import Workload
 
 REPO = Path(__file__).resolve().parent.parent

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from pytest_pd.cluster.topology import sigterm_as_interrupt
+from pytest_pd.cluster.signals import sigterm_as_interrupt
 from pytest_pd.measure import Measurer
 from pytest_pd.workload.prompts import Workload
 

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from pytest_pd.errors import PdError
+from pytest_pd.options import slos
 from pytest_pd.results import SCHEMA_VERSION, result_filename, write_json_atomic
 from pytest_pd.workload.metrics import (
-    SLO_KEYS,
     RunSummary,
     aggregate_repeats,
     run_problems,
@@ -50,21 +50,6 @@ def _rate(text: str) -> float:
     if math.isnan(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"expected a number > 0 or 'inf', got {text!r}")
     return value
-
-
-def _slo(text: str) -> tuple[str, float]:
-    key, sep, value = text.partition("=")
-    if not sep or key not in SLO_KEYS:
-        raise argparse.ArgumentTypeError(
-            f"expected NAME=MILLISECONDS with NAME one of {', '.join(sorted(SLO_KEYS))}, "
-            f"got {text!r}")
-    try:
-        v = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: {value!r} is not a number") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: the bound must be > 0 ms")
-    return key, v
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -113,7 +98,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     run = p.add_argument_group("run and verdict")
     run.add_argument("--repeats", type=int, default=1,
                      help="measure the workload N times; the verdict uses the median (default: 1)")
-    run.add_argument("--slo", type=_slo, nargs="+", default=[], metavar="NAME=MS",
+    run.add_argument("--slo", type=slos, nargs="+", default=[], metavar="NAME=MS",
                      help="SLOs for goodput, e.g. --slo ttft_ms=2000 tpot_ms=50")
     run.add_argument("--max-mismatch-share", type=float, default=0.0,
                      help="allowed share of requests whose server-reported length differs from "
@@ -255,7 +240,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.repeats < 1:
         raise WorkloadError(f"--repeats must be >= 1 (got {args.repeats})")
     workload = workload_from_args(args)
-    slo = dict(args.slo)
+    slo = {name: ms for given in args.slo for name, ms in given.items()}
     host = args.ip if ":" not in args.ip else f"[{args.ip}]"
     base_url = f"http://{host}:{args.port}"
     label = args.label or f"bench-{args.ip}-{args.port}"

@@ -11,10 +11,12 @@ from pathlib import Path
 
 from pytest_pd import bench
 from pytest_pd.cluster.commands import render_commands
+from pytest_pd.cluster.launchers import launcher_of
 from pytest_pd.cluster.locks import HostLock, LocalHostLock, holder_info, local_lock_dir
+from pytest_pd.cluster.signals import sigterm_as_interrupt
 from pytest_pd.cluster.spec import load_cluster
 from pytest_pd.cluster.stale_runs import listing, reap_stale
-from pytest_pd.cluster.topology import Topology, sigterm_as_interrupt
+from pytest_pd.cluster.topology import Topology
 from pytest_pd.errors import PdError
 from pytest_pd.rundir import new_run_dir
 
@@ -74,8 +76,8 @@ def _machines(args: argparse.Namespace, act: Callable[[HostLock], None]) -> int:
         act(LocalHostLock(local_lock_dir(None), "localhost", "this machine", info))
         return 0
     spec = load_cluster(args.cluster, args.cluster_dir)
-    if spec.launcher == "attach":
-        raise PdError(f"{spec.label} uses launcher: attach: pytest-pd starts nothing there.")
+    if not launcher_of(spec).manages_processes:
+        raise PdError(f"{spec.label} uses launcher: {spec.launcher}: pytest-pd starts nothing there.")
     topology = Topology(spec, Path(f"(pytest-pd {args.command})"), say=_say)
     try:
         topology.connect_hosts()

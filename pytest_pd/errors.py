@@ -29,3 +29,7 @@ class BringUpError(PdError):
 
 class BaselineError(PdError):
     """A ratio threshold without a usable baseline."""
+
+
+class PdRegressionWarning(UserWarning):
+    """A metric got worse than the last run by more than the noise band."""

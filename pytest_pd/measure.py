@@ -22,11 +22,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pytest_pd import __version__
+from pytest_pd.cluster import engines
 from pytest_pd.cluster.commands import render_commands
 from pytest_pd.cluster.hosts import tail_file
 from pytest_pd.cluster.spec import ClusterSpec, load_cluster
-from pytest_pd.cluster.topology import STATE_FILE, Topology
+from pytest_pd.cluster.state import STATE_FILE
+from pytest_pd.cluster.topology import Topology
 from pytest_pd.errors import BringUpError, HostError, PdError
+from pytest_pd.judge.catalog import to_model_time
 from pytest_pd.redaction import redact_commands, redact_env, scrub
 from pytest_pd.results import encode_requests, save_result
 from pytest_pd.rundir import new_run_dir
@@ -61,7 +64,7 @@ class Measurement:
 
     @property
     def speedup(self) -> float:
-        return sim_speedup(self.cluster)
+        return engines.time_scale(self.cluster)
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -108,28 +111,6 @@ def prefill_strategy(spec: ClusterSpec) -> str:
     text = ", ".join(parts)
     n_p, n_d = len(spec.prefill), len(spec.decode)
     return text if (n_p, n_d) == (1, 1) else f"{text} ({n_p}P{n_d}D)"
-
-
-def sim_speedup(spec: ClusterSpec) -> float:
-    """How much faster than real time a cluster runs (1 for real hardware)."""
-    return float(spec.sim.get("speedup", 1.0)) if spec.engine == "sim" else 1.0
-
-
-def to_model_time(metrics: Mapping[str, Any], speedup: float) -> dict[str, Any]:
-    """Metrics of a simulated run scaled back to the time of the cluster it simulates: durations
-    (``*_ms``, ``duration``) × speedup, rates (``*throughput``, ``goodput``) ÷ speedup; counts and
-    dimensionless ratios unchanged."""
-    out = dict(metrics)
-    if speedup == 1.0:
-        return out
-    for key, value in metrics.items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            continue
-        if key.endswith("_ms") or key == "duration":
-            out[key] = value * speedup
-        elif key.endswith("throughput") or key == "goodput":
-            out[key] = value / speedup
-    return out
 
 
 def _get_json(url: str, timeout: float = 5.0) -> dict[str, Any]:
@@ -399,12 +380,12 @@ class Measurer:
         tails = {path.stem: scrub(tail_file(path, 30), secrets) for path in log_files(run_dir)}
         if isinstance(exc, PdError):  # its message is what pytest shows: log tails scrubbed too
             exc.args = tuple(scrub(str(a), secrets) for a in exc.args)
-        exc.failure = {  # type: ignore[union-attr]
+        exc.failure = {  # type: ignore[attr-defined]  # PdError has it; others get it here
             "cluster": spec.label, "stage": stage, "kind": type(exc).__name__,
             "message": str(exc) or repr(exc), "run_dir": str(run_dir),
             "at": time.time(), "logs": tails, "results": [],
         }
-        self.failures.append(exc.failure)  # type: ignore[union-attr]
+        self.failures.append(exc.failure)  # type: ignore[attr-defined]
         return exc
 
     def _store_failure(self, exc: BaseException, workloads: Sequence[Workload]) -> None:
@@ -437,12 +418,12 @@ class Measurer:
                 urls[cmd.name] = cmd.health_url.rsplit("/", 1)[0] + "/metrics"
         gpu_hosts: dict[str, Any] = {}
         for name in dict.fromkeys(c.host for c in topology.plan):
-            if spec.engine == "sim":
+            if engines.engine_of(spec).simulated:
                 gpu_hosts[name] = "simulated host: no GPU to sample"
-            elif spec.launcher == "attach":
+            elif not topology.manages_processes:
                 gpu_hosts[name] = "launcher: attach gives pytest-pd no shell on this host"
             else:
-                host = topology._host(name)  # the bring-up's own connection to that host
+                host = topology.host(name)  # the bring-up's own connection to that host
 
                 def run(argv: list[str], host: Any = host) -> tuple[int, str]:
                     done = host.run(argv, timeout=10.0)
@@ -450,7 +431,7 @@ class Measurer:
 
                 gpu_hosts[name] = run
         # a simulation runs `speedup` times faster: sample as often per simulated second
-        speedup = sim_speedup(spec)
+        speedup = engines.time_scale(spec)
         return Sampler(urls, gpu_hosts, self.telemetry_interval_s / speedup, time_scale=speedup)
 
     @staticmethod
@@ -469,7 +450,7 @@ class Measurer:
 
     def _run(self, spec: ClusterSpec, topology: Topology, workload: Workload) -> Measurement:
         prompts = self._prompts_for(spec, workload)
-        speedup = sim_speedup(spec)
+        speedup = engines.time_scale(spec)
         # Open-loop schedules and time limits too: the simulated cluster runs `speedup` times faster
         run_as = dataclasses.replace(
             workload, request_rate=workload.request_rate * speedup,
@@ -519,11 +500,12 @@ class Measurer:
                 + (f" (repeat {len(results)})" if self.repeats > 1 else "") + ":\n"
                 + "\n".join(dead)), topology.run_dir)
             self._broken[spec.label] = lost
+            assert lost.failure is not None
             payload["failure"] = {k: v for k, v in lost.failure.items() if k != "results"}
         if self.results_dir is not None:  # the requests' records are kept, with the cause if any
             m.result_path = save_result(self.results_dir, payload)
         if dead:
-            if m.result_path is not None:
+            if m.result_path is not None and lost.failure is not None:
                 lost.failure["results"].append({"workload": workload.id, "path": str(m.result_path)})
             try:
                 self.close(keep=self.keep_on_failure)
@@ -577,7 +559,7 @@ class Measurer:
             "repeats": [model_json(s) for s in m.summaries] if len(m.summaries) > 1 else [],
             "slo": dict(m.slo) or None,
             "simulated": {"speedup": m.speedup, "measured_metrics": m.summary.to_json_dict()}
-            if m.cluster.engine == "sim" else None,
+            if engines.engine_of(m.cluster).simulated else None,
             "finished_at": m.finished_at,
             "finished_at_iso": _iso(m.finished_at),
             "environment": env,

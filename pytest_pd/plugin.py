@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import fnmatch
 import os
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_pd import comparison
-from pytest_pd.cluster.topology import sigterm_as_interrupt
-from pytest_pd.errors import PdError
+from pytest_pd import options
+from pytest_pd.cluster.signals import sigterm_as_interrupt
+from pytest_pd.errors import PdError, PdRegressionWarning
 from pytest_pd.fixtures import (  # noqa: F401  (fixtures are found in the plugin's namespace)
-    BASELINE_MODES,
     BOUNDS_KEY,
     COMPARISON_KEY,
     EVIDENCE_KEY,
     MEASURER_KEY,
+    SETTINGS_KEY,
     WORKLOADS_KEY,
     Evidence,
     cluster_name,
@@ -33,10 +31,11 @@ from pytest_pd.fixtures import (  # noqa: F401  (fixtures are found in the plugi
     pd_spec,
     pd_workload,
 )
+from pytest_pd.judge import comparison
+from pytest_pd.judge.catalog import judgeable
+from pytest_pd.judge.thresholds import ThresholdError, bounds_from_marker
 from pytest_pd.report import html as html_report
 from pytest_pd.report import summary as text_report
-from pytest_pd.thresholds import ThresholdError, bounds_from_marker
-from pytest_pd.workload.metrics import RunSummary
 from pytest_pd.workload.prompts import Workload
 
 MISUSE_KEY = pytest.StashKey[str]()
@@ -59,88 +58,15 @@ REPORT_FAILURE = "pd_failure"
 SHOWN_FAILURES_KEY = pytest.StashKey[set[tuple[Any, Any]]]()
 
 
-class PdRegressionWarning(UserWarning):
-    """A metric got worse than the last run by more than the noise band."""
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("pytest-pd", "PD-disaggregated serving acceptance (pytest-pd)")
-    group.addoption("--cluster", dest="pd_cluster", metavar="NAME",
-                    help="cluster to test: file stem in --cluster-dir or a path (default: ini "
-                         "pd_cluster, else sim-pp2)")
-    group.addoption("--cluster-dir", dest="pd_cluster_dir", metavar="DIR",
-                    help="folder of cluster YAML files (default: ini pd_cluster_dir, else clusters/)")
-    group.addoption("--pd-run-dir", dest="pd_run_dir", metavar="DIR",
-                    help="where server logs and pid files go, one folder per bring-up (default: runs/)")
-    group.addoption("--pd-results-dir", dest="pd_results_dir", metavar="DIR",
-                    help="results store, one JSON per measured run (default: results/)")
-    group.addoption("--pd-baseline", dest="pd_baseline", metavar="live|stored|PATH",
-                    type=_baseline_mode,
-                    help="where the baseline comes from: live (measured in this session), stored "
-                         "(newest marked, else newest sound run of the baseline cluster in the "
-                         "results store), or a results JSON file / folder. Default: stored when "
-                         "a matching stored run younger than --pd-baseline-max-age exists, else live")
-    group.addoption("--pd-baseline-max-age", dest="pd_baseline_max_age", metavar="AGE",
-                    help="oldest stored baseline to use, e.g. 12h, 7d, 2w; 0 for no limit "
-                         "(default: ini pd_baseline_max_age, else 7d)")
-    group.addoption("--pd-save-baseline", dest="pd_save_baseline", action="store_true",
-                    help="mark the runs of this session as the baselines to use from now on")
-    group.addoption("--pd-compare-last", dest="pd_compare_last", action="store_true", default=None,
-                    help="also compare with the previous run of the same cluster and workload "
-                         "(the default, ini pd_compare_last)")
-    group.addoption("--pd-no-compare-last", dest="pd_compare_last", action="store_false",
-                    help="do not compare with the previous run")
-    group.addoption("--pd-fail-on-regression", dest="pd_fail_on_regression", action="store_true",
-                    help="a regression vs the last run beyond the noise band fails the test "
-                         "(otherwise it is a warning)")
-    group.addoption("--pd-noise-band", dest="pd_noise_band", metavar="SHARE",
-                    help="change vs the last run that counts as noise, e.g. 5%% (default: ini "
-                         "pd_noise_band, else 5%%)")
-    group.addoption("--pd-repeats", dest="pd_repeats", metavar="N", type=_positive_int, default=1,
-                    help="run each workload N times per cluster in one bring-up; verdicts use the "
-                         "median and, with N > 1, a bootstrap confidence interval (default 1)")
-    group.addoption("--pd-slo", dest="pd_slo", metavar="ttft_ms=…,tpot_ms=…",
-                    help="SLOs in milliseconds for goodput (ttft_ms, tpot_ms, e2e_ms, itl_ms)")
-    group.addoption("--pd-trend-runs", dest="pd_trend_runs", metavar="N", type=int, default=20,
-                    help="how many stored runs the trend chart shows (default 20)")
-    group.addoption("--pd-keep-cluster-on-failure", dest="pd_keep_cluster_on_failure",
-                    action="store_true",
-                    help="when a test failed or a bring-up failed, leave the cluster running for "
-                         "debugging and print how to attach to it and how to tear it down "
-                         "(pytest-pd down RUN_DIR); Ctrl-C still tears down")
-    parser.addini("pd_cluster", "default cluster name", default="sim-pp2")
-    parser.addini("pd_cluster_dir", "folder of cluster files, relative to rootdir", default="clusters")
-    parser.addini("pd_run_dir", "folder for run logs, relative to rootdir", default="runs")
-    parser.addini("pd_results_dir", "results store, relative to rootdir", default="results")
-    parser.addini("pd_baseline_max_age", "oldest stored baseline to use (e.g. 7d)", default="7d")
-    parser.addini("pd_compare_last", "compare with the previous run", type="bool", default=True)
-    parser.addini("pd_noise_band", "change vs the last run that counts as noise", default="5%")
-    parser.addini("pd_store_requests", "store per-request records (compressed) in results files",
-                  type="bool", default=True)
-    parser.addini("pd_telemetry_interval_s", "seconds between telemetry samples", default="1.0")
-
-
-def _baseline_mode(value: str) -> str:
-    if value in BASELINE_MODES or Path(value).exists():
-        return value
-    raise argparse.ArgumentTypeError(
-        f"{value!r}: use live, stored, or the path of a results file or folder")
-
-
-def _positive_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{value!r}: must be at least 1")
-    return n
+    options.add_options(parser)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.addinivalue_line("markers", CLUSTERS_HELP)
+    config.stash[SETTINGS_KEY] = options.settings(config)  # bad option values fail here, first
     config.pluginmanager.register(Summaries(), "pytest-pd-summaries")
     config.pluginmanager.register(InterruptWatch(config), "pytest-pd-interrupts")
     # pytest-xdist: every test that needs a cluster carries xdist_group("pd-<cluster>"); with
@@ -158,7 +84,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtestloop(session: pytest.Session) -> Iterator[object]:
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
     with sigterm_as_interrupt():  # a CI cancel (SIGTERM) still tears clusters down
         return (yield)
 
@@ -166,7 +92,7 @@ def pytest_runtestloop(session: pytest.Session) -> Iterator[object]:
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection: only selected tests plan workloads
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
-    known = {f.name for f in dataclasses.fields(RunSummary) if f.type in ("float", "int", float, int)}
+    known = judgeable()
     cluster = cluster_name(config)
     workloads: dict[str, Workload] = {}
     label = Path(cluster).stem if cluster.endswith((".yaml", ".yml")) else cluster
@@ -220,7 +146,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Iterator[object]:
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     result = yield
     comp = item.stash.get(COMPARISON_KEY, None)
     if comp is not None:
@@ -275,7 +201,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         # message, not a traceback through our internals (also when pytest re-raises the cached
         # error of a session fixture for a later test)
         exc = call.excinfo.value
-        failure = exc.failure
+        failure = getattr(exc, "failure", None)
         report.longrepr = f"{type(exc).__name__}: {exc}"
         shown = item.config.stash.setdefault(SHOWN_FAILURES_KEY, set())
         if failure is not None and report.when == "setup" and failure_key(failure) not in shown:
@@ -283,7 +209,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             setattr(report, REPORT_FAILURE, failure)
             report.extras = [*getattr(report, "extras", []), {
                 "name": "pytest-pd failure", "format_type": "html", "extension": "html",
-                "content": html_report.STYLE + html_report.failure_section([exc.failure])}]
+                "content": html_report.STYLE + html_report.failure_section([failure])}]
     comp = item.stash.get(COMPARISON_KEY, None)
     if comp is None or report.when != "call":
         return report

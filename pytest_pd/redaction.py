@@ -31,7 +31,7 @@ def redact_env(data: Any) -> Any:
     """A copy of a cluster spec dump with every ``env`` value whose name looks like a secret
     (TOKEN, KEY, SECRET, PASSWORD…) and every secret flag's value in ``extra_args`` replaced."""
     if isinstance(data, dict):
-        out = {}
+        out: dict[Any, Any] = {}
         for key, value in data.items():
             if key == "env" and isinstance(value, dict):
                 out[key] = {k: (REDACTED if is_secret_name(str(k)) else v) for k, v in value.items()}

@@ -9,7 +9,7 @@ never both at once).
 
 import pytest
 
-from pytest_pd.workload.prompts import Workload
+from pytest_pd import Workload, clusters, threshold
 
 # The seed: perf_bench.py --parallel 16 --number 32 --input-length 6000 --output-length 1000
 SEED = Workload(input_len=6000, output_len=1000, concurrency=16, num_requests=32)
@@ -24,10 +24,10 @@ CPU_TEXT = Workload(input_len=1024, output_len=256, concurrency=8, num_requests=
 
 # The bounds are those the seed's own result satisfies: PP=2 had 1.40× the TTFT of TP=8,
 # 1.009× its throughput and 0.957× its TPOT.
-@pytest.mark.pd_clusters(exclude="cpu-*")
-@pytest.mark.pd_threshold("mean_ttft_ms", max_ratio=1.5)
-@pytest.mark.pd_threshold("output_throughput", min_ratio=0.97)
-@pytest.mark.pd_threshold("mean_tpot_ms", max_ratio=1.05)
+@clusters(exclude="cpu-*")
+@threshold("mean_ttft_ms", max_ratio=1.5)
+@threshold("output_throughput", min_ratio=0.97)
+@threshold("mean_tpot_ms", max_ratio=1.05)
 @pytest.mark.parametrize("pd_workload", [SEED], ids=lambda w: w.id)
 def test_seed_workload_within_bounds_of_baseline(pd_run):
     # The markers above are the assertions; the plugin fails the test on any violated bound,
@@ -40,10 +40,10 @@ def test_seed_workload_within_bounds_of_baseline(pd_run):
 # "same order of magnitude", not "faster". Seen between runs on this 2-core machine: TTFT
 # 0.07-0.43 s (a ratio of 0.4-2.9), throughput ratio 0.76-1.2, TPOT ratio 0.96-1.12. The absolute
 # bounds catch a broken engine (a stalled KV transfer shows as seconds of TTFT).
-@pytest.mark.pd_clusters("cpu-*")
-@pytest.mark.pd_threshold("mean_ttft_ms", max_ratio=5.0, max=5000)
-@pytest.mark.pd_threshold("output_throughput", min_ratio=0.5, min=20)
-@pytest.mark.pd_threshold("mean_tpot_ms", max_ratio=2.0, max=500)
+@clusters("cpu-*")
+@threshold("mean_ttft_ms", max_ratio=5.0, max=5000)
+@threshold("output_throughput", min_ratio=0.5, min=20)
+@threshold("mean_tpot_ms", max_ratio=2.0, max=500)
 @pytest.mark.parametrize("pd_workload", [CPU, CPU_TEXT], ids=lambda w: w.id)
 def test_cpu_workload_within_bounds_of_baseline(pd_run, pd_workload):
     assert pd_run.candidate.metrics["completed"] == pd_workload.num_requests

@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 
 from pytest_pd.workload import Workload, run_problems, run_workload, summarize
-from pytest_pd.workload.client import RequestRecord
+from pytest_pd.workload.record import RequestRecord
 from tests.hostile_server import (
     CASES,
     COMPLETIONS,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from pytest_pd.cluster.launchers.ssh import SSHConnection, resolve_target
 from pytest_pd.cluster.locks import HostLockTimeout, LocalHostLock, RemoteHostLock, holder_info
 from pytest_pd.cluster.spec import HostSpec, load_cluster
-from pytest_pd.cluster.ssh import SSHConnection, resolve_target
 from pytest_pd.cluster.topology import Topology
 from pytest_pd.errors import BringUpError
 from tests.conftest import assert_nothing_left, sim_cluster_copy

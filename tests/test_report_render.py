@@ -6,9 +6,9 @@ from __future__ import annotations
 import base64
 import re
 
-from pytest_pd.comparison import Side, compare
+from pytest_pd.judge.comparison import Side, compare
+from pytest_pd.judge.thresholds import bounds_from_marker
 from pytest_pd.report import html, series
-from pytest_pd.thresholds import bounds_from_marker
 
 KNOWN = {"mean_ttft_ms", "output_throughput", "mean_tpot_ms", "mean_e2e_latency_ms"}
 PP2 = {"mean_ttft_ms": 5010.0, "output_throughput": 492.9, "mean_tpot_ms": 36.4,

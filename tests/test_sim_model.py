@@ -7,10 +7,13 @@ import dataclasses
 import pytest
 
 from pytest_pd.sim import model
-from pytest_pd.sim.model import (
+from pytest_pd.sim.closed_loop import (
     SEED_TABLE,
     SEED_TOPOLOGIES,
     SEED_WORKLOAD,
+    simulate_closed_loop,
+)
+from pytest_pd.sim.model import (
     PrefillScheduler,
     ServerShape,
     SimParams,
@@ -19,7 +22,6 @@ from pytest_pd.sim.model import (
     prefill_chunk_time,
     prefill_compute_time,
     prefill_stage_time,
-    simulate_closed_loop,
 )
 
 P = SimParams()

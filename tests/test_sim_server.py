@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from pytest_pd.sim import model
+from pytest_pd.sim import closed_loop, model
 from tests.conftest import Proc, free_port, get_json, request, start_pd
 from tests.conftest import sim_argv as shared_sim_argv
 
@@ -256,7 +256,7 @@ def test_pd_matches_discrete_event_model(pd: dict[str, Any]) -> None:
     for t in threads:
         t.join(60)
     assert len(ttfts) == num
-    want = model.simulate_closed_loop(
+    want = closed_loop.simulate_closed_loop(
         model.SimParams(speedup=PD_SPEEDUP), model.ServerShape(tp=4, pp=2, chunked_prefill_size=16384),
         model.ServerShape(tp=8, prefill_pp=2), n_in, n_out, conc, num)
     mean_ttft, mean_lat = sum(ttfts) / num, sum(lats) / num

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_pd.cluster.launchers.ssh import HostKeyError, SSHConnection, SSHHost, resolve_target
 from pytest_pd.cluster.spec import HostSpec
-from pytest_pd.cluster.ssh import HostKeyError, SSHConnection, SSHHost, resolve_target
 from pytest_pd.errors import HostError
 from tests.conftest import group_alive
 from tests.sshd import SSH_KEYGEN, SshFarm, free_port_on, remote_python
@@ -269,7 +269,7 @@ def test_ssh_config_alias_and_proxy_jump(sshd_farm: SshFarm, tmp_path: Path):
 
 
 def test_local_and_ssh_hosts_run_the_same_way(node: SSHHost, tmp_path: Path):
-    from pytest_pd.cluster.hosts import LocalHost
+    from pytest_pd.cluster.launchers.local import LocalHost
 
     local = LocalHost("here")
     argv = [node.python, "-c", ARGV_ECHO, *HOSTILE]

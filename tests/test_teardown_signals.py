@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from pytest_pd.cluster.topology import signals_deferred
+from pytest_pd.cluster.signals import signals_deferred
 
 pytestmark = pytest.mark.slow  # sessions, clusters, sshd or a browser: not in make test-fast
 

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from pytest_pd.comparison import Side, compare
+from pytest_pd.judge.comparison import Side, compare
+from pytest_pd.judge.thresholds import ThresholdError, bounds_from_marker, evaluate
 from pytest_pd.report.summary import markdown, table_rows, terminal_lines
-from pytest_pd.thresholds import ThresholdError, bounds_from_marker, evaluate
 
 KNOWN = {"mean_ttft_ms", "output_throughput", "mean_tpot_ms", "mean_e2e_latency_ms"}
 
@@ -164,7 +164,7 @@ def test_history_regression_beyond_noise_band_warns_or_fails():
 
 
 def test_comparison_survives_the_trip_through_a_report():
-    from pytest_pd.comparison import from_dict, to_dict
+    from pytest_pd.judge.comparison import from_dict, to_dict
 
     b = bounds_from_marker(("mean_ttft_ms",), {"max_ratio": 1.5, "noise": "xfail"}, KNOWN)
     comp = compare("t", "w", Side("pp2", "", SEED_PP2, samples={"mean_ttft_ms": [5000.0, 5020.0]}),

@@ -14,7 +14,6 @@ import socket
 import threading
 import time
 
-import aiohttp
 import numpy as np
 import pytest
 import pytest_asyncio
@@ -29,7 +28,9 @@ from pytest_pd.workload import (
     run_workload_sync,
     summarize,
 )
-from pytest_pd.workload.client import RequestRecord, send_request
+from pytest_pd.workload.client import send_request
+from pytest_pd.workload.record import RequestRecord
+from pytest_pd.workload.transport import Dialer
 
 FIRST_DELAY = 0.05  # s before the first token
 STEP_DELAY = 0.004  # s between tokens
@@ -321,10 +322,9 @@ async def test_connection_refused():
 async def test_output_len_mismatch_still_completes(server):
     # the server generates what it is asked for; expect more than we ask for
     p = [Prompt(token_ids=tuple(range(3, 23)), output_len=10)]
-    async with aiohttp.ClientSession() as session:
-        rec = RequestRecord(index=0, prompt_len=20, expected_output_len=12)
-        await send_request(session, server.base + "/ok", "generate", p[0], rec,
-                           max_tokens=10, timeout_s=5)
+    rec = RequestRecord(index=0, prompt_len=20, expected_output_len=12)
+    await send_request(Dialer(), server.base + "/ok", "generate", p[0], rec,
+                       max_tokens=10, timeout_s=5)
     assert rec.error_kind is None and rec.completion_tokens == 10
     result = RunResult(workload=wl(num_requests=1), records=[rec], started=rec.t_start,
                        finished=rec.t_end, base_url=server.base)

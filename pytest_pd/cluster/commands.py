@@ -5,16 +5,15 @@ Nothing here touches a host; argv lists are shell-quoted only at the SSH edge (a
 
 from __future__ import annotations
 
-import os
 import shlex
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pytest_pd.cluster import engines, launchers
 from pytest_pd.cluster.spec import ClusterSpec, ServerSpec
 
 Role = Literal["prefill", "decode", "router"]
 
-SERVER_MODULE = {"sglang": "sglang.launch_server", "sim": "pytest_pd.sim"}
 ROUTER_MODULE = "sglang_router.launch_router"
 
 
@@ -45,14 +44,10 @@ def _flag(argv: list[str], name: str, value: object) -> None:
 
 
 def interpreter(spec: ClusterSpec, host: str, local_python: str) -> str:
-    """The Python that runs a host's processes: the host's ``python:``, else this one for local
-    launches, else plain ``python`` as the seed's commands have it."""
-    configured = spec.hosts[host].python
-    if configured and spec.launcher == "local":
-        return os.path.expanduser(configured)
-    if configured:
-        return configured  # a path on that host, used verbatim (give an absolute one)
-    return local_python if spec.launcher == "local" else "python"
+    """The Python that runs a host's processes: the host's ``python:`` as its launcher reads it,
+    else this one for processes on this machine, else plain ``python`` as the seed's commands
+    have it."""
+    return launchers.launcher_of(spec).interpreter(spec.hosts[host].python, local_python)
 
 
 def server_argv(
@@ -60,7 +55,8 @@ def server_argv(
     *, python: str = "python",
 ) -> list[str]:
     node = server.node_hosts[rank]
-    argv = [python, "-m", SERVER_MODULE[spec.engine]]
+    engine = engines.engine_of(spec)
+    argv = [python, "-m", engine.server_module]
     _flag(argv, "--model-path", spec.model_path)
     _flag(argv, "--disaggregation-mode", role)
     _flag(argv, "--disaggregation-transfer-backend", server.transfer_backend)
@@ -90,10 +86,7 @@ def server_argv(
         _flag(argv, "--node-rank", rank)
         _flag(argv, "--dist-init-addr", server.dist_init_addr)
     argv.extend(server.extra_args)
-    if spec.engine == "sim":
-        from pytest_pd.sim.model import sim_cli_args
-
-        argv += sim_cli_args({**spec.sim, **server.sim})
+    argv += engine.server_args(engines.options(spec, server))
     return argv
 
 

@@ -20,6 +20,8 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 RUN_ENV = "PYTEST_PD_RUN"
 PROC_ENV = "PYTEST_PD_PROC"
@@ -168,7 +170,8 @@ def forget(folder: str, run: str) -> None:
         pass
 
 
-COMMANDS = {"stop": stop, "runs": runs, "record": record, "forget": forget}
+COMMANDS: dict[str, Callable[..., Any]] = {"stop": stop, "runs": runs, "record": record,
+                                           "forget": forget}
 
 
 def main(argv: list[str]) -> None:

@@ -26,15 +26,19 @@ import shlex
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import filelock
-import paramiko
 
-from pytest_pd.cluster.ssh import SSHConnection
 from pytest_pd.cluster.stale_runs import LocalAgent, RemoteAgent, RunLedger
 from pytest_pd.errors import HostError
+
+if TYPE_CHECKING:
+    import paramiko
+
+    from pytest_pd.cluster.launchers.ssh.connection import SSHConnection
 
 Say = Callable[[str], None]
 
@@ -79,6 +83,15 @@ class HostLock(Protocol):
     def holder_now(self) -> str | None:
         """Who holds the lock right now (None: nobody), without waiting."""
         ...
+
+
+@dataclass
+class MachineLock:
+    """The host lock of one machine, how long to wait for it, and the cluster's hosts on it."""
+
+    lock: HostLock
+    timeout_s: float
+    hosts: frozenset[str]
 
 
 def _timeout_error(label: str, where: str, holder: str, timeout_s: float, fix: str) -> HostLockTimeout:

@@ -220,7 +220,7 @@ class _Bounds:
                 f"{self.where}:{_line(event)}: alias *{event.anchor} is inside the node &"
                 f"{event.anchor} it repeats, so that node would contain itself without end; use "
                 "the alias outside that node.")
-        values, levels = self.anchored.get(event.anchor, (1, 0))  # unknown: the composer says so
+        values, levels = self.anchored.get(event.anchor or "", (1, 0))  # unknown: the composer says so
         self._reach(len(self.inside) + levels, event, f" (counting what *{event.anchor} repeats)")
         self._add(values, event)
 
@@ -243,7 +243,7 @@ class _Bounds:
 
 
 def _line(event: yaml.Event) -> int:
-    return event.start_mark.line + 1
+    return event.start_mark.line + 1 if event.start_mark is not None else 1
 
 
 class _BoundedLoader(yaml.SafeLoader):
@@ -256,12 +256,13 @@ class _BoundedLoader(yaml.SafeLoader):
         self.bounds = _Bounds(where)
 
     def get_event(self) -> yaml.Event:
-        event = super().get_event()
+        event: yaml.Event = super().get_event()  # type: ignore[no-untyped-call]
         tag = None
         if isinstance(event, yaml.ScalarEvent) and len(event.value) > MAX_NUMBER_CHARS:
             tag = event.tag  # the tag the composer will give it: is it a number?
             if tag is None or tag == "!":
-                tag = self.resolve(yaml.ScalarNode, event.value, event.implicit)
+                tag = self.resolve(yaml.ScalarNode, event.value,  # type: ignore[no-untyped-call]
+                                   event.implicit)
         self.bounds.see(event, tag)
         return event
 

@@ -7,17 +7,17 @@ in size, time and memory whatever the file holds (:mod:`pytest_pd.cluster.safe_y
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import types
 import typing
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError
 
 from pytest_pd import redaction
-from pytest_pd.cluster import safe_yaml
+from pytest_pd.cluster import engines, launchers, safe_yaml, spec_rules
 from pytest_pd.cluster.safe_yaml import Loc
 from pytest_pd.errors import ClusterFileError
 
@@ -32,6 +32,23 @@ def _env_value(value: Any) -> Any:
 
 
 EnvValue = Annotated[str, BeforeValidator(_env_value)]
+
+
+def _one_of(names: list[str]) -> str:
+    quoted = [repr(n) for n in names]
+    return " or ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
+
+
+def _registered(names: Callable[[], list[str]]) -> BeforeValidator:
+    """A name that must be one of ``names()`` (the registered launchers or engines)."""
+
+    def check(value: Any) -> Any:
+        known = names()
+        if value not in known:
+            raise ValueError(f"expected {_one_of(known)}")
+        return value
+
+    return BeforeValidator(check)
 EnvBlock = dict[str, EnvValue]
 SimBlock = dict[str, bool | int | float | str]
 
@@ -135,8 +152,8 @@ class ClusterSpec(_Model):
     name: str | None = None
     description: str = ""
     baseline: str | None = None
-    launcher: Literal["local", "ssh", "attach"] = "local"
-    engine: Literal["sglang", "sim"] = "sglang"
+    launcher: Annotated[str, _registered(launchers.names)] = "local"  # cluster/launchers/
+    engine: Annotated[str, _registered(engines.names)] = "sglang"  # cluster/engines/
     model: ModelSpec
     hosts: dict[str, HostSpec] = Field(min_length=1)
     env: EnvBlock = {}
@@ -264,7 +281,7 @@ def _model_at(loc: Loc) -> type[BaseModel] | None:
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _describe(err: Mapping[str, Any]) -> str:
     loc: Loc = tuple(err["loc"])
     kind = err["type"]
     value = err.get("input")
@@ -279,128 +296,6 @@ def _describe(err: dict[str, Any]) -> str:
         shown = shown[:57] + "..."
     message = err["msg"].replace("Input should be", "expected").replace("Value error, ", "")
     return f"{message}, got {shown} ({type(value).__name__})"
-
-
-# --------------------------------------------------------------------------- semantic checks
-
-
-def _is_loopback(address: str) -> bool:
-    if address == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
-
-
-def _semantic_problems(spec: ClusterSpec, cluster_dir: Path | None) -> list[tuple[Loc, str]]:
-    problems: list[tuple[Loc, str]] = []
-    hosts = spec.hosts
-
-    def check_host(loc: Loc, name: str | None) -> None:
-        if name is not None and name not in hosts:
-            problems.append((loc, f"unknown host {name!r}; hosts in this file: {', '.join(hosts)}"))
-
-    used: dict[tuple[str, int], str] = {}
-
-    def claim(loc: Loc, host: str, port: int | None, what: str) -> None:
-        if port is None or host not in hosts:
-            return
-        key = (hosts[host].address, port)
-        if key in used:
-            problems.append((loc, f"port {port} on {host} is already used by {used[key]}"))
-        else:
-            used[key] = what
-
-    prefill_pps = set()
-    for role in ("prefill", "decode"):
-        raw_list = spec.prefill if role == "prefill" else spec.decode
-        for i, (raw, server) in enumerate(zip(raw_list, spec.servers(role), strict=True)):
-            base: Loc = (role, i)
-            if raw.host is None and raw.hosts is None:
-                problems.append((base, "needs `host:` (or `hosts:` for a multi-node server)"))
-                continue
-            if raw.host is not None and raw.hosts is not None:
-                problems.append((base + ("hosts",), "give either `host:` or `hosts:`, not both"))
-                continue
-            for j, h in enumerate(server.node_hosts):
-                check_host(base + (("hosts", j) if raw.hosts else ("host",)), h)
-            if len(server.node_hosts) > 1 and not server.dist_init_addr:
-                problems.append(
-                    (base + ("hosts",), "a multi-node server needs `dist_init_addr: ADDR:PORT`")
-                )
-            rank0 = server.node_hosts[0]
-            claim(base + ("port",), rank0, server.port, f"{role}[{i}]")
-            if role == "decode" and raw.bootstrap_port is not None:
-                problems.append((base + ("bootstrap_port",), "only prefill servers take a bootstrap port"))
-            if role == "prefill":
-                claim(base + ("bootstrap_port",), rank0, server.bootstrap_port, f"{role}[{i}] bootstrap")
-                prefill_pps.add(server.pp or 1)
-                if raw.prefill_pp is not None:
-                    problems.append(
-                        (base + ("prefill_pp",), "`prefill_pp` belongs on decode servers")
-                    )
-            gpus_per_node = (server.tp or 1) * (server.pp or 1) // max(len(server.node_hosts), 1)
-            for h in server.node_hosts:
-                declared = hosts[h].gpus if h in hosts else None
-                if declared is not None and gpus_per_node > declared:
-                    problems.append(
-                        (base + ("tp",), f"tp×pp needs {gpus_per_node} GPUs per node but host "
-                         f"{h!r} declares gpus: {declared}")
-                    )
-    if len(prefill_pps) == 1:
-        pp = prefill_pps.pop()
-        for i, server in enumerate(spec.servers("decode")):
-            if (server.prefill_pp or 1) != pp:
-                problems.append(
-                    (("decode", i, "prefill_pp"),
-                     f"prefill servers run pp={pp}; this decode server must say `prefill_pp: {pp}` "
-                     f"(renders --disaggregation-prefill-pp), it has {server.prefill_pp or 1}")
-                )
-    elif len(prefill_pps) > 1:
-        problems.append((("prefill",), "all prefill servers must use the same pp size"))
-
-    check_host(("router", "host"), spec.router.host)
-    claim(("router", "port"), spec.router_host, spec.router.port, "router")
-    if spec.router.prometheus_port is not None:
-        claim(("router", "prometheus_port"), spec.router_host, spec.router.prometheus_port,
-              "router prometheus")
-
-    if spec.launcher == "local":
-        for name, host in hosts.items():
-            if not _is_loopback(host.address):
-                problems.append(
-                    ((("hosts", name, "address")),
-                     f"launcher: local runs every process on this machine, so the address must be "
-                     f"loopback (127.x.x.x), got {host.address!r}; use launcher: ssh for remote hosts")
-                )
-    sim_blocks: list[tuple[Loc, dict[str, Any]]] = [(("sim",), spec.sim),
-                                                    (("server_defaults", "sim"), spec.server_defaults.sim)]
-    for role in ("prefill", "decode"):
-        raw_list = spec.prefill if role == "prefill" else spec.decode
-        sim_blocks += [((role, i, "sim"), raw.sim) for i, raw in enumerate(raw_list)]
-    for loc, block in sim_blocks:
-        if block and spec.engine != "sim":
-            problems.append((loc, "a `sim:` block needs `engine: sim`"))
-        elif block:
-            from pytest_pd.sim.model import sim_cli_args
-
-            for key, value in block.items():
-                try:
-                    sim_cli_args({key: value})
-                except ValueError as exc:
-                    problems.append((loc + (key,), str(exc)))
-
-    if spec.baseline is not None and cluster_dir is not None:
-        if not (cluster_dir / f"{spec.baseline}.yaml").is_file():
-            problems.append(
-                (("baseline",), f"baseline cluster {spec.baseline!r} has no file "
-                 f"{cluster_dir / (spec.baseline + '.yaml')}; create it or fix the name")
-            )
-    if spec.name is not None and spec.source is not None and spec.name != spec.source.stem:
-        problems.append((("name",), f"name {spec.name!r} differs from the file name "
-                         f"{spec.source.stem!r}; make them equal (clusters are found by file name)"))
-    return problems
 
 
 # --------------------------------------------------------------------------- entry points
@@ -424,7 +319,7 @@ def parse_cluster(text: str, source: Path) -> ClusterSpec:
                  for e in exc.errors()]
         raise ClusterFileError(_format(where, found)) from None
     spec._source = source
-    semantic = _semantic_problems(spec, source.parent if source.name else None)
+    semantic = spec_rules.problems(spec, source.parent if source.name else None)
     if semantic:
         raise ClusterFileError(
             _format(where, [(document.line_of(loc), loc, msg) for loc, msg in semantic])

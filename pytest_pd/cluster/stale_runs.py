@@ -15,11 +15,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_pd.cluster import host_agent
-from pytest_pd.cluster.ssh import SSHConnection
 from pytest_pd.errors import HostError
+
+if TYPE_CHECKING:
+    from pytest_pd.cluster.launchers.ssh.connection import SSHConnection
 
 Say = Callable[[str], None]
 STOP_GRACE_S = 10.0

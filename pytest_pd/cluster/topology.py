@@ -5,8 +5,6 @@ fetched into the run directory; locks released)."""
 from __future__ import annotations
 
 import contextlib
-import json
-import signal
 import sys
 import threading
 import time
@@ -14,33 +12,26 @@ import typing
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import yaml
-
-from pytest_pd.cluster.commands import LaunchCommand, interpreter, launch_plan
+from pytest_pd.cluster.commands import LaunchCommand, launch_plan
 from pytest_pd.cluster.host_agent import PROC_ENV, RUN_ENV
-from pytest_pd.cluster.hosts import Host, LocalHost, Proc
-from pytest_pd.cluster.hosts import port_in_use as port_in_use
-from pytest_pd.cluster.locks import (
-    HostLock,
-    LocalHostLock,
-    RemoteHostLock,
-    holder_info,
-    local_lock_dir,
-    owner_info,
-)
+from pytest_pd.cluster.hosts import Host, Proc
+from pytest_pd.cluster.launchers import launcher_of
+from pytest_pd.cluster.locks import HostLock, MachineLock, holder_info, owner_info
+from pytest_pd.cluster.reservation import Reservation
+from pytest_pd.cluster.signals import signals_deferred
 from pytest_pd.cluster.spec import ClusterSpec, load_cluster
-from pytest_pd.cluster.ssh import SSHConnection, SSHHost, resolve_target
-from pytest_pd.cluster.stale_runs import RunLedger, reap_stale, run_entry
+from pytest_pd.cluster.stale_runs import run_entry
+from pytest_pd.cluster.state import STATE_FILE, attach_file, read_state, save_state
 from pytest_pd.errors import BringUpError, HostError, PdError
-from pytest_pd.redaction import redact_env, scrub
+from pytest_pd.redaction import scrub
 
 Say = Callable[[str], None]
-STATE_FILE = "topology.json"
 
 
 def probe(url: str, timeout: float = 2.0) -> int | None:
@@ -54,13 +45,23 @@ def probe(url: str, timeout: float = 2.0) -> int | None:
         return None
 
 
-@dataclass
-class MachineLock:
-    """The host lock of one machine, how long to wait for it, and the cluster's hosts on it."""
-
-    lock: HostLock
-    timeout_s: float
-    hosts: frozenset[str]
+def ports_by_host(spec: ClusterSpec) -> dict[str, list[tuple[str, str, int]]]:
+    """Every port the cluster binds, per host: (what, address, port)."""
+    wanted: dict[str, list[tuple[str, str, int]]] = {}
+    for role in ("prefill", "decode"):
+        for i, server in enumerate(spec.servers(role)):
+            host = server.node_hosts[0]
+            address = server.listen or spec.host_address(host)
+            wanted.setdefault(host, []).append((f"{role}-{i}", address, server.port))
+            if server.bootstrap_port:
+                wanted[host].append((f"{role}-{i} bootstrap", address, server.bootstrap_port))
+    router_address = spec.router.listen or spec.host_address(spec.router_host)
+    wanted.setdefault(spec.router_host, []).append(("router", router_address, spec.router.port))
+    if spec.router.prometheus_port:
+        wanted[spec.router_host].append(("router prometheus",
+                                         spec.router.prometheus_host or router_address,
+                                         spec.router.prometheus_port))
+    return wanted
 
 
 @dataclass
@@ -82,14 +83,11 @@ class Topology:
         self.plan = launch_plan(spec, local_python=local_python)
         self.running: list[Running] = []
         self._running_lock = threading.Lock()
-        self.locks: list[HostLock] = []
         # every process of this bring-up carries it (host_agent): how a later session tells ours
         self.run_id = f"{run_dir.name}-{uuid.uuid4().hex[:8]}"
-        self._ledgers: list[tuple[RunLedger, frozenset[str]]] = []  # per machine: where this
-        # run is recorded, and the cluster's hosts on that machine
-        self._hosts: dict[str, Host] = {}
-        self._conns: dict[object, SSHConnection] = {}
-        self._local_python = local_python
+        self.reservation = Reservation(self.run_id, self._ledger_entry, say)
+        self.launcher = launcher_of(spec)
+        self.hosts = self.launcher.hosts(spec, say=say, local_python=local_python)
         self._secrets = spec.secret_values()
         self.started_at: float | None = None
         self.ready_at: float | None = None
@@ -102,7 +100,12 @@ class Topology:
 
     @property
     def manages_processes(self) -> bool:
-        return self.spec.launcher != "attach"
+        """False for a cluster someone else runs (launcher: attach): health checks only."""
+        return self.launcher.manages_processes
+
+    @property
+    def locks(self) -> list[HostLock]:
+        return self.reservation.locks
 
     def __enter__(self) -> Topology:
         self.up()
@@ -117,7 +120,7 @@ class Topology:
         try:
             if self.manages_processes:
                 self.connect_hosts()
-                self._lock_hosts()
+                self.reservation.take(self.host_locks())
                 self._check_ports()
                 self._start_all([c for c in self.plan if c.role != "router"])
                 self._gate_all(list(self.running))
@@ -174,22 +177,8 @@ class Topology:
     def _release(self) -> None:
         """Host locks and connections go only after every process is gone; the run leaves the
         ledgers with its last process (one that outlived teardown stays listed for the next)."""
-        for ledger, _ in self._ledgers if not self.running else ():
-            with contextlib.suppress(Exception):
-                ledger.forget(self.run_id)
-        self._ledgers.clear()
-        while self.locks:
-            lock = self.locks.pop()
-            with contextlib.suppress(Exception):
-                lock.release()
-        for host in self._hosts.values():
-            with contextlib.suppress(Exception):
-                host.close()
-        self._hosts.clear()
-        for conn in self._conns.values():
-            with contextlib.suppress(Exception):
-                conn.close()
-        self._conns.clear()
+        self.reservation.release(forget=not self.running)
+        self.hosts.close()
 
     def dead(self) -> list[str]:
         """Processes of this topology that have exited, described for an error message."""
@@ -204,29 +193,15 @@ class Topology:
 
     def _save_state(self) -> None:
         """``RUN_DIR/topology.json``: what runs where, so `pytest-pd down RUN_DIR` can find it."""
-        state = {"cluster": self.spec.label, "file": str(self.spec.source),
-                 "router_url": self.router_url,
-                 "processes": [{"name": r.command.name, "host": r.command.host, "pid": r.proc.pid}
-                               for r in self.running]}
-        path = self.run_dir / STATE_FILE
-        if not self.running:  # nothing of this run is left to stop
-            path.unlink(missing_ok=True)
-            return
-        tmp = self.run_dir / f".{STATE_FILE}.tmp"
-        tmp.write_text(json.dumps(state, indent=2) + "\n")
-        tmp.replace(path)
+        save_state(self.run_dir, self.spec, [
+            {"name": r.command.name, "host": r.command.host, "pid": r.proc.pid}
+            for r in self.running])
 
     @classmethod
     def adopt(cls, run_dir: Path, *, say: Say = print) -> Topology:
         """The topology a session left running in ``run_dir`` (``--pd-keep-cluster-on-failure``),
         with its processes, ready for :meth:`down`."""
-        try:
-            state = json.loads((run_dir / STATE_FILE).read_text())
-        except FileNotFoundError:
-            raise HostError(f"{run_dir} has no {STATE_FILE}: nothing of that run is left running "
-                            "(teardown removes it), or it is not a run directory.") from None
-        except (OSError, ValueError) as exc:
-            raise HostError(f"{run_dir / STATE_FILE} cannot be read ({exc}).") from None
+        state = read_state(run_dir)
         spec = load_cluster(state["file"], run_dir)
         topology = cls(spec, run_dir, say=say)
         topology.connect_hosts()
@@ -238,7 +213,7 @@ class Topology:
                     f"{state['file']} no longer has {entry['name']} (edited since the run?); stop "
                     f"the process group {entry['pid']} on {entry['host']} by hand "
                     f"(`kill -TERM -- -{entry['pid']}`), and the others listed in {run_dir / STATE_FILE}.")
-            host = topology._host(entry["host"])
+            host = topology.host(entry["host"])
             topology.running.append(Running(cmd, host.adopt(entry["name"], int(entry["pid"]),
                                                             run_dir), host))
         return topology
@@ -255,10 +230,7 @@ class Topology:
                   f"  tear down:  pytest-pd down {self.run_dir}"]
         try:
             with signals_deferred():
-                for ledger, hosts in self._ledgers:  # the next session reports it, leaves it alone
-                    with contextlib.suppress(Exception):
-                        self._record(ledger, hosts, kept=True)
-                self._ledgers.clear()
+                self.reservation.keep()
                 self.running = []  # no longer ours to stop
                 self._release()
         finally:
@@ -275,116 +247,40 @@ class Topology:
             for r in self.running
         ]
 
-    # ------------------------------------------------------------------ internals
-
-    def _host(self, name: str) -> Host:
-        if name not in self._hosts:
-            if self.spec.launcher == "local":
-                self._hosts[name] = LocalHost(name)
-            elif self.spec.launcher == "ssh":
-                self._hosts[name] = self._ssh_host(name)
-            else:
-                raise HostError(f"cluster {self.spec.label} uses launcher: attach, which starts "
-                                "nothing; no host is needed.")
-        return self._hosts[name]
-
-    def _ssh_host(self, name: str) -> SSHHost:
-        """An SSH host; host names that reach the same account on the same machine share one
-        connection for the whole bring-up."""
-        host_spec = self.spec.hosts[name]
-        target = resolve_target(name, host_spec, resolve_path=self.spec.resolve_path,
-                                source=str(self.spec.source or "the cluster file"))
-        conn = self._conns.get(target.key)
-        if conn is None:
-            conn = self._conns[target.key] = SSHConnection(target, say=self.say)
-        return SSHHost(name, host_spec, conn,
-                       python=interpreter(self.spec, name, self._local_python))
+    def host(self, name: str) -> Host:
+        """The host named ``name`` in the cluster file, over this bring-up's own connection."""
+        return self.hosts.get(name)
 
     def _used_hosts(self) -> list[str]:
         return list(dict.fromkeys(c.host for c in self.plan))
 
     def connect_hosts(self) -> None:
-        """Open every SSH connection at once (a no-op for local hosts): unreachable hosts, unknown
-        host keys and refused logins fail here, before anything starts."""
-        hosts = [self._host(name) for name in self._used_hosts()]
-        conns = list({id(h.conn): h.conn for h in hosts if isinstance(h, SSHHost)}.values())
-        if not conns:
-            return
-        with ThreadPoolExecutor(max_workers=len(conns)) as pool:
-            futures = [pool.submit(conn.connect) for conn in conns]
-            errors = [f.exception() for f in futures if f.exception() is not None]
-        if errors:
-            raise typing.cast(BaseException, errors[0])
-        for conn in conns:
-            self.say(f"{self.spec.label}: connected to {conn.target.name} ({conn.target.where})")
+        """Reach every host at once (SSH connections; nothing to do for local hosts): unreachable
+        hosts, unknown host keys and refused logins fail here, before anything starts."""
+        self.hosts.connect(self._used_hosts())
 
-    def _record(self, ledger: RunLedger, hosts: frozenset[str], kept: bool = False) -> None:
+    def host_locks(self) -> list[MachineLock]:
+        """The lock of each machine this cluster uses (not taken), in the order they are taken."""
+        return self.hosts.machine_locks(self._used_hosts(), holder_info(self.spec.label, self.run_dir))
+
+    # ------------------------------------------------------------------ internals
+
+    def _ledger_entry(self, hosts: frozenset[str], kept: bool) -> dict[str, Any]:
         """This run in one machine's ledger, with the processes it started there."""
         entry = run_entry(self.run_id, self.spec.label, self.run_dir, owner_info(),
                           started=self.started_at, kept=kept)
         entry["leaders"] = [{"name": r.command.name, "pid": r.proc.pid}
                             for r in self.running if r.command.host in hosts]
-        ledger.record(entry)
-
-    def _lock_hosts(self) -> None:
-        """One lock per machine, taken in a fixed order (no deadlock between two sessions that
-        want overlapping hosts), each waited for up to the host's ``lock_timeout_s``. Holding it,
-        stop what a dead session left on that machine, then record this run there."""
-        for machine in self.host_locks():
-            machine.lock.acquire(machine.timeout_s, self.say)
-            self.locks.append(machine.lock)
-            if isinstance(machine.lock, RemoteHostLock):
-                machine.lock.conn.on_reconnect(lambda lock=machine.lock: lock.reacquire(self.say))
-            ledger = machine.lock.ledger()
-            reap_stale(ledger, self.say, own_run=self.run_id)
-            self._record(ledger, machine.hosts)
-            self._ledgers.append((ledger, machine.hosts))
-
-    def host_locks(self) -> list[MachineLock]:
-        """The lock of each machine this cluster uses (not taken), in the order they are taken."""
-        info = holder_info(self.spec.label, self.run_dir)
-        wanted: dict[str, MachineLock] = {}
-        names = self._used_hosts()
-        if self.spec.launcher == "local":
-            specs = [self.spec.hosts[n] for n in names]
-            configured = next((h.lock_dir for h in specs if h.lock_dir), None)
-            lock_dir = local_lock_dir(self.spec.resolve_path(configured) if configured else None)
-            timeout = max(h.lock_timeout_s for h in specs)
-            wanted["localhost"] = MachineLock(
-                LocalHostLock(lock_dir, "localhost", "this machine (launcher: local)", info),
-                timeout, frozenset(names))
-        else:
-            for name in names:
-                host = typing.cast(SSHHost, self._host(name))
-                key = f"{host.conn.target.hostname}:{host.address}"
-                if key in wanted:
-                    wanted[key].hosts |= {name}
-                    continue
-                lock = RemoteHostLock(host.conn, host.spec.lock_dir, host.address,
-                                      f"host {name} ({host.address})", info, python=host.python)
-                wanted[key] = MachineLock(lock, host.spec.lock_timeout_s, frozenset([name]))
-        return [wanted[key] for key in sorted(wanted)]
+        return entry
 
     def _check_ports(self) -> None:
         spec = self.spec
-        wanted: dict[str, list[tuple[str, str, int]]] = {}
-        for role in ("prefill", "decode"):
-            for i, server in enumerate(spec.servers(role)):
-                host = server.node_hosts[0]
-                address = server.listen or spec.host_address(host)
-                wanted.setdefault(host, []).append((f"{role}-{i}", address, server.port))
-                if server.bootstrap_port:
-                    wanted[host].append((f"{role}-{i} bootstrap", address, server.bootstrap_port))
-        router_address = spec.router.listen or spec.host_address(spec.router_host)
-        wanted.setdefault(spec.router_host, []).append(("router", router_address, spec.router.port))
-        if spec.router.prometheus_port:
-            wanted[spec.router_host].append(("router prometheus",
-                                             spec.router.prometheus_host or router_address,
-                                             spec.router.prometheus_port))
+        wanted = ports_by_host(spec)
+
         def check(host_name: str) -> list[str]:
             items = wanted[host_name]
-            taken = set(self._host(host_name).ports_in_use([(a, p) for _, a, p in items]))
-            where = f" on {host_name}" if self.spec.launcher != "local" else ""
+            taken = set(self.host(host_name).ports_in_use([(a, p) for _, a, p in items]))
+            where = self.launcher.where(host_name)
             return [f"{what} wants {addr}:{port}{where}" for what, addr, port in items
                     if (addr, port) in taken]
 
@@ -399,7 +295,7 @@ class Topology:
 
     def _start_all(self, commands: list[LaunchCommand]) -> None:
         """Start servers in parallel (one SSH round trip each, all hosts at once)."""
-        if len(commands) <= 1 or self.spec.launcher == "local":
+        if len(commands) <= 1 or not self.launcher.parallel_starts:
             for cmd in commands:
                 self._start(cmd)
             return
@@ -413,16 +309,14 @@ class Topology:
             raise typing.cast(BaseException, errors[0])
 
     def _start(self, cmd: LaunchCommand) -> Running:
-        host = self._host(cmd.host)
+        host = self.host(cmd.host)
         tags = {RUN_ENV: self.run_id, PROC_ENV: cmd.name}
         proc = host.start_detached(cmd.name, cmd.argv, {**cmd.env, **tags}, self.run_dir)
         item = Running(cmd, proc, host)
         with self._running_lock:
             self.running.append(item)
             self._save_state()
-            for ledger, hosts in self._ledgers:
-                if cmd.host in hosts:
-                    self._record(ledger, hosts)
+            self.reservation.started_on(cmd.host)
         self.say(f"{self.spec.label}: started {cmd.name} on {cmd.host} (pid {proc.pid})")
         return item
 
@@ -500,56 +394,3 @@ class Topology:
                 "launcher: local/ssh to let pytest-pd bring it up."
             )
         self.say(f"{self.spec.label}: attached; {', '.join(c.name for c in checks)} healthy")
-
-
-def attach_file(spec: ClusterSpec, run_dir: Path) -> Path:
-    """A copy of the cluster file with ``launcher: attach`` (no bring-up, no teardown) and paths
-    made absolute, written into the run directory: tests run against the cluster as it is."""
-    data = redact_env(spec.model_dump(mode="json", exclude_unset=True))  # attach needs no env
-    data.update(name=spec.label, launcher="attach")
-    data.pop("baseline", None)  # its file lives next to the original, not here
-    data["model"]["path"] = spec.model_path
-    if spec.model.tokenizer:
-        data["model"]["tokenizer"] = spec.tokenizer_path
-    path = run_dir / "attach" / f"{spec.label}.yaml"  # clusters are named by their file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"# {spec.label} as left running by pytest-pd; from {spec.source}\n"
-                    + yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-@contextlib.contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM until the block is done (main thread only): Python handlers that
-    only take note replace the usual ones meanwhile (whatever thread the kernel delivers to), and
-    a noted signal is raised as KeyboardInterrupt right after the block."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    noted: list[int] = []
-    held = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.signal(sig, lambda signum, frame: noted.append(signum)) for sig in held}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if noted:
-        raise KeyboardInterrupt(f"signal {noted[0]} during teardown")
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM (a CI cancel) into KeyboardInterrupt so teardown runs; main thread only."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -12,7 +12,8 @@ from typing import Any
 
 import yaml
 
-from pytest_pd.comparison import HISTORY_METRICS, Comparison
+from pytest_pd.judge.catalog import HISTORY_METRICS
+from pytest_pd.judge.comparison import Comparison
 from pytest_pd.report import charts, series
 from pytest_pd.report.summary import (
     COLUMNS,

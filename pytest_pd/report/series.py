@@ -60,7 +60,7 @@ def timeline(view: Mapping[str, Any]) -> list[tuple[float, float | None, float |
         def rel(t: float | None) -> float | None:
             return None if t is None else (t - t0) * k
 
-        out.append((rel(rec["t_start"]), rel(rec.get("t_first_token")),
+        out.append(((rec["t_start"] - t0) * k, rel(rec.get("t_first_token")),
                     rel(rec.get("t_end")) if rec.get("error_kind") is None else None))
     return out
 

@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_pd.comparison import Comparison, Side
-from pytest_pd.thresholds import delta_percent
+from pytest_pd.judge.comparison import Comparison, Side
+from pytest_pd.judge.thresholds import delta_percent
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 import sys
 
-from pytest_pd.sim.server import main
+from pytest_pd.sim.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

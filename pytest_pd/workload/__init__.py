@@ -3,7 +3,6 @@
 Needs only a base URL and a tokenizer; imports nothing from pytest or the cluster code.
 """
 
-from .client import ERROR_KINDS, RequestRecord
 from .metrics import (
     RunSummary,
     aggregate_repeats,
@@ -13,6 +12,7 @@ from .metrics import (
     summarize,
 )
 from .prompts import Prompt, Workload, WorkloadError, build_prompts, load_tokenizer
+from .record import ERROR_KINDS, RequestRecord
 from .runner import RunResult, arrival_offsets, run_workload, run_workload_sync
 
 __all__ = [

@@ -32,7 +32,7 @@ import numpy as np
 from .prompts import WorkloadError
 
 if TYPE_CHECKING:
-    from .client import RequestRecord
+    from .record import RequestRecord
     from .runner import RunResult
 
 NAN = math.nan
@@ -118,7 +118,7 @@ class RunSummary:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSummary:
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             if f.name not in data:
                 continue
@@ -135,7 +135,7 @@ class RunSummary:
 
 
 def _stats(values: np.ndarray, prefix: str, suffix: str, percentiles: Iterable[int],
-           with_max: bool = False) -> dict[str, float]:
+           with_max: bool = False) -> dict[str, Any]:
     """mean/median/std/pN(/max) in ms of values given in seconds; NaN for no values."""
     arr = np.asarray(values, dtype=float)
     pcts = list(percentiles)
@@ -160,7 +160,7 @@ def request_itls(record: RequestRecord) -> np.ndarray:
         return np.empty(0)
     gaps = np.diff(times)
     if len(record.chunk_tokens) == times.size:
-        new = np.diff(np.asarray(record.chunk_tokens, dtype=np.int64))
+        new = np.diff(np.asarray(record.chunk_tokens, dtype=np.int64)).astype(np.int64)
         keep = new > 0
         return np.repeat(gaps[keep] / new[keep], new[keep])
     return gaps
@@ -394,8 +394,10 @@ def request_table(result: RunResult) -> list[dict[str, Any]]:
     for r in result.records:
         ok = r.error_kind is None and r.t_first_token is not None and r.t_start is not None
         ct = r.completion_tokens or 0
-        ttft = (r.t_first_token - r.t_start) if ok else None
-        e2e = (r.t_end - r.t_start) if ok and r.t_end is not None else None
+        ttft = e2e = None
+        if ok and r.t_first_token is not None and r.t_start is not None:
+            ttft = r.t_first_token - r.t_start
+            e2e = (r.t_end - r.t_start) if r.t_end is not None else None
         tpot = ((e2e - ttft) / (ct - 1)) if e2e is not None and ttft is not None and ct > 1 \
             else None
         rows.append({

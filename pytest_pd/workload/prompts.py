@@ -556,14 +556,14 @@ def _text_prompts(tokenizer: Any, workload: Workload, *, verify: bool) -> list[P
     else:
         prefixes = []
         for _ in range(groups):
-            text, ids = tb.fallback(rng, tb.content_len(plen) if plen else 0)
+            text, _ids = tb.fallback(rng, tb.content_len(plen) if plen else 0)
             prefixes.append(text)
         for i, (n, out_len) in enumerate(zip(input_lens.tolist(), output_lens.tolist(),
                                              strict=True)):
             head = prefixes[i % groups] if groups else ""
             head_len = len(tb.encode(head)) if head else 0
-            tail, ids = tb.fallback(rng, tb.content_len(n) - head_len, prefix=head)
-            prompts.append(Prompt(token_ids=np.asarray(ids, dtype=np.int64),
+            tail, tail_ids = tb.fallback(rng, tb.content_len(n) - head_len, prefix=head)
+            prompts.append(Prompt(token_ids=np.asarray(tail_ids, dtype=np.int64),
                                   output_len=int(out_len), text=head + tail, prompt_len=int(n)))
     if verify:
         verify_text_prompts(tb, prompts, seed=workload.seed)

@@ -16,26 +16,19 @@ import math
 import multiprocessing
 import os
 import queue as queue_mod
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import aiohttp
 import numpy as np
 
-from .client import (
-    ABORTED,
-    READ_BUFSIZE,
-    RequestRecord,
-    StampingConnector,
-    encode_body,
-    fetch_model_id,
-    request_payload,
-    send_request,
-)
+from .client import encode_body, fetch_model_id, request_payload, send_request
 from .prompts import API_COMPLETIONS, WARMUP_OUTPUT_LEN, Prompt, Workload, WorkloadError
+from .record import ABORTED, RequestRecord
+from .transport import Dialer
 
 __all__ = ["RequestRecord", "RunResult", "ProgressFn", "run_workload", "run_workload_sync",
            "arrival_offsets", "run_async", "AbortFn"]
@@ -130,32 +123,21 @@ def _check_base_url(base_url: str) -> str:
     return base_url.rstrip("/")
 
 
-def _session() -> aiohttp.ClientSession:
-    # A fresh connection per request (as SGLang's bench_serving does): on a reused keep-alive
-    # connection the router's small first chunk can sit ~20-40 ms behind Nagle + the client's
-    # delayed ACK, which shows up as TTFT (measured: p99 client-vs-server TTFT lag 25 ms reused,
-    # 2.5 ms fresh, at concurrency 16 through sglang-router 0.3.2).
-    connector = StampingConnector(limit=0, ttl_dns_cache=None, force_close=True)
-    return aiohttp.ClientSession(connector=connector, read_bufsize=READ_BUFSIZE,
-                                 timeout=aiohttp.ClientTimeout(total=None),
-                                 skip_auto_headers=("User-Agent",))
-
-
-async def _prepare(session: aiohttp.ClientSession, base_url: str, workload: Workload,
+async def _prepare(dialer: Dialer, base_url: str, workload: Workload,
                    prompts: Sequence[Prompt], rid_prefix: str | None, model: str | None = None,
                    ) -> tuple[str | None, list[RequestRecord]]:
     """Model id (for /v1/completions) and the warm-up requests, one after the other."""
     api = workload.api
     timeout_s = float(workload.request_timeout_s)
     if api == API_COMPLETIONS and not model:
-        model = await fetch_model_id(session, base_url, min(timeout_s, MODEL_LOOKUP_TIMEOUT_S))
+        model = await fetch_model_id(dialer, base_url, min(timeout_s, MODEL_LOOKUP_TIMEOUT_S))
     warmup: list[RequestRecord] = []
     for i in range(workload.warmup_requests):
         p = prompts[i % len(prompts)]
         rec = RequestRecord(index=-1 - i, prompt_len=len(p), expected_output_len=WARMUP_OUTPUT_LEN,
                             rid=None if rid_prefix is None else f"{rid_prefix}-w{i}")
         rec.t_queued = time.perf_counter()
-        await send_request(session, base_url, api, p, rec, max_tokens=WARMUP_OUTPUT_LEN,
+        await send_request(dialer, base_url, api, p, rec, max_tokens=WARMUP_OUTPUT_LEN,
                            timeout_s=timeout_s, model=model)
         warmup.append(rec)
     return model, warmup
@@ -265,7 +247,7 @@ class _Part:
     cpu_s: float = 0.0
 
 
-async def _drive(session: aiohttp.ClientSession, base_url: str, workload: Workload,
+async def _drive(dialer: Dialer, base_url: str, workload: Workload,
                  prompts: Sequence[Prompt], indices: Sequence[int], offsets: np.ndarray,
                  concurrency: int, model: str | None, *, start_at: float | None,
                  on_progress: ProgressFn | None, total: int,
@@ -299,7 +281,7 @@ async def _drive(session: aiohttp.ClientSession, base_url: str, workload: Worklo
                                                model=model, rid=rec.rid))
             sent[k] = True
             rec.t_start = perf()
-            await send_request(session, base_url, api, prompt, rec, max_tokens=prompt.output_len,
+            await send_request(dialer, base_url, api, prompt, rec, max_tokens=prompt.output_len,
                                timeout_s=timeout_s, model=model, body=body)
         counters["done"] += 1
         if rec.error_kind is None:
@@ -414,13 +396,14 @@ async def run_workload(
             "No prompts to send: build them with build_prompts(tokenizer, workload)."
         )
     n = len(prompts)
-    async with _session() as session, _Stop(abort).watching() as stop:
-        prepared = await stop.first(_prepare(session, base_url, workload, prompts, rid_prefix,
+    dialer = Dialer()
+    async with _Stop(abort).watching() as stop:
+        prepared = await stop.first(_prepare(dialer, base_url, workload, prompts, rid_prefix,
                                              model))
         if prepared is None:  # stopped during the model lookup or the warm-up: nothing sent
             return _result(workload, [], base_url, [], model, n)
         model, warmup = prepared
-        part = await _drive(session, base_url, workload, prompts, range(n),
+        part = await _drive(dialer, base_url, workload, prompts, range(n),
                             arrival_offsets(workload, n), workload.concurrency, model,
                             start_at=None, on_progress=on_progress, total=n,
                             progress_interval_s=progress_interval_s, rid_prefix=rid_prefix,
@@ -435,6 +418,8 @@ def run_async(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
         import uvloop
     except ImportError:
         return asyncio.run(coro_fn())
+    if sys.version_info < (3, 11):  # no asyncio.Runner yet
+        return uvloop.run(coro_fn())
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(coro_fn())
 
@@ -492,13 +477,12 @@ def _child_main(args: dict[str, Any], out: Any, start_conn: Any) -> None:
         start_at = start_conn.recv()
 
         async def go() -> _Part:
-            async with _session() as session:
-                return await _drive(
-                    session, args["base_url"], args["workload"], args["prompts"],
-                    args["indices"], args["offsets"], args["concurrency"], args["model"],
-                    start_at=start_at, on_progress=progress, total=args["total"],
-                    progress_interval_s=args["progress_interval_s"],
-                    rid_prefix=args["rid_prefix"])
+            return await _drive(
+                Dialer(), args["base_url"], args["workload"], args["prompts"],
+                args["indices"], args["offsets"], args["concurrency"], args["model"],
+                start_at=start_at, on_progress=progress, total=args["total"],
+                progress_interval_s=args["progress_interval_s"],
+                rid_prefix=args["rid_prefix"])
 
         part = run_async(go)
         out.put(("result", k, [r.to_dict() for r in part.records], part.not_sent, part.cpu_s))
@@ -518,8 +502,7 @@ def _run_multiprocess(base_url: str, workload: Workload, prompts: Sequence[Promp
                             f"({workload.concurrency}): each process needs a share of the cap.")
 
     async def prep() -> tuple[str | None, list[RequestRecord]]:
-        async with _session() as session:
-            return await _prepare(session, base_url, workload, prompts, rid_prefix, model)
+        return await _prepare(Dialer(), base_url, workload, prompts, rid_prefix, model)
 
     model, warmup = run_async(prep)
     n = len(prompts)

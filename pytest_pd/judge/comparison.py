@@ -8,11 +8,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pytest_pd.noise import bootstrap_ci
-from pytest_pd.thresholds import Bound, Verdict, delta_percent, evaluate
+from pytest_pd.judge.catalog import HISTORY_METRICS, higher_is_better
+from pytest_pd.judge.noise import bootstrap_ci
+from pytest_pd.judge.thresholds import Bound, Verdict, delta_percent, evaluate
 from pytest_pd.workload.metrics import run_problems
 
-HISTORY_METRICS = ("mean_ttft_ms", "output_throughput", "mean_tpot_ms", "mean_e2e_latency_ms")
 DEFAULT_NOISE_BAND = 0.05
 
 
@@ -91,10 +91,6 @@ class Comparison:
         if self.fail_on_regression:
             lines += [f"  {regression_text(h)}" for h in self.regressions]
         return "\n".join(lines)
-
-
-def higher_is_better(metric: str) -> bool:
-    return metric.endswith("throughput") or metric.startswith("goodput") or metric == "completed"
 
 
 def regression_text(h: HistoryRow) -> str:

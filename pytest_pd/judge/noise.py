@@ -12,7 +12,8 @@ DEFAULT_LEVEL = 0.95
 
 def _clean(values: Sequence[float] | None) -> np.ndarray:
     arr = np.asarray([] if values is None else list(values), dtype=float)
-    return arr[np.isfinite(arr)]
+    finite: np.ndarray = arr[np.isfinite(arr)]
+    return finite
 
 
 def bootstrap_ci(candidate: Sequence[float], baseline: Sequence[float] | None = None, *,
@@ -36,7 +37,8 @@ def bootstrap_ci(candidate: Sequence[float], baseline: Sequence[float] | None = 
         if values.size < 2:
             return np.full(resamples, float(values[0]))
         idx = rng.integers(0, values.size, size=(resamples, values.size))
-        return np.median(values[idx], axis=1)
+        out: np.ndarray = np.median(values[idx], axis=1)
+        return out
 
     stat = medians(cand)
     if base is not None:

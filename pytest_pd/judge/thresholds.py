@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pytest_pd.errors import PdError
-from pytest_pd.noise import bootstrap_ci
+from pytest_pd.judge.noise import bootstrap_ci
 
 BOUND_KINDS = ("max_ratio", "min_ratio", "max", "min")
 NOISE_MODES = ("fail", "pass", "xfail")
@@ -71,7 +71,7 @@ class Verdict:
         return self.candidate / self.baseline
 
 
-def bounds_from_marker(args: tuple, kwargs: Mapping[str, object],
+def bounds_from_marker(args: tuple[object, ...], kwargs: Mapping[str, object],
                        known_metrics: set[str]) -> list[Bound]:
     """Validate one ``pd_threshold`` marker's arguments and return its bounds."""
     if len(args) != 1 or not isinstance(args[0], str):

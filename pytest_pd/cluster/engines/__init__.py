@@ -1,0 +1,81 @@
+"""Engines: what serves the model on each prefill and decode host (SGLang, the simulator, …).
+
+An engine is found by the cluster file's ``engine:`` name among the objects registered under the
+``pytest_pd.engines`` entry-point group (pyproject.toml). Entry points keep the cluster core from
+importing any engine's package (the simulator's included) and make a new engine one module plus one
+entry-point line. Each is loaded only when a cluster file names it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from pytest_pd.cluster.spec import ClusterSpec, ServerSpec
+
+GROUP = "pytest_pd.engines"
+
+
+class Engine(Protocol):
+    name: str  # the cluster file's ``engine:`` value
+    server_module: str  # run as ``python -m MODULE`` on every prefill and decode node
+    options_key: str | None  # the cluster-file block holding its own options (``sim:``), if any
+    simulated: bool  # runs no real model: no GPU to sample, results stand for another cluster
+
+    def server_args(self, options: Mapping[str, Any]) -> list[str]:
+        """Extra server arguments rendered from the engine's options block."""
+        ...
+
+    def option_problems(self, options: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """(key, what is wrong) for each bad entry of one options block."""
+        ...
+
+    def time_scale(self, options: Mapping[str, Any]) -> float:
+        """How many times faster than the cluster it stands for the engine runs (1: real time)."""
+        ...
+
+
+@functools.cache
+def _entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+
+def names() -> list[str]:
+    """The registered engine names, sorted."""
+    return sorted(_entry_points())
+
+
+@functools.cache
+def engine(name: str) -> Engine:
+    try:
+        found = _entry_points()[name]
+    except KeyError:
+        raise ValueError(f"unknown engine {name!r}; registered: {', '.join(names()) or 'none'} "
+                         f"(entry-point group {GROUP}; reinstall pytest-pd if it is empty)") from None
+    return found.load()
+
+
+def engine_of(spec: ClusterSpec) -> Engine:
+    return engine(spec.engine)
+
+
+def owner_of(options_key: str) -> str | None:
+    """The engine whose options block is ``options_key`` (for 'that block needs engine: X')."""
+    return next((n for n in names() if engine(n).options_key == options_key), None)
+
+
+def options(spec: ClusterSpec, server: ServerSpec | None = None) -> dict[str, Any]:
+    """The engine's options for one server (the file's top-level block, then the server's, which
+    holds ``server_defaults``'), or the top-level block alone."""
+    key = engine_of(spec).options_key
+    if key is None:
+        return {}
+    return {**getattr(spec, key), **(getattr(server, key) if server is not None else {})}
+
+
+def time_scale(spec: ClusterSpec) -> float:
+    """How many times faster than real time the cluster runs (1 for real hardware)."""
+    return engine_of(spec).time_scale(options(spec))

@@ -1,0 +1,1 @@
+"""Judging runs: the metric catalog, threshold bounds, bootstrap intervals, comparisons."""

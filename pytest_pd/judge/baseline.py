@@ -1,0 +1,75 @@
+"""Where a workload's baseline comes from (``--pd-baseline``): measured live in this session, the
+stored run the results store picks, or a given results file or folder. Decided before anything is
+measured, so a missing stored baseline fails at once."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from pytest_pd import results as store
+from pytest_pd.cluster.spec import ClusterSpec
+from pytest_pd.errors import BaselineError
+from pytest_pd.workload.prompts import Workload
+
+
+class Measurements(Protocol):
+    """What the policy asks of the session's measurer."""
+
+    results_dir: Path | None
+
+    def baseline_of(self, spec: ClusterSpec) -> ClusterSpec: ...
+
+    def cached(self, spec: ClusterSpec, workload: Workload) -> object | None: ...
+
+
+@dataclass
+class BaselinePlan:
+    live: ClusterSpec | None = None  # measure this cluster in this session
+    stored: dict[str, Any] | None = None  # or use this stored run
+    source: str = ""  # where it came from, for the report
+
+
+def plan_baseline(mode: str, max_age_s: float, measurer: Measurements, spec: ClusterSpec,
+                  workload: Workload, create_command: str) -> BaselinePlan:
+    """``mode``: auto, live, stored or a path; ``create_command``: the command line that would
+    measure the baseline live and mark it stored (said when none is stored)."""
+    bspec = measurer.baseline_of(spec)
+    if mode == "live" or measurer.cached(bspec, workload) is not None:
+        return BaselinePlan(live=bspec, source="live (measured in this session)")
+    path = None if mode in ("auto", "stored") else Path(mode)
+    if path is not None and path.is_file():
+        return BaselinePlan(stored=_from_file(path, mode, workload), source=f"file {path}")
+    folder = path if path is not None else measurer.results_dir
+    if path is not None and not path.is_dir():
+        raise BaselineError(f"--pd-baseline={mode}: no such file or folder; use live, stored, a "
+                            "results JSON file, or a folder of them.")
+    limit = max_age_s if path is None else math.inf
+    runs = store.find_runs(folder, bspec.label, workload.id, bspec.model_name) if folder else []
+    pick = store.pick_baseline(runs, time.time(), limit)
+    if pick.run is not None:
+        return BaselinePlan(stored=pick.run, source=f"stored ({pick.reason}: {pick.run['path']})")
+    if mode == "auto":
+        return BaselinePlan(live=bspec, source=f"live (no usable stored run: {pick.reason})")
+    raise BaselineError(
+        f"no stored baseline for {spec.label}: its baseline cluster {bspec.label} has "
+        f"{pick.reason} of workload {workload.id} with model {bspec.model_name} in {folder}. "
+        f"Create one by measuring it live and marking it as the baseline:\n"
+        f"    {create_command}\n"
+        "or run with --pd-baseline=live.")
+
+
+def _from_file(path: Path, mode: str, workload: Workload) -> dict[str, Any]:
+    try:
+        data = store.load_result(path)
+    except (OSError, ValueError) as exc:
+        raise BaselineError(f"--pd-baseline={mode}: cannot read that results file: {exc}") from None
+    if data["workload"].get("id") != workload.id:
+        raise BaselineError(
+            f"--pd-baseline={mode} holds workload {data['workload'].get('id')!r}, but this "
+            f"test runs {workload.id!r}; give a results file of the same workload (or a "
+            "folder of results to search).")
+    return data

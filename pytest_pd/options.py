@@ -1,0 +1,215 @@
+"""Every command-line option and ini key of pytest-pd, and the parsers that turn their text into
+values: a bad value fails as pytest starts (a usage error naming the option), before any cluster
+comes up. The parsers are shared with the ``pytest-pd`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_pd.results import parse_age
+from pytest_pd.workload.metrics import SLO_KEYS
+
+BASELINE_MODES = ("live", "stored")
+
+
+# --------------------------------------------------------------------------- parsers
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def _whole(text: str, least: int) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < least:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be {least} or more")
+    return n
+
+
+def positive_int(text: str) -> int:
+    return _whole(text, 1)
+
+
+def count(text: str) -> int:
+    """A whole number ≥ 0."""
+    return _whole(text, 0)
+
+
+def positive_number(text: str) -> float:
+    value = _number(text)
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a number > 0")
+    return value
+
+
+def share(text: str) -> float:
+    """'5%' or '0.05' → 0.05."""
+    text = str(text).strip()
+    value = _number(text[:-1]) / 100.0 if text.endswith("%") else _number(text)
+    if not (0 <= value < 1):
+        raise argparse.ArgumentTypeError(f"{text!r}: write a share between 0 and 1 (e.g. 5% or 0.05)")
+    return value
+
+
+def age(text: str) -> float:
+    """'12h', '7d', '2w' → seconds; '0' → no limit."""
+    try:
+        return parse_age(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def slos(text: str) -> dict[str, float]:
+    """``ttft_ms=2000,tpot_ms=50`` → {"ttft_ms": 2000.0, "tpot_ms": 50.0} (milliseconds, > 0)."""
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or name.strip() not in SLO_KEYS:
+            raise argparse.ArgumentTypeError(
+                f"{part!r}: write NAME=MILLISECONDS with NAME one of {', '.join(sorted(SLO_KEYS))} "
+                "(e.g. ttft_ms=2000,tpot_ms=50)")
+        bound = _number(value)
+        if not bound > 0:
+            raise argparse.ArgumentTypeError(f"{part!r}: the bound must be > 0 ms")
+        out[name.strip()] = bound
+    return out
+
+
+def baseline_mode(text: str) -> str:
+    if text in BASELINE_MODES or Path(text).exists():
+        return text
+    raise argparse.ArgumentTypeError(
+        f"{text!r}: use live, stored, or the path of a results file or folder")
+
+
+# --------------------------------------------------------------------------- pytest wiring
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("pytest-pd", "PD-disaggregated serving acceptance (pytest-pd)")
+    group.addoption("--cluster", dest="pd_cluster", metavar="NAME",
+                    help="cluster to test: file stem in --cluster-dir or a path (default: ini "
+                         "pd_cluster, else sim-pp2)")
+    group.addoption("--cluster-dir", dest="pd_cluster_dir", metavar="DIR",
+                    help="folder of cluster YAML files (default: ini pd_cluster_dir, else clusters/)")
+    group.addoption("--pd-run-dir", dest="pd_run_dir", metavar="DIR",
+                    help="where server logs and pid files go, one folder per bring-up (default: runs/)")
+    group.addoption("--pd-results-dir", dest="pd_results_dir", metavar="DIR",
+                    help="results store, one JSON per measured run (default: results/)")
+    group.addoption("--pd-baseline", dest="pd_baseline", metavar="live|stored|PATH",
+                    type=baseline_mode,
+                    help="where the baseline comes from: live (measured in this session), stored "
+                         "(newest marked, else newest sound run of the baseline cluster in the "
+                         "results store), or a results JSON file / folder. Default: stored when "
+                         "a matching stored run younger than --pd-baseline-max-age exists, else live")
+    group.addoption("--pd-baseline-max-age", dest="pd_baseline_max_age", metavar="AGE", type=age,
+                    help="oldest stored baseline to use, e.g. 12h, 7d, 2w; 0 for no limit "
+                         "(default: ini pd_baseline_max_age, else 7d)")
+    group.addoption("--pd-save-baseline", dest="pd_save_baseline", action="store_true",
+                    help="mark the runs of this session as the baselines to use from now on")
+    group.addoption("--pd-compare-last", dest="pd_compare_last", action="store_true", default=None,
+                    help="also compare with the previous run of the same cluster and workload "
+                         "(the default, ini pd_compare_last)")
+    group.addoption("--pd-no-compare-last", dest="pd_compare_last", action="store_false",
+                    help="do not compare with the previous run")
+    group.addoption("--pd-fail-on-regression", dest="pd_fail_on_regression", action="store_true",
+                    help="a regression vs the last run beyond the noise band fails the test "
+                         "(otherwise it is a warning)")
+    group.addoption("--pd-noise-band", dest="pd_noise_band", metavar="SHARE", type=share,
+                    help="change vs the last run that counts as noise, e.g. 5%% (default: ini "
+                         "pd_noise_band, else 5%%)")
+    group.addoption("--pd-repeats", dest="pd_repeats", metavar="N", type=positive_int, default=1,
+                    help="run each workload N times per cluster in one bring-up; verdicts use the "
+                         "median and, with N > 1, a bootstrap confidence interval (default 1)")
+    group.addoption("--pd-slo", dest="pd_slo", metavar="ttft_ms=…,tpot_ms=…", type=slos,
+                    default={}, help="SLOs in milliseconds for goodput (ttft_ms, tpot_ms, e2e_ms, "
+                    "itl_ms)")
+    group.addoption("--pd-trend-runs", dest="pd_trend_runs", metavar="N", type=count, default=20,
+                    help="how many stored runs the trend chart shows (default 20)")
+    group.addoption("--pd-keep-cluster-on-failure", dest="pd_keep_cluster_on_failure",
+                    action="store_true",
+                    help="when a test failed or a bring-up failed, leave the cluster running for "
+                         "debugging and print how to attach to it and how to tear it down "
+                         "(pytest-pd down RUN_DIR); Ctrl-C still tears down")
+    parser.addini("pd_cluster", "default cluster name", default="sim-pp2")
+    parser.addini("pd_cluster_dir", "folder of cluster files, relative to rootdir", default="clusters")
+    parser.addini("pd_run_dir", "folder for run logs, relative to rootdir", default="runs")
+    parser.addini("pd_results_dir", "results store, relative to rootdir", default="results")
+    parser.addini("pd_baseline_max_age", "oldest stored baseline to use (e.g. 7d)", default="7d")
+    parser.addini("pd_compare_last", "compare with the previous run", type="bool", default=True)
+    parser.addini("pd_noise_band", "change vs the last run that counts as noise", default="5%")
+    parser.addini("pd_store_requests", "store per-request records (compressed) in results files",
+                  type="bool", default=True)
+    parser.addini("pd_telemetry_interval_s", "seconds between telemetry samples", default="1.0")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every option of a session, resolved (command line over ini) and typed."""
+
+    cluster: str
+    cluster_dir: Path
+    run_dir: Path
+    results_dir: Path
+    baseline: str  # "auto", "live", "stored" or a path
+    baseline_max_age_s: float
+    save_baseline: bool
+    compare_last: bool
+    fail_on_regression: bool
+    noise_band: float
+    repeats: int
+    slo: dict[str, float]
+    trend_runs: int
+    keep_on_failure: bool
+    store_requests: bool
+    telemetry_interval_s: float
+
+
+def _ini(config: pytest.Config, name: str, parse: Any) -> Any:
+    """An ini value through its parser; a bad one is a usage error naming the key."""
+    try:
+        return parse(config.getini(name))
+    except argparse.ArgumentTypeError as exc:
+        raise pytest.UsageError(f"ini {name}: {exc}") from None
+
+
+def settings(config: pytest.Config) -> Settings:
+    def option(name: str, ini_parse: Any) -> Any:
+        value = config.getoption(name)
+        return _ini(config, name, ini_parse) if value is None else value
+
+    def folder(name: str) -> Path:
+        path = Path(config.getoption(name) or config.getini(name))
+        return path if path.is_absolute() else config.rootpath / path
+
+    compare = config.getoption("pd_compare_last")
+    return Settings(
+        cluster=config.getoption("pd_cluster") or config.getini("pd_cluster"),
+        cluster_dir=folder("pd_cluster_dir"),
+        run_dir=folder("pd_run_dir"),
+        results_dir=folder("pd_results_dir"),
+        baseline=config.getoption("pd_baseline") or "auto",
+        baseline_max_age_s=option("pd_baseline_max_age", age),
+        save_baseline=bool(config.getoption("pd_save_baseline")),
+        compare_last=bool(config.getini("pd_compare_last")) if compare is None else bool(compare),
+        fail_on_regression=bool(config.getoption("pd_fail_on_regression")),
+        noise_band=option("pd_noise_band", share),
+        repeats=config.getoption("pd_repeats"),
+        slo=dict(config.getoption("pd_slo") or {}),
+        trend_runs=config.getoption("pd_trend_runs"),
+        keep_on_failure=bool(config.getoption("pd_keep_cluster_on_failure")),
+        store_requests=bool(config.getini("pd_store_requests")),
+        telemetry_interval_s=_ini(config, "pd_telemetry_interval_s", positive_number),
+    )
