@@ -14,7 +14,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTHON ?= python3
 CLUSTER ?= sim-pp2
-FAST   := not real_sglang and not slow
+FAST   := not e2e and not real_sglang
 
 .PHONY: run test test-fast test-real real-sglang lint setup clean
 

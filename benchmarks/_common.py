@@ -31,10 +31,23 @@ class Sim:
         self.url = f"http://{HOST}:{self.port}"
         self.log_path = log or Path(f"/tmp/pytest-pd-bench-sim-{self.port}.log")
         self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        argv = [sys.executable, "-m", "pytest_pd.sim", "--model-path", str(SIM_TINY),
-                "--host", HOST, "--port", str(self.port), "--context-length", "65536", *args]
-        self.p = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
-                                  start_new_session=True, cwd=REPO)
+        argv = [
+            sys.executable,
+            "-m",
+            "pytest_pd.sim",
+            "--model-path",
+            str(SIM_TINY),
+            "--host",
+            HOST,
+            "--port",
+            str(self.port),
+            "--context-length",
+            "65536",
+            *args,
+        ]
+        self.p = subprocess.Popen(
+            argv, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO
+        )
         if cpus:
             os.sched_setaffinity(self.p.pid, cpus)
         deadline = time.monotonic() + 30
@@ -79,12 +92,30 @@ class Sim:
 def zero_compute_args(step_s: float, max_running: int = 8192) -> list[str]:
     """Sim flags for a worker with (almost) no prefill/KV cost and a fixed decode step of
     ``step_s`` wall seconds whatever the batch: the token rate is then concurrency / step."""
-    return ["--tp-size", "8", "--max-running-requests", str(max_running),
-            "--sim-speedup", "1", "--sim-prefill-tokens-per-s", "1e12",
-            "--sim-prefill-attn-s-per-token2", "0", "--sim-prefill-batch-overhead-s", "0",
-            "--sim-pp-stage-overhead-s", "0", "--sim-kv-bootstrap-s", "0",
-            "--sim-decode-step-base-s", str(step_s), "--sim-decode-step-per-req-s", "0",
-            "--sim-decode-step-per-kv-token-s", "0"]
+    return [
+        "--tp-size",
+        "8",
+        "--max-running-requests",
+        str(max_running),
+        "--sim-speedup",
+        "1",
+        "--sim-prefill-tokens-per-s",
+        "1e12",
+        "--sim-prefill-attn-s-per-token2",
+        "0",
+        "--sim-prefill-batch-overhead-s",
+        "0",
+        "--sim-pp-stage-overhead-s",
+        "0",
+        "--sim-kv-bootstrap-s",
+        "0",
+        "--sim-decode-step-base-s",
+        str(step_s),
+        "--sim-decode-step-per-req-s",
+        "0",
+        "--sim-decode-step-per-kv-token-s",
+        "0",
+    ]
 
 
 def cpu_times() -> float:

@@ -48,14 +48,22 @@ from pytest_pd.workload import (  # noqa: E402
 from pytest_pd.workload.runner import run_async  # noqa: E402
 
 
-def measure(sim: Sim, tok: object, concurrency: int, output_len: int, tag: str, waves: int,
-            processes: int = 1) -> dict:
-    w = Workload(input_len=64, output_len=output_len, concurrency=concurrency,
-                 num_requests=concurrency * waves, warmup_requests=0, request_timeout_s=600.0,
-                 client_processes=processes)
+def measure(
+    sim: Sim, tok: object, concurrency: int, output_len: int, tag: str, waves: int, processes: int = 1
+) -> dict:
+    w = Workload(
+        input_len=64,
+        output_len=output_len,
+        concurrency=concurrency,
+        num_requests=concurrency * waves,
+        warmup_requests=0,
+        request_timeout_s=600.0,
+        client_processes=processes,
+    )
     prompts = build_prompts(tok, w)
     lags: list[float] = []
     if processes == 1:
+
         async def go() -> RunResult:
             async def probe() -> None:  # how late the client's loop runs a 2 ms timer
                 while True:
@@ -74,8 +82,7 @@ def measure(sim: Sim, tok: object, concurrency: int, output_len: int, tag: str, 
         result = run_workload_sync(sim.url, w, prompts, rid_prefix=tag)
     with urllib.request.urlopen(sim.url + "/sim/trace", timeout=30) as r:
         trace = {t["rid"]: t for t in json.loads(r.read())["requests"]}
-    err: dict[str, list] = {k: [] for k in ("ttft_sent", "itl_sent", "ttft_emit", "itl_emit",
-                                            "sim_delay")}
+    err: dict[str, list] = {k: [] for k in ("ttft_sent", "itl_sent", "ttft_emit", "itl_emit", "sim_delay")}
     missing = 0
     for rec in result.records:
         tr = trace.get(rec.rid)
@@ -95,21 +102,34 @@ def measure(sim: Sim, tok: object, concurrency: int, output_len: int, tag: str, 
         err["ttft_emit"].append(client[0] - emits[0])
         err["itl_emit"].append(np.diff(client) - np.diff(emits))
         err["sim_delay"].append(sent - emits)
-    out = {"concurrency": concurrency, "processes": processes, "requests": len(result.records),
-           "unmatched": missing}
+    out = {
+        "concurrency": concurrency,
+        "processes": processes,
+        "requests": len(result.records),
+        "unmatched": missing,
+    }
     for k, v in err.items():
         ms = (np.concatenate(v) if k.startswith(("itl", "sim")) else np.asarray(v)) * 1e3
-        out[k] = (float(np.percentile(ms, 50)), float(np.percentile(ms, 99))) if ms.size else \
-            (math.nan, math.nan)
+        out[k] = (
+            (float(np.percentile(ms, 50)), float(np.percentile(ms, 99))) if ms.size else (math.nan, math.nan)
+        )
     out["itl_n"] = sum(len(x) for x in err["itl_sent"])
-    out["lag"] = ((float(np.percentile(lags, 50)) * 1e3, float(np.percentile(lags, 99)) * 1e3)
-                  if lags else (math.nan, math.nan))
+    out["lag"] = (
+        (float(np.percentile(lags, 50)) * 1e3, float(np.percentile(lags, 99)) * 1e3)
+        if lags
+        else (math.nan, math.nan)
+    )
     return out
 
 
-FIGURES = [("ttft_sent", "TTFT err vs send"), ("itl_sent", "ITL err vs send"),
-           ("ttft_emit", "TTFT vs emit"), ("itl_emit", "ITL vs emit"),
-           ("sim_delay", "sim send delay"), ("lag", "client loop lag")]
+FIGURES = [
+    ("ttft_sent", "TTFT err vs send"),
+    ("itl_sent", "ITL err vs send"),
+    ("ttft_emit", "TTFT vs emit"),
+    ("itl_emit", "ITL vs emit"),
+    ("sim_delay", "sim send delay"),
+    ("lag", "client loop lag"),
+]
 TARGETS = {16: 1.0, 1024: 5.0}
 
 
@@ -117,17 +137,37 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--concurrency", type=int, nargs="+", default=[16, 256, 1024])
     ap.add_argument("--output-len", type=int, default=64)
-    ap.add_argument("--waves", type=int, default=3,
-                    help="requests per stream (the sim's trace keeps the last 4096 requests)")
-    ap.add_argument("--processes", type=int, nargs="*", default=[2],
-                    help="also measure the largest concurrency with these many client processes")
-    ap.add_argument("--repeats", type=int, default=3,
-                    help="runs per configuration; the table shows the median of each figure")
-    ap.add_argument("--step-ms", type=float, default=30.0,
-                    help="the sim's decode step (default 30 ms: 1024 streams = 34k tokens/s)")
-    ap.add_argument("--pin", action="store_true",
-                    help="run the sim on the last CPU and the client on the others (as if on "
-                    "separate hosts: the client's wake-ups do not queue behind the sim's writes)")
+    ap.add_argument(
+        "--waves",
+        type=int,
+        default=3,
+        help="requests per stream (the sim's trace keeps the last 4096 requests)",
+    )
+    ap.add_argument(
+        "--processes",
+        type=int,
+        nargs="*",
+        default=[2],
+        help="also measure the largest concurrency with these many client processes",
+    )
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="runs per configuration; the table shows the median of each figure",
+    )
+    ap.add_argument(
+        "--step-ms",
+        type=float,
+        default=30.0,
+        help="the sim's decode step (default 30 ms: 1024 streams = 34k tokens/s)",
+    )
+    ap.add_argument(
+        "--pin",
+        action="store_true",
+        help="run the sim on the last CPU and the client on the others (as if on "
+        "separate hosts: the client's wake-ups do not queue behind the sim's writes)",
+    )
     args = ap.parse_args()
     tok = load_tokenizer(SIM_TINY)
     rows = []
@@ -139,36 +179,49 @@ def main() -> int:
         sim_cpus = {cpus[-1]}
         os.sched_setaffinity(0, set(cpus[:-1]))
     with Sim(*zero_compute_args(args.step_ms / 1000.0), cpus=sim_cpus) as sim:
-        print(f"sim worker {sim.url}: decode step {args.step_ms:g} ms, {args.output_len} output "
-              f"tokens per request, up to {args.waves} requests per stream", flush=True)
+        print(
+            f"sim worker {sim.url}: decode step {args.step_ms:g} ms, {args.output_len} output "
+            f"tokens per request, up to {args.waves} requests per stream",
+            flush=True,
+        )
         runs = [(c, 1) for c in args.concurrency]
         runs += [(max(args.concurrency), p) for p in args.processes if p > 1]
         for c, procs in runs:
             reps = []
             for k in range(args.repeats):
                 tag = f"acc{c}x{procs}r{k}-{int(time.time())}"
-                r = measure(sim, tok, c, args.output_len, tag,
-                            max(1, min(args.waves, 4000 // c)), procs)
+                r = measure(sim, tok, c, args.output_len, tag, max(1, min(args.waves, 4000 // c)), procs)
                 reps.append(r)
-                print(f"  c={c} x{procs} proc run {k + 1}: " + ", ".join(
-                    f"{name} {r[key][0]:.3f}/{r[key][1]:.3f}" for key, name in FIGURES)
-                    + f" ms (p50/p99); {r['itl_n']} gaps, {r['unmatched']} unmatched", flush=True)
-            med = {key: tuple(float(np.median([r[key][i] for r in reps])) for i in (0, 1))
-                   for key, _ in FIGURES}
+                print(
+                    f"  c={c} x{procs} proc run {k + 1}: "
+                    + ", ".join(f"{name} {r[key][0]:.3f}/{r[key][1]:.3f}" for key, name in FIGURES)
+                    + f" ms (p50/p99); {r['itl_n']} gaps, {r['unmatched']} unmatched",
+                    flush=True,
+                )
+            med = {
+                key: tuple(float(np.median([r[key][i] for r in reps])) for i in (0, 1)) for key, _ in FIGURES
+            }
             rows.append({"concurrency": c, "processes": procs, **med})
     print()
-    print(f"median of {args.repeats} runs, p50 / p99 in ms; 'vs send': client stamp minus the "
-          "moment the sim handed that chunk to its socket (the client's stamping error); "
-          "'vs emit': minus the model's emit time of the chunk's last token (end to end)")
-    print("| streams | client processes | " + " | ".join(n for _, n in FIGURES) + " | target "
-          "(p99 vs send) |")
+    print(
+        f"median of {args.repeats} runs, p50 / p99 in ms; 'vs send': client stamp minus the "
+        "moment the sim handed that chunk to its socket (the client's stamping error); "
+        "'vs emit': minus the model's emit time of the chunk's last token (end to end)"
+    )
+    print("| streams | client processes | " + " | ".join(n for _, n in FIGURES) + " | target (p99 vs send) |")
     print("| ---: | ---: | " + " | ".join("---:" for _ in FIGURES) + " | --- |")
     for r in rows:
         t = TARGETS.get(r["concurrency"])
-        verdict = "—" if t is None else (f"≤ {t:g}: " + (
-            "met" if max(r["ttft_sent"][1], r["itl_sent"][1]) <= t else "missed"))
-        print(f"| {r['concurrency']} | {r['processes']} | " + " | ".join(
-            f"{r[key][0]:.2f} / {r[key][1]:.2f}" for key, _ in FIGURES) + f" | {verdict} |")
+        verdict = (
+            "—"
+            if t is None
+            else (f"≤ {t:g}: " + ("met" if max(r["ttft_sent"][1], r["itl_sent"][1]) <= t else "missed"))
+        )
+        print(
+            f"| {r['concurrency']} | {r['processes']} | "
+            + " | ".join(f"{r[key][0]:.2f} / {r[key][1]:.2f}" for key, _ in FIGURES)
+            + f" | {verdict} |"
+        )
     return 0
 
 

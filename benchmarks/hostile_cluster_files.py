@@ -4,7 +4,7 @@ fresh process that loads it.
 
     .venv/bin/python benchmarks/hostile_cluster_files.py       # figures printed, nothing asserted
 
-The classes are those of ``tests/test_bad_clusters.py`` (generated there, plus the stored
+The classes are those of ``tests/integration/test_bad_clusters.py`` (generated there, plus the stored
 ``tests/data/bad_clusters/hostile_*.yaml``); a good cluster file comes first for comparison. Each
 load runs in its own interpreter (``load_cluster`` only, address space capped at 3 GiB); the time
 is that of ``load_cluster`` in the child, the memory the child's peak RSS, imports included.
@@ -19,10 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.test_bad_clusters import HOSTILE, REPO, Hostile, child_prefix, load_in_child  # noqa: E402
+from tests.helpers.hostile_files import HOSTILE, REPO, Hostile, child_prefix, load_in_child  # noqa: E402
 
-GOOD = Hostile("(good file: clusters/h20-pp2.yaml)",
-               lambda folder: str(REPO / "clusters" / "h20-pp2.yaml"), "")
+GOOD = Hostile(
+    "(good file: clusters/h20-pp2.yaml)", lambda folder: str(REPO / "clusters" / "h20-pp2.yaml"), ""
+)
 
 
 def measure(case: Hostile, repeats: int) -> tuple[float, float, str] | None:
@@ -57,10 +58,12 @@ def main() -> int:
             continue
         seconds, peak, message = row
         worst_s, worst_mb = max(worst_s, seconds), max(worst_mb, peak)
-        shown = message if len(message) <= args.width else message[:args.width - 1] + "…"
+        shown = message if len(message) <= args.width else message[: args.width - 1] + "…"
         print(f"{case.name:<30} {seconds:>10.3f} {peak:>11.1f}  {shown}")
-    print(f"\nslowest {worst_s:.3f} s, largest peak RSS {worst_mb:.1f} MB "
-          f"({len(HOSTILE)} hostile classes and the good file)")
+    print(
+        f"\nslowest {worst_s:.3f} s, largest peak RSS {worst_mb:.1f} MB "
+        f"({len(HOSTILE)} hostile classes and the good file)"
+    )
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Hostile server: how the client classifies each misbehaviour of tests/hostile_server.py, how long
+"""Hostile server: how the client classifies each misbehaviour of tests/helpers/hostile_server.py, how long
 it takes, and how much memory the client needs for it.
 
     .venv/bin/python benchmarks/hostile_server.py [--timeout 3]   # a table; nothing asserted
@@ -22,12 +22,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.hostile_server import CASES, HostileServer, probe  # noqa: E402
+from tests.helpers.hostile_server import CASES, HostileServer, probe  # noqa: E402
 
 MESSAGE_WORDS = 14
 URL = re.compile(r"http://127\.0\.0\.1:\d+")
-COLUMNS = ("case", "api", "outcome", "message (first words)", "time to classify s",
-           "peak RSS growth MB", "tracemalloc peak MB")
+COLUMNS = (
+    "case",
+    "api",
+    "outcome",
+    "message (first words)",
+    "time to classify s",
+    "peak RSS growth MB",
+    "tracemalloc peak MB",
+)
 
 
 def first_words(message: str) -> str:
@@ -38,9 +45,15 @@ def first_words(message: str) -> str:
 
 def row(case_name: str, api: str, measured: dict[str, Any]) -> tuple[str, ...]:
     rec = measured["record"]
-    return (case_name, api, rec["error_kind"] or "ok", first_words(rec["error"]),
-            f"{rec['t_end'] - rec['t_start']:.2f}", f"{measured['rss_growth'] / 2**20:.1f}",
-            f"{measured['traced_peak'] / 2**20:.1f}")
+    return (
+        case_name,
+        api,
+        rec["error_kind"] or "ok",
+        first_words(rec["error"]),
+        f"{rec['t_end'] - rec['t_start']:.2f}",
+        f"{measured['rss_growth'] / 2**20:.1f}",
+        f"{measured['traced_peak'] / 2**20:.1f}",
+    )
 
 
 def print_table(rows: list[tuple[str, ...]]) -> None:
@@ -55,8 +68,7 @@ async def main(timeout_s: float) -> None:
     async with HostileServer() as server:
         for case in CASES.values():
             for api in case.apis:
-                rows.append(row(case.name, api, await probe(server.url, api, case.name,
-                                                            timeout_s)))
+                rows.append(row(case.name, api, await probe(server.url, api, case.name, timeout_s)))
     print(f"request timeout {timeout_s:g} s\n")
     print_table(rows)
 

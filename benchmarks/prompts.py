@@ -53,15 +53,19 @@ def main() -> int:
         print(f"{kind}: {n} x {length} tokens in {dt:.2f} s", flush=True)
         if api == "completions":
             tb = text_builder(tok)
-            print(f"  word-piece pool: {tb.pool.size} tokens, exact by construction: "
-                  f"{tb.exact_by_construction}")
+            print(
+                f"  word-piece pool: {tb.pool.size} tokens, exact by construction: {tb.exact_by_construction}"
+            )
             if not args.skip_full_verify:
                 t = time.perf_counter()
-                checked = verify_text_prompts(tb, prompts, max_tokens=10 ** 12)
+                checked = verify_text_prompts(tb, prompts, max_tokens=10**12)
                 dv = time.perf_counter() - t
                 rows.append(("re-encode all text prompts (extra)", dv))
-                print(f"  re-encoding all {checked} texts: {dv:.2f} s "
-                      f"({checked * length / dv / 1e6:.2f} M tokens/s)", flush=True)
+                print(
+                    f"  re-encoding all {checked} texts: {dv:.2f} s "
+                    f"({checked * length / dv / 1e6:.2f} M tokens/s)",
+                    flush=True,
+                )
         t = time.perf_counter()
         build_prompts(tok, w)
         print(f"  cached rebuild: {time.perf_counter() - t:.4f} s")

@@ -30,10 +30,12 @@ from pytest_pd.workload.prompts import Workload
 
 REPO = Path(__file__).resolve().parent.parent
 TOPOLOGIES = {"pp2": ("sim-pp2", "PP=2 (TP=4, PP=2)"), "tp8": ("sim-tp8", "TP=8")}
-COLUMNS = [("TTFT (s)", "mean_ttft_s", "{:.2f}"),
-           ("throughput (tok/s)", "output_throughput", "{:.1f}"),
-           ("TPOT (ms)", "mean_tpot_ms", "{:.1f}"),
-           ("mean latency (s)", "mean_e2e_latency_s", "{:.2f}")]
+COLUMNS = [
+    ("TTFT (s)", "mean_ttft_s", "{:.2f}"),
+    ("throughput (tok/s)", "output_throughput", "{:.1f}"),
+    ("TPOT (ms)", "mean_tpot_ms", "{:.1f}"),
+    ("mean latency (s)", "mean_e2e_latency_s", "{:.2f}"),
+]
 
 
 def free_port() -> int:
@@ -55,10 +57,12 @@ def write_cluster(src: Path, dest: Path, speedup: float) -> None:
 
 def measured_row(metrics: dict) -> dict[str, float]:
     """bench_serving metrics (already scaled back to real time) -> the seed table's units."""
-    return {"mean_ttft_s": metrics["mean_ttft_ms"] / 1000,
-            "output_throughput": metrics["output_throughput"],
-            "mean_tpot_ms": metrics["mean_tpot_ms"],
-            "mean_e2e_latency_s": metrics["mean_e2e_latency_ms"] / 1000}
+    return {
+        "mean_ttft_s": metrics["mean_ttft_ms"] / 1000,
+        "output_throughput": metrics["output_throughput"],
+        "mean_tpot_ms": metrics["mean_tpot_ms"],
+        "mean_e2e_latency_s": metrics["mean_e2e_latency_ms"] / 1000,
+    }
 
 
 def cell(value: float, seed: float | None, fmt: str) -> str:
@@ -67,10 +71,16 @@ def cell(value: float, seed: float | None, fmt: str) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--speedup", type=float, nargs="+", default=[10.0],
-                        help="speedups to measure at (default: 10, the shipped sim clusters' value)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--speedup",
+        type=float,
+        nargs="+",
+        default=[10.0],
+        help="speedups to measure at (default: 10, the shipped sim clusters' value)",
+    )
     args = parser.parse_args()
     workload = Workload(**SEED_WORKLOAD)
     worst = 0.0
@@ -80,8 +90,7 @@ def main() -> int:
             folder = Path(tmp)
             for name, _ in TOPOLOGIES.values():
                 write_cluster(REPO / "clusters" / f"{name}.yaml", folder, speedup)
-            measurer = Measurer(folder, folder / "runs", None,
-                                say=lambda t: print(t, file=sys.stderr))
+            measurer = Measurer(folder, folder / "runs", None, say=lambda t: print(t, file=sys.stderr))
             try:
                 for key, (name, _) in TOPOLOGIES.items():
                     spec = measurer.spec(name)
@@ -97,17 +106,20 @@ def main() -> int:
                     }
             finally:
                 measurer.close()
-        print(f"\n== seed workload {workload.id}, simulated at speedup {speedup:g}, "
-              "measured times scaled back to real time ==")
+        print(
+            f"\n== seed workload {workload.id}, simulated at speedup {speedup:g}, "
+            "measured times scaled back to real time =="
+        )
         header = ["config", "source"] + [c[0] for c in COLUMNS]
         lines = [header]
         for key, (_, label) in TOPOLOGIES.items():
             seed = rows[key]["seed"]
             for source in ("seed", "model", "measured"):
                 values = rows[key][source]
-                lines.append([label if source == "seed" else "", source] + [
-                    cell(values[k], None if source == "seed" else seed[k], fmt)
-                    for _, k, fmt in COLUMNS])
+                lines.append(
+                    [label if source == "seed" else "", source]
+                    + [cell(values[k], None if source == "seed" else seed[k], fmt) for _, k, fmt in COLUMNS]
+                )
                 if source == "measured":
                     worst = max(worst, *(abs(values[k] - seed[k]) / seed[k] for _, k, _ in COLUMNS))
         widths = [max(len(r[i]) for r in lines) for i in range(len(header))]

@@ -49,16 +49,21 @@ def soak(measurer: Measurer, workload: Workload, minutes: float, rows: list[tupl
         i += 1
         measurer.forget()  # measure again: a new run each iteration
         m = measurer.measure(spec, workload)
-        rows.append((i, m.summary.completed, m.summary.failed, rss_kib(), open_fds(),
-                     sum(rss_kib(p) for p in pids)))
-        print(f"iter {i:3d}: completed {rows[-1][1]}, failed {rows[-1][2]}, "
-              f"harness RSS {rows[-1][3] / 1024:.1f} MiB, fds {rows[-1][4]}, "
-              f"cluster RSS {rows[-1][5] / 1024:.1f} MiB", flush=True)
+        rows.append(
+            (i, m.summary.completed, m.summary.failed, rss_kib(), open_fds(), sum(rss_kib(p) for p in pids))
+        )
+        print(
+            f"iter {i:3d}: completed {rows[-1][1]}, failed {rows[-1][2]}, "
+            f"harness RSS {rows[-1][3] / 1024:.1f} MiB, fds {rows[-1][4]}, "
+            f"cluster RSS {rows[-1][5] / 1024:.1f} MiB",
+            flush=True,
+        )
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--speedup", type=float, default=10.0)
     args = parser.parse_args()
@@ -83,13 +88,16 @@ def main() -> int:
     first, last = rows[min(1, len(rows) - 1)], rows[-1]  # after the first iteration's warm-up
     growth = (last[3] - first[3]) / first[3] * 100
     cluster_growth = (last[5] - first[5]) / first[5] * 100
-    print(f"\n{len(rows)} iterations in {args.minutes:g} min, {sum(r[1] for r in rows)} requests, "
-          f"{errors} errors (target 0)")
-    print(f"harness+client RSS {first[3] / 1024:.1f} → {last[3] / 1024:.1f} MiB "
-          f"({growth:+.1f} %, target < 5 %), from iteration 2 on")
+    print(
+        f"\n{len(rows)} iterations in {args.minutes:g} min, {sum(r[1] for r in rows)} requests, "
+        f"{errors} errors (target 0)"
+    )
+    print(
+        f"harness+client RSS {first[3] / 1024:.1f} → {last[3] / 1024:.1f} MiB "
+        f"({growth:+.1f} %, target < 5 %), from iteration 2 on"
+    )
     print(f"open fds {first[4]} → {last[4]} (target: no growth)")
-    print(f"cluster processes RSS {first[5] / 1024:.1f} → {last[5] / 1024:.1f} MiB "
-          f"({cluster_growth:+.1f} %)")
+    print(f"cluster processes RSS {first[5] / 1024:.1f} → {last[5] / 1024:.1f} MiB ({cluster_growth:+.1f} %)")
     return 0 if errors == 0 else 1
 
 

@@ -53,80 +53,163 @@ def _rate(text: str) -> float:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("bench", help=HELP, description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "bench", help=HELP, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     seed = p.add_argument_group("perf_bench.py options")
-    seed.add_argument("--model", default=None,
-                      help="model name for /v1/completions and the results (default: the first "
-                      "of the server's GET /v1/models)")
-    seed.add_argument("--tokenizer-path", required=True,
-                      help="local model folder holding the cluster's tokenizer (never downloaded)")
+    seed.add_argument(
+        "--model",
+        default=None,
+        help="model name for /v1/completions and the results (default: the first "
+        "of the server's GET /v1/models)",
+    )
+    seed.add_argument(
+        "--tokenizer-path",
+        required=True,
+        help="local model folder holding the cluster's tokenizer (never downloaded)",
+    )
     seed.add_argument("--ip", default="127.0.0.1", help="router/server address (default: 127.0.0.1)")
     seed.add_argument("--port", type=int, default=8000, help="router/server port (default: 8000)")
-    seed.add_argument("--parallel", type=int, default=16,
-                      help="concurrency cap: requests in flight at once (default: 16)")
+    seed.add_argument(
+        "--parallel", type=int, default=16, help="concurrency cap: requests in flight at once (default: 16)"
+    )
     seed.add_argument("--number", type=int, default=32, help="measured requests (default: 32)")
-    seed.add_argument("--input-length", type=int, default=6000,
-                      help="prompt tokens per request (default: 6000)")
-    seed.add_argument("--output-length", type=int, default=1000,
-                      help="output tokens per request, forced with ignore_eos (default: 1000)")
+    seed.add_argument(
+        "--input-length", type=int, default=6000, help="prompt tokens per request (default: 6000)"
+    )
+    seed.add_argument(
+        "--output-length",
+        type=int,
+        default=1000,
+        help="output tokens per request, forced with ignore_eos (default: 1000)",
+    )
     wl = p.add_argument_group("workload")
-    wl.add_argument("--api", choices=APIS, default=API_GENERATE,
-                    help="SGLang /generate (token ids) or OpenAI /v1/completions (default: generate)")
-    wl.add_argument("--completions-prompt", choices=PROMPT_KINDS, default=PROMPT_TEXT,
-                    help="/v1/completions prompt form: exact-length text (what the router "
-                    "accepts) or token ids (default: text)")
-    wl.add_argument("--range-ratio", type=float, default=1.0,
-                    help="lengths uniform in [L*ratio, L]; 1.0 = fixed (default: 1.0)")
-    wl.add_argument("--request-rate", type=_rate, default=math.inf,
-                    help="open loop: mean requests/s, Poisson (default: inf = closed loop)")
-    wl.add_argument("--burstiness", type=_rate, default=1.0,
-                    help="gamma shape of arrival gaps at a finite rate: 1 = Poisson, <1 burstier")
+    wl.add_argument(
+        "--api",
+        choices=APIS,
+        default=API_GENERATE,
+        help="SGLang /generate (token ids) or OpenAI /v1/completions (default: generate)",
+    )
+    wl.add_argument(
+        "--completions-prompt",
+        choices=PROMPT_KINDS,
+        default=PROMPT_TEXT,
+        help="/v1/completions prompt form: exact-length text (what the router "
+        "accepts) or token ids (default: text)",
+    )
+    wl.add_argument(
+        "--range-ratio",
+        type=float,
+        default=1.0,
+        help="lengths uniform in [L*ratio, L]; 1.0 = fixed (default: 1.0)",
+    )
+    wl.add_argument(
+        "--request-rate",
+        type=_rate,
+        default=math.inf,
+        help="open loop: mean requests/s, Poisson (default: inf = closed loop)",
+    )
+    wl.add_argument(
+        "--burstiness",
+        type=_rate,
+        default=1.0,
+        help="gamma shape of arrival gaps at a finite rate: 1 = Poisson, <1 burstier",
+    )
     wl.add_argument("--seed", type=int, default=0, help="prompt and arrival seed (default: 0)")
-    wl.add_argument("--prefix-groups", type=int, default=0,
-                    help="shared-prefix workload: number of prefix groups (default: 0 = off)")
-    wl.add_argument("--prefix-len", type=int, default=0,
-                    help="shared-prefix workload: tokens of the common prefix")
-    wl.add_argument("--dataset", default=None, metavar="JSONL",
-                    help='prompts from a JSONL file ({"prompt": text | [ids], "output_len": N})')
-    wl.add_argument("--warmup-requests", type=int, default=1,
-                    help="unmeasured warm-up requests sent first (default: 1)")
-    wl.add_argument("--request-timeout", type=_rate, default=DEFAULT_REQUEST_TIMEOUT_S,
-                    help=f"seconds per request (default: {DEFAULT_REQUEST_TIMEOUT_S:g})")
-    wl.add_argument("--duration-limit", type=_rate, default=math.inf,
-                    help="stop dispatching after this many seconds (default: none)")
+    wl.add_argument(
+        "--prefix-groups",
+        type=int,
+        default=0,
+        help="shared-prefix workload: number of prefix groups (default: 0 = off)",
+    )
+    wl.add_argument(
+        "--prefix-len", type=int, default=0, help="shared-prefix workload: tokens of the common prefix"
+    )
+    wl.add_argument(
+        "--dataset",
+        default=None,
+        metavar="JSONL",
+        help='prompts from a JSONL file ({"prompt": text | [ids], "output_len": N})',
+    )
+    wl.add_argument(
+        "--warmup-requests", type=int, default=1, help="unmeasured warm-up requests sent first (default: 1)"
+    )
+    wl.add_argument(
+        "--request-timeout",
+        type=_rate,
+        default=DEFAULT_REQUEST_TIMEOUT_S,
+        help=f"seconds per request (default: {DEFAULT_REQUEST_TIMEOUT_S:g})",
+    )
+    wl.add_argument(
+        "--duration-limit",
+        type=_rate,
+        default=math.inf,
+        help="stop dispatching after this many seconds (default: none)",
+    )
     run = p.add_argument_group("run and verdict")
-    run.add_argument("--repeats", type=int, default=1,
-                     help="measure the workload N times; the verdict uses the median (default: 1)")
-    run.add_argument("--slo", type=slos, nargs="+", default=[], metavar="NAME=MS",
-                     help="SLOs for goodput, e.g. --slo ttft_ms=2000 tpot_ms=50")
-    run.add_argument("--max-mismatch-share", type=float, default=0.0,
-                     help="allowed share of requests whose server-reported length differs from "
-                     "the requested one (default: 0)")
-    run.add_argument("--processes", type=int, default=1,
-                     help="client processes driving the load (default: 1)")
+    run.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="measure the workload N times; the verdict uses the median (default: 1)",
+    )
+    run.add_argument(
+        "--slo",
+        type=slos,
+        nargs="+",
+        default=[],
+        metavar="NAME=MS",
+        help="SLOs for goodput, e.g. --slo ttft_ms=2000 tpot_ms=50",
+    )
+    run.add_argument(
+        "--max-mismatch-share",
+        type=float,
+        default=0.0,
+        help="allowed share of requests whose server-reported length differs from "
+        "the requested one (default: 0)",
+    )
+    run.add_argument(
+        "--processes", type=int, default=1, help="client processes driving the load (default: 1)"
+    )
     out = p.add_argument_group("output")
-    out.add_argument("--label", default=None,
-                     help="name of what is measured, in the table and the file name "
-                     "(default: bench-IP-PORT)")
-    out.add_argument("--results-dir", type=Path, default=Path("results"),
-                     help="where the JSON result goes (default: ./results)")
-    out.add_argument("--output-json", type=Path, default=None,
-                     help="write the JSON result to this file instead")
+    out.add_argument(
+        "--label",
+        default=None,
+        help="name of what is measured, in the table and the file name (default: bench-IP-PORT)",
+    )
+    out.add_argument(
+        "--results-dir",
+        type=Path,
+        default=Path("results"),
+        help="where the JSON result goes (default: ./results)",
+    )
+    out.add_argument(
+        "--output-json", type=Path, default=None, help="write the JSON result to this file instead"
+    )
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
 def workload_from_args(args: argparse.Namespace) -> Workload:
     return Workload(
-        input_len=args.input_length, output_len=args.output_length, concurrency=args.parallel,
-        num_requests=args.number, range_ratio=args.range_ratio, request_rate=args.request_rate,
-        seed=args.seed, api=args.api, warmup_requests=args.warmup_requests,
-        request_timeout_s=args.request_timeout, burstiness=args.burstiness,
-        prefix_groups=args.prefix_groups, prefix_len=args.prefix_len,
+        input_len=args.input_length,
+        output_len=args.output_length,
+        concurrency=args.parallel,
+        num_requests=args.number,
+        range_ratio=args.range_ratio,
+        request_rate=args.request_rate,
+        seed=args.seed,
+        api=args.api,
+        warmup_requests=args.warmup_requests,
+        request_timeout_s=args.request_timeout,
+        burstiness=args.burstiness,
+        prefix_groups=args.prefix_groups,
+        prefix_len=args.prefix_len,
         dataset_path=str(Path(args.dataset).expanduser().resolve()) if args.dataset else None,
-        duration_limit_s=args.duration_limit, max_mismatch_share=args.max_mismatch_share,
-        completions_prompt=args.completions_prompt, client_processes=args.processes,
+        duration_limit_s=args.duration_limit,
+        max_mismatch_share=args.max_mismatch_share,
+        completions_prompt=args.completions_prompt,
+        client_processes=args.processes,
     )
 
 
@@ -139,8 +222,15 @@ class _Progress:
         if enabled:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=desc, unit="req", file=sys.stderr, leave=True,
-                            dynamic_ncols=True, mininterval=0.25)
+            self.bar = tqdm(
+                total=total,
+                desc=desc,
+                unit="req",
+                file=sys.stderr,
+                leave=True,
+                dynamic_ncols=True,
+                mininterval=0.25,
+            )
 
     def __call__(self, done: int, total: int, tokens: int, failed: int) -> None:
         if self.bar is None:
@@ -163,9 +253,11 @@ def _f(value: float, scale: float = 1.0, digits: int = 2) -> str:
 
 def seed_line(s: RunSummary) -> str:
     """The seed report's four numbers on one line."""
-    return (f"TTFT (s): {_f(s.mean_ttft_ms, 1e-3)} | throughput (tok/s): "
-            f"{_f(s.output_throughput, digits=1)} | TPOT (ms): {_f(s.mean_tpot_ms, digits=1)} | "
-            f"mean latency (s): {_f(s.mean_e2e_latency_ms, 1e-3)}")
+    return (
+        f"TTFT (s): {_f(s.mean_ttft_ms, 1e-3)} | throughput (tok/s): "
+        f"{_f(s.output_throughput, digits=1)} | TPOT (ms): {_f(s.mean_tpot_ms, digits=1)} | "
+        f"mean latency (s): {_f(s.mean_e2e_latency_ms, 1e-3)}"
+    )
 
 
 def seed_table(label: str, summaries: list[RunSummary], agg: RunSummary) -> str:
@@ -173,12 +265,25 @@ def seed_table(label: str, summaries: list[RunSummary], agg: RunSummary) -> str:
     rows = []
     if len(summaries) > 1:
         for i, s in enumerate(summaries, 1):
-            rows.append([f"{label} (repeat {i})", _f(s.mean_ttft_ms, 1e-3),
-                         _f(s.output_throughput, digits=1), _f(s.mean_tpot_ms, digits=1),
-                         _f(s.mean_e2e_latency_ms, 1e-3)])
+            rows.append(
+                [
+                    f"{label} (repeat {i})",
+                    _f(s.mean_ttft_ms, 1e-3),
+                    _f(s.output_throughput, digits=1),
+                    _f(s.mean_tpot_ms, digits=1),
+                    _f(s.mean_e2e_latency_ms, 1e-3),
+                ]
+            )
     name = f"{label} (median of {len(summaries)})" if len(summaries) > 1 else label
-    rows.append([name, _f(agg.mean_ttft_ms, 1e-3), _f(agg.output_throughput, digits=1),
-                 _f(agg.mean_tpot_ms, digits=1), _f(agg.mean_e2e_latency_ms, 1e-3)])
+    rows.append(
+        [
+            name,
+            _f(agg.mean_ttft_ms, 1e-3),
+            _f(agg.output_throughput, digits=1),
+            _f(agg.mean_tpot_ms, digits=1),
+            _f(agg.mean_e2e_latency_ms, 1e-3),
+        ]
+    )
     out = ["| " + " | ".join(head) + " |", "| :--- | ---: | ---: | ---: | ---: |"]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(out)
@@ -209,18 +314,25 @@ def detail_table(s: RunSummary) -> str:
     if s.slo:
         row("Goodput (req/s):", _f(s.goodput))
         row("Goodput share:", _f(s.goodput_ratio, 100.0, 1) + " %")
-    for title, key, pcts in (("Time to First Token", "ttft", ("p90", "p99")),
-                             ("Time per Output Token (excl. 1st token)", "tpot", ("p90", "p99")),
-                             ("Inter-token Latency", "itl", ("p90", "p95", "p99", "max")),
-                             ("End-to-End Latency", "e2e_latency", ("p90", "p99"))):
+    for title, key, pcts in (
+        ("Time to First Token", "ttft", ("p90", "p99")),
+        ("Time per Output Token (excl. 1st token)", "tpot", ("p90", "p99")),
+        ("Inter-token Latency", "itl", ("p90", "p95", "p99", "max")),
+        ("End-to-End Latency", "e2e_latency", ("p90", "p99")),
+    ):
         lines.append(f"{'-' * 15}{title}{'-' * 15}")
         d = s.to_dict()
         for stat in ("mean", "median", "std", *pcts):
-            row(f"{stat.capitalize() if stat in ('mean', 'median') else stat.upper()} "
-                f"{key.upper().replace('_LATENCY', '')} (ms):", _f(d[f"{stat}_{key}_ms"]))
+            row(
+                f"{stat.capitalize() if stat in ('mean', 'median') else stat.upper()} "
+                f"{key.upper().replace('_LATENCY', '')} (ms):",
+                _f(d[f"{stat}_{key}_ms"]),
+            )
     lines.append(f"{'-' * 15}Client queueing (not in TTFT){'-' * 15}")
-    row("Mean / median / P99 queue (ms):",
-        f"{_f(s.mean_queue_ms)} / {_f(s.median_queue_ms)} / {_f(s.p99_queue_ms)}")
+    row(
+        "Mean / median / P99 queue (ms):",
+        f"{_f(s.mean_queue_ms)} / {_f(s.median_queue_ms)} / {_f(s.p99_queue_ms)}",
+    )
     lines.append("=" * 50)
     return "\n".join(lines)
 
@@ -248,8 +360,11 @@ def _run(args: argparse.Namespace) -> int:
     tokenizer = load_tokenizer(args.tokenizer_path)
     t = time.perf_counter()
     prompts = build_prompts(tokenizer, workload)
-    say(f"{workload.id}: {len(prompts)} prompts built in {time.perf_counter() - t:.2f} s; "
-        f"sending to {base_url}", flush=True)
+    say(
+        f"{workload.id}: {len(prompts)} prompts built in {time.perf_counter() - t:.2f} s; "
+        f"sending to {base_url}",
+        flush=True,
+    )
 
     started_at = time.time()
     summaries: list[RunSummary] = []
@@ -258,8 +373,9 @@ def _run(args: argparse.Namespace) -> int:
         desc = f"repeat {i + 1}/{args.repeats}" if args.repeats > 1 else workload.id
         progress = _Progress(len(prompts), desc, enabled=not args.no_progress)
         try:
-            result = run_workload_sync(base_url, workload, prompts, on_progress=progress,
-                                       progress_interval_s=0.5, model=model)
+            result = run_workload_sync(
+                base_url, workload, prompts, on_progress=progress, progress_interval_s=0.5, model=model
+            )
         finally:
             progress.close()
         model = model or result.model

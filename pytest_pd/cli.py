@@ -30,28 +30,53 @@ def _parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("cluster", help="cluster name (file stem in --cluster-dir) or path to a YAML file")
-        p.add_argument("--cluster-dir", type=Path, default=Path("clusters"),
-                       help="folder holding cluster files (default: ./clusters)")
+        p.add_argument(
+            "--cluster-dir",
+            type=Path,
+            default=Path("clusters"),
+            help="folder holding cluster files (default: ./clusters)",
+        )
         if name == "up":
-            p.add_argument("--run-dir", type=Path, default=Path("runs"),
-                           help="where logs and pid files go (default: ./runs)")
+            p.add_argument(
+                "--run-dir",
+                type=Path,
+                default=Path("runs"),
+                help="where logs and pid files go (default: ./runs)",
+            )
     down = sub.add_parser(
-        "down", help="tear down what a session left running",
+        "down",
+        help="tear down what a session left running",
         description="With RUN_DIR: stop every process a session left running there "
         "(--pd-keep-cluster-on-failure; the same verified teardown as at the end of a session) and "
         "fetch the logs. Without: stop every stale run (one whose session died without teardown) "
-        "on this machine, or on the hosts of --cluster.")
-    down.add_argument("run_dir", type=Path, metavar="RUN_DIR", nargs="?",
-                      help="the run directory pytest-pd printed when it left the cluster up")
-    ps = sub.add_parser("ps", help="list what pytest-pd runs on this machine or a cluster's hosts",
-                        description="list the runs recorded next to the host locks of this machine "
-                        "(or of the hosts of --cluster): live, kept for debugging or stale, with "
-                        "their processes")
+        "on this machine, or on the hosts of --cluster.",
+    )
+    down.add_argument(
+        "run_dir",
+        type=Path,
+        metavar="RUN_DIR",
+        nargs="?",
+        help="the run directory pytest-pd printed when it left the cluster up",
+    )
+    ps = sub.add_parser(
+        "ps",
+        help="list what pytest-pd runs on this machine or a cluster's hosts",
+        description="list the runs recorded next to the host locks of this machine "
+        "(or of the hosts of --cluster): live, kept for debugging or stale, with "
+        "their processes",
+    )
     for p in (down, ps):
-        p.add_argument("--cluster", help="look at this cluster's hosts (name or path to a YAML "
-                       "file) instead of this machine's default lock folder")
-        p.add_argument("--cluster-dir", type=Path, default=Path("clusters"),
-                       help="folder holding cluster files (default: ./clusters)")
+        p.add_argument(
+            "--cluster",
+            help="look at this cluster's hosts (name or path to a YAML "
+            "file) instead of this machine's default lock folder",
+        )
+        p.add_argument(
+            "--cluster-dir",
+            type=Path,
+            default=Path("clusters"),
+            help="folder holding cluster files (default: ./clusters)",
+        )
     bench.add_parser(sub)
     return parser
 

@@ -119,26 +119,44 @@ def pd_workload() -> Workload:
 
 def _side(m: Measurement) -> Side:
     spec = m.cluster
-    return Side(spec.label, prefill_strategy(spec), m.metrics,
-                simulated=engines.engine_of(spec).simulated, speedup=m.speedup,
-                result_path=str(m.result_path) if m.result_path else None,
-                samples=m.samples, source="live", started_at=m.started_at, model=spec.model_name)
+    return Side(
+        spec.label,
+        prefill_strategy(spec),
+        m.metrics,
+        simulated=engines.engine_of(spec).simulated,
+        speedup=m.speedup,
+        result_path=str(m.result_path) if m.result_path else None,
+        samples=m.samples,
+        source="live",
+        started_at=m.started_at,
+        model=spec.model_name,
+    )
 
 
 def stored_side(data: dict[str, Any]) -> Side:
     """A run read from the results store, as one side of a comparison."""
     cluster = data["cluster"]
     sim = data.get("simulated") or {}
-    return Side(cluster.get("name", "?"), cluster.get("prefill_strategy", ""), data["metrics"],
-                simulated=cluster.get("engine") == "sim", speedup=float(sim.get("speedup", 1.0)),
-                result_path=data.get("path"), samples=repeat_samples(data.get("repeats") or []),
-                source="stored", started_at=data.get("started_at"),
-                model=(data.get("model") or {}).get("name"))
+    return Side(
+        cluster.get("name", "?"),
+        cluster.get("prefill_strategy", ""),
+        data["metrics"],
+        simulated=cluster.get("engine") == "sim",
+        speedup=float(sim.get("speedup", 1.0)),
+        result_path=data.get("path"),
+        samples=repeat_samples(data.get("repeats") or []),
+        source="stored",
+        started_at=data.get("started_at"),
+        model=(data.get("model") or {}).get("name"),
+    )
 
 
 def _live_view(m: Measurement) -> dict[str, Any]:
-    return {**m.payload, "path": str(m.result_path) if m.result_path else None,
-            "runs": [r.to_dict() for r in m.results]}
+    return {
+        **m.payload,
+        "path": str(m.result_path) if m.result_path else None,
+        "runs": [r.to_dict() for r in m.results],
+    }
 
 
 def _stored_view(data: dict[str, Any]) -> dict[str, Any]:
@@ -170,8 +188,9 @@ def create_baseline_command(config: pytest.Config) -> str:
 
 
 @pytest.fixture
-def pd_run(request: pytest.FixtureRequest, pd_measurer: Measurer, pd_spec: ClusterSpec,
-           pd_workload: Workload) -> Comparison:
+def pd_run(
+    request: pytest.FixtureRequest, pd_measurer: Measurer, pd_spec: ClusterSpec, pd_workload: Workload
+) -> Comparison:
     """Runs ``pd_workload`` on the candidate and (when a ratio bound asks for it) gets its
     baseline (live, stored or from a file: ``--pd-baseline``), then judges every ``pd_threshold``
     marker and compares with the last run. The plugin fails the test on any failed verdict."""
@@ -181,8 +200,14 @@ def pd_run(request: pytest.FixtureRequest, pd_measurer: Measurer, pd_spec: Clust
     planned = config.stash.get(WORKLOADS_KEY, [])
     plan = None
     if any(b.is_ratio for b in bounds):
-        plan = plan_baseline(opts.baseline, opts.baseline_max_age_s, pd_measurer, pd_spec,
-                             pd_workload, create_baseline_command(config))
+        plan = plan_baseline(
+            opts.baseline,
+            opts.baseline_max_age_s,
+            pd_measurer,
+            pd_spec,
+            pd_workload,
+            create_baseline_command(config),
+        )
     candidate = pd_measurer.measure(pd_spec, pd_workload, also=planned)
     baseline_side, baseline_view = None, None
     log_runs: list[tuple[ClusterSpec, Path | None]] = [(pd_spec, candidate.run_dir)]
@@ -195,22 +220,38 @@ def pd_run(request: pytest.FixtureRequest, pd_measurer: Measurer, pd_spec: Clust
 
     history: list[dict[str, Any]] = []
     if pd_measurer.results_dir is not None:
-        history = store.find_runs(pd_measurer.results_dir, pd_spec.label, pd_workload.id,
-                                  pd_spec.model_name)
+        history = store.find_runs(pd_measurer.results_dir, pd_spec.label, pd_workload.id, pd_spec.model_name)
     last = None
     if opts.compare_last:
         previous = store.previous_run(history, pd_measurer.session, candidate.started_at)
         last = stored_side(previous) if previous else None
-    comp = compare(request.node.nodeid, pd_workload.id, _side(candidate), baseline_side, bounds,
-                   last=last, noise_band=opts.noise_band,
-                   fail_on_regression=opts.fail_on_regression,
-                   max_mismatch_share=pd_workload.max_mismatch_share)
+    comp = compare(
+        request.node.nodeid,
+        pd_workload.id,
+        _side(candidate),
+        baseline_side,
+        bounds,
+        last=last,
+        noise_band=opts.noise_band,
+        fail_on_regression=opts.fail_on_regression,
+        max_mismatch_share=pd_workload.max_mismatch_share,
+    )
     trend_n = opts.trend_runs
     request.node.stash[COMPARISON_KEY] = comp
     request.node.stash[EVIDENCE_KEY] = Evidence(
-        candidate=_live_view(candidate), baseline=baseline_view,
-        trend=[{"started_at": r.get("started_at"), "metrics": r["metrics"], "path": r["path"],
-                "session": r.get("session")} for r in history[-trend_n:]] if trend_n > 0 else [],
+        candidate=_live_view(candidate),
+        baseline=baseline_view,
+        trend=[
+            {
+                "started_at": r.get("started_at"),
+                "metrics": r["metrics"],
+                "path": r["path"],
+                "session": r.get("session"),
+            }
+            for r in history[-trend_n:]
+        ]
+        if trend_n > 0
+        else [],
         baseline_source=plan.source if plan else "none (no ratio bound)",
         log_runs=log_runs,
     )

@@ -25,6 +25,8 @@ def clusters(*patterns: str, exclude: str | tuple[str, ...] | list[str] = ()) ->
     matches one of the shell-style patterns (any, when none is given) and none of ``exclude``."""
     excluded = (exclude,) if isinstance(exclude, str) else tuple(exclude)
     if not (patterns or excluded) or not all(isinstance(p, str) for p in (*patterns, *excluded)):
-        raise TypeError("clusters() takes shell-style name patterns (strings), e.g. "
-                        "clusters('sim-*') or clusters(exclude='cpu-*')")
+        raise TypeError(
+            "clusters() takes shell-style name patterns (strings), e.g. "
+            "clusters('sim-*') or clusters(exclude='cpu-*')"
+        )
     return pytest.mark.pd_clusters(*patterns, exclude=excluded)

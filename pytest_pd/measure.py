@@ -123,8 +123,7 @@ def _get_json(url: str, timeout: float = 5.0) -> dict[str, Any]:
 
 def _git_commit(cwd: Path) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                             text=True, timeout=5)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -168,8 +167,7 @@ class DeathWatch:
     a run stops within about a second of a process dying instead of waiting on requests that a
     real router may leave hanging for minutes (``reason`` is the runner's ``abort``)."""
 
-    def __init__(self, topology: Topology, on_death: Callable[[str], None],
-                 interval_s: float = 1.0) -> None:
+    def __init__(self, topology: Topology, on_death: Callable[[str], None], interval_s: float = 1.0) -> None:
         self.topology = topology
         self.on_death = on_death
         self.interval_s = interval_s
@@ -218,11 +216,22 @@ class DeathWatch:
 class Measurer:
     """Keeps at most one cluster up; measures each (cluster, workload) once and caches it."""
 
-    def __init__(self, cluster_dir: Path, run_base: Path, results_dir: Path | None, *,
-                 say: Say = print, workdir: Path | None = None, repeats: int = 1,
-                 slo: Mapping[str, float] | None = None, save_baseline: bool = False,
-                 store_requests: bool = True, telemetry_interval_s: float = 1.0,
-                 session: str | None = None, keep_on_failure: bool = False) -> None:
+    def __init__(
+        self,
+        cluster_dir: Path,
+        run_base: Path,
+        results_dir: Path | None,
+        *,
+        say: Say = print,
+        workdir: Path | None = None,
+        repeats: int = 1,
+        slo: Mapping[str, float] | None = None,
+        save_baseline: bool = False,
+        store_requests: bool = True,
+        telemetry_interval_s: float = 1.0,
+        session: str | None = None,
+        keep_on_failure: bool = False,
+    ) -> None:
         self.keep_on_failure = keep_on_failure
         self.repeats = max(1, int(repeats))
         self.slo = dict(slo or {})
@@ -266,8 +275,7 @@ class Measurer:
     def cached(self, spec: ClusterSpec, workload: Workload) -> Measurement | None:
         return self._cache.get((spec.label, workload.id))
 
-    def measure(self, spec: ClusterSpec, workload: Workload,
-                also: Sequence[Workload] = ()) -> Measurement:
+    def measure(self, spec: ClusterSpec, workload: Workload, also: Sequence[Workload] = ()) -> Measurement:
         """The measurement of ``workload`` on ``spec``; ``also`` are workloads to run in the same
         bring-up (so each cluster comes up once per session, not once per test)."""
         hit = self.cached(spec, workload)
@@ -299,8 +307,8 @@ class Measurer:
                 self._store_failure(exc, [w])
                 broken = self._broken.get(spec.label)
                 if broken is not None:  # the rest cannot run: they fail with the same cause
-                    self._store_failure(broken, todo[i + 1:])
-                    for rest in todo[i + 1:]:
+                    self._store_failure(broken, todo[i + 1 :])
+                    for rest in todo[i + 1 :]:
                         self._errors[(spec.label, rest.id)] = broken
                 if w is workload:
                     raise
@@ -351,18 +359,21 @@ class Measurer:
         broken = self._broken.get(spec.label)
         if broken is not None:
             raise BringUpError(
-                f"cluster {spec.label} failed earlier in this session; not retrying. First failure: "
-                f"{broken}", failure=broken.failure)
+                f"cluster {spec.label} failed earlier in this session; not retrying. First failure: {broken}",
+                failure=broken.failure,
+            )
         if self.current is not None and self.current.spec.label == spec.label:
             return self.current
         if self.kept:
             raise BringUpError(
                 f"not bringing up {spec.label}: {self.kept[0].spec.label} was left running for "
                 "debugging (--pd-keep-cluster-on-failure) and may share its hosts, ports and GPUs. "
-                f"Tear it down (`pytest-pd down {self.kept[0].run_dir}`) before the next session.")
+                f"Tear it down (`pytest-pd down {self.kept[0].run_dir}`) before the next session."
+            )
         self.close()  # never two clusters at once: they may share hosts, GPUs and ports
-        topology = Topology(spec, new_run_dir(self.run_base, spec.label), say=self.say,
-                            keep_on_failure=self.keep_on_failure)
+        topology = Topology(
+            spec, new_run_dir(self.run_base, spec.label), say=self.say, keep_on_failure=self.keep_on_failure
+        )
         try:
             topology.up()
         except PdError as exc:
@@ -381,9 +392,14 @@ class Measurer:
         if isinstance(exc, PdError):  # its message is what pytest shows: log tails scrubbed too
             exc.args = tuple(scrub(str(a), secrets) for a in exc.args)
         exc.failure = {  # type: ignore[attr-defined]  # PdError has it; others get it here
-            "cluster": spec.label, "stage": stage, "kind": type(exc).__name__,
-            "message": str(exc) or repr(exc), "run_dir": str(run_dir),
-            "at": time.time(), "logs": tails, "results": [],
+            "cluster": spec.label,
+            "stage": stage,
+            "kind": type(exc).__name__,
+            "message": str(exc) or repr(exc),
+            "run_dir": str(run_dir),
+            "at": time.time(),
+            "logs": tails,
+            "results": [],
         }
         self.failures.append(exc.failure)  # type: ignore[attr-defined]
         return exc
@@ -397,8 +413,11 @@ class Measurer:
         for w in workloads:
             if any(r["workload"] == w.id for r in failure["results"]):
                 continue
-            payload = {**self._common_payload(spec, w, failure["at"], Path(failure["run_dir"])),
-                       "metrics": {}, "failure": {k: v for k, v in failure.items() if k != "results"}}
+            payload = {
+                **self._common_payload(spec, w, failure["at"], Path(failure["run_dir"])),
+                "metrics": {},
+                "failure": {k: v for k, v in failure.items() if k != "results"},
+            }
             path = save_result(self.results_dir, payload)
             failure["results"].append({"workload": w.id, "path": str(path)})
 
@@ -452,14 +471,22 @@ class Measurer:
         prompts = self._prompts_for(spec, workload)
         speedup = engines.time_scale(spec)
         # Open-loop schedules and time limits too: the simulated cluster runs `speedup` times faster
-        run_as = dataclasses.replace(
-            workload, request_rate=workload.request_rate * speedup,
-            duration_limit_s=workload.duration_limit_s / speedup,
-            request_timeout_s=workload.request_timeout_s / speedup) if speedup != 1.0 else workload
+        run_as = (
+            dataclasses.replace(
+                workload,
+                request_rate=workload.request_rate * speedup,
+                duration_limit_s=workload.duration_limit_s / speedup,
+                request_timeout_s=workload.request_timeout_s / speedup,
+            )
+            if speedup != 1.0
+            else workload
+        )
         # SLOs are in the real cluster's time; a simulated run is measured `speedup` times faster
         slo = {k: v / speedup for k, v in self.slo.items()}
-        self.say(f"{spec.label}: running {workload.id} against {topology.router_url}"
-                 + (f" ({self.repeats} repeats)" if self.repeats > 1 else ""))
+        self.say(
+            f"{spec.label}: running {workload.id} against {topology.router_url}"
+            + (f" ({self.repeats} repeats)" if self.repeats > 1 else "")
+        )
         secrets = spec.secret_values()
         sampler = self._sampler(spec, topology).start()
         started = time.time()
@@ -471,12 +498,17 @@ class Measurer:
         watchdog = DeathWatch(topology, lambda why: self.say(f"{spec.label}: {why}; {then}")).start()
         try:
             for _ in range(self.repeats):
-                result = run_workload_sync(topology.router_url, run_as, prompts,
-                                           abort=watchdog.reason)
+                result = run_workload_sync(topology.router_url, run_as, prompts, abort=watchdog.reason)
                 results.append(result)
                 summary = summarize(result, slo=slo or None)
-                summaries.append(dataclasses.replace(summary, error_examples={  # as shown
-                    k: scrub(v, secrets) for k, v in summary.error_examples.items()}))
+                summaries.append(
+                    dataclasses.replace(
+                        summary,
+                        error_examples={  # as shown
+                            k: scrub(v, secrets) for k, v in summary.error_examples.items()
+                        },
+                    )
+                )
                 dead = watchdog.final_check(failed=bool(summary.failed))
                 if dead:
                     break
@@ -485,20 +517,42 @@ class Measurer:
             telemetry = sampler.stop()
         finished = time.time()
         summary = aggregate_repeats(summaries)
-        server_info = {} if dead else {
-            cmd.name: _get_json(cmd.health_url.rsplit("/", 1)[0] + "/get_server_info")
-            for cmd in topology.plan if cmd.role != "router" and cmd.health_url
-        }
-        m = Measurement(spec, workload, summary, started, finished, topology.run_dir,
-                        server_info=server_info, summaries=summaries, results=results,
-                        telemetry=telemetry, slo=dict(self.slo))
+        server_info = (
+            {}
+            if dead
+            else {
+                cmd.name: _get_json(cmd.health_url.rsplit("/", 1)[0] + "/get_server_info")
+                for cmd in topology.plan
+                if cmd.role != "router" and cmd.health_url
+            }
+        )
+        m = Measurement(
+            spec,
+            workload,
+            summary,
+            started,
+            finished,
+            topology.run_dir,
+            server_info=server_info,
+            summaries=summaries,
+            results=results,
+            telemetry=telemetry,
+            slo=dict(self.slo),
+        )
         payload = self._payload(m, topology)
         m.payload = {k: v for k, v in payload.items() if k != "requests"}
         if dead:  # a process died: the cluster is gone for the rest of the session
-            lost = self._failure(spec, "run", BringUpError(
-                f"cluster {spec.label} lost a process while running {workload.id}"
-                + (f" (repeat {len(results)})" if self.repeats > 1 else "") + ":\n"
-                + "\n".join(dead)), topology.run_dir)
+            lost = self._failure(
+                spec,
+                "run",
+                BringUpError(
+                    f"cluster {spec.label} lost a process while running {workload.id}"
+                    + (f" (repeat {len(results)})" if self.repeats > 1 else "")
+                    + ":\n"
+                    + "\n".join(dead)
+                ),
+                topology.run_dir,
+            )
             self._broken[spec.label] = lost
             assert lost.failure is not None
             payload["failure"] = {k: v for k, v in lost.failure.items() if k != "results"}
@@ -514,13 +568,16 @@ class Measurer:
             raise lost
         shown = m.metrics
         scaled = f" (simulated ×{m.speedup:g}, scaled back)" if m.speedup != 1.0 else ""
-        self.say(f"{spec.label}: {workload.id}: {summary.completed} completed, {summary.failed} "
-                 f"failed, TTFT {shown['mean_ttft_ms']:.1f} ms, TPOT {shown['mean_tpot_ms']:.2f} ms, "
-                 f"{shown['output_throughput']:.1f} tok/s{scaled}")
+        self.say(
+            f"{spec.label}: {workload.id}: {summary.completed} completed, {summary.failed} "
+            f"failed, TTFT {shown['mean_ttft_ms']:.1f} ms, TPOT {shown['mean_tpot_ms']:.2f} ms, "
+            f"{shown['output_throughput']:.1f} tok/s{scaled}"
+        )
         return m
 
-    def _common_payload(self, spec: ClusterSpec, workload: Workload, started: float,
-                        run_dir: Path) -> dict[str, Any]:
+    def _common_payload(
+        self, spec: ClusterSpec, workload: Workload, started: float, run_dir: Path
+    ) -> dict[str, Any]:
         """What every results file holds, measured or failed."""
         return {
             "source": "suite",
@@ -559,12 +616,12 @@ class Measurer:
             "repeats": [model_json(s) for s in m.summaries] if len(m.summaries) > 1 else [],
             "slo": dict(m.slo) or None,
             "simulated": {"speedup": m.speedup, "measured_metrics": m.summary.to_json_dict()}
-            if engines.engine_of(m.cluster).simulated else None,
+            if engines.engine_of(m.cluster).simulated
+            else None,
             "finished_at": m.finished_at,
             "finished_at_iso": _iso(m.finished_at),
             "environment": env,
             "server_info": m.server_info,
             "telemetry": m.telemetry,
-            "requests": [encode_requests(r.to_dict()) for r in m.results]
-            if self.store_requests else None,
+            "requests": [encode_requests(r.to_dict()) for r in m.results] if self.store_requests else None,
         }

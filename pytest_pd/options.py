@@ -79,7 +79,8 @@ def slos(text: str) -> dict[str, float]:
         if not sep or name.strip() not in SLO_KEYS:
             raise argparse.ArgumentTypeError(
                 f"{part!r}: write NAME=MILLISECONDS with NAME one of {', '.join(sorted(SLO_KEYS))} "
-                "(e.g. ttft_ms=2000,tpot_ms=50)")
+                "(e.g. ttft_ms=2000,tpot_ms=50)"
+            )
         bound = _number(value)
         if not bound > 0:
             raise argparse.ArgumentTypeError(f"{part!r}: the bound must be > 0 ms")
@@ -90,8 +91,7 @@ def slos(text: str) -> dict[str, float]:
 def baseline_mode(text: str) -> str:
     if text in BASELINE_MODES or Path(text).exists():
         return text
-    raise argparse.ArgumentTypeError(
-        f"{text!r}: use live, stored, or the path of a results file or folder")
+    raise argparse.ArgumentTypeError(f"{text!r}: use live, stored, or the path of a results file or folder")
 
 
 # --------------------------------------------------------------------------- pytest wiring
@@ -99,50 +99,114 @@ def baseline_mode(text: str) -> str:
 
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("pytest-pd", "PD-disaggregated serving acceptance (pytest-pd)")
-    group.addoption("--cluster", dest="pd_cluster", metavar="NAME",
-                    help="cluster to test: file stem in --cluster-dir or a path (default: ini "
-                         "pd_cluster, else sim-pp2)")
-    group.addoption("--cluster-dir", dest="pd_cluster_dir", metavar="DIR",
-                    help="folder of cluster YAML files (default: ini pd_cluster_dir, else clusters/)")
-    group.addoption("--pd-run-dir", dest="pd_run_dir", metavar="DIR",
-                    help="where server logs and pid files go, one folder per bring-up (default: runs/)")
-    group.addoption("--pd-results-dir", dest="pd_results_dir", metavar="DIR",
-                    help="results store, one JSON per measured run (default: results/)")
-    group.addoption("--pd-baseline", dest="pd_baseline", metavar="live|stored|PATH",
-                    type=baseline_mode,
-                    help="where the baseline comes from: live (measured in this session), stored "
-                         "(newest marked, else newest sound run of the baseline cluster in the "
-                         "results store), or a results JSON file / folder. Default: stored when "
-                         "a matching stored run younger than --pd-baseline-max-age exists, else live")
-    group.addoption("--pd-baseline-max-age", dest="pd_baseline_max_age", metavar="AGE", type=age,
-                    help="oldest stored baseline to use, e.g. 12h, 7d, 2w; 0 for no limit "
-                         "(default: ini pd_baseline_max_age, else 7d)")
-    group.addoption("--pd-save-baseline", dest="pd_save_baseline", action="store_true",
-                    help="mark the runs of this session as the baselines to use from now on")
-    group.addoption("--pd-compare-last", dest="pd_compare_last", action="store_true", default=None,
-                    help="also compare with the previous run of the same cluster and workload "
-                         "(the default, ini pd_compare_last)")
-    group.addoption("--pd-no-compare-last", dest="pd_compare_last", action="store_false",
-                    help="do not compare with the previous run")
-    group.addoption("--pd-fail-on-regression", dest="pd_fail_on_regression", action="store_true",
-                    help="a regression vs the last run beyond the noise band fails the test "
-                         "(otherwise it is a warning)")
-    group.addoption("--pd-noise-band", dest="pd_noise_band", metavar="SHARE", type=share,
-                    help="change vs the last run that counts as noise, e.g. 5%% (default: ini "
-                         "pd_noise_band, else 5%%)")
-    group.addoption("--pd-repeats", dest="pd_repeats", metavar="N", type=positive_int, default=1,
-                    help="run each workload N times per cluster in one bring-up; verdicts use the "
-                         "median and, with N > 1, a bootstrap confidence interval (default 1)")
-    group.addoption("--pd-slo", dest="pd_slo", metavar="ttft_ms=…,tpot_ms=…", type=slos,
-                    default={}, help="SLOs in milliseconds for goodput (ttft_ms, tpot_ms, e2e_ms, "
-                    "itl_ms)")
-    group.addoption("--pd-trend-runs", dest="pd_trend_runs", metavar="N", type=count, default=20,
-                    help="how many stored runs the trend chart shows (default 20)")
-    group.addoption("--pd-keep-cluster-on-failure", dest="pd_keep_cluster_on_failure",
-                    action="store_true",
-                    help="when a test failed or a bring-up failed, leave the cluster running for "
-                         "debugging and print how to attach to it and how to tear it down "
-                         "(pytest-pd down RUN_DIR); Ctrl-C still tears down")
+    group.addoption(
+        "--cluster",
+        dest="pd_cluster",
+        metavar="NAME",
+        help="cluster to test: file stem in --cluster-dir or a path (default: ini pd_cluster, else sim-pp2)",
+    )
+    group.addoption(
+        "--cluster-dir",
+        dest="pd_cluster_dir",
+        metavar="DIR",
+        help="folder of cluster YAML files (default: ini pd_cluster_dir, else clusters/)",
+    )
+    group.addoption(
+        "--pd-run-dir",
+        dest="pd_run_dir",
+        metavar="DIR",
+        help="where server logs and pid files go, one folder per bring-up (default: runs/)",
+    )
+    group.addoption(
+        "--pd-results-dir",
+        dest="pd_results_dir",
+        metavar="DIR",
+        help="results store, one JSON per measured run (default: results/)",
+    )
+    group.addoption(
+        "--pd-baseline",
+        dest="pd_baseline",
+        metavar="live|stored|PATH",
+        type=baseline_mode,
+        help="where the baseline comes from: live (measured in this session), stored "
+        "(newest marked, else newest sound run of the baseline cluster in the "
+        "results store), or a results JSON file / folder. Default: stored when "
+        "a matching stored run younger than --pd-baseline-max-age exists, else live",
+    )
+    group.addoption(
+        "--pd-baseline-max-age",
+        dest="pd_baseline_max_age",
+        metavar="AGE",
+        type=age,
+        help="oldest stored baseline to use, e.g. 12h, 7d, 2w; 0 for no limit "
+        "(default: ini pd_baseline_max_age, else 7d)",
+    )
+    group.addoption(
+        "--pd-save-baseline",
+        dest="pd_save_baseline",
+        action="store_true",
+        help="mark the runs of this session as the baselines to use from now on",
+    )
+    group.addoption(
+        "--pd-compare-last",
+        dest="pd_compare_last",
+        action="store_true",
+        default=None,
+        help="also compare with the previous run of the same cluster and workload "
+        "(the default, ini pd_compare_last)",
+    )
+    group.addoption(
+        "--pd-no-compare-last",
+        dest="pd_compare_last",
+        action="store_false",
+        help="do not compare with the previous run",
+    )
+    group.addoption(
+        "--pd-fail-on-regression",
+        dest="pd_fail_on_regression",
+        action="store_true",
+        help="a regression vs the last run beyond the noise band fails the test (otherwise it is a warning)",
+    )
+    group.addoption(
+        "--pd-noise-band",
+        dest="pd_noise_band",
+        metavar="SHARE",
+        type=share,
+        help="change vs the last run that counts as noise, e.g. 5%% (default: ini pd_noise_band, else 5%%)",
+    )
+    group.addoption(
+        "--pd-repeats",
+        dest="pd_repeats",
+        metavar="N",
+        type=positive_int,
+        default=1,
+        help="run each workload N times per cluster in one bring-up; verdicts use the "
+        "median and, with N > 1, a bootstrap confidence interval (default 1)",
+    )
+    group.addoption(
+        "--pd-slo",
+        dest="pd_slo",
+        metavar="ttft_ms=…,tpot_ms=…",
+        type=slos,
+        default={},
+        help="SLOs in milliseconds for goodput (ttft_ms, tpot_ms, e2e_ms, itl_ms)",
+    )
+    group.addoption(
+        "--pd-trend-runs",
+        dest="pd_trend_runs",
+        metavar="N",
+        type=count,
+        default=20,
+        help="how many stored runs the trend chart shows (default 20)",
+    )
+    group.addoption(
+        "--pd-keep-cluster-on-failure",
+        dest="pd_keep_cluster_on_failure",
+        action="store_true",
+        help="when a test failed or a bring-up failed, leave the cluster running for "
+        "debugging and print how to attach to it and how to tear it down "
+        "(pytest-pd down RUN_DIR); Ctrl-C still tears down",
+    )
     parser.addini("pd_cluster", "default cluster name", default="sim-pp2")
     parser.addini("pd_cluster_dir", "folder of cluster files, relative to rootdir", default="clusters")
     parser.addini("pd_run_dir", "folder for run logs, relative to rootdir", default="runs")
@@ -150,8 +214,12 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("pd_baseline_max_age", "oldest stored baseline to use (e.g. 7d)", default="7d")
     parser.addini("pd_compare_last", "compare with the previous run", type="bool", default=True)
     parser.addini("pd_noise_band", "change vs the last run that counts as noise", default="5%")
-    parser.addini("pd_store_requests", "store per-request records (compressed) in results files",
-                  type="bool", default=True)
+    parser.addini(
+        "pd_store_requests",
+        "store per-request records (compressed) in results files",
+        type="bool",
+        default=True,
+    )
     parser.addini("pd_telemetry_interval_s", "seconds between telemetry samples", default="1.0")
 
 

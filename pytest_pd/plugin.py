@@ -48,7 +48,8 @@ MARKER_HELP = (
 CLUSTERS_MARKER = "pd_clusters"
 CLUSTERS_HELP = (
     "pd_clusters(*patterns, exclude=()): run this test (or this pytest.param) only on clusters whose "
-    "name matches one of the shell-style patterns and none of exclude; skipped elsewhere")
+    "name matches one of the shell-style patterns and none of exclude; skipped elsewhere"
+)
 # Attributes of the call report (they travel from xdist workers to the controller with it).
 REPORT_COMPARISON = "pd_comparison"
 REPORT_HEADER = "pd_header"
@@ -76,8 +77,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.dist = "loadgroup"
     # `pytest suites/ --cluster=X` writes report.html unless told otherwise (before pytest-html
     # reads the option in its own pytest_configure).
-    if (config.getoption("pd_cluster") and hasattr(config.option, "htmlpath")
-            and not config.option.collectonly):
+    if (
+        config.getoption("pd_cluster")
+        and hasattr(config.option, "htmlpath")
+        and not config.option.collectonly
+    ):
         if not config.option.htmlpath:
             config.option.htmlpath = "report.html"
             config.option.self_contained_html = True
@@ -90,8 +94,9 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
 
 
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection: only selected tests plan workloads
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
-                                  items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
     known = judgeable()
     cluster = cluster_name(config)
     workloads: dict[str, Workload] = {}
@@ -107,7 +112,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         uses_pd = bool(fixtures & PD_FIXTURES)
         if markers and not uses_run:
             item.stash[MISUSE_KEY] = (
-                f"{MARKER} markers need the pd_run fixture: add `pd_run` to the test's arguments")
+                f"{MARKER} markers need the pd_run fixture: add `pd_run` to the test's arguments"
+            )
             continue
         if uses_pd:
             item.add_marker(pytest.mark.xdist_group(name=f"pd-{cluster}"))
@@ -163,9 +169,12 @@ def _header(comp: comparison.Comparison, evidence: Evidence) -> dict[str, Any]:
     cand = evidence.candidate
     env = cand.get("environment") or {}
     side = comp.candidate
-    hardware = (f"simulated (sim workers ×{side.speedup:g} faster than real time, behind the real "
-                "sglang-router; numbers scaled back to real time)" if side.simulated
-                else "real hardware")
+    hardware = (
+        f"simulated (sim workers ×{side.speedup:g} faster than real time, behind the real "
+        "sglang-router; numbers scaled back to real time)"
+        if side.simulated
+        else "real hardware"
+    )
     baseline = "none"
     if comp.baseline is not None:
         baseline = f"{comp.baseline.cluster}: {evidence.baseline_source}"
@@ -174,10 +183,15 @@ def _header(comp: comparison.Comparison, evidence: Evidence) -> dict[str, Any]:
         "cluster": f"{side.cluster} ({(cand.get('cluster') or {}).get('file', '')})",
         "baseline": baseline,
         "model": side.model or (cand.get("model") or {}).get("name"),
-        "versions": {"pytest-pd": env.get("pytest_pd"), "Python": env.get("python"),
-                     "sglang-router (harness)": env.get("sglang_router"),
-                     "SGLang (/get_server_info)": ", ".join(
-                         sorted({str(v) for v in (env.get("sglang") or {}).values()})) or None},
+        "versions": {
+            "pytest-pd": env.get("pytest_pd"),
+            "Python": env.get("python"),
+            "sglang-router (harness)": env.get("sglang_router"),
+            "SGLang (/get_server_info)": ", ".join(
+                sorted({str(v) for v in (env.get("sglang") or {}).values()})
+            )
+            or None,
+        },
         "commit": env.get("git_commit") or "unknown",
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)) if started else None,
         "hardware": hardware,
@@ -207,27 +221,44 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         if failure is not None and report.when == "setup" and failure_key(failure) not in shown:
             shown.add(failure_key(failure))  # its logs appear once in the report, not once per later test
             setattr(report, REPORT_FAILURE, failure)
-            report.extras = [*getattr(report, "extras", []), {
-                "name": "pytest-pd failure", "format_type": "html", "extension": "html",
-                "content": html_report.STYLE + html_report.failure_section([failure])}]
+            report.extras = [
+                *getattr(report, "extras", []),
+                {
+                    "name": "pytest-pd failure",
+                    "format_type": "html",
+                    "extension": "html",
+                    "content": html_report.STYLE + html_report.failure_section([failure]),
+                },
+            ]
     comp = item.stash.get(COMPARISON_KEY, None)
     if comp is None or report.when != "call":
         return report
     setattr(report, REPORT_COMPARISON, comparison.to_dict(comp))
-    report.user_properties += [("pd_workload", comp.workload_id),
-                               ("pd_outcome", text_report.outcome_word(comp)),
-                               ("pd_result", comp.candidate.result_path or "")]
+    report.user_properties += [
+        ("pd_workload", comp.workload_id),
+        ("pd_outcome", text_report.outcome_word(comp)),
+        ("pd_result", comp.candidate.result_path or ""),
+    ]
     evidence = item.stash.get(EVIDENCE_KEY, None)
     if evidence is not None:
         tails = log_tails(item.config, evidence) if report.failed else {}
         setattr(report, REPORT_HEADER, _header(comp, evidence))
-        setattr(report, REPORT_DETAILS, html_report.details_section(
-            comp, evidence.candidate, evidence.baseline, evidence.trend, tails))
+        setattr(
+            report,
+            REPORT_DETAILS,
+            html_report.details_section(comp, evidence.candidate, evidence.baseline, evidence.trend, tails),
+        )
         views = [evidence.candidate] + ([evidence.baseline] if evidence.baseline else [])
         setattr(report, REPORT_CLUSTERS, html_report.cluster_files(views))
     extras = getattr(report, "extras", [])
-    extras.append({"name": "pytest-pd", "format_type": "html", "extension": "html",
-                   "content": html_report.STYLE + html_report.comparison_table(comp)})
+    extras.append(
+        {
+            "name": "pytest-pd",
+            "format_type": "html",
+            "extension": "html",
+            "content": html_report.STYLE + html_report.comparison_table(comp),
+        }
+    )
     report.extras = extras
     return report
 
@@ -289,8 +320,7 @@ class Summaries:
         for name, files in (getattr(report, REPORT_CLUSTERS, None) or {}).items():
             self.clusters.setdefault(name, files)
 
-    def pytest_terminal_summary(self, terminalreporter, exitstatus: int,
-                                config: pytest.Config) -> None:
+    def pytest_terminal_summary(self, terminalreporter, exitstatus: int, config: pytest.Config) -> None:
         if hasattr(config, "workerinput"):
             return
         failures = self.failures(config)
@@ -312,9 +342,11 @@ class Summaries:
                 fh.write(text_report.markdown(self.comparisons) + "\n")
 
     @pytest.hookimpl(optionalhook=True)
-    def pytest_html_results_summary(self, prefix: list, summary: list, postfix: list,
-                                    session) -> None:
+    def pytest_html_results_summary(self, prefix: list, summary: list, postfix: list, session) -> None:
         failures = self.failures(session.config)
         if self.comparisons or failures:
-            prefix.append(html_report.summary_section(self.comparisons, self.header,
-                                                      self.details, self.clusters, failures))
+            prefix.append(
+                html_report.summary_section(
+                    self.comparisons, self.header, self.details, self.clusters, failures
+                )
+            )

@@ -17,8 +17,11 @@ REDACTED = "***redacted***"
 # "TOKEN" but not token counts or tokenizers (--max-total-tokens, TOKENIZERS_PARALLELISM)
 _SECRET_NAME = re.compile(r"TOKEN(?![SI])|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 _ASSIGNMENT = re.compile(r"(?P<name>\b[A-Za-z_][A-Za-z0-9_]*)=(?P<value>'[^']*'|\"[^\"]*\"|\S+)")
-_SECRET_FLAG = re.compile(r"(?P<flag>--[\w-]*(?:token(?![si])|key|secret|password)[\w-]*)(?P<sep>=|\s+)"
-                          r"(?P<value>'[^']*'|\"[^\"]*\"|\S+)", re.IGNORECASE)
+_SECRET_FLAG = re.compile(
+    r"(?P<flag>--[\w-]*(?:token(?![si])|key|secret|password)[\w-]*)(?P<sep>=|\s+)"
+    r"(?P<value>'[^']*'|\"[^\"]*\"|\S+)",
+    re.IGNORECASE,
+)
 _FLAG_NAME = re.compile(r"^--[\w-]*(?:token(?![si])|key|secret|password)[\w-]*$", re.IGNORECASE)
 MIN_SECRET_LEN = 4  # shorter values ("1", "yes") would scrub ordinary text
 
@@ -67,8 +70,7 @@ def redact_argv(argv: Sequence[Any]) -> list[Any]:
 
 def redact_commands(text: str) -> str:
     """Rendered commands with secret-looking variable assignments and flag values replaced."""
-    text = _ASSIGNMENT.sub(lambda m: f"{m['name']}={REDACTED}" if is_secret_name(m["name"])
-                           else m[0], text)
+    text = _ASSIGNMENT.sub(lambda m: f"{m['name']}={REDACTED}" if is_secret_name(m["name"]) else m[0], text)
     return _SECRET_FLAG.sub(lambda m: f"{m['flag']}{m['sep']}{REDACTED}", text)
 
 
@@ -84,8 +86,9 @@ def secret_values(spec_dump: Mapping[str, Any], environ: Mapping[str, str] | Non
                 if key == "env" and isinstance(value, dict):
                     found.update(str(v) for k, v in value.items() if is_secret_name(str(k)))
                 elif key == "extra_args" and isinstance(value, list):
-                    found.update(str(orig) for orig, red in zip(value, redact_argv(value), strict=True)
-                                 if red != orig)
+                    found.update(
+                        str(orig) for orig, red in zip(value, redact_argv(value), strict=True) if red != orig
+                    )
                 elif key == "password_env" and value:
                     found.add(environ.get(str(value), ""))
                 else:

@@ -79,8 +79,7 @@ def save_result(results_dir: Path, payload: dict[str, Any]) -> Path:
     run of the same cluster and workload in the same second (the complete file is hard-linked
     into place, which fails instead of replacing; the loser takes the next suffix)."""
     results_dir.mkdir(parents=True, exist_ok=True)
-    name = result_filename(payload["cluster"]["name"], payload["workload"]["id"],
-                           payload["started_at"])
+    name = result_filename(payload["cluster"]["name"], payload["workload"]["id"], payload["started_at"])
     tmp = _write_temp(results_dir, name, _dump({"schema_version": SCHEMA_VERSION, **payload}))
     try:
         for n in range(10_000):
@@ -120,11 +119,15 @@ def load_result(path: Path) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- per-request records
 
+
 def encode_requests(run: dict[str, Any]) -> dict[str, Any]:
     """A run's per-request records (``RunResult.to_dict()``), compressed for the results file."""
     raw = json.dumps(run, separators=(",", ":"), default=str).encode()
-    return {"encoding": REQUESTS_ENCODING, "count": len(run.get("records", [])),
-            "data": base64.b64encode(gzip.compress(raw, 6)).decode("ascii")}
+    return {
+        "encoding": REQUESTS_ENCODING,
+        "count": len(run.get("records", [])),
+        "data": base64.b64encode(gzip.compress(raw, 6)).decode("ascii"),
+    }
 
 
 def decode_requests(block: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -135,6 +138,7 @@ def decode_requests(block: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 # ---------------------------------------------------------------------------- lookups
+
 
 def iter_results(results_dir: Path, pattern: str = "*.json") -> Iterable[dict[str, Any]]:
     """Every readable result in the store (whose file name matches ``pattern``); files that
@@ -148,17 +152,28 @@ def iter_results(results_dir: Path, pattern: str = "*.json") -> Iterable[dict[st
                 yield data
 
 
-def find_runs(results_dir: Path, cluster: str, workload_id: str, model: str | None = None,
-              *, include_failed: bool = False) -> list[dict[str, Any]]:
+def find_runs(
+    results_dir: Path,
+    cluster: str,
+    workload_id: str,
+    model: str | None = None,
+    *,
+    include_failed: bool = False,
+) -> list[dict[str, Any]]:
     """Stored runs of ``cluster`` on ``workload_id`` (and ``model``, when given), oldest first;
     runs that did not complete (a ``failure`` record) only with ``include_failed``; ad hoc
     ``pytest-pd bench`` runs never."""
     # file names hold cluster and workload (result_filename): read only those files
     pattern = glob.escape(f"-{cluster}-{workload_id}")
-    runs = [d for d in iter_results(results_dir, f"*{pattern}*.json")
-            if d["cluster"].get("name") == cluster and d["workload"].get("id") == workload_id
-            and (model is None or d["model"].get("name") == model)
-            and (include_failed or not d.get("failure")) and d.get("source") != "bench"]
+    runs = [
+        d
+        for d in iter_results(results_dir, f"*{pattern}*.json")
+        if d["cluster"].get("name") == cluster
+        and d["workload"].get("id") == workload_id
+        and (model is None or d["model"].get("name") == model)
+        and (include_failed or not d.get("failure"))
+        and d.get("source") != "bench"
+    ]
     return sorted(runs, key=lambda d: float(d.get("started_at") or 0.0))
 
 
@@ -186,17 +201,22 @@ def pick_baseline(runs: list[dict[str, Any]], now: float, max_age_s: float) -> B
     best = (marked or sound)[-1]
     age = now - float(best.get("started_at") or 0.0)
     if age > max_age_s:
-        return BaselinePick(None, f"the newest {'marked ' if marked else ''}run ({best['path']}) is "
-                                  f"{format_age(age)} old, older than the maximum age "
-                                  f"{format_age(max_age_s)} (--pd-baseline-max-age)")
+        return BaselinePick(
+            None,
+            f"the newest {'marked ' if marked else ''}run ({best['path']}) is "
+            f"{format_age(age)} old, older than the maximum age "
+            f"{format_age(max_age_s)} (--pd-baseline-max-age)",
+        )
     return BaselinePick(best, "marked baseline" if marked else "newest stored run")
 
 
-def previous_run(runs: list[dict[str, Any]], session: str | None,
-                 before: float) -> dict[str, Any] | None:
+def previous_run(runs: list[dict[str, Any]], session: str | None, before: float) -> dict[str, Any] | None:
     """The newest run started before ``before`` that is not from this session."""
-    older = [r for r in runs if float(r.get("started_at") or 0.0) < before
-             and (session is None or r.get("session") != session)]
+    older = [
+        r
+        for r in runs
+        if float(r.get("started_at") or 0.0) < before and (session is None or r.get("session") != session)
+    ]
     return older[-1] if older else None
 
 

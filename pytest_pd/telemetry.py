@@ -16,8 +16,11 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-NVIDIA_SMI_QUERY = ["nvidia-smi", "--query-gpu=index,utilization.gpu,memory.used,memory.total,"
-                    "power.draw", "--format=csv,noheader,nounits"]
+NVIDIA_SMI_QUERY = [
+    "nvidia-smi",
+    "--query-gpu=index,utilization.gpu,memory.used,memory.total,power.draw",
+    "--format=csv,noheader,nounits",
+]
 GPU_FIELDS = ("utilization_pct", "memory_used_mib", "memory_total_mib", "power_w")
 
 RunCommand = Callable[[list[str]], tuple[int, str]]
@@ -71,9 +74,14 @@ class Sampler:
     runs a command there, or a string saying why GPUs cannot be sampled on that host.
     """
 
-    def __init__(self, metrics_urls: Mapping[str, str],
-                 gpu_hosts: Mapping[str, RunCommand | str], interval_s: float = 1.0,
-                 timeout_s: float = 2.0, time_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        metrics_urls: Mapping[str, str],
+        gpu_hosts: Mapping[str, RunCommand | str],
+        interval_s: float = 1.0,
+        timeout_s: float = 2.0,
+        time_scale: float = 1.0,
+    ) -> None:
         self.metrics_urls = dict(metrics_urls)
         self.time_scale = time_scale  # model seconds per wall second (a simulation's speedup)
         self.interval_s = max(0.05, float(interval_s))
@@ -83,7 +91,8 @@ class Sampler:
         self._thread: threading.Thread | None = None
         self.server: dict[str, dict[str, Any]] = {
             name: {"url": url, "samples": [], "errors": 0, "last_error": None}
-            for name, url in self.metrics_urls.items()}
+            for name, url in self.metrics_urls.items()
+        }
         self.gpu: dict[str, dict[str, Any]] = {}
         self._gpu_run: dict[str, RunCommand] = {}
         for host, how in gpu_hosts.items():
@@ -120,8 +129,13 @@ class Sampler:
         return self.data()
 
     def data(self) -> dict[str, Any]:
-        return {"interval_s": self.interval_s, "started_at": self.t0, "time_scale": self.time_scale,
-                "server": self.server, "gpu": self.gpu}
+        return {
+            "interval_s": self.interval_s,
+            "started_at": self.t0,
+            "time_scale": self.time_scale,
+            "server": self.server,
+            "gpu": self.gpu,
+        }
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):

@@ -18,8 +18,7 @@ SEED = Workload(input_len=6000, output_len=1000, concurrency=16, num_requests=32
 # of the input, a concurrency cap), sized to run in well under a minute per cluster.
 # Token ids to /generate, and exact-length text to /v1/completions (checked against SGLang's usage).
 CPU = Workload(input_len=1024, output_len=256, concurrency=8, num_requests=32)
-CPU_TEXT = Workload(input_len=1024, output_len=256, concurrency=8, num_requests=32,
-                    api="completions")
+CPU_TEXT = Workload(input_len=1024, output_len=256, concurrency=8, num_requests=32, api="completions")
 
 
 # The bounds are those the seed's own result satisfies: PP=2 had 1.40× the TTFT of TP=8,
@@ -48,5 +47,6 @@ def test_seed_workload_within_bounds_of_baseline(pd_run):
 def test_cpu_workload_within_bounds_of_baseline(pd_run, pd_workload):
     assert pd_run.candidate.metrics["completed"] == pd_workload.num_requests
     assert pd_run.candidate.metrics["total_input_tokens"] == (
-        pd_workload.num_requests * pd_workload.input_len)
+        pd_workload.num_requests * pd_workload.input_len
+    )
     assert pd_run.baseline is not None

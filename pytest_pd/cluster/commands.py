@@ -51,8 +51,12 @@ def interpreter(spec: ClusterSpec, host: str, local_python: str) -> str:
 
 
 def server_argv(
-    spec: ClusterSpec, role: Literal["prefill", "decode"], server: ServerSpec, rank: int = 0,
-    *, python: str = "python",
+    spec: ClusterSpec,
+    role: Literal["prefill", "decode"],
+    server: ServerSpec,
+    rank: int = 0,
+    *,
+    python: str = "python",
 ) -> list[str]:
     node = server.node_hosts[rank]
     engine = engines.engine_of(spec)
@@ -124,8 +128,11 @@ def launch_plan(spec: ClusterSpec, *, local_python: str = "python") -> list[Laun
                         name=f"{role}-{i}" + (f"-rank{rank}" if rank else ""),
                         role=role,
                         host=node,
-                        argv=tuple(server_argv(spec, role, server, rank,
-                                               python=interpreter(spec, node, local_python))),
+                        argv=tuple(
+                            server_argv(
+                                spec, role, server, rank, python=interpreter(spec, node, local_python)
+                            )
+                        ),
                         env={**spec.env, **server.env},
                         health_url=None if rank else spec.server_url(server) + "/health",
                         health_timeout_s=server.health_timeout_s or 1800.0,

@@ -38,7 +38,7 @@ def _tags(pid: int) -> dict[bytes, str]:
     for item in raw.split(b"\0"):
         for tag in _TAGS:
             if item.startswith(tag):
-                found[tag] = item[len(tag):].decode("utf-8", "replace")
+                found[tag] = item[len(tag) :].decode("utf-8", "replace")
     return found
 
 
@@ -92,8 +92,15 @@ def members(entries: list[dict]) -> list[dict]:
         if run not in wanted:
             continue
         name = tags.get(_TAGS[1]) or names.get(pid) or names.get(stat[2], "?")
-        out.append({"pid": pid, "pgid": stat[1], "run": run, "name": name,
-                    "age_s": round(max(now - stat[3], 0) / tick, 1)})
+        out.append(
+            {
+                "pid": pid,
+                "pgid": stat[1],
+                "run": run,
+                "name": name,
+                "age_s": round(max(now - stat[3], 0) / tick, 1),
+            }
+        )
     return sorted(out, key=lambda p: -p["age_s"])
 
 
@@ -123,8 +130,9 @@ def stop(folder: str, run: str, grace_s: float = 10.0) -> list[dict]:
 
 
 def _entry_path(folder: str, run: str) -> str:
-    return os.path.join(os.path.expanduser(folder), "".join(
-        c if c.isalnum() or c in "._-" else "_" for c in run) + ".json")
+    return os.path.join(
+        os.path.expanduser(folder), "".join(c if c.isalnum() or c in "._-" else "_" for c in run) + ".json"
+    )
 
 
 def runs(folder: str) -> list[dict]:
@@ -152,9 +160,14 @@ def runs(folder: str) -> list[dict]:
 def record(folder: str, entry: dict) -> None:
     """Write (or rewrite) the file of one run, atomically, with this boot's id and the start time
     of each process it lists in ``leaders`` ({name, pid})."""
-    entry = {**entry, "boot": boot_id(), "leaders": [
-        {**leader, "start": (_stat(int(leader["pid"])) or (0, 0, 0, None))[3]}
-        for leader in entry.get("leaders", [])]}
+    entry = {
+        **entry,
+        "boot": boot_id(),
+        "leaders": [
+            {**leader, "start": (_stat(int(leader["pid"])) or (0, 0, 0, None))[3]}
+            for leader in entry.get("leaders", [])
+        ],
+    }
     path = _entry_path(folder, entry["run"])
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
@@ -170,8 +183,7 @@ def forget(folder: str, run: str) -> None:
         pass
 
 
-COMMANDS: dict[str, Callable[..., Any]] = {"stop": stop, "runs": runs, "record": record,
-                                           "forget": forget}
+COMMANDS: dict[str, Callable[..., Any]] = {"stop": stop, "runs": runs, "record": record, "forget": forget}
 
 
 def main(argv: list[str]) -> None:

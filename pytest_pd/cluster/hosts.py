@@ -42,11 +42,18 @@ class CommandResult(NamedTuple):
 class Host(Protocol):
     name: str
 
-    def run(self, argv: Sequence[str], *, env: dict[str, str] | None = None,
-            cwd: str | None = None, timeout: float = 60.0) -> CommandResult: ...
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        timeout: float = 60.0,
+    ) -> CommandResult: ...
 
-    def start_detached(self, name: str, argv: tuple[str, ...], env: dict[str, str],
-                       run_dir: Path) -> Proc: ...
+    def start_detached(
+        self, name: str, argv: tuple[str, ...], env: dict[str, str], run_dir: Path
+    ) -> Proc: ...
 
     def alive(self, proc: Proc) -> bool: ...
 

@@ -120,8 +120,10 @@ class _Waiter:
             return
         waited = now - self.start
         head = "waiting for" if waited < 1 else f"still waiting ({waited:.0f} s) for"
-        self.say(f"{head} {self.label}: in use by {self.last_holder or 'another session'}; "
-                 f"waiting up to {self.timeout_s:g} s")
+        self.say(
+            f"{head} {self.label}: in use by {self.last_holder or 'another session'}; "
+            f"waiting up to {self.timeout_s:g} s"
+        )
         self.next_note = now + NOTE_EVERY_S
 
     def remaining(self) -> float:
@@ -156,8 +158,12 @@ class LocalHostLock:
                 waiter.note(self._holder())
                 if waiter.remaining() <= 0:
                     raise _timeout_error(
-                        self.label, str(self.path), waiter.last_holder, timeout_s,
-                        "raise hosts.*.lock_timeout_s in the cluster file") from None
+                        self.label,
+                        str(self.path),
+                        waiter.last_holder,
+                        timeout_s,
+                        "raise hosts.*.lock_timeout_s in the cluster file",
+                    ) from None
         self.holder_path.write_text(self.info + "\n", encoding="utf-8")
 
     def release(self) -> None:
@@ -209,8 +215,15 @@ cat > /dev/null
 class RemoteHostLock:
     """A lock on an SSH host: ``flock`` held for as long as one SSH channel stays open."""
 
-    def __init__(self, conn: SSHConnection, lock_dir: str | None, key: str, label: str,
-                 info: str, python: str = "python3") -> None:
+    def __init__(
+        self,
+        conn: SSHConnection,
+        lock_dir: str | None,
+        key: str,
+        label: str,
+        info: str,
+        python: str = "python3",
+    ) -> None:
         self.conn = conn
         self.python = python  # runs the ledger's agent there
         self.key, self.label, self.info = key, label, info
@@ -229,28 +242,33 @@ class RemoteHostLock:
         return self._dir
 
     def ledger(self) -> RunLedger:
-        return RunLedger(RemoteAgent(self.conn, self.python),
-                         f"{self.folder}/{lock_name(self.key)}.runs", self.label)
+        return RunLedger(
+            RemoteAgent(self.conn, self.python), f"{self.folder}/{lock_name(self.key)}.runs", self.label
+        )
 
     def holder_now(self) -> str | None:
         if self.held:
             return self.info
-        script = _REMOTE_PROBE.format(dir=shlex.quote(self.folder),
-                                      name=shlex.quote(lock_name(self.key)))
+        script = _REMOTE_PROBE.format(dir=shlex.quote(self.folder), name=shlex.quote(lock_name(self.key)))
         out = self.conn.run_script(script, timeout=15.0).stdout
         return None if out.startswith("FREE") else (out[4:].strip() or "another session")
 
     def _holder(self) -> str:
         path = f"{self.folder}/{lock_name(self.key)}.holder"
         try:
-            return self.conn.run_script(f"cat {shlex.quote(path)} 2>/dev/null || true",
-                                        timeout=15.0).stdout.strip()
+            return self.conn.run_script(
+                f"cat {shlex.quote(path)} 2>/dev/null || true", timeout=15.0
+            ).stdout.strip()
         except HostError:
             return ""
 
     def acquire(self, timeout_s: float, say: Say) -> None:
-        script = _REMOTE.format(dir=shlex.quote(self.folder), name=shlex.quote(lock_name(self.key)),
-                                timeout=f"{max(timeout_s, 0.0) + 2:.0f}", info=shlex.quote(self.info))
+        script = _REMOTE.format(
+            dir=shlex.quote(self.folder),
+            name=shlex.quote(lock_name(self.key)),
+            timeout=f"{max(timeout_s, 0.0) + 2:.0f}",
+            info=shlex.quote(self.info),
+        )
         chan = self.conn.open_session()
         chan.exec_command("sh -c " + shlex.quote(script))
         chan.settimeout(0.5)
@@ -267,14 +285,19 @@ class RemoteHostLock:
                     code = chan.recv_exit_status()
                     err = chan.recv_stderr(4096).decode(errors="replace").strip()
                     if b"NOFLOCK" in buf:
-                        raise HostError(f"host {self.conn.target.name} has no `flock` command, which "
-                                        "host locks need; install util-linux there.")
+                        raise HostError(
+                            f"host {self.conn.target.name} has no `flock` command, which "
+                            "host locks need; install util-linux there."
+                        )
                     if b"TIMEOUT" in buf:
-                        raise _timeout_error(self.label, self.where, waiter.last_holder if waiter
-                                             else "", timeout_s, fix)
-                    raise HostError(f"could not lock {self.label} ({self.where}): exit code {code}"
-                                    f"{': ' + err if err else ''}. Check that the lock folder "
-                                    "(hosts.*.lock_dir) is writable.")
+                        raise _timeout_error(
+                            self.label, self.where, waiter.last_holder if waiter else "", timeout_s, fix
+                        )
+                    raise HostError(
+                        f"could not lock {self.label} ({self.where}): exit code {code}"
+                        f"{': ' + err if err else ''}. Check that the lock folder "
+                        "(hosts.*.lock_dir) is writable."
+                    )
                 if data:
                     buf += data
                 if b"LOCKED" in buf:
@@ -285,8 +308,9 @@ class RemoteHostLock:
                     if time.monotonic() >= waiter.next_note:
                         waiter.note(self._holder())
                     if waiter.remaining() <= 0:
-                        raise _timeout_error(self.label, self.where, waiter.last_holder or
-                                             self._holder(), timeout_s, fix)
+                        raise _timeout_error(
+                            self.label, self.where, waiter.last_holder or self._holder(), timeout_s, fix
+                        )
         except BaseException:
             chan.close()
             raise
@@ -314,8 +338,10 @@ class RemoteHostLock:
             self.acquire(5.0, say)
             say(f"{self.label}: lock taken again after the reconnect")
         except HostError as exc:
-            say(f"WARNING: {self.label}: the host lock was lost with the connection and could not "
-                f"be taken again: {exc}")
+            say(
+                f"WARNING: {self.label}: the host lock was lost with the connection and could not "
+                f"be taken again: {exc}"
+            )
 
     @property
     def held(self) -> bool:

@@ -40,10 +40,18 @@ MAX_VALUES = 20_000  # after alias expansion; the pure-Python scanner reads 20 0
 MISSING = "does not exist"  # what path_problem says of a path with nothing there
 
 _NUMBER_TAGS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
-_VALUE_KINDS = {"tag:yaml.org,2002:int": "integer", "tag:yaml.org,2002:float": "number",
-                "tag:yaml.org,2002:timestamp": "date", "tag:yaml.org,2002:bool": "boolean"}
-_BOMS = [(codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
-         (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16")]  # 32 first: same prefix
+_VALUE_KINDS = {
+    "tag:yaml.org,2002:int": "integer",
+    "tag:yaml.org,2002:float": "number",
+    "tag:yaml.org,2002:timestamp": "date",
+    "tag:yaml.org,2002:bool": "boolean",
+}
+_BOMS = [
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+]  # 32 first: same prefix
 
 
 # --------------------------------------------------------------------------- the file
@@ -51,9 +59,13 @@ _BOMS = [(codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
 
 def _kind_of(mode: int) -> str | None:
     """What a file that is not a regular file is, in words; None for a regular file."""
-    kinds = [(stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
-             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-             (stat.S_ISSOCK, "a socket")]
+    kinds = [
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
     for test, kind in kinds:
         if test(mode):
             return kind
@@ -73,8 +85,10 @@ def path_problem(path: Path) -> str | None:
         if exc.errno == errno.ELOOP:
             return "is a symbolic link that loops (it points back to itself)"
         if exc.errno == errno.EACCES:
-            return ("cannot be looked at: permission denied on a folder of its path (`ls -ld` "
-                    "each folder to find which)")
+            return (
+                "cannot be looked at: permission denied on a folder of its path (`ls -ld` "
+                "each folder to find which)"
+            )
         if exc.errno == errno.ENOTDIR:
             return "does not exist (a part of its path is a file, not a folder)"
         return f"cannot be looked at ({exc.strerror})"
@@ -92,15 +106,18 @@ def _open_regular(path: Path) -> int:
     kind = _kind_of(os.fstat(fd).st_mode)
     if kind:
         os.close(fd)
-        raise ClusterFileError(f"cluster file {path} is {kind}, not a file; pass the path of a "
-                               "YAML cluster file.")
+        raise ClusterFileError(
+            f"cluster file {path} is {kind}, not a file; pass the path of a YAML cluster file."
+        )
     return fd
 
 
 def _open_failure(path: Path, exc: OSError) -> str:
     if exc.errno == errno.EACCES:
-        return (f"cannot read cluster file {path}: permission denied. Make it readable "
-                f"(`chmod u+r {path}`) or run as a user who may read it.")
+        return (
+            f"cannot read cluster file {path}: permission denied. Make it readable "
+            f"(`chmod u+r {path}`) or run as a user who may read it."
+        )
     problem = path_problem(path)
     if problem:
         return f"cannot read cluster file {path}: it {problem}; check the path."
@@ -111,7 +128,8 @@ def _too_big(where: str, size: str) -> ClusterFileError:
     return ClusterFileError(
         f"{where}: the file has {size}, more than the {MAX_FILE_BYTES:,} bytes "
         f"({MAX_FILE_BYTES // 1024} KiB) a cluster file may have (they are a few kB); is this the "
-        "right file?")
+        "right file?"
+    )
 
 
 def read_text(path: Path) -> str:
@@ -135,20 +153,24 @@ def decode(data: bytes, where: str) -> str:
     """``data`` as UTF-8 text, or an error saying where it is not."""
     for bom, encoding in _BOMS:
         if data.startswith(bom):
-            raise ClusterFileError(f"{where}:1: starts with a {encoding} byte order mark: the file "
-                                   f"is in {encoding}; save it as UTF-8.")
+            raise ClusterFileError(
+                f"{where}:1: starts with a {encoding} byte order mark: the file "
+                f"is in {encoding}; save it as UTF-8."
+            )
     nul = data.find(b"\0")
     if nul >= 0:
         raise ClusterFileError(
             f"{where}:{_line_at(data, nul)}: a NUL byte at byte offset {nul}: this is a binary file "
-            "(or UTF-16/32 text), not a UTF-8 YAML cluster file; check the path.")
+            "(or UTF-16/32 text), not a UTF-8 YAML cluster file; check the path."
+        )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        bad = data[exc.start:exc.start + 4].hex(" ")
+        bad = data[exc.start : exc.start + 4].hex(" ")
         raise ClusterFileError(
             f"{where}:{_line_at(data, exc.start)}: not UTF-8 text (byte offset {exc.start}: {bad}); "
-            "a cluster file is UTF-8 YAML. Check the path, or save the file as UTF-8.") from None
+            "a cluster file is UTF-8 YAML. Check the path, or save the file as UTF-8."
+        ) from None
 
 
 # --------------------------------------------------------------------------- bounded YAML
@@ -193,8 +215,7 @@ class _Bounds:
         closing = self.inside.pop()
         level = len(self.inside) + 1
         if closing.anchor is not None:
-            self.anchored[closing.anchor] = (self.values - closing.values_before,
-                                             closing.deepest - level + 1)
+            self.anchored[closing.anchor] = (self.values - closing.values_before, closing.deepest - level + 1)
         if self.inside:
             self.inside[-1].deepest = max(self.inside[-1].deepest, closing.deepest)
 
@@ -204,12 +225,14 @@ class _Bounds:
             raise ClusterFileError(
                 f"{self.where}:{line}: a value of {len(event.value):,} characters, more than the "
                 f"{MAX_SCALAR_CHARS:,} allowed; cluster values are names, paths and numbers. Shorten "
-                "it, or put the data in a file and give its path.")
+                "it, or put the data in a file and give its path."
+            )
         if tag in _NUMBER_TAGS and len(event.value) > MAX_NUMBER_CHARS:
             raise ClusterFileError(
                 f"{self.where}:{line}: a number of {len(event.value):,} characters, more than the "
                 f"{MAX_NUMBER_CHARS} allowed (ports, sizes and timeouts have a few digits). Fix the "
-                "value, or quote it if it is text.")
+                "value, or quote it if it is text."
+            )
         self._add(1, event)
         if event.anchor is not None:
             self.anchored[event.anchor] = (1, 0)
@@ -219,7 +242,8 @@ class _Bounds:
             raise ClusterFileError(
                 f"{self.where}:{_line(event)}: alias *{event.anchor} is inside the node &"
                 f"{event.anchor} it repeats, so that node would contain itself without end; use "
-                "the alias outside that node.")
+                "the alias outside that node."
+            )
         values, levels = self.anchored.get(event.anchor or "", (1, 0))  # unknown: the composer says so
         self._reach(len(self.inside) + levels, event, f" (counting what *{event.anchor} repeats)")
         self._add(values, event)
@@ -229,7 +253,8 @@ class _Bounds:
             raise ClusterFileError(
                 f"{self.where}:{_line(event)}: nested {level} levels deep{how}, more than the "
                 f"{MAX_DEPTH} allowed (a cluster file needs about 5). Look for runaway brackets "
-                "or indentation there.")
+                "or indentation there."
+            )
         if self.inside:
             self.inside[-1].deepest = max(self.inside[-1].deepest, level)
 
@@ -239,7 +264,8 @@ class _Bounds:
             raise ClusterFileError(
                 f"{self.where}:{_line(event)}: more than {MAX_VALUES:,} values by this line, each "
                 "alias *name counted as the whole node &name it repeats; a cluster file holds a few "
-                "hundred. An alias bomb? Use fewer, smaller aliases.")
+                "hundred. An alias bomb? Use fewer, smaller aliases."
+            )
 
 
 def _line(event: yaml.Event) -> int:
@@ -261,8 +287,11 @@ class _BoundedLoader(yaml.SafeLoader):
         if isinstance(event, yaml.ScalarEvent) and len(event.value) > MAX_NUMBER_CHARS:
             tag = event.tag  # the tag the composer will give it: is it a number?
             if tag is None or tag == "!":
-                tag = self.resolve(yaml.ScalarNode, event.value,  # type: ignore[no-untyped-call]
-                                   event.implicit)
+                tag = self.resolve(
+                    yaml.ScalarNode,
+                    event.value,  # type: ignore[no-untyped-call]
+                    event.implicit,
+                )
         self.bounds.see(event, tag)
         return event
 
@@ -277,7 +306,8 @@ class _BoundedLoader(yaml.SafeLoader):
             why = f" ({exc})" if isinstance(exc, (ArithmeticError, ValueError)) else ""
             raise ClusterFileError(
                 f"{self.bounds.where}:{node.start_mark.line + 1}: {shown} is not a valid {kind}"
-                f"{why}; fix it, or quote it if it is meant as text.") from None
+                f"{why}; fix it, or quote it if it is meant as text."
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -306,11 +336,14 @@ def load(text: str, where: str) -> Document:
     except yaml.YAMLError as exc:
         raise ClusterFileError(_syntax_error(where, exc)) from None
     except RecursionError:  # last resort: the depth bound should make this unreachable
-        raise ClusterFileError(f"{where}: nests too deeply to read; a cluster file needs about 5 "
-                               "levels. Look for runaway brackets or indentation.") from None
+        raise ClusterFileError(
+            f"{where}: nests too deeply to read; a cluster file needs about 5 "
+            "levels. Look for runaway brackets or indentation."
+        ) from None
     except ValueError as exc:  # last resort: conversions are caught per value, with their line
-        raise ClusterFileError(f"{where}: a value cannot be read ({exc}); fix it, or quote it if "
-                               "it is meant as text.") from None
+        raise ClusterFileError(
+            f"{where}: a value cannot be read ({exc}); fix it, or quote it if it is meant as text."
+        ) from None
 
 
 def _load(text: str, where: str) -> Document:
@@ -335,18 +368,23 @@ def _syntax_error(where: str, exc: yaml.YAMLError) -> str:
     if context:  # e.g. "found duplicate anchor 'x'; first occurrence" + "second occurrence"
         seen_at = f" (line {context_mark.line + 1})" if context_mark is not None else ""
         problem = f"{context}{seen_at}: {problem}"
-    return (f"{where}{line}: not valid YAML ({problem}). Fix the syntax at that line; "
-            "`python -c 'import yaml,sys; yaml.safe_load(open(sys.argv[1]))' FILE` checks it.")
+    return (
+        f"{where}{line}: not valid YAML ({problem}). Fix the syntax at that line; "
+        "`python -c 'import yaml,sys; yaml.safe_load(open(sys.argv[1]))' FILE` checks it."
+    )
 
 
 def _unprintable(text: str, where: str, exc: yaml.reader.ReaderError) -> str:
     line = text.count("\n", 0, exc.position) + 1
-    return (f"{where}:{line}: control character U+{exc.character:04X}, which YAML does not allow; "
-            "remove it (is this a text file?).")
+    return (
+        f"{where}:{line}: control character U+{exc.character:04X}, which YAML does not allow; "
+        "remove it (is this a text file?)."
+    )
 
 
-def _index_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int],
-                 duplicates: list[tuple[int, Loc, str]]) -> None:
+def _index_lines(
+    node: yaml.Node, loc: Loc, lines: dict[Loc, int], duplicates: list[tuple[int, Loc, str]]
+) -> None:
     """Record the line of every location under ``node``, and every key set twice. Recursive,
     and walks aliased nodes once per use: :class:`_Bounds` has capped both."""
     lines[loc] = node.start_mark.line + 1
@@ -358,8 +396,9 @@ def _index_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int],
             key = key_node.value
             line = key_node.start_mark.line + 1
             if key in seen:
-                duplicates.append((line, loc + (key,),
-                                   f"duplicate key (first set on line {seen[key]}); keep one of them"))
+                duplicates.append(
+                    (line, loc + (key,), f"duplicate key (first set on line {seen[key]}); keep one of them")
+                )
             seen[key] = line
             _index_lines(value_node, loc + (key,), lines, duplicates)
             lines[loc + (key,)] = line

@@ -49,6 +49,8 @@ def _registered(names: Callable[[], list[str]]) -> BeforeValidator:
         return value
 
     return BeforeValidator(check)
+
+
 EnvBlock = dict[str, EnvValue]
 SimBlock = dict[str, bool | int | float | str]
 
@@ -315,15 +317,12 @@ def parse_cluster(text: str, source: Path) -> ClusterSpec:
     try:
         spec = ClusterSpec.model_validate(document.data)
     except ValidationError as exc:
-        found = [(document.line_of(tuple(e["loc"])), tuple(e["loc"]), _describe(e))
-                 for e in exc.errors()]
+        found = [(document.line_of(tuple(e["loc"])), tuple(e["loc"]), _describe(e)) for e in exc.errors()]
         raise ClusterFileError(_format(where, found)) from None
     spec._source = source
     semantic = spec_rules.problems(spec, source.parent if source.name else None)
     if semantic:
-        raise ClusterFileError(
-            _format(where, [(document.line_of(loc), loc, msg) for loc, msg in semantic])
-        )
+        raise ClusterFileError(_format(where, [(document.line_of(loc), loc, msg) for loc, msg in semantic]))
     return spec
 
 
@@ -353,8 +352,10 @@ def _not_a_cluster_file(path: Path, problem: str) -> ClusterFileError:
     known = _known_clusters(path) if path.is_dir() else []
     if known:
         files = ", ".join(f"{path / k}.yaml" for k in known[:5]) + (", …" if len(known) > 5 else "")
-        return ClusterFileError(f"cluster file {path} {problem}; pass one of its cluster files "
-                                f"({files}), or a cluster name with --cluster-dir={path}.")
+        return ClusterFileError(
+            f"cluster file {path} {problem}; pass one of its cluster files "
+            f"({files}), or a cluster name with --cluster-dir={path}."
+        )
     return ClusterFileError(f"cluster file {path} {problem}; check the path.")
 
 
@@ -373,8 +374,9 @@ def find_cluster_file(name_or_path: str, cluster_dir: Path) -> Path:
     if problem is None:
         return path.resolve()
     if problem != safe_yaml.MISSING:  # there but not a file, or behind a locked folder
-        raise ClusterFileError(f"cluster {name_or_path!r}: {path} {problem}; check that file and "
-                               f"--cluster-dir ({cluster_dir}).")
+        raise ClusterFileError(
+            f"cluster {name_or_path!r}: {path} {problem}; check that file and --cluster-dir ({cluster_dir})."
+        )
     raise ClusterFileError(
         f"unknown cluster {name_or_path!r}: no file {path}. Known clusters in {cluster_dir}: "
         f"{', '.join(_known_clusters(cluster_dir)) or 'none'}. Pass --cluster-dir to look "

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 _CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
+
 def problems(spec: ClusterSpec, cluster_dir: Path | None) -> list[tuple[Loc, str]]:
     """What is wrong across fields of a schema-valid spec: (field, what is wrong)."""
     problems: list[tuple[Loc, str]] = []
@@ -50,9 +51,7 @@ def problems(spec: ClusterSpec, cluster_dir: Path | None) -> list[tuple[Loc, str
             for j, h in enumerate(server.node_hosts):
                 check_host(base + (("hosts", j) if raw.hosts else ("host",)), h)
             if len(server.node_hosts) > 1 and not server.dist_init_addr:
-                problems.append(
-                    (base + ("hosts",), "a multi-node server needs `dist_init_addr: ADDR:PORT`")
-                )
+                problems.append((base + ("hosts",), "a multi-node server needs `dist_init_addr: ADDR:PORT`"))
             rank0 = server.node_hosts[0]
             claim(base + ("port",), rank0, server.port, f"{role}[{i}]")
             if role == "decode" and raw.bootstrap_port is not None:
@@ -61,25 +60,28 @@ def problems(spec: ClusterSpec, cluster_dir: Path | None) -> list[tuple[Loc, str
                 claim(base + ("bootstrap_port",), rank0, server.bootstrap_port, f"{role}[{i}] bootstrap")
                 prefill_pps.add(server.pp or 1)
                 if raw.prefill_pp is not None:
-                    problems.append(
-                        (base + ("prefill_pp",), "`prefill_pp` belongs on decode servers")
-                    )
+                    problems.append((base + ("prefill_pp",), "`prefill_pp` belongs on decode servers"))
             gpus_per_node = (server.tp or 1) * (server.pp or 1) // max(len(server.node_hosts), 1)
             for h in server.node_hosts:
                 declared = hosts[h].gpus if h in hosts else None
                 if declared is not None and gpus_per_node > declared:
                     problems.append(
-                        (base + ("tp",), f"tp×pp needs {gpus_per_node} GPUs per node but host "
-                         f"{h!r} declares gpus: {declared}")
+                        (
+                            base + ("tp",),
+                            f"tp×pp needs {gpus_per_node} GPUs per node but host "
+                            f"{h!r} declares gpus: {declared}",
+                        )
                     )
     if len(prefill_pps) == 1:
         pp = prefill_pps.pop()
         for i, server in enumerate(spec.servers("decode")):
             if (server.prefill_pp or 1) != pp:
                 problems.append(
-                    (("decode", i, "prefill_pp"),
-                     f"prefill servers run pp={pp}; this decode server must say `prefill_pp: {pp}` "
-                     f"(renders --disaggregation-prefill-pp), it has {server.prefill_pp or 1}")
+                    (
+                        ("decode", i, "prefill_pp"),
+                        f"prefill servers run pp={pp}; this decode server must say `prefill_pp: {pp}` "
+                        f"(renders --disaggregation-prefill-pp), it has {server.prefill_pp or 1}",
+                    )
                 )
     elif len(prefill_pps) > 1:
         problems.append((("prefill",), "all prefill servers must use the same pp size"))
@@ -87,8 +89,9 @@ def problems(spec: ClusterSpec, cluster_dir: Path | None) -> list[tuple[Loc, str
     check_host(("router", "host"), spec.router.host)
     claim(("router", "port"), spec.router_host, spec.router.port, "router")
     if spec.router.prometheus_port is not None:
-        claim(("router", "prometheus_port"), spec.router_host, spec.router.prometheus_port,
-              "router prometheus")
+        claim(
+            ("router", "prometheus_port"), spec.router_host, spec.router.prometheus_port, "router prometheus"
+        )
 
     problems += launchers.launcher_of(spec).problems(spec)
     problems += _engine_option_problems(spec)
@@ -96,8 +99,13 @@ def problems(spec: ClusterSpec, cluster_dir: Path | None) -> list[tuple[Loc, str
     if spec.baseline is not None and cluster_dir is not None:
         problems += _baseline_problems(spec.baseline, cluster_dir)
     if spec.name is not None and spec.source is not None and spec.name != spec.source.stem:
-        problems.append((("name",), f"name {spec.name!r} differs from the file name "
-                         f"{spec.source.stem!r}; make them equal (clusters are found by file name)"))
+        problems.append(
+            (
+                ("name",),
+                f"name {spec.name!r} differs from the file name "
+                f"{spec.source.stem!r}; make them equal (clusters are found by file name)",
+            )
+        )
     return problems
 
 
@@ -105,7 +113,9 @@ def _engine_option_problems(spec: ClusterSpec) -> list[tuple[Loc, str]]:
     """Engine option blocks (``sim:`` at the top, in server_defaults and in each server) belong to
     the engine that reads them, which checks their entries."""
     blocks: list[tuple[Loc, Mapping[str, object]]] = [
-        (("sim",), spec.sim), (("server_defaults", "sim"), spec.server_defaults.sim)]
+        (("sim",), spec.sim),
+        (("server_defaults", "sim"), spec.server_defaults.sim),
+    ]
     for role in ("prefill", "decode"):
         raw_list = spec.prefill if role == "prefill" else spec.decode
         blocks += [((role, i, "sim"), raw.sim) for i, raw in enumerate(raw_list)]
@@ -123,8 +133,13 @@ def _engine_option_problems(spec: ClusterSpec) -> list[tuple[Loc, str]]:
 def _baseline_problems(baseline: str, cluster_dir: Path) -> list[tuple[Loc, str]]:
     """The baseline names a cluster file next to this one."""
     if not _CLUSTER_NAME.fullmatch(baseline):
-        return [(("baseline",), f"{baseline[:60]!r} is not a cluster name (up to 100 letters, "
-                                "digits, . _ -: the stem of a file in the same folder)")]
+        return [
+            (
+                ("baseline",),
+                f"{baseline[:60]!r} is not a cluster name (up to 100 letters, "
+                "digits, . _ -: the stem of a file in the same folder)",
+            )
+        ]
     path = cluster_dir / f"{baseline}.yaml"
     try:
         found = path.is_file()
@@ -132,5 +147,4 @@ def _baseline_problems(baseline: str, cluster_dir: Path) -> list[tuple[Loc, str]
         return [(("baseline",), f"cannot look for {path}: {exc.strerror}")]
     if found:
         return []
-    return [(("baseline",), f"baseline cluster {baseline!r} has no file {path}; create it or fix "
-                            "the name")]
+    return [(("baseline",), f"baseline cluster {baseline!r} has no file {path}; create it or fix the name")]

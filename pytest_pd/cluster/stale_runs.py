@@ -46,8 +46,7 @@ class RemoteAgent:
 
     def call(self, command: str, **kwargs: Any) -> Any:
         script = f"{shlex.quote(self.python)} - {command} {shlex.quote(json.dumps(kwargs))}"
-        res = self.conn.run_script(script, stdin=_AGENT_SOURCE.encode(),
-                                   timeout=STOP_GRACE_S + 60.0)
+        res = self.conn.run_script(script, stdin=_AGENT_SOURCE.encode(), timeout=STOP_GRACE_S + 60.0)
         try:
             if res.returncode != 0:
                 raise ValueError(f"exit code {res.returncode}")
@@ -81,10 +80,17 @@ class RunLedger:
         return list(self.agent.call("stop", folder=self.folder, run=run, grace_s=STOP_GRACE_S))
 
 
-def run_entry(run: str, cluster: str, run_dir: Path, owner: str, *, started: float | None = None,
-              kept: bool = False) -> dict[str, Any]:
-    return {"run": run, "cluster": cluster, "run_dir": str(run_dir), "owner": owner,
-            "started": started or time.time(), "kept": kept}
+def run_entry(
+    run: str, cluster: str, run_dir: Path, owner: str, *, started: float | None = None, kept: bool = False
+) -> dict[str, Any]:
+    return {
+        "run": run,
+        "cluster": cluster,
+        "run_dir": str(run_dir),
+        "owner": owner,
+        "started": started or time.time(),
+        "kept": kept,
+    }
 
 
 def _age(seconds: float) -> str:
@@ -107,9 +113,11 @@ def describe(entry: dict[str, Any]) -> str:
     procs = entry.get("processes", [])
     age = max((p["age_s"] for p in procs), default=time.time() - entry.get("started", time.time()))
     listed = _by_name(procs) or "no process left"
-    return (f"run {entry['run']} of cluster {entry.get('cluster', '?')} (run directory "
-            f"{entry.get('run_dir', '?')}; started {_age(age)} ago by "
-            f"{entry.get('owner') or 'an unknown session'}): {listed}")
+    return (
+        f"run {entry['run']} of cluster {entry.get('cluster', '?')} (run directory "
+        f"{entry.get('run_dir', '?')}; started {_age(age)} ago by "
+        f"{entry.get('owner') or 'an unknown session'}): {listed}"
+    )
 
 
 def reap_stale(ledger: RunLedger, say: Say, *, own_run: str | None = None) -> int:
@@ -123,18 +131,23 @@ def reap_stale(ledger: RunLedger, say: Say, *, own_run: str | None = None) -> in
             ledger.forget(entry["run"])  # torn down by `pytest-pd down`, or its last process died
             continue
         if entry.get("kept"):
-            say(f"{ledger.label}: a cluster kept for debugging (--pd-keep-cluster-on-failure) is "
+            say(
+                f"{ledger.label}: a cluster kept for debugging (--pd-keep-cluster-on-failure) is "
                 f"still running: {describe(entry)}. `pytest-pd down {entry.get('run_dir', 'RUN_DIR')}` "
-                "stops it.")
+                "stops it."
+            )
             continue
-        say(f"{ledger.label}: found a run whose session died without tearing down: "
+        say(
+            f"{ledger.label}: found a run whose session died without tearing down: "
             f"{describe(entry)}. Stopping it (SIGTERM, SIGKILL after {STOP_GRACE_S:g} s); its "
-            "logs stay where they are.")
+            "logs stay where they are."
+        )
         left = ledger.stop(entry["run"])
         if left:
             raise HostError(
                 f"{ledger.label}: processes of stale run {entry['run']} survived SIGKILL: "
-                f"{_by_name(left)}. Inspect them there (`ps -o pid,stat,cmd -p PID`) and stop them by hand.")
+                f"{_by_name(left)}. Inspect them there (`ps -o pid,stat,cmd -p PID`) and stop them by hand."
+            )
         ledger.forget(entry["run"])
         say(f"{ledger.label}: stale run {entry['run']} stopped; nothing of it is left.")
         stopped += 1

@@ -25,8 +25,12 @@ def save_state(run_dir: Path, spec: ClusterSpec, processes: Sequence[dict[str, A
     if not processes:
         path.unlink(missing_ok=True)
         return
-    state = {"cluster": spec.label, "file": str(spec.source), "router_url": spec.router_url,
-             "processes": list(processes)}
+    state = {
+        "cluster": spec.label,
+        "file": str(spec.source),
+        "router_url": spec.router_url,
+        "processes": list(processes),
+    }
     tmp = run_dir / f".{STATE_FILE}.tmp"
     tmp.write_text(json.dumps(state, indent=2) + "\n")
     tmp.replace(path)
@@ -36,8 +40,10 @@ def read_state(run_dir: Path) -> dict[str, Any]:
     try:
         return dict(json.loads((run_dir / STATE_FILE).read_text()))
     except FileNotFoundError:
-        raise HostError(f"{run_dir} has no {STATE_FILE}: nothing of that run is left running "
-                        "(teardown removes it), or it is not a run directory.") from None
+        raise HostError(
+            f"{run_dir} has no {STATE_FILE}: nothing of that run is left running "
+            "(teardown removes it), or it is not a run directory."
+        ) from None
     except (OSError, ValueError) as exc:
         raise HostError(f"{run_dir / STATE_FILE} cannot be read ({exc}).") from None
 
@@ -53,6 +59,8 @@ def attach_file(spec: ClusterSpec, run_dir: Path) -> Path:
         data["model"]["tokenizer"] = spec.tokenizer_path
     path = run_dir / "attach" / f"{spec.label}.yaml"  # clusters are named by their file
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"# {spec.label} as left running by pytest-pd; from {spec.source}\n"
-                    + yaml.safe_dump(data, sort_keys=False))
+    path.write_text(
+        f"# {spec.label} as left running by pytest-pd; from {spec.source}\n"
+        + yaml.safe_dump(data, sort_keys=False)
+    )
     return path

@@ -58,9 +58,9 @@ def ports_by_host(spec: ClusterSpec) -> dict[str, list[tuple[str, str, int]]]:
     router_address = spec.router.listen or spec.host_address(spec.router_host)
     wanted.setdefault(spec.router_host, []).append(("router", router_address, spec.router.port))
     if spec.router.prometheus_port:
-        wanted[spec.router_host].append(("router prometheus",
-                                         spec.router.prometheus_host or router_address,
-                                         spec.router.prometheus_port))
+        wanted[spec.router_host].append(
+            ("router prometheus", spec.router.prometheus_host or router_address, spec.router.prometheus_port)
+        )
     return wanted
 
 
@@ -74,8 +74,15 @@ class Running:
 class Topology:
     """One cluster's processes. Use as a context manager: teardown runs whatever happens."""
 
-    def __init__(self, spec: ClusterSpec, run_dir: Path, *, local_python: str = sys.executable,
-                 say: Say = print, keep_on_failure: bool = False) -> None:
+    def __init__(
+        self,
+        spec: ClusterSpec,
+        run_dir: Path,
+        *,
+        local_python: str = sys.executable,
+        say: Say = print,
+        keep_on_failure: bool = False,
+    ) -> None:
         self.spec = spec
         self.keep_on_failure = keep_on_failure  # a failed bring-up leaves its processes up
         self.run_dir = run_dir
@@ -138,8 +145,10 @@ class Topology:
             self.down()
             raise
         self.ready_at = time.time()
-        self.say(f"{self.spec.label}: ready at {self.router_url} "
-                 f"({self.ready_at - self.started_at:.1f} s to bring up)")
+        self.say(
+            f"{self.spec.label}: ready at {self.router_url} "
+            f"({self.ready_at - self.started_at:.1f} s to bring up)"
+        )
 
     def down(self) -> None:
         """Stop every process in reverse start order and confirm its group is gone; fetch the
@@ -186,16 +195,20 @@ class Topology:
         for item in self.running:
             code = item.host.exit_code(item.proc)
             if code is not None:
-                out.append(f"{item.command.name} on {item.command.host} exited with code {code}; "
-                           f"last log lines ({item.proc.log_location}):\n"
-                           f"{self.tail(item, 15)}")
+                out.append(
+                    f"{item.command.name} on {item.command.host} exited with code {code}; "
+                    f"last log lines ({item.proc.log_location}):\n"
+                    f"{self.tail(item, 15)}"
+                )
         return out
 
     def _save_state(self) -> None:
         """``RUN_DIR/topology.json``: what runs where, so `pytest-pd down RUN_DIR` can find it."""
-        save_state(self.run_dir, self.spec, [
-            {"name": r.command.name, "host": r.command.host, "pid": r.proc.pid}
-            for r in self.running])
+        save_state(
+            self.run_dir,
+            self.spec,
+            [{"name": r.command.name, "host": r.command.host, "pid": r.proc.pid} for r in self.running],
+        )
 
     @classmethod
     def adopt(cls, run_dir: Path, *, say: Say = print) -> Topology:
@@ -212,22 +225,28 @@ class Topology:
                 raise HostError(
                     f"{state['file']} no longer has {entry['name']} (edited since the run?); stop "
                     f"the process group {entry['pid']} on {entry['host']} by hand "
-                    f"(`kill -TERM -- -{entry['pid']}`), and the others listed in {run_dir / STATE_FILE}.")
+                    f"(`kill -TERM -- -{entry['pid']}`), and the others listed in {run_dir / STATE_FILE}."
+                )
             host = topology.host(entry["host"])
-            topology.running.append(Running(cmd, host.adopt(entry["name"], int(entry["pid"]),
-                                                            run_dir), host))
+            topology.running.append(Running(cmd, host.adopt(entry["name"], int(entry["pid"]), run_dir), host))
         return topology
 
     def detach(self) -> None:
         """Leave every process running (for debugging), release locks and connections, and say
         how to reach the cluster and how to tear it down (also if Ctrl-C comes meanwhile)."""
         attach = attach_file(self.spec, self.run_dir)
-        lines = [f"{self.spec.label} is left running for debugging (--pd-keep-cluster-on-failure):",
-                 f"  router      {self.router_url}  (try: curl {self.router_url}/v1/models)"]
-        lines += [f"  {r.command.name:<11} on {r.command.host}, pid {r.proc.pid}, log {r.proc.log_location}"
-                  for r in self.running]
-        lines += [f"  attach:     pytest suites/ --cluster={attach}  (absolute bounds; launcher: attach)",
-                  f"  tear down:  pytest-pd down {self.run_dir}"]
+        lines = [
+            f"{self.spec.label} is left running for debugging (--pd-keep-cluster-on-failure):",
+            f"  router      {self.router_url}  (try: curl {self.router_url}/v1/models)",
+        ]
+        lines += [
+            f"  {r.command.name:<11} on {r.command.host}, pid {r.proc.pid}, log {r.proc.log_location}"
+            for r in self.running
+        ]
+        lines += [
+            f"  attach:     pytest suites/ --cluster={attach}  (absolute bounds; launcher: attach)",
+            f"  tear down:  pytest-pd down {self.run_dir}",
+        ]
         try:
             with signals_deferred():
                 self.reservation.keep()
@@ -242,8 +261,13 @@ class Topology:
 
     def processes(self) -> list[dict[str, object]]:
         return [
-            {"name": r.command.name, "host": r.command.host, "pid": r.proc.pid,
-             "log": str(r.proc.log_path), "command": r.command.shell_line()}
+            {
+                "name": r.command.name,
+                "host": r.command.host,
+                "pid": r.proc.pid,
+                "log": str(r.proc.log_path),
+                "command": r.command.shell_line(),
+            }
             for r in self.running
         ]
 
@@ -267,10 +291,12 @@ class Topology:
 
     def _ledger_entry(self, hosts: frozenset[str], kept: bool) -> dict[str, Any]:
         """This run in one machine's ledger, with the processes it started there."""
-        entry = run_entry(self.run_id, self.spec.label, self.run_dir, owner_info(),
-                          started=self.started_at, kept=kept)
-        entry["leaders"] = [{"name": r.command.name, "pid": r.proc.pid}
-                            for r in self.running if r.command.host in hosts]
+        entry = run_entry(
+            self.run_id, self.spec.label, self.run_dir, owner_info(), started=self.started_at, kept=kept
+        )
+        entry["leaders"] = [
+            {"name": r.command.name, "pid": r.proc.pid} for r in self.running if r.command.host in hosts
+        ]
         return entry
 
     def _check_ports(self) -> None:
@@ -281,8 +307,9 @@ class Topology:
             items = wanted[host_name]
             taken = set(self.host(host_name).ports_in_use([(a, p) for _, a, p in items]))
             where = self.launcher.where(host_name)
-            return [f"{what} wants {addr}:{port}{where}" for what, addr, port in items
-                    if (addr, port) in taken]
+            return [
+                f"{what} wants {addr}:{port}{where}" for what, addr, port in items if (addr, port) in taken
+            ]
 
         with ThreadPoolExecutor(max_workers=len(wanted)) as pool:  # one round trip per host
             busy = [line for lines in pool.map(check, list(wanted)) for line in lines]
@@ -354,8 +381,9 @@ class Topology:
             if cmd.role == "router":  # a worker dying now would keep the router unready for good
                 dead = self.dead()
                 if dead:
-                    raise BringUpError(f"while {self.spec.label}'s router waited for its workers: "
-                                       + "\n".join(dead))
+                    raise BringUpError(
+                        f"while {self.spec.label}'s router waited for its workers: " + "\n".join(dead)
+                    )
             status = probe(url)
             if status == 200:
                 self.say(f"{self.spec.label}: {cmd.name} healthy after {time.monotonic() - start:.1f} s")
@@ -371,9 +399,11 @@ class Topology:
                 )
             if now > next_note:
                 last = self.tail(item, 1).strip()
-                self.say(f"{self.spec.label}: waiting for {cmd.name} on {cmd.host} "
-                         f"({now - start:.0f} s of {cmd.health_timeout_s:.0f} s), last log line: "
-                         f"{last or '(empty)'}")
+                self.say(
+                    f"{self.spec.label}: waiting for {cmd.name} on {cmd.host} "
+                    f"({now - start:.0f} s of {cmd.health_timeout_s:.0f} s), last log line: "
+                    f"{last or '(empty)'}"
+                )
                 next_note = now + 10.0
             cancel.wait(delay)
             delay = min(delay * 1.5, 2.0)
@@ -383,10 +413,12 @@ class Topology:
         the workers and the router named in the file answer."""
         checks = [c for c in self.plan if c.health_url]
         with ThreadPoolExecutor(max_workers=max(1, len(checks))) as pool:
-            codes = list(pool.map(lambda c: probe(typing.cast(str, c.health_url), timeout=10.0),
-                                  checks))
-        bad = [f"{c.name} at {c.health_url} answered {code or 'nothing'}"
-               for c, code in zip(checks, codes, strict=True) if code != 200]
+            codes = list(pool.map(lambda c: probe(typing.cast(str, c.health_url), timeout=10.0), checks))
+        bad = [
+            f"{c.name} at {c.health_url} answered {code or 'nothing'}"
+            for c, code in zip(checks, codes, strict=True)
+            if code != 200
+        ]
         if bad:
             raise BringUpError(
                 f"attached cluster {self.spec.label} is not healthy: {'; '.join(bad)}. Start the "

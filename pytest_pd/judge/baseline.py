@@ -33,8 +33,14 @@ class BaselinePlan:
     source: str = ""  # where it came from, for the report
 
 
-def plan_baseline(mode: str, max_age_s: float, measurer: Measurements, spec: ClusterSpec,
-                  workload: Workload, create_command: str) -> BaselinePlan:
+def plan_baseline(
+    mode: str,
+    max_age_s: float,
+    measurer: Measurements,
+    spec: ClusterSpec,
+    workload: Workload,
+    create_command: str,
+) -> BaselinePlan:
     """``mode``: auto, live, stored or a path; ``create_command``: the command line that would
     measure the baseline live and mark it stored (said when none is stored)."""
     bspec = measurer.baseline_of(spec)
@@ -45,8 +51,10 @@ def plan_baseline(mode: str, max_age_s: float, measurer: Measurements, spec: Clu
         return BaselinePlan(stored=_from_file(path, mode, workload), source=f"file {path}")
     folder = path if path is not None else measurer.results_dir
     if path is not None and not path.is_dir():
-        raise BaselineError(f"--pd-baseline={mode}: no such file or folder; use live, stored, a "
-                            "results JSON file, or a folder of them.")
+        raise BaselineError(
+            f"--pd-baseline={mode}: no such file or folder; use live, stored, a "
+            "results JSON file, or a folder of them."
+        )
     limit = max_age_s if path is None else math.inf
     runs = store.find_runs(folder, bspec.label, workload.id, bspec.model_name) if folder else []
     pick = store.pick_baseline(runs, time.time(), limit)
@@ -59,7 +67,8 @@ def plan_baseline(mode: str, max_age_s: float, measurer: Measurements, spec: Clu
         f"{pick.reason} of workload {workload.id} with model {bspec.model_name} in {folder}. "
         f"Create one by measuring it live and marking it as the baseline:\n"
         f"    {create_command}\n"
-        "or run with --pd-baseline=live.")
+        "or run with --pd-baseline=live."
+    )
 
 
 def _from_file(path: Path, mode: str, workload: Workload) -> dict[str, Any]:
@@ -71,5 +80,6 @@ def _from_file(path: Path, mode: str, workload: Workload) -> dict[str, Any]:
         raise BaselineError(
             f"--pd-baseline={mode} holds workload {data['workload'].get('id')!r}, but this "
             f"test runs {workload.id!r}; give a results file of the same workload (or a "
-            "folder of results to search).")
+            "folder of results to search)."
+        )
     return data

@@ -35,12 +35,17 @@ class Metric:
         return value
 
 
-def _distribution(key: str, title: str, stats: tuple[str, ...], history_of_mean: int = 0
-                  ) -> Iterator[Metric]:
+def _distribution(key: str, title: str, stats: tuple[str, ...], history_of_mean: int = 0) -> Iterator[Metric]:
     """A latency's statistics: mean_ttft_ms, median_ttft_ms, … (lower is better, in ms)."""
     for stat in stats:
-        yield Metric(f"{stat}_{key}_ms", f"{stat} {title}", "ms", "lower", "time",
-                     history=history_of_mean if stat == "mean" else 0)
+        yield Metric(
+            f"{stat}_{key}_ms",
+            f"{stat} {title}",
+            "ms",
+            "lower",
+            "time",
+            history=history_of_mean if stat == "mean" else 0,
+        )
 
 
 def _rate(name: str, title: str, unit: str, history: int = 0) -> Metric:
@@ -81,7 +86,8 @@ _METRICS: tuple[Metric, ...] = (
 )
 CATALOG: Mapping[str, Metric] = {m.name: m for m in _METRICS}
 HISTORY_METRICS: tuple[str, ...] = tuple(  # the seed report's columns, in its order
-    m.name for m in sorted(_METRICS, key=lambda m: m.history) if m.history)
+    m.name for m in sorted(_METRICS, key=lambda m: m.history) if m.history
+)
 
 
 def metric(name: str) -> Metric:

@@ -64,8 +64,11 @@ class Comparison:
 
     @property
     def passed(self) -> bool:
-        return (not self.problems and all(v.passed for v in self.verdicts)
-                and not (self.fail_on_regression and self.regressions))
+        return (
+            not self.problems
+            and all(v.passed for v in self.verdicts)
+            and not (self.fail_on_regression and self.regressions)
+        )
 
     @property
     def xfail_reason(self) -> str | None:
@@ -84,8 +87,10 @@ class Comparison:
         return [regression_text(h) for h in self.regressions]
 
     def failure_message(self) -> str:
-        lines = [f"{self.workload_id}: {self.candidate.cluster} vs "
-                 f"{self.baseline.cluster if self.baseline else '(no baseline)'}"]
+        lines = [
+            f"{self.workload_id}: {self.candidate.cluster} vs "
+            f"{self.baseline.cluster if self.baseline else '(no baseline)'}"
+        ]
         lines += [f"  {p}" for p in self.problems]
         lines += [f"  {v.message}" for v in self.verdicts if not v.passed]
         if self.fail_on_regression:
@@ -94,12 +99,15 @@ class Comparison:
 
 
 def regression_text(h: HistoryRow) -> str:
-    return (f"regression vs last run: {h.metric} {h.last:.4g} → {h.current:.4g} "
-            f"({h.change_pct:+.1f} %, noise band ±{h.band_pct:.1f} %)")
+    return (
+        f"regression vs last run: {h.metric} {h.last:.4g} → {h.current:.4g} "
+        f"({h.change_pct:+.1f} %, noise band ±{h.band_pct:.1f} %)"
+    )
 
 
-def history_rows(current: Side, last: Side, metrics: Sequence[str],
-                 band: float = DEFAULT_NOISE_BAND) -> list[HistoryRow]:
+def history_rows(
+    current: Side, last: Side, metrics: Sequence[str], band: float = DEFAULT_NOISE_BAND
+) -> list[HistoryRow]:
     """Each metric now vs the last run. A regression is a change in the worse direction beyond
     the noise band: ``band`` (relative), widened by the bootstrap interval of the change when both
     runs have repeats (the interval's end nearest no change must be beyond the band)."""
@@ -118,30 +126,46 @@ def history_rows(current: Side, last: Side, metrics: Sequence[str],
         ratio_lo, ratio_hi = ci if ci else (cur / old, cur / old)
         # how much worse, at the least, the current run is
         worse = (1.0 - ratio_hi) if higher_is_better(metric) else (ratio_lo - 1.0)
-        rows.append(HistoryRow(metric, cur, old, delta_percent(cur, old), band * 100.0,
-                               worse > band, ci))
+        rows.append(HistoryRow(metric, cur, old, delta_percent(cur, old), band * 100.0, worse > band, ci))
     return rows
 
 
 def health_problems(side: Side, max_mismatch_share: float = 0.0) -> list[str]:
     """Failures that make a measurement unusable, whatever the bounds say."""
-    return [f"{side.cluster}: {p}; its numbers are not comparable"
-            for p in run_problems(side.metrics, max_mismatch_share)]
+    return [
+        f"{side.cluster}: {p}; its numbers are not comparable"
+        for p in run_problems(side.metrics, max_mismatch_share)
+    ]
 
 
-def compare(test_id: str, workload_id: str, candidate: Side, baseline: Side | None,
-            bounds: list[Bound], *, last: Side | None = None,
-            noise_band: float = DEFAULT_NOISE_BAND, fail_on_regression: bool = False,
-            max_mismatch_share: float = 0.0) -> Comparison:
-    comp = Comparison(test_id, workload_id, candidate, baseline, bounds, last=last,
-                      fail_on_regression=fail_on_regression)
+def compare(
+    test_id: str,
+    workload_id: str,
+    candidate: Side,
+    baseline: Side | None,
+    bounds: list[Bound],
+    *,
+    last: Side | None = None,
+    noise_band: float = DEFAULT_NOISE_BAND,
+    fail_on_regression: bool = False,
+    max_mismatch_share: float = 0.0,
+) -> Comparison:
+    comp = Comparison(
+        test_id, workload_id, candidate, baseline, bounds, last=last, fail_on_regression=fail_on_regression
+    )
     comp.problems += health_problems(candidate, max_mismatch_share)
     if baseline is not None:
         comp.problems += health_problems(baseline, max_mismatch_share)
     for bound in bounds:
-        comp.verdicts.append(evaluate(bound, candidate.metrics,
-                                      baseline.metrics if baseline else None,
-                                      candidate.samples, baseline.samples if baseline else None))
+        comp.verdicts.append(
+            evaluate(
+                bound,
+                candidate.metrics,
+                baseline.metrics if baseline else None,
+                candidate.samples,
+                baseline.samples if baseline else None,
+            )
+        )
     if last is not None:
         metrics = list(dict.fromkeys([*HISTORY_METRICS, *(b.metric for b in bounds)]))
         comp.history = history_rows(candidate, last, metrics, noise_band)
@@ -162,11 +186,21 @@ def from_dict(data: dict[str, Any]) -> Comparison:
         return None if value is None else (float(value[0]), float(value[1]))
 
     bounds = [Bound(**b) for b in data["bounds"]]
-    verdicts = [Verdict(**{**v, "bound": Bound(**v["bound"]), "ci": ci(v.get("ci"))})
-                for v in data["verdicts"]]
+    verdicts = [
+        Verdict(**{**v, "bound": Bound(**v["bound"]), "ci": ci(v.get("ci"))}) for v in data["verdicts"]
+    ]
     history = [HistoryRow(**{**h, "ci": ci(h.get("ci"))}) for h in data.get("history", [])]
     candidate = side(data["candidate"])
     assert candidate is not None
-    return Comparison(data["test_id"], data["workload_id"], candidate, side(data["baseline"]),
-                      bounds, verdicts, list(data["problems"]), side(data.get("last")), history,
-                      bool(data.get("fail_on_regression", False)))
+    return Comparison(
+        data["test_id"],
+        data["workload_id"],
+        candidate,
+        side(data["baseline"]),
+        bounds,
+        verdicts,
+        list(data["problems"]),
+        side(data.get("last")),
+        history,
+        bool(data.get("fail_on_regression", False)),
+    )

@@ -16,9 +16,14 @@ def _clean(values: Sequence[float] | None) -> np.ndarray:
     return finite
 
 
-def bootstrap_ci(candidate: Sequence[float], baseline: Sequence[float] | None = None, *,
-                 resamples: int = DEFAULT_RESAMPLES, level: float = DEFAULT_LEVEL,
-                 seed: int = 0) -> tuple[float, float] | None:
+def bootstrap_ci(
+    candidate: Sequence[float],
+    baseline: Sequence[float] | None = None,
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    level: float = DEFAULT_LEVEL,
+    seed: int = 0,
+) -> tuple[float, float] | None:
     """Percentile bootstrap interval of the median of ``candidate`` (or, with ``baseline``, of
     median(candidate) / median(baseline), each side resampled independently).
 

@@ -71,8 +71,9 @@ class Verdict:
         return self.candidate / self.baseline
 
 
-def bounds_from_marker(args: tuple[object, ...], kwargs: Mapping[str, object],
-                       known_metrics: set[str]) -> list[Bound]:
+def bounds_from_marker(
+    args: tuple[object, ...], kwargs: Mapping[str, object], known_metrics: set[str]
+) -> list[Bound]:
     """Validate one ``pd_threshold`` marker's arguments and return its bounds."""
     if len(args) != 1 or not isinstance(args[0], str):
         raise ThresholdError(
@@ -92,15 +93,18 @@ def bounds_from_marker(args: tuple[object, ...], kwargs: Mapping[str, object],
         )
     noise = kwargs.get("noise", "fail")
     if noise not in NOISE_MODES:
-        raise ThresholdError(f"pd_threshold({metric!r}, noise={noise!r}): noise must be one of "
-                             f"{', '.join(repr(m) for m in NOISE_MODES)}")
+        raise ThresholdError(
+            f"pd_threshold({metric!r}, noise={noise!r}): noise must be one of "
+            f"{', '.join(repr(m) for m in NOISE_MODES)}"
+        )
     bounds = []
     for kind in BOUND_KINDS:
         if kind in kwargs:
             value = kwargs[kind]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ThresholdError(f"pd_threshold({metric!r}, {kind}=...) needs a finite number, "
-                                     f"got {value!r}")
+                raise ThresholdError(
+                    f"pd_threshold({metric!r}, {kind}=...) needs a finite number, got {value!r}"
+                )
             if kind.endswith("_ratio") and value <= 0:
                 raise ThresholdError(f"pd_threshold({metric!r}, {kind}={value}) must be > 0")
             bounds.append(Bound(metric, kind, float(value), str(noise)))
@@ -131,14 +135,16 @@ def _judge(bound: Bound, point_ok: bool, ci: tuple[float, float] | None) -> tupl
 def _ci_text(ci: tuple[float, float] | None, ratio: bool) -> str:
     if ci is None:
         return ""
-    return (f" [95 % CI {ci[0]:.3f}×–{ci[1]:.3f}×]" if ratio
-            else f" [95 % CI {ci[0]:.4g}–{ci[1]:.4g}]")
+    return f" [95 % CI {ci[0]:.3f}×–{ci[1]:.3f}×]" if ratio else f" [95 % CI {ci[0]:.4g}–{ci[1]:.4g}]"
 
 
-def evaluate(bound: Bound, candidate: Mapping[str, float],
-             baseline: Mapping[str, float] | None,
-             candidate_samples: Mapping[str, Sequence[float]] | None = None,
-             baseline_samples: Mapping[str, Sequence[float]] | None = None) -> Verdict:
+def evaluate(
+    bound: Bound,
+    candidate: Mapping[str, float],
+    baseline: Mapping[str, float] | None,
+    candidate_samples: Mapping[str, Sequence[float]] | None = None,
+    baseline_samples: Mapping[str, Sequence[float]] | None = None,
+) -> Verdict:
     """One bound against the candidate's (and, for ratios, the baseline's) numbers. The samples
     are per-repeat values of each metric; with two or more, the verdict uses a bootstrap interval."""
     value = float(candidate[bound.metric])
@@ -146,8 +152,14 @@ def evaluate(bound: Bound, candidate: Mapping[str, float],
     if not bound.is_ratio:
         base = None if baseline is None else float(baseline[bound.metric])
         if not math.isfinite(value):
-            return Verdict(bound, value, base, False, f"{bound.metric} = {value} (no data) "
-                           f"violates bound {bound.text()}", FAIL)
+            return Verdict(
+                bound,
+                value,
+                base,
+                False,
+                f"{bound.metric} = {value} (no data) violates bound {bound.text()}",
+                FAIL,
+            )
         ci = bootstrap_ci(cand_s) if cand_s else None
         status, ok = _judge(bound, _within(bound, value), ci)
         word = {PASS: "within", FAIL: "violates", NOISE: "is within noise of"}[status]
@@ -157,17 +169,24 @@ def evaluate(bound: Bound, candidate: Mapping[str, float],
         raise ThresholdError(f"{bound.metric}: a ratio bound needs a baseline measurement")
     base = float(baseline[bound.metric])
     if not (math.isfinite(value) and math.isfinite(base)) or base == 0:
-        return Verdict(bound, value, base, False,
-                       f"{bound.metric}: cannot form a ratio (candidate {value:.4g}, baseline "
-                       f"{base:.4g})", FAIL)
+        return Verdict(
+            bound,
+            value,
+            base,
+            False,
+            f"{bound.metric}: cannot form a ratio (candidate {value:.4g}, baseline {base:.4g})",
+            FAIL,
+        )
     ratio = value / base
     base_s = (baseline_samples or {}).get(bound.metric)
     ci = bootstrap_ci(cand_s or [value], base_s or [base]) if (cand_s or base_s) else None
     status, ok = _judge(bound, _within(bound, ratio), ci)
     outcome = {PASS: "pass", FAIL: "FAIL", NOISE: f"within noise (counts as {bound.noise})"}[status]
-    msg = (f"{bound.metric}: candidate {value:.4g} vs baseline {base:.4g} = {ratio:.3f}× "
-           f"({delta_percent(value, base):+.1f} %){_ci_text(ci, True)}, bound {bound.text()} → "
-           f"{outcome}")
+    msg = (
+        f"{bound.metric}: candidate {value:.4g} vs baseline {base:.4g} = {ratio:.3f}× "
+        f"({delta_percent(value, base):+.1f} %){_ci_text(ci, True)}, bound {bound.text()} → "
+        f"{outcome}"
+    )
     return Verdict(bound, value, base, ok, msg, status, ci)
 
 

@@ -27,8 +27,10 @@ def _png(fig: Figure) -> str:
 
 def img(b64: str, alt: str, kind: str, **data: object) -> str:
     attrs = "".join(f' data-{escape(k.replace("_", "-"))}="{escape(str(v))}"' for k, v in data.items())
-    return (f'<img class="pd-chart" data-chart="{escape(kind)}"{attrs} alt="{escape(alt)}" '
-            f'src="data:image/png;base64,{b64}">')
+    return (
+        f'<img class="pd-chart" data-chart="{escape(kind)}"{attrs} alt="{escape(alt)}" '
+        f'src="data:image/png;base64,{b64}">'
+    )
 
 
 def _finite(values: Sequence[float | None]) -> list[float]:
@@ -45,8 +47,13 @@ def cdfs(panels: Sequence[tuple[str, Mapping[str, Sequence[float]]]]) -> str:
             if not xs:
                 continue
             ys = [(i + 1) / len(xs) for i in range(len(xs))]
-            ax.step(xs, ys, where="post", label=f"{label} (n={len(xs)})",
-                    color=CANDIDATE_COLOR if n == 0 else BASELINE_COLOR)
+            ax.step(
+                xs,
+                ys,
+                where="post",
+                label=f"{label} (n={len(xs)})",
+                color=CANDIDATE_COLOR if n == 0 else BASELINE_COLOR,
+            )
         ax.set_title(title, fontsize=10)
         ax.set_ylabel("share of requests")
         ax.set_ylim(0, 1.02)
@@ -74,16 +81,24 @@ def timelines(panels: Sequence[tuple[str, Sequence[tuple[float, float | None, fl
     return _png(fig)
 
 
-def rates(title: str, series: Mapping[str, Sequence[tuple[float, float]]], ylabel: str,
-          xlabel: str = "s since first send") -> str:
+def rates(
+    title: str,
+    series: Mapping[str, Sequence[tuple[float, float]]],
+    ylabel: str,
+    xlabel: str = "s since first send",
+) -> str:
     """Lines of (t, value) per label, e.g. output tokens/s per second of the run."""
     fig = Figure(figsize=(10.4, 3.0))
     ax = fig.subplots()
     for n, (label, points) in enumerate(series.items()):
         if points:
-            ax.plot([p[0] for p in points], [p[1] for p in points], label=label,
-                    color=CANDIDATE_COLOR if n == 0 else BASELINE_COLOR if n == 1 else None,
-                    drawstyle="steps-post")
+            ax.plot(
+                [p[0] for p in points],
+                [p[1] for p in points],
+                label=label,
+                color=CANDIDATE_COLOR if n == 0 else BASELINE_COLOR if n == 1 else None,
+                drawstyle="steps-post",
+            )
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -93,8 +108,9 @@ def rates(title: str, series: Mapping[str, Sequence[tuple[float, float]]], ylabe
     return _png(fig)
 
 
-def trend(panels: Sequence[tuple[str, Sequence[float], Sequence[float | None]]],
-          labels: Sequence[str]) -> str:
+def trend(
+    panels: Sequence[tuple[str, Sequence[float], Sequence[float | None]]], labels: Sequence[str]
+) -> str:
     """One panel per (title, values of the last runs, bound lines): the metric per run, oldest
     first, with each bound drawn as a red dashed line."""
     fig = Figure(figsize=(10.4, 2.6 * math.ceil(len(panels) / 2)), layout="constrained")
@@ -111,6 +127,6 @@ def trend(panels: Sequence[tuple[str, Sequence[float], Sequence[float | None]]],
         ax.grid(alpha=0.3)
         if any(b is not None for b in bounds):
             ax.legend(fontsize=8)
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
     return _png(fig)

@@ -47,9 +47,13 @@ WALL = "s since the measurement started"
 VERDICT_CLASS = {"pass": "pd-pass", "FAIL": "pd-fail", "within noise": "pd-noise"}
 
 
-def _table(rows: Sequence[Sequence[str]], cls: str = "pd-table",
-           row_classes: Sequence[str] = (), cell_classes: Mapping[tuple[int, int], str] | None = None,
-           numeric_from: int = 1) -> str:
+def _table(
+    rows: Sequence[Sequence[str]],
+    cls: str = "pd-table",
+    row_classes: Sequence[str] = (),
+    cell_classes: Mapping[tuple[int, int], str] | None = None,
+    numeric_from: int = 1,
+) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in rows[0])
     body = []
     for r, row in enumerate(rows[1:]):
@@ -63,8 +67,7 @@ def _table(rows: Sequence[Sequence[str]], cls: str = "pd-table",
             attr = f' class="{" ".join(classes)}"' if classes else ""
             cells.append(f"<td{attr}>{escape(text)}</td>")
         body.append((f'<tr class="{rc}">' if rc else "<tr>") + "".join(cells) + "</tr>")
-    return (f'<table class="{cls}"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table>')
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
 def comparison_table(comp: Comparison) -> str:
@@ -81,27 +84,47 @@ def comparison_table(comp: Comparison) -> str:
     notes += "".join(f'<p class="pd-note">{escape(t)}</p>' for t in baseline_lines(comp))
     word = outcome_word(comp)
     cls = "pd-pass" if comp.passed else "pd-noise" if comp.xfail_reason else "pd-fail"
-    return (f'<h3 class="pd-workload">{escape(comp.workload_id)} — <span class="{cls}">'
-            f"{escape(word)}</span> <small>{escape(comp.test_id)}</small></h3>"
-            + _table(rows, "pd-table pd-comparison", row_classes=["pd-candidate"],
-                     cell_classes=cell_classes, numeric_from=2)
-            + verdict_table(comp) + notes)
+    return (
+        f'<h3 class="pd-workload">{escape(comp.workload_id)} — <span class="{cls}">'
+        f"{escape(word)}</span> <small>{escape(comp.test_id)}</small></h3>"
+        + _table(
+            rows,
+            "pd-table pd-comparison",
+            row_classes=["pd-candidate"],
+            cell_classes=cell_classes,
+            numeric_from=2,
+        )
+        + verdict_table(comp)
+        + notes
+    )
 
 
 def verdict_table(comp: Comparison) -> str:
     """One row per bound: both values, the ratio, the bound, the interval and the verdict."""
     if not comp.verdicts:
         return ""
-    rows: list[tuple[str, ...]] = [("metric", "candidate", "baseline", "ratio", "bound",
-                                    "95 % CI", "verdict")]
+    rows: list[tuple[str, ...]] = [
+        ("metric", "candidate", "baseline", "ratio", "bound", "95 % CI", "verdict")
+    ]
     classes = []
     for v in comp.verdicts:
         ratio = v.ratio
-        ci = "—" if v.ci is None else (f"{v.ci[0]:.3f}×–{v.ci[1]:.3f}×" if v.bound.is_ratio
-                                       else f"{v.ci[0]:.4g}–{v.ci[1]:.4g}")
-        rows.append((v.bound.metric, f"{v.candidate:.4g}",
-                     "—" if v.baseline is None else f"{v.baseline:.4g}",
-                     "—" if ratio is None else f"{ratio:.3f}×", v.bound.text(), ci, v.word))
+        ci = (
+            "—"
+            if v.ci is None
+            else (f"{v.ci[0]:.3f}×–{v.ci[1]:.3f}×" if v.bound.is_ratio else f"{v.ci[0]:.4g}–{v.ci[1]:.4g}")
+        )
+        rows.append(
+            (
+                v.bound.metric,
+                f"{v.candidate:.4g}",
+                "—" if v.baseline is None else f"{v.baseline:.4g}",
+                "—" if ratio is None else f"{ratio:.3f}×",
+                v.bound.text(),
+                ci,
+                v.word,
+            )
+        )
         classes.append({"FAIL": "pd-fail-row", "within noise": "pd-noise-row"}.get(v.word, ""))
     return _table(rows, "pd-table pd-verdicts", row_classes=classes)
 
@@ -110,16 +133,24 @@ def history_section(comp: Comparison) -> str:
     rows = history_table(comp)
     if not rows:
         return ""
-    classes = {(r, 5): ("pd-fail" if comp.fail_on_regression else "pd-warn")
-               for r, row in enumerate(rows[1:]) if row[5] != "ok"}
-    return ('<h4>vs last run</h4>'
-            f'<p class="pd-note">last run: {escape(str(comp.last.result_path if comp.last else ""))}</p>'
-            + _table(rows, "pd-table pd-history", cell_classes=classes))
+    classes = {
+        (r, 5): ("pd-fail" if comp.fail_on_regression else "pd-warn")
+        for r, row in enumerate(rows[1:])
+        if row[5] != "ok"
+    }
+    return (
+        "<h4>vs last run</h4>"
+        f'<p class="pd-note">last run: {escape(str(comp.last.result_path if comp.last else ""))}</p>'
+        + _table(rows, "pd-table pd-history", cell_classes=classes)
+    )
 
 
 def header_section(header: Mapping[str, Any]) -> str:
-    items = [(k, header[k]) for k in ("cluster", "baseline", "model", "versions", "commit", "date",
-                                      "hardware", "host") if header.get(k) not in (None, "", {})]
+    items = [
+        (k, header[k])
+        for k in ("cluster", "baseline", "model", "versions", "commit", "date", "hardware", "host")
+        if header.get(k) not in (None, "", {})
+    ]
     body = "".join(f"<dt>{escape(k)}</dt><dd>{escape(_flat(v))}</dd>" for k, v in items)
     return f'<dl class="pd-header">{body}</dl>'
 
@@ -131,6 +162,7 @@ def _flat(value: Any) -> str:
 
 
 # ----------------------------------------------------------------------------- details (charts…)
+
 
 def _display(metric: str, value: float) -> float:
     col = next((c for c in COLUMNS if c.metric == metric), None)
@@ -145,8 +177,7 @@ def _title(metric: str) -> str:
 def trend_chart(comp: Comparison, trend: Sequence[Mapping[str, Any]]) -> str:
     if not trend:
         return '<p class="pd-note">No stored runs of this cluster and workload yet: no trend.</p>'
-    labels = [time.strftime("%m-%d %H:%M", time.gmtime(float(r.get("started_at") or 0)))
-              for r in trend]
+    labels = [time.strftime("%m-%d %H:%M", time.gmtime(float(r.get("started_at") or 0))) for r in trend]
     panels = []
     base = comp.baseline.metrics if comp.baseline else {}
     for metric in HISTORY_METRICS:
@@ -161,12 +192,12 @@ def trend_chart(comp: Comparison, trend: Sequence[Mapping[str, Any]]) -> str:
                 bounds.append(_display(metric, b.value))
         panels.append((_title(metric), values, bounds))
     png = charts.trend(panels, labels)
-    return charts.img(png, f"trend of the last {len(trend)} runs of {comp.candidate.cluster}",
-                      "trend", points=len(trend))
+    return charts.img(
+        png, f"trend of the last {len(trend)} runs of {comp.candidate.cluster}", "trend", points=len(trend)
+    )
 
 
-def run_charts(comp: Comparison, candidate: Mapping[str, Any],
-               baseline: Mapping[str, Any] | None) -> str:
+def run_charts(comp: Comparison, candidate: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> str:
     cname = f"{comp.candidate.cluster} (candidate)"
     bname = f"{comp.baseline.cluster} (baseline)" if comp.baseline else "baseline"
     views = [(cname, candidate)] + ([(bname, baseline)] if baseline else [])
@@ -174,18 +205,25 @@ def run_charts(comp: Comparison, candidate: Mapping[str, Any],
     missing = [n for n, v in views if not v.get("runs")]
     out = []
     if missing:
-        out.append(f'<p class="pd-note">No per-request records stored for {escape(", ".join(missing))}'
-                   "; its distributions and timeline are not shown.</p>")
+        out.append(
+            f'<p class="pd-note">No per-request records stored for {escape(", ".join(missing))}'
+            "; its distributions and timeline are not shown.</p>"
+        )
     if not with_records:
         return "".join(out)
     lat = {n: series.latencies(v) for n, v in with_records}
-    png = charts.cdfs([("TTFT (s), CDF", {n: t for n, (t, _) in lat.items()}),
-                       ("E2E latency (s), CDF", {n: e for n, (_, e) in lat.items()})])
+    png = charts.cdfs(
+        [
+            ("TTFT (s), CDF", {n: t for n, (t, _) in lat.items()}),
+            ("E2E latency (s), CDF", {n: e for n, (_, e) in lat.items()}),
+        ]
+    )
     out.append(charts.img(png, "TTFT and E2E latency distributions", "cdf"))
     png = charts.timelines([(n, series.timeline(v)) for n, v in with_records])
     out.append(charts.img(png, "per-request timeline", "timeline"))
-    png = charts.rates("output tokens/s over time", {n: series.output_rate(v) for n, v in with_records},
-                       "tokens/s")
+    png = charts.rates(
+        "output tokens/s over time", {n: series.output_rate(v) for n, v in with_records}, "tokens/s"
+    )
     out.append(charts.img(png, "output tokens per second over time", "tokens-per-s"))
     return "".join(out)
 
@@ -200,36 +238,63 @@ def telemetry_section(views: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
             continue
         gauges = series.server_gauges(tele)
         if gauges:
-            png = charts.rates("server-side: running and queued requests (from /metrics)", gauges,
-                               "requests", xlabel=WALL)
+            png = charts.rates(
+                "server-side: running and queued requests (from /metrics)", gauges, "requests", xlabel=WALL
+            )
             out.append(charts.img(png, f"server metrics of {name}", "server-metrics"))
         summary = server_summary(tele.get("server") or {})
         if summary:
-            keys = sorted({k for row in summary.values() for k in row
-                           if not k.split("{", 1)[0].endswith(("_sum", "_count"))})
-            rows = [("metric", *summary)] + [
-                (k, *(_num(summary[w].get(k)) for w in summary)) for k in keys]
-            out.append('<p class="pd-note">Server-side metrics over the run (counters: change; '
-                       "histograms: mean; gauges: last value):</p>" + _table(rows))
+            keys = sorted(
+                {
+                    k
+                    for row in summary.values()
+                    for k in row
+                    if not k.split("{", 1)[0].endswith(("_sum", "_count"))
+                }
+            )
+            rows = [("metric", *summary)] + [(k, *(_num(summary[w].get(k)) for w in summary)) for k in keys]
+            out.append(
+                '<p class="pd-note">Server-side metrics over the run (counters: change; '
+                "histograms: mean; gauges: last value):</p>" + _table(rows)
+            )
         for worker, entry in (tele.get("server") or {}).items():
             if entry.get("errors"):
                 why = escape(str(entry.get("last_error")))
-                out.append(f'<p class="pd-note">{escape(worker)}: {entry["errors"]} scrape(s) of '
-                           f'{escape(entry.get("url", ""))} failed: {why}</p>')
+                out.append(
+                    f'<p class="pd-note">{escape(worker)}: {entry["errors"]} scrape(s) of '
+                    f"{escape(entry.get('url', ''))} failed: {why}</p>"
+                )
         gpu = series.gpu_series(tele)
         if gpu:
-            out.append(charts.img(charts.rates("GPU utilisation (nvidia-smi)", gpu, "%", xlabel=WALL),
-                                  f"GPU utilisation of {name}", "gpu"))
+            out.append(
+                charts.img(
+                    charts.rates("GPU utilisation (nvidia-smi)", gpu, "%", xlabel=WALL),
+                    f"GPU utilisation of {name}",
+                    "gpu",
+                )
+            )
             mem = series.gpu_series(tele, "memory_used_mib")
             power = series.gpu_series(tele, "power_w")
-            out.append(charts.img(charts.rates("GPU memory used (MiB)", mem, "MiB", xlabel=WALL),
-                                  f"GPU memory of {name}", "gpu-memory"))
-            out.append(charts.img(charts.rates("GPU power (W)", power, "W", xlabel=WALL),
-                                  f"GPU power of {name}", "gpu-power"))
+            out.append(
+                charts.img(
+                    charts.rates("GPU memory used (MiB)", mem, "MiB", xlabel=WALL),
+                    f"GPU memory of {name}",
+                    "gpu-memory",
+                )
+            )
+            out.append(
+                charts.img(
+                    charts.rates("GPU power (W)", power, "W", xlabel=WALL),
+                    f"GPU power of {name}",
+                    "gpu-power",
+                )
+            )
         for host, entry in (tele.get("gpu") or {}).items():
             if not entry.get("available"):
-                out.append(f'<p class="pd-note">GPU telemetry not available on {escape(host)}: '
-                           f'{escape(str(entry.get("reason")))}</p>')
+                out.append(
+                    f'<p class="pd-note">GPU telemetry not available on {escape(host)}: '
+                    f"{escape(str(entry.get('reason')))}</p>"
+                )
     return "".join(out)
 
 
@@ -243,25 +308,33 @@ def log_section(tails: Mapping[str, Mapping[str, str]]) -> str:
     out = []
     for cluster, procs in tails.items():
         for proc, text in procs.items():
-            out.append(f"<h5>{escape(cluster)}: {escape(proc)} (last lines of its log)</h5>"
-                       f'<pre class="pd-pre pd-log">{escape(text)}</pre>')
+            out.append(
+                f"<h5>{escape(cluster)}: {escape(proc)} (last lines of its log)</h5>"
+                f'<pre class="pd-pre pd-log">{escape(text)}</pre>'
+            )
     return "".join(out)
 
 
-def details_section(comp: Comparison, candidate: Mapping[str, Any],
-                    baseline: Mapping[str, Any] | None, trend: Sequence[Mapping[str, Any]],
-                    tails: Mapping[str, Mapping[str, str]] | None = None) -> str:
+def details_section(
+    comp: Comparison,
+    candidate: Mapping[str, Any],
+    baseline: Mapping[str, Any] | None,
+    trend: Sequence[Mapping[str, Any]],
+    tails: Mapping[str, Mapping[str, str]] | None = None,
+) -> str:
     """Charts, history, telemetry and (for failures) log tails of one comparison."""
     views = [(f"{comp.candidate.cluster} (candidate)", candidate)]
     if baseline is not None and comp.baseline is not None:
         views.append((f"{comp.baseline.cluster} (baseline, {comp.baseline.source})", baseline))
-    parts = [f'<div class="pd-details" data-workload="{escape(comp.workload_id)}">',
-             f"<h3>{escape(comp.workload_id)}: charts</h3>",
-             run_charts(comp, candidate, baseline),
-             f"<h4>trend: last {len(trend)} run(s) of {escape(comp.candidate.cluster)}</h4>",
-             trend_chart(comp, trend),
-             f"<h3>{escape(comp.workload_id)}: server-side metrics and host telemetry</h3>",
-             telemetry_section(views)]
+    parts = [
+        f'<div class="pd-details" data-workload="{escape(comp.workload_id)}">',
+        f"<h3>{escape(comp.workload_id)}: charts</h3>",
+        run_charts(comp, candidate, baseline),
+        f"<h4>trend: last {len(trend)} run(s) of {escape(comp.candidate.cluster)}</h4>",
+        trend_chart(comp, trend),
+        f"<h3>{escape(comp.workload_id)}: server-side metrics and host telemetry</h3>",
+        telemetry_section(views),
+    ]
     if tails:
         parts += [f"<h3>{escape(comp.workload_id)}: log tails</h3>", log_section(tails)]
     parts.append("</div>")
@@ -277,9 +350,11 @@ def cluster_files(views: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, str
         if not name or name in out:
             continue
         spec = _drop_none(cluster.get("spec"))
-        out[name] = {"file": str(cluster.get("file") or ""),
-                     "yaml": yaml.safe_dump(spec, sort_keys=False) if spec else "(not stored)",
-                     "commands": str(cluster.get("commands") or "(not stored)")}
+        out[name] = {
+            "file": str(cluster.get("file") or ""),
+            "yaml": yaml.safe_dump(spec, sort_keys=False) if spec else "(not stored)",
+            "commands": str(cluster.get("commands") or "(not stored)"),
+        }
     return out
 
 
@@ -294,12 +369,14 @@ def _drop_none(data: Any) -> Any:
 def clusters_section(clusters: Mapping[str, Mapping[str, str]]) -> str:
     out = []
     for name, c in clusters.items():
-        out.append(f"<h4>{escape(name)} <small>{escape(c.get('file', ''))}</small></h4>"
-                   '<p class="pd-note">cluster file as resolved (defaults filled in, unset keys '
-                   "left out, secrets redacted):</p>"
-                   f'<pre class="pd-pre pd-cluster-file">{escape(c.get("yaml", ""))}</pre>'
-                   f'<p class="pd-note">rendered commands:</p>'
-                   f'<pre class="pd-pre pd-commands">{escape(c.get("commands", ""))}</pre>')
+        out.append(
+            f"<h4>{escape(name)} <small>{escape(c.get('file', ''))}</small></h4>"
+            '<p class="pd-note">cluster file as resolved (defaults filled in, unset keys '
+            "left out, secrets redacted):</p>"
+            f'<pre class="pd-pre pd-cluster-file">{escape(c.get("yaml", ""))}</pre>'
+            f'<p class="pd-note">rendered commands:</p>'
+            f'<pre class="pd-pre pd-commands">{escape(c.get("commands", ""))}</pre>'
+        )
     return "".join(out)
 
 
@@ -307,20 +384,26 @@ def failure_section(failures: Sequence[Mapping[str, Any]]) -> str:
     """Failed bring-ups and runs: the cause, where logs and results files are, the log tails."""
     out = []
     for f in failures:
-        out.append(f'<div class="pd-failure"><h3><span class="pd-fail">{escape(str(f.get("cluster")))}: '
-                   f'{escape(str(f.get("stage")))} failed</span> <small>{escape(str(f.get("kind")))}'
-                   f'</small></h3><pre class="pd-pre pd-failure-message">{escape(str(f.get("message")))}'
-                   f'</pre><p class="pd-note">logs kept in {escape(str(f.get("run_dir")))}</p>')
-        out += [f'<p class="pd-note">recorded in {escape(str(r.get("path")))}</p>'
-                for r in f.get("results") or []]
+        out.append(
+            f'<div class="pd-failure"><h3><span class="pd-fail">{escape(str(f.get("cluster")))}: '
+            f"{escape(str(f.get('stage')))} failed</span> <small>{escape(str(f.get('kind')))}"
+            f'</small></h3><pre class="pd-pre pd-failure-message">{escape(str(f.get("message")))}'
+            f'</pre><p class="pd-note">logs kept in {escape(str(f.get("run_dir")))}</p>'
+        )
+        out += [
+            f'<p class="pd-note">recorded in {escape(str(r.get("path")))}</p>' for r in f.get("results") or []
+        ]
         out.append(log_section({str(f.get("cluster")): f.get("logs") or {}}) + "</div>")
     return "".join(out)
 
 
-def summary_section(comps: Sequence[Comparison], header: Mapping[str, Any] | None = None,
-                    details: Sequence[str] = (),
-                    clusters: Mapping[str, Mapping[str, str]] | None = None,
-                    failures: Sequence[Mapping[str, Any]] = ()) -> str:
+def summary_section(
+    comps: Sequence[Comparison],
+    header: Mapping[str, Any] | None = None,
+    details: Sequence[str] = (),
+    clusters: Mapping[str, Mapping[str, str]] | None = None,
+    failures: Sequence[Mapping[str, Any]] = (),
+) -> str:
     """The report's top: failed bring-ups/runs, header, every comparison table, then details and
     cluster files. ``details`` are fragments from :func:`details_section` (already rendered and
     escaped)."""

@@ -21,8 +21,12 @@ def speedup(view: Mapping[str, Any]) -> float:
 
 
 def _ok(rec: Mapping[str, Any]) -> bool:
-    return (rec.get("error_kind") is None and rec.get("t_start") is not None
-            and rec.get("t_first_token") is not None and rec.get("t_end") is not None)
+    return (
+        rec.get("error_kind") is None
+        and rec.get("t_start") is not None
+        and rec.get("t_first_token") is not None
+        and rec.get("t_end") is not None
+    )
 
 
 def latencies(view: Mapping[str, Any]) -> tuple[list[float], list[float]]:
@@ -60,8 +64,13 @@ def timeline(view: Mapping[str, Any]) -> list[tuple[float, float | None, float |
         def rel(t: float | None) -> float | None:
             return None if t is None else (t - t0) * k
 
-        out.append(((rec["t_start"] - t0) * k, rel(rec.get("t_first_token")),
-                    rel(rec.get("t_end")) if rec.get("error_kind") is None else None))
+        out.append(
+            (
+                (rec["t_start"] - t0) * k,
+                rel(rec.get("t_first_token")),
+                rel(rec.get("t_end")) if rec.get("error_kind") is None else None,
+            )
+        )
     return out
 
 
@@ -94,8 +103,9 @@ def output_rate(view: Mapping[str, Any], bucket_s: float | None = None) -> list[
     for rec in run.get("records", []):
         if rec.get("error_kind") is not None:
             continue
-        events += [((t - t0) * k, n) for t, n in zip(rec.get("chunk_times") or [],
-                                                     _chunk_counts(rec), strict=False)]
+        events += [
+            ((t - t0) * k, n) for t, n in zip(rec.get("chunk_times") or [], _chunk_counts(rec), strict=False)
+        ]
     if not events:
         return []
     end = max(t for t, _ in events)
@@ -106,23 +116,29 @@ def output_rate(view: Mapping[str, Any], bucket_s: float | None = None) -> list[
     return [(i * size, total / size) for i, total in enumerate(buckets)]
 
 
-def server_gauges(telemetry: Mapping[str, Any] | None,
-                  names: Sequence[str] = (RUNNING, QUEUED)) -> dict[str, list[tuple[float, float]]]:
+def server_gauges(
+    telemetry: Mapping[str, Any] | None, names: Sequence[str] = (RUNNING, QUEUED)
+) -> dict[str, list[tuple[float, float]]]:
     """{"decode-0 running": [(t, value)], …} from the sampled /metrics (seconds since the
     measurement started, in the time of the cluster the run stands for)."""
     out: dict[str, list[tuple[float, float]]] = {}
     k = float((telemetry or {}).get("time_scale") or 1.0)
     for worker, entry in ((telemetry or {}).get("server") or {}).items():
         for name in names:
-            points = [(s["t"] * k, v) for s in entry.get("samples", [])
-                      for key, v in s["values"].items() if key.split("{", 1)[0] == name]
+            points = [
+                (s["t"] * k, v)
+                for s in entry.get("samples", [])
+                for key, v in s["values"].items()
+                if key.split("{", 1)[0] == name
+            ]
             if points:
                 out[f"{worker} {name.split(':', 1)[-1]}"] = points
     return out
 
 
-def gpu_series(telemetry: Mapping[str, Any] | None,
-               field: str = "utilization_pct") -> dict[str, list[tuple[float, float]]]:
+def gpu_series(
+    telemetry: Mapping[str, Any] | None, field: str = "utilization_pct"
+) -> dict[str, list[tuple[float, float]]]:
     """{"host gpu0": [(t, value)]} for one nvidia-smi field."""
     out: dict[str, list[tuple[float, float]]] = {}
     for host, entry in ((telemetry or {}).get("gpu") or {}).items():

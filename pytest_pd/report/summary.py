@@ -47,8 +47,13 @@ def _side_label(side: Side, role: str) -> str:
 def table_rows(comp: Comparison) -> list[tuple[str, ...]]:
     """Header first, then candidate, baseline, Δ %, bound and verdict rows."""
     rows: list[tuple[str, ...]] = [HEADER]
-    rows.append((_side_label(comp.candidate, "candidate"), comp.candidate.prefill_strategy,
-                 *(_value(comp.candidate, c) for c in COLUMNS)))
+    rows.append(
+        (
+            _side_label(comp.candidate, "candidate"),
+            comp.candidate.prefill_strategy,
+            *(_value(comp.candidate, c) for c in COLUMNS),
+        )
+    )
     if comp.baseline is None:
         return rows
     b = comp.baseline
@@ -60,8 +65,9 @@ def table_rows(comp: Comparison) -> list[tuple[str, ...]]:
         deltas.append("n/a" if math.isnan(d) else f"{d:+.1f} %")
     rows.append(("Δ vs baseline", "", *deltas))
     by_metric = {c.metric: [v for v in comp.verdicts if v.bound.metric == c.metric] for c in COLUMNS}
-    rows.append(("bound", "", *("; ".join(v.bound.text() for v in by_metric[c.metric]) or "—"
-                                for c in COLUMNS)))
+    rows.append(
+        ("bound", "", *("; ".join(v.bound.text() for v in by_metric[c.metric]) or "—" for c in COLUMNS))
+    )
     rows.append(("verdict", "", *(verdict_word(by_metric[c.metric]) for c in COLUMNS)))
     return rows
 
@@ -112,8 +118,7 @@ def history_table(comp: Comparison) -> list[tuple[str, ...]]:
         change = "n/a" if math.isnan(h.change_pct) else f"{h.change_pct:+.1f} %"
         if h.ci is not None:
             change += f" (CI {(h.ci[0] - 1) * 100:+.1f}…{(h.ci[1] - 1) * 100:+.1f} %)"
-        word = ("REGRESSION" if comp.fail_on_regression else "regression (warning)") \
-            if h.regression else "ok"
+        word = ("REGRESSION" if comp.fail_on_regression else "regression (warning)") if h.regression else "ok"
         rows.append((h.metric, _num(h.current), _num(h.last), change, f"±{h.band_pct:.1f} %", word))
     return rows
 
@@ -122,15 +127,16 @@ def other_verdicts(comp: Comparison) -> list[str]:
     """Verdicts on metrics outside the table's columns, measurement problems, and how to read
     simulated numbers."""
     shown = {c.metric for c in COLUMNS}
-    out = [f"{v.word}: {v.message}" for v in comp.verdicts
-           if v.bound.metric not in shown or v.ci is not None]
+    out = [f"{v.word}: {v.message}" for v in comp.verdicts if v.bound.metric not in shown or v.ci is not None]
     out += [f"warning: {w}" for w in comp.warnings()]
     out += [f"FAIL: {p}" for p in comp.problems]
     sims = [s for s in (comp.candidate, comp.baseline) if s and s.simulated and s.speedup != 1.0]
     if sims:
         names = " and ".join(f"{s.cluster} (×{s.speedup:g})" for s in sims)
-        out.append(f"note: {names} simulated faster than real time; times and rates above are "
-                   "scaled back to real time")
+        out.append(
+            f"note: {names} simulated faster than real time; times and rates above are "
+            "scaled back to real time"
+        )
     return out
 
 
@@ -149,13 +155,16 @@ def terminal_lines(comp: Comparison) -> list[str]:
     title = f"{comp.test_id} — {comp.workload_id}: {outcome_word(comp)}"
 
     def line(cells: Sequence[str], widths: list[int]) -> str:
-        padded = [c.ljust(w) if i < 2 else c.rjust(w)
-                  for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        padded = [
+            c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
         return "  ".join(padded)
 
     def hline(cells: Sequence[str], widths: list[int]) -> str:
-        padded = [c.ljust(w) if i in (0, 5) else c.rjust(w)
-                  for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        padded = [
+            c.ljust(w) if i in (0, 5) else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
         return "  ".join(padded)
 
     out = [title, *_render(table_rows(comp), line), *(f"  {t}" for t in other_verdicts(comp))]
@@ -181,8 +190,7 @@ def markdown(comps: Sequence[Comparison]) -> str:
         out += [f"- {t}" for t in baseline_lines(comp)]
         history = history_table(comp)
         if history:
-            out += ["", "| " + " | ".join(history[0]) + " |",
-                    "| :-- | --: | --: | --: | --: | :-- |"]
+            out += ["", "| " + " | ".join(history[0]) + " |", "| :-- | --: | --: | --: | --: | :-- |"]
             out += ["| " + " | ".join(r) + " |" for r in history[1:]]
         out.append("")
     return "\n".join(out)
@@ -191,9 +199,11 @@ def markdown(comps: Sequence[Comparison]) -> str:
 def failure_lines(failure: Mapping[str, Any]) -> list[str]:
     """A failed bring-up or run (a ``failure`` record) for the terminal: what, where the logs
     and the results files are."""
-    stage = {"bring-up": "bring-up failed", "run": "failed while running",
-             "interrupted": "interrupted while running"}.get(str(failure.get("stage")),
-                                                             str(failure.get("stage")))
+    stage = {
+        "bring-up": "bring-up failed",
+        "run": "failed while running",
+        "interrupted": "interrupted while running",
+    }.get(str(failure.get("stage")), str(failure.get("stage")))
     lines = [f"{failure.get('cluster')}: {stage} ({failure.get('kind')})"]
     message = str(failure.get("message") or "").splitlines()
     lines += [f"  {line}" for line in message[:3]]

@@ -79,26 +79,28 @@ async def serve(args: argparse.Namespace, params: SimParams) -> None:
         loop.add_signal_handler(sig, stop.set)
     runners: list[web.AppRunner] = []
     try:
-        runner = web.AppRunner(worker_app(worker), access_log=None, handle_signals=False,
-                               shutdown_timeout=0.5)
+        runner = web.AppRunner(
+            worker_app(worker), access_log=None, handle_signals=False, shutdown_timeout=0.5
+        )
         await runner.setup()
         runners.append(runner)
         # SGLang's uvicorn listens with a backlog of 2048; aiohttp's default of 128 drops SYNs
         # when hundreds of streams connect at once (each costs a 1 s retransmit)
         await web.TCPSite(runner, args.host, args.port, reuse_address=True, backlog=2048).start()
         if worker.role == "prefill":
-            brunner = web.AppRunner(bootstrap_app(worker), access_log=None,
-                                    shutdown_timeout=0.5)
+            brunner = web.AppRunner(bootstrap_app(worker), access_log=None, shutdown_timeout=0.5)
             await brunner.setup()
             runners.append(brunner)
-            await web.TCPSite(brunner, args.host, args.disaggregation_bootstrap_port,
-                              reuse_address=True).start()
-        boot = (f" bootstrap_port={args.disaggregation_bootstrap_port}"
-                if worker.role == "prefill" else "")
-        log(f"ready role={worker.role} host={args.host} port={args.port}{boot} "
+            await web.TCPSite(
+                brunner, args.host, args.disaggregation_bootstrap_port, reuse_address=True
+            ).start()
+        boot = f" bootstrap_port={args.disaggregation_bootstrap_port}" if worker.role == "prefill" else ""
+        log(
+            f"ready role={worker.role} host={args.host} port={args.port}{boot} "
             f"tp={args.tp_size} pp={args.pp_size} prefill_pp={args.disaggregation_prefill_pp} "
             f"chunked_prefill_size={args.chunked_prefill_size} speedup={params.speedup:g} "
-            f"model={worker.files.model_path} pid={os.getpid()}")
+            f"model={worker.files.model_path} pid={os.getpid()}"
+        )
         await faults.crash_at_start(params)
         await stop.wait()
         log("shutting down")

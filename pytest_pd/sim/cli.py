@@ -33,8 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulated SGLang worker (drop-in for python -m sglang.launch_server).",
     )
     a = p.add_argument
-    a("--model-path", required=True,
-      help="local directory holding tokenizer.json (and optionally config.json)")
+    a(
+        "--model-path",
+        required=True,
+        help="local directory holding tokenizer.json (and optionally config.json)",
+    )
     a("--tokenizer-path", default=None)
     a("--served-model-name", default=None)
     a("--host", default="127.0.0.1")
@@ -66,10 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
     a("--dist-init-addr", default=None)
     a("--enable-metrics", action="store_true")
     for f in dataclasses.fields(SimParams):
-        typ = f.type if isinstance(f.type, type) else {"float": float, "int": int,
-                                                      "bool": bool, "str": str}[str(f.type)]
-        kw: dict[str, Any] = {"dest": "sim_" + f.name, "default": f.default,
-                              "help": f"SimParams.{f.name} (default {f.default!r})"}
+        typ = (
+            f.type
+            if isinstance(f.type, type)
+            else {"float": float, "int": int, "bool": bool, "str": str}[str(f.type)]
+        )
+        kw: dict[str, Any] = {
+            "dest": "sim_" + f.name,
+            "default": f.default,
+            "help": f"SimParams.{f.name} (default {f.default!r})",
+        }
         if typ is bool:
             kw.update(type=_str2bool, nargs="?", const=True)
         else:
@@ -80,13 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, SimParams, list[str]]:
     args, unknown = build_parser().parse_known_args(argv)
-    params = SimParams(**{f.name: getattr(args, "sim_" + f.name)
-                          for f in dataclasses.fields(SimParams)})
+    params = SimParams(**{f.name: getattr(args, "sim_" + f.name) for f in dataclasses.fields(SimParams)})
     if params.speedup <= 0:
         raise SystemExit("--sim-speedup must be > 0")
     if params.fault not in model.FAULTS:
-        raise SystemExit(f"--sim-fault: unknown fault {params.fault!r}; known: "
-                         f"{', '.join(f for f in model.FAULTS if f)}")
+        raise SystemExit(
+            f"--sim-fault: unknown fault {params.fault!r}; known: {', '.join(f for f in model.FAULTS if f)}"
+        )
     return args, params, unknown
 
 

@@ -98,8 +98,7 @@ def simulate_closed_loop(
         batch = sched.next_batch(t)
         assert batch is not None
         for r in batch.finished:
-            push(batch.done_at + kv_transfer_time(params, r.input_len, decode.prefill_pp),
-                 "kv_arrive", r)
+            push(batch.done_at + kv_transfer_time(params, r.input_len, decode.prefill_pp), "kv_arrive", r)
         wake_prefill(t)
 
     def start_step(t: float) -> None:
@@ -150,11 +149,22 @@ def summarize(reqs: Sequence[Any], scale: float = 1.0) -> dict[str, Any]:
     multiplied by ``scale`` (1/speedup: model seconds -> wall seconds of a simulated cluster)."""
     done = [r for r in reqs if r.finish >= 0]
     if not done:
-        return {"requests": [], "mean_ttft_s": 0.0, "output_throughput": 0.0,
-                "mean_tpot_ms": 0.0, "mean_e2e_latency_s": 0.0, "duration_s": 0.0}
+        return {
+            "requests": [],
+            "mean_ttft_s": 0.0,
+            "output_throughput": 0.0,
+            "mean_tpot_ms": 0.0,
+            "mean_e2e_latency_s": 0.0,
+            "duration_s": 0.0,
+        }
     per = [
-        {"ttft": (r.first - r.send) * scale, "latency": (r.finish - r.send) * scale,
-         "output_len": r.output_len, "send": r.send * scale, "finish": r.finish * scale}
+        {
+            "ttft": (r.first - r.send) * scale,
+            "latency": (r.finish - r.send) * scale,
+            "output_len": r.output_len,
+            "send": r.send * scale,
+            "finish": r.finish * scale,
+        }
         for r in done
     ]
     duration = (max(r.finish for r in done) - min(r.send for r in done)) * scale
@@ -174,17 +184,23 @@ SEED_WORKLOAD = {"input_len": 6000, "output_len": 1000, "concurrency": 16, "num_
 """The seed's perf_bench run."""
 
 SEED_TOPOLOGIES = {
-    "pp2": (ServerShape(tp=4, pp=2, chunked_prefill_size=16384),
-            ServerShape(tp=8, prefill_pp=2)),
-    "tp8": (ServerShape(tp=8, pp=1, chunked_prefill_size=16384),
-            ServerShape(tp=8, prefill_pp=1)),
+    "pp2": (ServerShape(tp=4, pp=2, chunked_prefill_size=16384), ServerShape(tp=8, prefill_pp=2)),
+    "tp8": (ServerShape(tp=8, pp=1, chunked_prefill_size=16384), ServerShape(tp=8, prefill_pp=1)),
 }
 """(prefill, decode) shapes of the seed's two topologies."""
 
 SEED_TABLE = {
-    "pp2": {"mean_ttft_s": 5.01, "output_throughput": 492.9, "mean_tpot_ms": 26.4,
-            "mean_e2e_latency_s": 31.35},
-    "tp8": {"mean_ttft_s": 3.59, "output_throughput": 488.7, "mean_tpot_ms": 27.6,
-            "mean_e2e_latency_s": 31.15},
+    "pp2": {
+        "mean_ttft_s": 5.01,
+        "output_throughput": 492.9,
+        "mean_tpot_ms": 26.4,
+        "mean_e2e_latency_s": 31.35,
+    },
+    "tp8": {
+        "mean_ttft_s": 3.59,
+        "output_throughput": 488.7,
+        "mean_tpot_ms": 27.6,
+        "mean_e2e_latency_s": 31.15,
+    },
 }
 """The seed's measured results (H20, DeepSeek-V3.2)."""

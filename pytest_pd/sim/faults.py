@@ -30,8 +30,7 @@ async def before_work(r: Req, params: SimParams, scheduler: Scheduler) -> web.Re
         log(f"simulated fault: HTTP {status} on request {r.rid}")
         return openai_error(status, f"simulated fault: HTTP {status}", "InternalServerError")
     if r.fault == "slow" and scheduler.time_factor == 1.0:
-        log(f"simulated fault: from request {r.rid} on, every model time × "
-            f"{params.fault_slowdown:g}")
+        log(f"simulated fault: from request {r.rid} on, every model time × {params.fault_slowdown:g}")
         scheduler.time_factor = params.fault_slowdown
     return None
 

@@ -55,8 +55,11 @@ class KvRooms:
             try:
                 info = await asyncio.wait_for(fut, self.params.bootstrap_timeout_s)
             except asyncio.TimeoutError:
-                return openai_error(504, f"KV of bootstrap room {room} not ready after "
-                                    f"{self.params.bootstrap_timeout_s} s", "Timeout")
+                return openai_error(
+                    504,
+                    f"KV of bootstrap room {room} not ready after {self.params.bootstrap_timeout_s} s",
+                    "Timeout",
+                )
             finally:
                 lst = self.waiters.get(room)
                 if lst is not None and fut in lst:
@@ -64,16 +67,18 @@ class KvRooms:
                     if not lst:
                         del self.waiters[room]
         tokens = int(info["prompt_tokens"])
-        self.metrics.kv_transfer(model.kv_transfer_time(self.params, tokens, self.pp),
-                                 tokens * self.params.kv_bytes_per_token)
+        self.metrics.kv_transfer(
+            model.kv_transfer_time(self.params, tokens, self.pp), tokens * self.params.kv_bytes_per_token
+        )
         return web.json_response(info)
 
 
 class KvFetcher:
     """Decode side: fetch a request's KV from its prefill's bootstrap server."""
 
-    def __init__(self, params: SimParams, prefill_pp: int, default_port: int, clock: Clock,
-                 metrics: SimMetrics) -> None:
+    def __init__(
+        self, params: SimParams, prefill_pp: int, default_port: int, clock: Clock, metrics: SimMetrics
+    ) -> None:
         self.params = params
         self.prefill_pp = prefill_pp
         self.default_port = default_port
@@ -83,8 +88,7 @@ class KvFetcher:
         self.session: ClientSession | None = None
 
     def start(self) -> None:
-        self.session = ClientSession(timeout=ClientTimeout(
-            total=self.params.bootstrap_timeout_s + 10))
+        self.session = ClientSession(timeout=ClientTimeout(total=self.params.bootstrap_timeout_s + 10))
 
     async def stop(self) -> None:
         if self.session is not None:

@@ -27,10 +27,50 @@ from prometheus_client import (
 
 disable_created_metrics()  # SGLang exports no ``*_created`` series
 
-LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
-                   7.5, 10.0, 15.0, 20.0, 30.0, 40.0, 60.0, 120.0, 300.0)
-ITL_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.035, 0.04, 0.05, 0.06, 0.08, 0.1,
-               0.25, 0.5, 1.0, 2.5)
+LATENCY_BUCKETS = (
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    40.0,
+    60.0,
+    120.0,
+    300.0,
+)
+ITL_BUCKETS = (
+    0.002,
+    0.005,
+    0.01,
+    0.015,
+    0.02,
+    0.025,
+    0.03,
+    0.035,
+    0.04,
+    0.05,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
 MS_BUCKETS = (1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0)
 SPEED_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0)
 MB_BUCKETS = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
@@ -48,8 +88,14 @@ class SimMetrics:
     the ``sglang:`` prefix) → a function reading the live value.
     """
 
-    def __init__(self, model_name: str, speedup: float, role: str,
-                 gauges: dict[str, Callable[[], float]], static: dict[str, float]) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        speedup: float,
+        role: str,
+        gauges: dict[str, Callable[[], float]],
+        static: dict[str, float],
+    ) -> None:
         self.registry = CollectorRegistry()
         self.speedup = speedup
         self.role = role
@@ -68,10 +114,8 @@ class SimMetrics:
         self.kv_alloc_ms = self._hist("kv_transfer_alloc_ms", SCHEDULER_LABELS, MS_BUCKETS)
         self.kv_bootstrap_ms = self._hist("kv_transfer_bootstrap_ms", SCHEDULER_LABELS, MS_BUCKETS)
         if role == "prefill":
-            self.kv_latency_ms = self._hist("kv_transfer_latency_ms", SCHEDULER_LABELS,
-                                            MS_BUCKETS)
-            self.kv_speed_gb_s = self._hist("kv_transfer_speed_gb_s", SCHEDULER_LABELS,
-                                            SPEED_BUCKETS)
+            self.kv_latency_ms = self._hist("kv_transfer_latency_ms", SCHEDULER_LABELS, MS_BUCKETS)
+            self.kv_speed_gb_s = self._hist("kv_transfer_speed_gb_s", SCHEDULER_LABELS, SPEED_BUCKETS)
             self.kv_total_mb = self._hist("kv_transfer_total_mb", SCHEDULER_LABELS, MB_BUCKETS)
         if role == "decode":
             # the sim models the transfer on the decode side: the last one, as gauges
@@ -81,25 +125,27 @@ class SimMetrics:
         self.prompt_tokens = self._family(Counter, "prompt_tokens", REQUEST_LABELS)
         self.generation_tokens = self._family(Counter, "generation_tokens", REQUEST_LABELS)
         self.requests = self._family(Counter, "num_requests", REQUEST_LABELS)
-        self.e2e = self._family(Histogram, "e2e_request_latency_seconds", REQUEST_LABELS,
-                                buckets=LATENCY_BUCKETS)
+        self.e2e = self._family(
+            Histogram, "e2e_request_latency_seconds", REQUEST_LABELS, buckets=LATENCY_BUCKETS
+        )
         self.prompt_hist = self._hist("prompt_tokens_histogram", ENGINE_LABELS, TOKEN_BUCKETS)
-        self.generation_hist = self._hist("generation_tokens_histogram", ENGINE_LABELS,
-                                          TOKEN_BUCKETS)
-        self.uncached_hist = self._hist("uncached_prompt_tokens_histogram", ENGINE_LABELS,
-                                        TOKEN_BUCKETS)
+        self.generation_hist = self._hist("generation_tokens_histogram", ENGINE_LABELS, TOKEN_BUCKETS)
+        self.uncached_hist = self._hist("uncached_prompt_tokens_histogram", ENGINE_LABELS, TOKEN_BUCKETS)
         if decodes:
-            self.ttft = self._family(Histogram, "time_to_first_token_seconds", REQUEST_LABELS,
-                                     buckets=LATENCY_BUCKETS)
-            self.tpot = self._family(Histogram, "request_time_per_output_token_seconds",
-                                     REQUEST_LABELS, buckets=ITL_BUCKETS)
+            self.ttft = self._family(
+                Histogram, "time_to_first_token_seconds", REQUEST_LABELS, buckets=LATENCY_BUCKETS
+            )
+            self.tpot = self._family(
+                Histogram, "request_time_per_output_token_seconds", REQUEST_LABELS, buckets=ITL_BUCKETS
+            )
             self.itl = self._hist("inter_token_latency_seconds", ENGINE_LABELS, ITL_BUCKETS)
         self._steps: deque[tuple[float, int]] = deque()
 
     # -- registration -------------------------------------------------------------------------
     def _family(self, cls: type, name: str, labels: tuple[str, ...], **kw: object):  # noqa: ANN202
-        return cls("sglang:" + name, name.replace("_", " ").capitalize() + ".", labels,
-                   registry=self.registry, **kw)
+        return cls(
+            "sglang:" + name, name.replace("_", " ").capitalize() + ".", labels, registry=self.registry, **kw
+        )
 
     def _values(self, labels: tuple[str, ...]) -> tuple[str, ...]:
         return self._sched if labels == SCHEDULER_LABELS else (self.engine, self.model_name)
@@ -130,13 +176,11 @@ class SimMetrics:
         if self.role != "prefill":
             self._req(self.ttft, streaming).observe(self.model_seconds(ttft_wall))
 
-    def request_finished(self, streaming: bool, e2e_wall: float, ttft_wall: float,
-                         tokens: int) -> None:
+    def request_finished(self, streaming: bool, e2e_wall: float, ttft_wall: float, tokens: int) -> None:
         self._req(self.e2e, streaming).observe(self.model_seconds(e2e_wall))
         self.generation_hist.observe(tokens)
         if self.role != "prefill" and tokens > 1:
-            self._req(self.tpot, streaming).observe(
-                self.model_seconds(e2e_wall - ttft_wall) / (tokens - 1))
+            self._req(self.tpot, streaming).observe(self.model_seconds(e2e_wall - ttft_wall) / (tokens - 1))
 
     def decode_step(self, streaming: int, plain: int, step_model_s: float) -> None:
         """One decode step of ``step_model_s`` model seconds emitted a token for ``streaming``

@@ -109,8 +109,7 @@ class SimParams:
     """Factor on every model time under ``fault: slow``."""
 
 
-FAULTS = ("", "crash", "hang", "error", "drop", "malformed", "slow", "crash_at_start",
-          "never_healthy")
+FAULTS = ("", "crash", "hang", "error", "drop", "malformed", "slow", "crash_at_start", "never_healthy")
 
 
 def fault_strikes(params: SimParams, index: int) -> bool:
@@ -137,8 +136,9 @@ def sim_cli_args(values: dict[str, Any]) -> list[str]:
 
     Raises ValueError for an unknown field or a value of the wrong type (bools are rendered as
     ``true``/``false``; ints are accepted for float fields)."""
-    types = {f.name: f.type if isinstance(f.type, str) else f.type.__name__
-             for f in dataclasses.fields(SimParams)}
+    types = {
+        f.name: f.type if isinstance(f.type, str) else f.type.__name__ for f in dataclasses.fields(SimParams)
+    }
     argv: list[str] = []
     for name, value in values.items():
         if name not in types:
@@ -192,9 +192,7 @@ def prefill_compute_time(params: SimParams, tokens: int, context_before: int, tp
     return (linear + attn) * tp_time_factor(params, tp)
 
 
-def prefill_stage_time(
-    params: SimParams, pieces: Iterable[tuple[int, int]], tp: int, pp: int
-) -> float:
+def prefill_stage_time(params: SimParams, pieces: Iterable[tuple[int, int]], tp: int, pp: int) -> float:
     """Time one pipeline stage holds a forward batch made of ``pieces`` = (tokens, context_before).
 
     With pp == 1 this is the whole batch time. With pp > 1 each stage does 1/pp of the layers plus
@@ -333,4 +331,3 @@ class PrefillScheduler:
             t = max(t, self.stage_free[s]) + stage
             self.stage_free[s] = t
         return PrefillBatch(start, t, tuple(pieces), tuple(finished))
-

@@ -39,6 +39,8 @@ def locate(args: argparse.Namespace) -> ModelDir:
     tp_dir = Path(args.tokenizer_path).expanduser().resolve() if args.tokenizer_path else mp
     tj = tp_dir / "tokenizer.json" if tp_dir.is_dir() else tp_dir
     if not tj.is_file():
-        raise SystemExit(f"pytest-pd sim: no tokenizer.json at {tj} (--model-path / "
-                         "--tokenizer-path must be a local directory holding tokenizer.json)")
+        raise SystemExit(
+            f"pytest-pd sim: no tokenizer.json at {tj} (--model-path / "
+            "--tokenizer-path must be a local directory holding tokenizer.json)"
+        )
     return ModelDir(str(mp), str(tp_dir), tj, args.served_model_name or mp.name)

@@ -26,8 +26,11 @@ class OpenAIAPI:
 
     def _chat_prompt_len(self, messages: Any) -> int:
         """A plain chat template: one '<|role|>' header line per message, then the assistant's."""
-        if not isinstance(messages, list) or not messages or not all(
-                isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages):
+        if (
+            not isinstance(messages, list)
+            or not messages
+            or not all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages)
+        ):
             raise BadRequest("messages must be a non-empty list of {role, content} objects")
         text = "".join(f"<|{m.get('role', 'user')}|>\n{m['content']}\n" for m in messages)
         return self.worker.vocab.count(text + "<|assistant|>\n")
@@ -45,8 +48,13 @@ class OpenAIAPI:
                     raise BadRequest("prompt is required")
                 n_prompt = w.prompt_len(body["prompt"], "prompt")
                 max_tokens = body.get("max_tokens")
-            r = w.new_req(body, n_prompt, 16 if max_tokens is None else max_tokens,
-                          bool(body.get("ignore_eos", False)), arrival)
+            r = w.new_req(
+                body,
+                n_prompt,
+                16 if max_tokens is None else max_tokens,
+                bool(body.get("ignore_eos", False)),
+                arrival,
+            )
         except BadRequest as e:
             return openai_error(400, str(e))
         if w.unpaired(r):
@@ -58,8 +66,9 @@ class OpenAIAPI:
             if not r.done:
                 r.cancelled = True
 
-    async def _serve(self, request: web.Request, r: Req, body: dict[str, Any],
-                     chat: bool) -> web.StreamResponse:
+    async def _serve(
+        self, request: web.Request, r: Req, body: dict[str, Any], chat: bool
+    ) -> web.StreamResponse:
         w = self.worker
         resp = serving.sse_response() if body.get("stream") else None
         failed = await serving.begin(w, request, r, body, resp)
@@ -71,29 +80,44 @@ class OpenAIAPI:
         if resp is None:
             await r.wait_done()
             text = w.vocab.output_text(r.offset, 0, r.emitted)
-            choice = ({"index": 0, "message": {"role": "assistant", "content": text}} if chat
-                      else {"index": 0, "text": text})
+            choice = (
+                {"index": 0, "message": {"role": "assistant", "content": text}}
+                if chat
+                else {"index": 0, "text": text}
+            )
             choice.update(logprobs=None, finish_reason=r.finish_type, matched_stop=None)
-            return web.json_response({
-                "id": cid, "object": "chat.completion" if chat else "text_completion",
-                "created": created, "model": name, "choices": [choice], "usage": self._usage(r),
-                "metadata": {"weight_version": "default", "weight_versions": [
-                    {"version": "default", "start": 0, "end": r.emitted}]},
-            })
+            return web.json_response(
+                {
+                    "id": cid,
+                    "object": "chat.completion" if chat else "text_completion",
+                    "created": created,
+                    "model": name,
+                    "choices": [choice],
+                    "usage": self._usage(r),
+                    "metadata": {
+                        "weight_version": "default",
+                        "weight_versions": [{"version": "default", "start": 0, "end": r.emitted}],
+                    },
+                }
+            )
         so = body.get("stream_options") or {}
         include_usage = bool(so.get("include_usage")) if isinstance(so, dict) else False
         obj = "chat.completion.chunk" if chat else "text_completion"
         envelope = compact({"id": cid, "object": obj, "created": created, "model": name})[:-1]
         if chat:  # the first chunk announces the role, as OpenAI servers do
-            await resp.write(f'data: {envelope},"choices":[{{"index":0,"delta":{{"role":'
-                             f'"assistant","content":""}},"logprobs":null,"finish_reason":null}}]}}'
-                             "\n\n".encode())
-        head = envelope.encode() + (b',"choices":[{"index":0,"delta":{"content":"' if chat
-                                    else b',"choices":[{"index":0,"text":"')
+            await resp.write(
+                f'data: {envelope},"choices":[{{"index":0,"delta":{{"role":'
+                f'"assistant","content":""}},"logprobs":null,"finish_reason":null}}]}}'
+                "\n\n".encode()
+            )
+        head = envelope.encode() + (
+            b',"choices":[{"index":0,"delta":{"content":"' if chat else b',"choices":[{"index":0,"text":"'
+        )
         close = b'"}' if chat else b'"'
         usage_null = b"" if chat else b',"usage":null'  # text completions: on every chunk
-        tail_open = close + b',"logprobs":null,"finish_reason":null,"matched_stop":null}]' \
-            + usage_null + b"}\n\n"
+        tail_open = (
+            close + b',"logprobs":null,"finish_reason":null,"matched_stop":null}]' + usage_null + b"}\n\n"
+        )
         jtext = w.vocab.jtext
         offset, size = r.offset, len(jtext)
         sent = 0
@@ -103,11 +127,19 @@ class OpenAIAPI:
                 piece = b"".join(jtext[(offset + i) % size] for i in range(sent, n))
                 sent = n
                 fin = r.done and sent >= r.max_tokens
-                tail = (close + b',"logprobs":null,"finish_reason":"' + r.finish_type.encode()
-                        + b'","matched_stop":null}]' + usage_null + b"}\n\n") if fin \
+                tail = (
+                    (
+                        close
+                        + b',"logprobs":null,"finish_reason":"'
+                        + r.finish_type.encode()
+                        + b'","matched_stop":null}]'
+                        + usage_null
+                        + b"}\n\n"
+                    )
+                    if fin
                     else tail_open
-                if not await serving.send_chunk(w, request, resp, r,
-                                                b"data: " + head + piece + tail):
+                )
+                if not await serving.send_chunk(w, request, resp, r, b"data: " + head + piece + tail):
                     return resp
                 if fin:
                     break
@@ -115,17 +147,37 @@ class OpenAIAPI:
             r.event.clear()
             await r.event.wait()
         if include_usage:
-            usage = {"prompt_tokens": r.prompt_tokens, "total_tokens": r.prompt_tokens + r.emitted,
-                     "completion_tokens": r.emitted, "reasoning_tokens": 0}
-            await resp.write(b"data: " + compact({
-                "id": cid, "object": obj, "created": created, "model": name,
-                "choices": [], "usage": usage}).encode() + b"\n\n")
+            usage = {
+                "prompt_tokens": r.prompt_tokens,
+                "total_tokens": r.prompt_tokens + r.emitted,
+                "completion_tokens": r.emitted,
+                "reasoning_tokens": 0,
+            }
+            await resp.write(
+                b"data: "
+                + compact(
+                    {
+                        "id": cid,
+                        "object": obj,
+                        "created": created,
+                        "model": name,
+                        "choices": [],
+                        "usage": usage,
+                    }
+                ).encode()
+                + b"\n\n"
+            )
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
 
     def _usage(self, r: Req) -> dict[str, Any]:
         details = {"cached_tokens": 0} if self.worker.args.enable_cache_report else None
-        return {"prompt_tokens": r.prompt_tokens, "total_tokens": r.prompt_tokens + r.emitted,
-                "completion_tokens": r.emitted, "prompt_tokens_details": details,
-                "reasoning_tokens": 0, "completion_tokens_details": None}
+        return {
+            "prompt_tokens": r.prompt_tokens,
+            "total_tokens": r.prompt_tokens + r.emitted,
+            "completion_tokens": r.emitted,
+            "prompt_tokens_details": details,
+            "reasoning_tokens": 0,
+            "completion_tokens_details": None,
+        }

@@ -13,13 +13,41 @@ class BadRequest(Exception):
 
 
 class Req:
-    __slots__ = ("rid", "room", "prompt_tokens", "max_tokens", "finish_type", "arrival",
-                 "prefill_done", "kv_arrived", "token_times", "emitted", "event", "done",
-                 "cancelled", "offset", "ctx", "fault", "prompt_head", "sent_times", "sent_tokens",
-                 "streaming", "first_token_at", "first_sent_ts")
+    __slots__ = (
+        "rid",
+        "room",
+        "prompt_tokens",
+        "max_tokens",
+        "finish_type",
+        "arrival",
+        "prefill_done",
+        "kv_arrived",
+        "token_times",
+        "emitted",
+        "event",
+        "done",
+        "cancelled",
+        "offset",
+        "ctx",
+        "fault",
+        "prompt_head",
+        "sent_times",
+        "sent_tokens",
+        "streaming",
+        "first_token_at",
+        "first_sent_ts",
+    )
 
-    def __init__(self, rid: str, room: Any, prompt_tokens: int, max_tokens: int,
-                 finish_type: str, arrival: float, offset: int) -> None:
+    def __init__(
+        self,
+        rid: str,
+        room: Any,
+        prompt_tokens: int,
+        max_tokens: int,
+        finish_type: str,
+        arrival: float,
+        offset: int,
+    ) -> None:
         self.rid = rid
         self.room = room
         self.prompt_tokens = prompt_tokens
@@ -61,10 +89,17 @@ class Req:
             await self.event.wait()
 
     def trace(self) -> dict[str, Any]:
-        return {"rid": self.rid, "room": self.room, "arrival": self.arrival,
-                "prefill_done": self.prefill_done, "kv_arrived": self.kv_arrived,
-                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.emitted,
-                "prompt_head": self.prompt_head,
-                "first_sent": self.sent_times[0] if self.sent_times else None,
-                "token_times": self.token_times.tolist(), "sent_times": self.sent_times.tolist(),
-                "sent_tokens": self.sent_tokens.tolist()}
+        return {
+            "rid": self.rid,
+            "room": self.room,
+            "arrival": self.arrival,
+            "prefill_done": self.prefill_done,
+            "kv_arrived": self.kv_arrived,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.emitted,
+            "prompt_head": self.prompt_head,
+            "first_sent": self.sent_times[0] if self.sent_times else None,
+            "token_times": self.token_times.tolist(),
+            "sent_times": self.sent_times.tolist(),
+            "sent_tokens": self.sent_tokens.tolist(),
+        }

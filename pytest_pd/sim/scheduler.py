@@ -16,8 +16,9 @@ from pytest_pd.sim.request import Req
 
 
 class Scheduler:
-    def __init__(self, params: SimParams, shape: model.ServerShape, clock: Clock,
-                 metrics: SimMetrics) -> None:
+    def __init__(
+        self, params: SimParams, shape: model.ServerShape, clock: Clock, metrics: SimMetrics
+    ) -> None:
         self.params = params
         self.tp = shape.tp
         self.clock = clock
@@ -25,8 +26,7 @@ class Scheduler:
         self.time_factor = 1.0  # > 1 under `fault: slow`
         self.tasks: list[asyncio.Task[None]] = []
         # prefill
-        self.prefill = model.PrefillScheduler(params, shape.tp, shape.pp,
-                                              shape.chunked_prefill_size)
+        self.prefill = model.PrefillScheduler(params, shape.tp, shape.pp, shape.chunked_prefill_size)
         self.prefill_futs: dict[int, asyncio.Future[float]] = {}
         self.prefill_arrival: dict[int, float] = {}  # model time
         self.prefill_wake = asyncio.Event()

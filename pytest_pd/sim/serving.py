@@ -25,8 +25,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
 
 
 def sse_response() -> web.StreamResponse:
-    return web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                       "Cache-Control": "no-cache"})
+    return web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
 
 
 async def stream_only(request: web.Request, payload: bytes) -> web.StreamResponse:
@@ -38,8 +37,9 @@ async def stream_only(request: web.Request, payload: bytes) -> web.StreamRespons
     return resp
 
 
-async def begin(worker: SimWorker, request: web.Request, r: Req, body: dict[str, Any],
-                resp: web.StreamResponse | None) -> web.StreamResponse | None:
+async def begin(
+    worker: SimWorker, request: web.Request, r: Req, body: dict[str, Any], resp: web.StreamResponse | None
+) -> web.StreamResponse | None:
     """Faults that strike first; then, for a stream (``resp``), its headers go out at once
     (as SGLang's server sends them before any token); then the request runs up to its
     first token. None when it goes on, else the response to return: an HTTP error, or for
@@ -63,8 +63,9 @@ async def begin(worker: SimWorker, request: web.Request, r: Req, body: dict[str,
     return None
 
 
-async def send_chunk(worker: SimWorker, request: web.Request, resp: web.StreamResponse,
-                     r: Req, chunk: bytes) -> bool:
+async def send_chunk(
+    worker: SimWorker, request: web.Request, resp: web.StreamResponse, r: Req, chunk: bytes
+) -> bool:
     """Write one SSE chunk (noting when it was handed to the transport and how many tokens
     were sent with it); False once a fault cut the stream."""
     r.sent_times.append(worker.clock.now())

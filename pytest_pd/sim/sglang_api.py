@@ -21,9 +21,20 @@ def generate_error(status: int, message: str) -> web.Response:
 
 def sse_error_event(message: str, status: int = 400) -> bytes:
     """SGLang's in-band error of a stream that failed validation (after HTTP 200)."""
-    return b"data: " + compact({"error": {
-        "message": message, "type": "invalid_request_error", "code": status,
-        "retryable": False}}).encode() + b"\n\ndata: [DONE]\n\n"
+    return (
+        b"data: "
+        + compact(
+            {
+                "error": {
+                    "message": message,
+                    "type": "invalid_request_error",
+                    "code": status,
+                    "retryable": False,
+                }
+            }
+        ).encode()
+        + b"\n\ndata: [DONE]\n\n"
+    )
 
 
 class SGLangAPI:
@@ -47,8 +58,9 @@ class SGLangAPI:
             sp = body.get("sampling_params") or {}
             if not isinstance(sp, dict):
                 raise BadRequest("sampling_params must be an object")
-            r = w.new_req(body, n_prompt, sp.get("max_new_tokens", 128),
-                          bool(sp.get("ignore_eos", False)), arrival)
+            r = w.new_req(
+                body, n_prompt, sp.get("max_new_tokens", 128), bool(sp.get("ignore_eos", False)), arrival
+            )
         except BadRequest as e:  # SGLang: a stream fails in band, after HTTP 200
             if body.get("stream"):
                 return await serving.stream_only(request, sse_error_event(str(e)))
@@ -69,15 +81,14 @@ class SGLangAPI:
             return generate_error(400, message)
         r.emitted = 0
         meta = self.meta(r, True)
-        meta["finish_reason"] = {"type": "abort", "message": message, "status_code": 400,
-                                 "err_type": None}
+        meta["finish_reason"] = {"type": "abort", "message": message, "status_code": 400, "err_type": None}
         del meta["forward_entry_time"]  # it never entered a forward batch
         chunk = {"text": "", "output_ids": [], "meta_info": meta}
         return await serving.stream_only(
-            request, b"data: " + compact(chunk).encode() + b"\n\ndata: [DONE]\n\n")
+            request, b"data: " + compact(chunk).encode() + b"\n\ndata: [DONE]\n\n"
+        )
 
-    async def _serve(self, request: web.Request, r: Req,
-                     body: dict[str, Any]) -> web.StreamResponse:
+    async def _serve(self, request: web.Request, r: Req, body: dict[str, Any]) -> web.StreamResponse:
         w = self.worker
         resp = serving.sse_response() if body.get("stream") else None
         failed = await serving.begin(w, request, r, body, resp)
@@ -90,11 +101,13 @@ class SGLangAPI:
             meta = self.meta(r, True)
             if body.get("return_logprob"):
                 meta.update(self._logprobs(r, body))
-            return web.json_response({
-                "text": w.vocab.output_text(r.offset, 0, r.emitted),
-                "output_ids": w.vocab.output_ids(r.offset, 0, r.emitted),
-                "meta_info": meta,
-            })
+            return web.json_response(
+                {
+                    "text": w.vocab.output_text(r.offset, 0, r.emitted),
+                    "output_ids": w.vocab.output_ids(r.offset, 0, r.emitted),
+                    "meta_info": meta,
+                }
+            )
         return await self._stream(request, r, resp)
 
     def _logprobs(self, r: Req, body: dict[str, Any]) -> dict[str, Any]:
@@ -107,12 +120,12 @@ class SGLangAPI:
             prompt_ids = body["input_ids"]
         else:
             prompt_ids = vocab.encode(str(body.get("text", "")))
-        return {"input_token_logprobs": logprob_entries(prompt_ids, first_is_none=True),
-                "output_token_logprobs": logprob_entries(
-                    vocab.output_ids(r.offset, 0, r.emitted), False)}
+        return {
+            "input_token_logprobs": logprob_entries(prompt_ids, first_is_none=True),
+            "output_token_logprobs": logprob_entries(vocab.output_ids(r.offset, 0, r.emitted), False),
+        }
 
-    async def _stream(self, request: web.Request, r: Req,
-                      resp: web.StreamResponse) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, r: Req, resp: web.StreamResponse) -> web.StreamResponse:
         w = self.worker
         incremental = w.args.incremental_streaming_output
         jtext, jid = w.vocab.jtext, w.vocab.jid
@@ -124,10 +137,16 @@ class SGLangAPI:
         # per chunk (the same keys and values as meta(r, False); the first token is out, so
         # everything but the count is fixed)
         fixed = self.meta(r, False)
-        del fixed["completion_tokens"], fixed["cached_tokens"], fixed["cached_tokens_details"], \
-            fixed["dp_rank"]
-        meta_fmt = compact(fixed)[:-1].encode() + b',"completion_tokens":%d,' \
+        del (
+            fixed["completion_tokens"],
+            fixed["cached_tokens"],
+            fixed["cached_tokens_details"],
+            fixed["dp_rank"],
+        )
+        meta_fmt = (
+            compact(fixed)[:-1].encode() + b',"completion_tokens":%d,'
             b'"cached_tokens":0,"cached_tokens_details":null,"dp_rank":null%s}}\n\n'
+        )
         while True:
             n = r.emitted
             if n > sent:
@@ -148,10 +167,13 @@ class SGLangAPI:
                 if fin:
                     meta = compact(self.meta(r, True, streamed=True)).encode() + b"}\n\n"
                 else:
-                    meta = meta_fmt % (n, b',"response_sent_to_client_ts":%r' % r.first_sent_ts
-                                       if first else b"")
-                chunk = b"".join((b'data: {"text":"', text_buf, b'","output_ids":[', ids_buf,
-                                  b'],"meta_info":', meta))
+                    meta = meta_fmt % (
+                        n,
+                        b',"response_sent_to_client_ts":%r' % r.first_sent_ts if first else b"",
+                    )
+                chunk = b"".join(
+                    (b'data: {"text":"', text_buf, b'","output_ids":[', ids_buf, b'],"meta_info":', meta)
+                )
                 if not await serving.send_chunk(w, request, resp, r, chunk):
                     return resp
                 if fin:
@@ -176,24 +198,33 @@ class SGLangAPI:
         unix = self.worker.clock.unix
         entry = r.kv_arrived or r.prefill_done or r.arrival
         m: dict[str, Any] = {
-            "id": r.rid, "finish_reason": None, "prompt_tokens": r.prompt_tokens,
-            "weight_version": "default", "num_retractions": 0,
+            "id": r.rid,
+            "finish_reason": None,
+            "prompt_tokens": r.prompt_tokens,
+            "weight_version": "default",
+            "num_retractions": 0,
             "forward_entry_time": unix(entry),
-            "queue_time": max(0.0, (r.first_token_at or entry) - entry), "reasoning_tokens": 0,
-            "completion_tokens": r.emitted, "cached_tokens": 0, "cached_tokens_details": None,
-            "dp_rank": None}
+            "queue_time": max(0.0, (r.first_token_at or entry) - entry),
+            "reasoning_tokens": 0,
+            "completion_tokens": r.emitted,
+            "cached_tokens": 0,
+            "cached_tokens_details": None,
+            "dp_rank": None,
+        }
         if not finished:
             return m
         now = self.worker.clock.now()
         first = r.first_token_at or now
-        m.update(finish_reason=self._finish_reason(r),
-                 weight_versions=[{"version": "default", "start": 0, "end": r.emitted}],
-                 e2e_latency=now - r.arrival, request_received_ts=unix(r.arrival),
-                 first_token_latency=first - r.arrival,
-                 api_server_dispatch_finish_ts=unix(r.arrival),
-                 response_sent_to_client_ts=r.first_sent_ts or unix(now),
-                 request_finished_ts=unix(now))
+        m.update(
+            finish_reason=self._finish_reason(r),
+            weight_versions=[{"version": "default", "start": 0, "end": r.emitted}],
+            e2e_latency=now - r.arrival,
+            request_received_ts=unix(r.arrival),
+            first_token_latency=first - r.arrival,
+            api_server_dispatch_finish_ts=unix(r.arrival),
+            response_sent_to_client_ts=r.first_sent_ts or unix(now),
+            request_finished_ts=unix(now),
+        )
         if streamed:
-            m["decode_throughput"] = ((r.emitted - 1) / (now - first)
-                                      if r.emitted > 1 and now > first else 0.0)
+            m["decode_throughput"] = (r.emitted - 1) / (now - first) if r.emitted > 1 and now > first else 0.0
         return m

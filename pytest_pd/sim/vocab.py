@@ -21,15 +21,21 @@ class Vocab:
         pool: list[int] = []
         for i in range(self.tok.get_vocab_size()):
             s = self.tok.decode([i])
-            if (len(s) >= 3 and s[0] == " " and s[1:].isascii() and s[1:].isalpha()
-                    and self.tok.encode(s, add_special_tokens=False).ids == [i]):
+            if (
+                len(s) >= 3
+                and s[0] == " "
+                and s[1:].isascii()
+                and s[1:].isalpha()
+                and self.tok.encode(s, add_special_tokens=False).ids == [i]
+            ):
                 pool.append(i)
             if len(pool) >= 512:
                 break
         if not pool:  # odd tokenizer: any non-special single-token strings
             special = set(self.tok.get_added_tokens_decoder())
-            pool = [i for i in range(self.tok.get_vocab_size())
-                    if i not in special and self.tok.decode([i])][:512]
+            pool = [i for i in range(self.tok.get_vocab_size()) if i not in special and self.tok.decode([i])][
+                :512
+            ]
         random.Random(seed).shuffle(pool)
         self.ids = pool
         self.text = [self.tok.decode([i]) for i in pool]

@@ -18,7 +18,14 @@ def openai_error(status: int, message: str, etype: str = "BadRequestError") -> w
     """An error of SGLang's OpenAI-compatible API (/v1/...): SGLang's flat fields, plus (sim
     only) OpenAI's ``error`` object, which clients and the existing tests read. Also the shape of
     the sim's own errors (KV long-poll, faults): readable either way."""
-    return web.json_response({"object": "error", "message": message, "type": etype,
-                              "param": None, "code": status,
-                              "error": {"message": message, "type": etype, "code": status}},
-                             status=status)
+    return web.json_response(
+        {
+            "object": "error",
+            "message": message,
+            "type": etype,
+            "param": None,
+            "code": status,
+            "error": {"message": message, "type": etype, "code": status},
+        },
+        status=status,
+    )

@@ -29,8 +29,7 @@ TRACE_KEEP = 4096
 
 
 def no_room_message(rid: str) -> str:
-    return ("Invalid request: Disaggregated request received without bootstrap room id. "
-            f"req.rid='{rid}'")
+    return f"Invalid request: Disaggregated request received without bootstrap room id. req.rid='{rid}'"
 
 
 class SimWorker:
@@ -46,17 +45,26 @@ class SimWorker:
         self.out_offset = itertools.count(0, 7919)
         self.admitted = 0
         self.trace_buf: deque[Req] = deque(maxlen=TRACE_KEEP)
-        shape = model.ServerShape(tp=args.tp_size, pp=args.pp_size,
-                                  chunked_prefill_size=args.chunked_prefill_size,
-                                  prefill_pp=args.disaggregation_prefill_pp,
-                                  max_running_requests=args.max_running_requests)
-        self.max_total_tokens = (args.max_total_tokens or model.max_running(params, shape)
-                                 * min(self.context_length, 8192))
+        shape = model.ServerShape(
+            tp=args.tp_size,
+            pp=args.pp_size,
+            chunked_prefill_size=args.chunked_prefill_size,
+            prefill_pp=args.disaggregation_prefill_pp,
+            max_running_requests=args.max_running_requests,
+        )
+        self.max_total_tokens = args.max_total_tokens or model.max_running(params, shape) * min(
+            self.context_length, 8192
+        )
         self.metrics = self._make_metrics()
         self.scheduler = Scheduler(params, shape, self.clock, self.metrics)
         self.kv_rooms = KvRooms(params, args.pp_size, self.clock, self.metrics)
-        self.kv_fetcher = KvFetcher(params, args.disaggregation_prefill_pp,
-                                    args.disaggregation_bootstrap_port, self.clock, self.metrics)
+        self.kv_fetcher = KvFetcher(
+            params,
+            args.disaggregation_prefill_pp,
+            args.disaggregation_bootstrap_port,
+            self.clock,
+            self.metrics,
+        )
 
     def _make_metrics(self) -> SimMetrics:
         # the gauges read the live state when scraped, after __init__ built the parts
@@ -72,8 +80,11 @@ class SimWorker:
             "num_decode_prealloc_queue_reqs": lambda: 0,
             "num_decode_transfer_queue_reqs": lambda: self.kv_fetcher.waiting,
         }
-        static = {"max_total_num_tokens": self.max_total_tokens,
-                  "context_len": self.context_length, "page_size": self.args.page_size}
+        static = {
+            "max_total_num_tokens": self.max_total_tokens,
+            "context_len": self.context_length,
+            "page_size": self.args.page_size,
+        }
         return SimMetrics(self.files.served_name, self.params.speedup, self.role, gauges, static)
 
     # -- life cycle ------------------------------------------------------------------------
@@ -98,20 +109,21 @@ class SimWorker:
             prompt = prompt[0]
         if isinstance(prompt, str):
             return self.vocab.count(prompt)
-        if isinstance(prompt, list) and all(isinstance(x, int) and not isinstance(x, bool)
-                                            for x in prompt):
+        if isinstance(prompt, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in prompt):
             return len(prompt)
         raise BadRequest(f"{what} must be a string or a list of token ids")
 
-    def new_req(self, body: dict[str, Any], prompt_tokens: int, max_tokens: Any,
-                ignore_eos: bool, arrival: float) -> Req:
+    def new_req(
+        self, body: dict[str, Any], prompt_tokens: int, max_tokens: Any, ignore_eos: bool, arrival: float
+    ) -> Req:
         """Admit a request (BadRequest if it cannot be served); it counts from here on."""
         if prompt_tokens <= 0:
             raise BadRequest("empty prompt")
         if prompt_tokens >= self.context_length:
             raise BadRequest(
                 f"The input ({prompt_tokens} tokens) is longer than the model's context length "
-                f"({self.context_length} tokens).")
+                f"({self.context_length} tokens)."
+            )
         if max_tokens is None:
             max_tokens = 128
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0:
@@ -125,8 +137,7 @@ class SimWorker:
             raise BadRequest("bootstrap_room must be an integer")
         given = body.get("rid")
         rid = given if isinstance(given, str) else uuid.uuid4().hex
-        r = Req(rid, room, prompt_tokens, n, finish, arrival,
-                next(self.out_offset) % len(self.vocab.ids))
+        r = Req(rid, room, prompt_tokens, n, finish, arrival, next(self.out_offset) % len(self.vocab.ids))
         r.streaming = bool(body.get("stream"))
         ids = body.get("input_ids", body.get("prompt"))
         if isinstance(ids, list) and ids and isinstance(ids[0], int):

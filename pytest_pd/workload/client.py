@@ -37,8 +37,9 @@ def endpoint_url(base_url: str, api: str) -> str:
     return base_url.rstrip("/") + path
 
 
-def request_payload(api: str, prompt: Prompt, *, max_tokens: int, model: str | None,
-                    rid: str | None = None) -> dict[str, Any]:
+def request_payload(
+    api: str, prompt: Prompt, *, max_tokens: int, model: str | None, rid: str | None = None
+) -> dict[str, Any]:
     """The JSON body (token ids may stay a numpy array: :func:`encode_body` serializes it)."""
     if api == API_GENERATE:
         body: dict[str, Any] = {
@@ -129,8 +130,7 @@ async def send_request(
     """
     url = endpoint_url(base_url, api)
     if body is None:
-        body = encode_body(request_payload(api, prompt, max_tokens=max_tokens, model=model,
-                                           rid=record.rid))
+        body = encode_body(request_payload(api, prompt, max_tokens=max_tokens, model=model, rid=record.rid))
     stream = SSEStream(api, record)
     exchange: Exchange | None = None
     got_response = False
@@ -145,8 +145,7 @@ async def send_request(
             if exchange.status // 100 != 2:
                 raw = await exchange.excerpt(BODY_EXCERPT_CHARS * 4)
                 text = raw.decode("utf-8", errors="replace")
-                record.fail(HTTP_STATUS, f"HTTP {exchange.status} from {url}: "
-                            f"{text[:BODY_EXCERPT_CHARS]}")
+                record.fail(HTTP_STATUS, f"HTTP {exchange.status} from {url}: {text[:BODY_EXCERPT_CHARS]}")
                 return record
             content_type = exchange.headers.get("content-type", "")
             if content_type and not content_type.lower().startswith("text/event-stream"):
@@ -156,22 +155,29 @@ async def send_request(
             await exchange.stream(stream.feed)
         stream.finish(record.t_end or time.perf_counter())
     except asyncio.TimeoutError:
-        progress = (f"{len(record.chunk_times)} output chunks received" if got_response
-                    else "no response headers received")
-        record.fail(TIMEOUT, f"no complete response from {url} within {timeout_s:g} s "
-                    f"({progress})")
+        progress = (
+            f"{len(record.chunk_times)} output chunks received"
+            if got_response
+            else "no response headers received"
+        )
+        record.fail(TIMEOUT, f"no complete response from {url} within {timeout_s:g} s ({progress})")
         return record
     except InBandError as exc:
-        record.fail(HTTP_STATUS, f"error event in stream from {url}: "
-                    f"{str(exc)[:BODY_EXCERPT_CHARS]}", t=record.t_end)
+        record.fail(
+            HTTP_STATUS, f"error event in stream from {url}: {str(exc)[:BODY_EXCERPT_CHARS]}", t=record.t_end
+        )
         return record
     except BodyCut as exc:
         record.fail(DROPPED_CONNECTION, f"response body from {url} was cut: {exc}")
         return record
     except LineTooLong as exc:
-        record.fail(MALFORMED_STREAM, f"stream from {url} sent an SSE line over the client's "
-                    f"{MAX_SSE_LINE_BYTES >> 20} MiB cap ({exc}) after {len(record.chunk_times)} "
-                    "output chunks", t=record.t_end)
+        record.fail(
+            MALFORMED_STREAM,
+            f"stream from {url} sent an SSE line over the client's "
+            f"{MAX_SSE_LINE_BYTES >> 20} MiB cap ({exc}) after {len(record.chunk_times)} "
+            "output chunks",
+            t=record.t_end,
+        )
         return record
     except (ValueError, TypeError) as exc:  # orjson.JSONDecodeError, UnicodeDecodeError too
         record.fail(MALFORMED_STREAM, f"unparseable data line from {url}: {exc}", t=record.t_end)
@@ -207,9 +213,10 @@ def _fail_not_a_stream(record: RequestRecord, url: str, content_type: str, raw: 
         code = err.get("code") if isinstance(err, dict) else None
         if type(code) is int:
             record.status = code
-        record.fail(HTTP_STATUS, f"{http} error from {url} instead of an event stream: "
-                    f"{str(message)[:BODY_EXCERPT_CHARS]}")
+        record.fail(
+            HTTP_STATUS,
+            f"{http} error from {url} instead of an event stream: {str(message)[:BODY_EXCERPT_CHARS]}",
+        )
         return
     text = raw.decode("utf-8", errors="replace")
-    record.fail(MALFORMED_STREAM, f"{http} from {url}, not an event stream: "
-                f"{text[:BODY_EXCERPT_CHARS]}")
+    record.fail(MALFORMED_STREAM, f"{http} from {url}, not an event stream: {text[:BODY_EXCERPT_CHARS]}")

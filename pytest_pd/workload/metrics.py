@@ -38,8 +38,7 @@ if TYPE_CHECKING:
 NAN = math.nan
 EXAMPLE_CHARS = 300
 
-SLO_KEYS = {"ttft_ms": "ttft", "tpot_ms": "tpot", "e2e_ms": "e2e", "e2e_latency_ms": "e2e",
-            "itl_ms": "itl"}
+SLO_KEYS = {"ttft_ms": "ttft", "tpot_ms": "tpot", "e2e_ms": "e2e", "e2e_latency_ms": "e2e", "itl_ms": "itl"}
 """SLO names accepted by :func:`summarize` (``itl_ms`` bounds a request's largest ITL)."""
 
 SUMMED_ON_REPEAT = ("failed", "output_len_mismatches", "input_len_mismatches", "not_sent")
@@ -113,8 +112,7 @@ class RunSummary:
 
     def to_json_dict(self) -> dict[str, Any]:
         """Strict-JSON dict: NaN (no data) becomes ``None``; :meth:`from_dict` restores NaN."""
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v)
-                for k, v in self.to_dict().items()}
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in self.to_dict().items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSummary:
@@ -134,8 +132,9 @@ class RunSummary:
         return self.completed == 0
 
 
-def _stats(values: np.ndarray, prefix: str, suffix: str, percentiles: Iterable[int],
-           with_max: bool = False) -> dict[str, Any]:
+def _stats(
+    values: np.ndarray, prefix: str, suffix: str, percentiles: Iterable[int], with_max: bool = False
+) -> dict[str, Any]:
     """mean/median/std/pN(/max) in ms of values given in seconds; NaN for no values."""
     arr = np.asarray(values, dtype=float)
     pcts = list(percentiles)
@@ -180,9 +179,14 @@ def _chunk_token_counts(record: RequestRecord) -> np.ndarray:
 
 
 def _ok(records: Iterable[RequestRecord]) -> list[RequestRecord]:
-    return [r for r in records
-            if r.error_kind is None and r.t_start is not None and r.t_end is not None
-            and r.t_first_token is not None]
+    return [
+        r
+        for r in records
+        if r.error_kind is None
+        and r.t_start is not None
+        and r.t_end is not None
+        and r.t_first_token is not None
+    ]
 
 
 def peak_output_throughput(result: RunResult, bucket_s: float = 1.0) -> float:
@@ -208,8 +212,10 @@ def _parse_slo(slo: Mapping[str, float] | None) -> dict[str, float]:
     out = {}
     for key, value in slo.items():
         if key not in SLO_KEYS:
-            raise WorkloadError(f"Unknown SLO {key!r}; use {', '.join(sorted(SLO_KEYS))} "
-                                "(milliseconds), e.g. ttft_ms=2000 tpot_ms=50.")
+            raise WorkloadError(
+                f"Unknown SLO {key!r}; use {', '.join(sorted(SLO_KEYS))} "
+                "(milliseconds), e.g. ttft_ms=2000 tpot_ms=50."
+            )
         v = float(value)
         if not v > 0:
             raise WorkloadError(f"SLO {key}={value!r} must be a positive number of milliseconds.")
@@ -235,13 +241,13 @@ def summarize(result: RunResult, slo: Mapping[str, float] | None = None) -> RunS
     t_start = np.fromiter((r.t_start for r in ok), dtype=float, count=n_ok)
     t_first = np.fromiter((r.t_first_token for r in ok), dtype=float, count=n_ok)
     t_end = np.fromiter((r.t_end for r in ok), dtype=float, count=n_ok)
-    t_queued = np.fromiter((NAN if r.t_queued is None else r.t_queued for r in ok), dtype=float,
-                           count=n_ok)
+    t_queued = np.fromiter((NAN if r.t_queued is None else r.t_queued for r in ok), dtype=float, count=n_ok)
     out_tokens = np.fromiter((r.completion_tokens or 0 for r in ok), dtype=np.int64, count=n_ok)
     expected_out = np.fromiter((r.expected_output_len for r in ok), dtype=np.int64, count=n_ok)
     prompt_len = np.fromiter((r.prompt_len for r in ok), dtype=np.int64, count=n_ok)
-    server_in = np.fromiter((-1 if r.prompt_tokens is None else r.prompt_tokens for r in ok),
-                            dtype=np.int64, count=n_ok)
+    server_in = np.fromiter(
+        (-1 if r.prompt_tokens is None else r.prompt_tokens for r in ok), dtype=np.int64, count=n_ok
+    )
     cached = np.fromiter((r.cached_tokens or 0 for r in ok), dtype=np.int64, count=n_ok)
 
     ttft = t_first - t_start
@@ -276,8 +282,7 @@ def summarize(result: RunResult, slo: Mapping[str, float] | None = None) -> RunS
             if key in slo_ms:
                 good &= e2e * 1000.0 <= slo_ms[key]
         if "itl_ms" in slo_ms:
-            worst = np.fromiter((p.max() if p.size else 0.0 for p in itl_parts), dtype=float,
-                                count=n_ok)
+            worst = np.fromiter((p.max() if p.size else 0.0 for p in itl_parts), dtype=float, count=n_ok)
             good &= worst * 1000.0 <= slo_ms["itl_ms"]
         n_good = int(good.sum())
         goodput = n_good / duration
@@ -359,8 +364,7 @@ def aggregate_repeats(summaries: Sequence[RunSummary]) -> RunSummary:
     return RunSummary(**kwargs)
 
 
-def run_problems(summary: RunSummary | Mapping[str, Any],
-                 max_mismatch_share: float = 0.0) -> list[str]:
+def run_problems(summary: RunSummary | Mapping[str, Any], max_mismatch_share: float = 0.0) -> list[str]:
     """Why a run must not be trusted: failed requests, requests never sent, or a share of length
     mismatches above ``max_mismatch_share``. Empty when the run is sound. Takes a summary or its
     ``to_dict()`` (keys it lacks count as zero)."""
@@ -369,8 +373,11 @@ def run_problems(summary: RunSummary | Mapping[str, Any],
     problems = []
     if failed:
         kinds = ", ".join(f"{k}: {v}" for k, v in sorted(dict(m.get("errors_by_kind") or {}).items()))
-        firsts = "".join(f"; first {kind}: {text}" for kind, text in
-                         sorted(dict(m.get("error_examples") or {}).items()) if text)
+        firsts = "".join(
+            f"; first {kind}: {text}"
+            for kind, text in sorted(dict(m.get("error_examples") or {}).items())
+            if text
+        )
         problems.append(f"{failed} of {failed + completed} requests failed ({kinds}){firsts}")
     if completed == 0:
         problems.append("no request completed")
@@ -380,10 +387,12 @@ def run_problems(summary: RunSummary | Mapping[str, Any],
             f"{share:.1%} of completed requests had a server-reported length different from the "
             f"requested one ({m.get('input_len_mismatches', 0)} input, "
             f"{m.get('output_len_mismatches', 0)} output; allowed share {max_mismatch_share:.1%}; "
-            "is ignore_eos honoured?)")
+            "is ignore_eos honoured?)"
+        )
     if m.get("not_sent"):
-        problems.append(f"{m['not_sent']} request(s) not sent (duration limit reached, or the run was "
-                        "stopped)")
+        problems.append(
+            f"{m['not_sent']} request(s) not sent (duration limit reached, or the run was stopped)"
+        )
     return problems
 
 
@@ -398,23 +407,25 @@ def request_table(result: RunResult) -> list[dict[str, Any]]:
         if ok and r.t_first_token is not None and r.t_start is not None:
             ttft = r.t_first_token - r.t_start
             e2e = (r.t_end - r.t_start) if r.t_end is not None else None
-        tpot = ((e2e - ttft) / (ct - 1)) if e2e is not None and ttft is not None and ct > 1 \
-            else None
-        rows.append({
-            "index": r.index,
-            "ok": ok,
-            "error_kind": r.error_kind,
-            "status": r.status,
-            "prompt_len": r.prompt_len,
-            "prompt_tokens": r.prompt_tokens,
-            "completion_tokens": r.completion_tokens,
-            "expected_output_len": r.expected_output_len,
-            "queue_ms": None if r.t_start is None or r.t_queued is None
-            else (r.t_start - r.t_queued) * 1000.0,
-            "start_s": None if r.t_start is None else r.t_start - t0,
-            "end_s": None if r.t_end is None else r.t_end - t0,
-            "ttft_ms": None if ttft is None else ttft * 1000.0,
-            "tpot_ms": None if tpot is None else tpot * 1000.0,
-            "e2e_latency_ms": None if e2e is None else e2e * 1000.0,
-        })
+        tpot = ((e2e - ttft) / (ct - 1)) if e2e is not None and ttft is not None and ct > 1 else None
+        rows.append(
+            {
+                "index": r.index,
+                "ok": ok,
+                "error_kind": r.error_kind,
+                "status": r.status,
+                "prompt_len": r.prompt_len,
+                "prompt_tokens": r.prompt_tokens,
+                "completion_tokens": r.completion_tokens,
+                "expected_output_len": r.expected_output_len,
+                "queue_ms": None
+                if r.t_start is None or r.t_queued is None
+                else (r.t_start - r.t_queued) * 1000.0,
+                "start_s": None if r.t_start is None else r.t_start - t0,
+                "end_s": None if r.t_end is None else r.t_end - t0,
+                "ttft_ms": None if ttft is None else ttft * 1000.0,
+                "tpot_ms": None if tpot is None else tpot * 1000.0,
+                "e2e_latency_ms": None if e2e is None else e2e * 1000.0,
+            }
+        )
     return rows

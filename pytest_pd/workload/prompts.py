@@ -110,8 +110,7 @@ class Workload:
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("input_len", "output_len", "concurrency", "num_requests",
-                     "client_processes"):
+        for name in ("input_len", "output_len", "concurrency", "num_requests", "client_processes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 problems.append(f"{name} must be an integer >= 1 (got {value!r})")
@@ -127,8 +126,10 @@ class Workload:
         if self.api not in APIS:
             problems.append(f"api must be one of {', '.join(APIS)} (got {self.api!r})")
         if self.completions_prompt not in PROMPT_KINDS:
-            problems.append(f"completions_prompt must be one of {', '.join(PROMPT_KINDS)} "
-                            f"(got {self.completions_prompt!r})")
+            problems.append(
+                f"completions_prompt must be one of {', '.join(PROMPT_KINDS)} "
+                f"(got {self.completions_prompt!r})"
+            )
         for name in ("request_timeout_s", "duration_limit_s", "burstiness"):
             value = float(getattr(self, name))
             if math.isnan(value) or value <= 0:
@@ -137,19 +138,28 @@ class Workload:
         if not (0.0 <= share <= 1.0):
             problems.append(f"max_mismatch_share must be in [0, 1] (got {self.max_mismatch_share!r})")
         if (self.prefix_groups > 0) != (self.prefix_len > 0):
-            problems.append("prefix_groups and prefix_len go together: both > 0 for a shared-prefix "
-                            f"workload, both 0 otherwise (got {self.prefix_groups}, {self.prefix_len})")
+            problems.append(
+                "prefix_groups and prefix_len go together: both > 0 for a shared-prefix "
+                f"workload, both 0 otherwise (got {self.prefix_groups}, {self.prefix_len})"
+            )
         elif self.prefix_len > 0:
             low = max(int(self.input_len * self.range_ratio), 1)
             if self.prefix_len >= low:
-                problems.append(f"prefix_len ({self.prefix_len}) must be shorter than the shortest "
-                                f"input length ({low} = input_len x range_ratio)")
+                problems.append(
+                    f"prefix_len ({self.prefix_len}) must be shorter than the shortest "
+                    f"input length ({low} = input_len x range_ratio)"
+                )
             if self.dataset_path:
                 problems.append("a dataset file and a shared-prefix workload exclude each other")
-        if (isinstance(self.client_processes, int) and isinstance(self.concurrency, int)
-                and self.client_processes > self.concurrency):
-            problems.append(f"client_processes ({self.client_processes}) must not exceed the "
-                            f"concurrency ({self.concurrency}): each process takes a share of it")
+        if (
+            isinstance(self.client_processes, int)
+            and isinstance(self.concurrency, int)
+            and self.client_processes > self.concurrency
+        ):
+            problems.append(
+                f"client_processes ({self.client_processes}) must not exceed the "
+                f"concurrency ({self.concurrency}): each process takes a share of it"
+            )
         if problems:
             raise WorkloadError(
                 "Invalid workload: " + "; ".join(problems) + ". Fix the Workload(...) arguments "
@@ -166,8 +176,12 @@ class Workload:
         (``-t60``), prompt seed (``-s1``) and warm-up count (``-w0``): two workloads that would
         measure differently never share an id (it keys caches and stored results).
         """
-        parts = [f"in{self.input_len}", f"out{self.output_len}", f"c{self.concurrency}",
-                 f"n{self.num_requests}"]
+        parts = [
+            f"in{self.input_len}",
+            f"out{self.output_len}",
+            f"c{self.concurrency}",
+            f"n{self.num_requests}",
+        ]
         if self.range_ratio != 1.0:
             parts.append(f"r{_fmt(self.range_ratio)}")
         if not math.isinf(self.request_rate):
@@ -177,8 +191,7 @@ class Workload:
         if self.prefix_groups:
             parts.append(f"px{self.prefix_groups}x{self.prefix_len}")
         if self.dataset_path:
-            stem = "".join(c if c.isalnum() or c in "_." else "_"
-                           for c in Path(self.dataset_path).stem)[:32]
+            stem = "".join(c if c.isalnum() or c in "_." else "_" for c in Path(self.dataset_path).stem)[:32]
             parts.append(f"ds{stem}")
         if self.api != API_GENERATE:
             parts.append(self.api)
@@ -237,9 +250,12 @@ class Prompt:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Prompt):
             return NotImplemented
-        return (self.output_len == other.output_len and self.text == other.text
-                and len(self) == len(other)
-                and np.array_equal(np.asarray(self.token_ids), np.asarray(other.token_ids)))
+        return (
+            self.output_len == other.output_len
+            and self.text == other.text
+            and len(self) == len(other)
+            and np.array_equal(np.asarray(self.token_ids), np.asarray(other.token_ids))
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -261,9 +277,7 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Any:
         "nothing is downloaded."
     )
     if not p.is_dir():
-        raise WorkloadError(
-            f"Tokenizer folder {str(p)!r} does not exist or is not a folder. {hint}"
-        )
+        raise WorkloadError(f"Tokenizer folder {str(p)!r} does not exist or is not a folder. {hint}")
     try:
         from transformers import AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -322,10 +336,14 @@ class TextBuilder:
         self.tokenizer = tokenizer
         self.fast = getattr(tokenizer, "backend_tokenizer", None)
         self.candidates = candidate_token_ids(tokenizer)
-        self.forbidden = sorted({str(getattr(t, "content", t)) for t in
-                                 _added_tokens(tokenizer).values() if str(getattr(t, "content", t))}
-                                | {str(s) for s in (getattr(tokenizer, "all_special_tokens", None)
-                                                    or []) if s})
+        self.forbidden = sorted(
+            {
+                str(getattr(t, "content", t))
+                for t in _added_tokens(tokenizer).values()
+                if str(getattr(t, "content", t))
+            }
+            | {str(s) for s in (getattr(tokenizer, "all_special_tokens", None) or []) if s}
+        )
         self.extra = self._special_overhead() if special_tokens else 0
         self.pieces: np.ndarray | None = None  # object array: id -> its text piece ("" = unusable)
         self.pool = self._pool()
@@ -333,10 +351,8 @@ class TextBuilder:
     # -- tokenizer access ------------------------------------------------------------------
     def encode_many(self, texts: list[str], add_special_tokens: bool = False) -> list[list[int]]:
         if self.fast is not None:
-            return [e.ids for e in self.fast.encode_batch(texts,
-                                                          add_special_tokens=add_special_tokens)]
-        return [list(self.tokenizer.encode(t, add_special_tokens=add_special_tokens))
-                for t in texts]
+            return [e.ids for e in self.fast.encode_batch(texts, add_special_tokens=add_special_tokens)]
+        return [list(self.tokenizer.encode(t, add_special_tokens=add_special_tokens)) for t in texts]
 
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
         return self.encode_many([text], add_special_tokens)[0]
@@ -373,7 +389,7 @@ class TextBuilder:
             whole = self.decode([ref, i])
             if not whole.startswith(ref_text):
                 continue
-            piece = whole[len(ref_text):]
+            piece = whole[len(ref_text) :]
             # a word boundary, then letters only: pre-tokenizers split before it, so a piece never
             # merges with its neighbours
             if len(piece) < 2 or not piece[0].isspace() or not piece[1:].isalpha():
@@ -432,8 +448,7 @@ class TextBuilder:
                 # trim, and redraw a few tokens at the end: the cut itself may re-tokenize
                 # differently, so plain trimming can cycle
                 redraw = min(n, 1 + attempt // 2)
-                ids = enc[base:base + n - redraw] + rng.choice(self.candidates,
-                                                                 size=redraw).tolist()
+                ids = enc[base : base + n - redraw] + rng.choice(self.candidates, size=redraw).tolist()
             else:
                 ids = enc[base:] + rng.choice(self.candidates, size=n - have).tolist()
         raise WorkloadError(
@@ -474,10 +489,22 @@ def _cache_key(tokenizer: Any, workload: Workload) -> tuple[Any, ...] | None:
             stamp = (st.st_mtime_ns, st.st_size)
         except OSError:
             return None
-    return (id(tokenizer), getattr(tokenizer, "name_or_path", None), _vocab_size(tokenizer),
-            workload.input_len, workload.output_len, workload.num_requests, workload.range_ratio,
-            workload.seed, workload.sends_text, workload.prefix_groups, workload.prefix_len, ds,
-            stamp, workload.text_special_tokens)
+    return (
+        id(tokenizer),
+        getattr(tokenizer, "name_or_path", None),
+        _vocab_size(tokenizer),
+        workload.input_len,
+        workload.output_len,
+        workload.num_requests,
+        workload.range_ratio,
+        workload.seed,
+        workload.sends_text,
+        workload.prefix_groups,
+        workload.prefix_len,
+        ds,
+        stamp,
+        workload.text_special_tokens,
+    )
 
 
 def build_prompts(tokenizer: Any, workload: Workload, *, verify: bool = True) -> list[Prompt]:
@@ -519,8 +546,9 @@ def _id_prompts(tokenizer: Any, workload: Workload) -> list[Prompt]:
     input_lens, output_lens = _lengths(workload, rng)
     plen = workload.prefix_len
     groups = workload.prefix_groups
-    prefixes = (rng.choice(candidates, size=(groups, plen)).astype(dtype) if groups
-                else np.empty((0, 0), dtype=dtype))
+    prefixes = (
+        rng.choice(candidates, size=(groups, plen)).astype(dtype) if groups else np.empty((0, 0), dtype=dtype)
+    )
     own = input_lens - plen if groups else input_lens
     flat = rng.choice(candidates, size=int(own.sum())).astype(dtype)
     bodies = np.split(flat, np.cumsum(own)[:-1])
@@ -541,37 +569,43 @@ def _text_prompts(tokenizer: Any, workload: Workload, *, verify: bool) -> list[P
         pool = tb.pool
         prefix_ids = [rng.choice(pool, size=plen) for _ in range(groups)]
         prefix_text = [tb.from_pool(p) for p in prefix_ids]
-        for i, (n, out_len) in enumerate(zip(input_lens.tolist(), output_lens.tolist(),
-                                             strict=True)):
+        for i, (n, out_len) in enumerate(zip(input_lens.tolist(), output_lens.tolist(), strict=True)):
             want = tb.content_len(n)
             head_ids = prefix_ids[i % groups] if groups else pool[:0]
             head = prefix_text[i % groups] if groups else ""
             while True:
                 ids = np.concatenate((head_ids, rng.choice(pool, size=want - len(head_ids))))
-                text = head + tb.from_pool(ids[len(head_ids):])
+                text = head + tb.from_pool(ids[len(head_ids) :])
                 if tb._clean(text):
                     break
-            prompts.append(Prompt(token_ids=ids.astype(np.int32), output_len=int(out_len),
-                                  text=text, prompt_len=int(n)))
+            prompts.append(
+                Prompt(token_ids=ids.astype(np.int32), output_len=int(out_len), text=text, prompt_len=int(n))
+            )
     else:
         prefixes = []
         for _ in range(groups):
             text, _ids = tb.fallback(rng, tb.content_len(plen) if plen else 0)
             prefixes.append(text)
-        for i, (n, out_len) in enumerate(zip(input_lens.tolist(), output_lens.tolist(),
-                                             strict=True)):
+        for i, (n, out_len) in enumerate(zip(input_lens.tolist(), output_lens.tolist(), strict=True)):
             head = prefixes[i % groups] if groups else ""
             head_len = len(tb.encode(head)) if head else 0
             tail, tail_ids = tb.fallback(rng, tb.content_len(n) - head_len, prefix=head)
-            prompts.append(Prompt(token_ids=np.asarray(tail_ids, dtype=np.int64),
-                                  output_len=int(out_len), text=head + tail, prompt_len=int(n)))
+            prompts.append(
+                Prompt(
+                    token_ids=np.asarray(tail_ids, dtype=np.int64),
+                    output_len=int(out_len),
+                    text=head + tail,
+                    prompt_len=int(n),
+                )
+            )
     if verify:
         verify_text_prompts(tb, prompts, seed=workload.seed)
     return prompts
 
 
-def verify_text_prompts(tb: TextBuilder, prompts: list[Prompt], *, seed: int = 0,
-                        max_tokens: int = VERIFY_ALL_MAX_TOKENS) -> int:
+def verify_text_prompts(
+    tb: TextBuilder, prompts: list[Prompt], *, seed: int = 0, max_tokens: int = VERIFY_ALL_MAX_TOKENS
+) -> int:
     """Re-encode text prompts (all, or a seeded sample of about ``max_tokens`` tokens) and raise
     :class:`WorkloadError` on the first whose count differs. Returns how many were checked."""
     idx = np.arange(len(prompts))
@@ -593,8 +627,10 @@ def verify_text_prompts(tb: TextBuilder, prompts: list[Prompt], *, seed: int = 0
 
 def _dataset_prompts(tokenizer: Any, workload: Workload) -> list[Prompt]:
     path = Path(str(workload.dataset_path)).expanduser()
-    hint = ('Each line must be a JSON object with "prompt" (text or a list of token ids) or '
-            '"text" / "input_ids" / "token_ids", and optionally "output_len" / "max_tokens".')
+    hint = (
+        'Each line must be a JSON object with "prompt" (text or a list of token ids) or '
+        '"text" / "input_ids" / "token_ids", and optionally "output_len" / "max_tokens".'
+    )
     try:
         lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
     except OSError as exc:
@@ -602,8 +638,7 @@ def _dataset_prompts(tokenizer: Any, workload: Workload) -> list[Prompt]:
     if not lines:
         raise WorkloadError(f"The dataset file {str(path)!r} holds no prompts. {hint}")
     rng = np.random.default_rng(workload.seed)
-    out_lens = sample_lengths(rng, workload.output_len, workload.range_ratio,
-                              workload.num_requests)
+    out_lens = sample_lengths(rng, workload.output_len, workload.range_ratio, workload.num_requests)
     tb = text_builder(tokenizer, workload.text_special_tokens) if workload.sends_text else None
     parsed: dict[int, tuple[Any, str | None, int | None]] = {}
     prompts = []
@@ -615,8 +650,7 @@ def _dataset_prompts(tokenizer: Any, workload: Workload) -> list[Prompt]:
         out_len = int(out) if out is not None else int(out_lens[i])
         if text is not None:
             if tb is not None:
-                prompts.append(Prompt(token_ids=(), output_len=out_len, text=text,
-                                      prompt_len=tb.count(text)))
+                prompts.append(Prompt(token_ids=(), output_len=out_len, text=text, prompt_len=tb.count(text)))
             else:
                 ids = np.asarray(_encode(tokenizer, text), dtype=np.int64)
                 prompts.append(Prompt(token_ids=ids, output_len=out_len))
@@ -624,8 +658,9 @@ def _dataset_prompts(tokenizer: Any, workload: Workload) -> list[Prompt]:
             ids = np.asarray(value, dtype=np.int64)
             if tb is not None:
                 text = tb.decode(ids)
-                prompts.append(Prompt(token_ids=ids, output_len=out_len, text=text,
-                                      prompt_len=tb.count(text)))
+                prompts.append(
+                    Prompt(token_ids=ids, output_len=out_len, text=text, prompt_len=tb.count(text))
+                )
             else:
                 prompts.append(Prompt(token_ids=ids, output_len=out_len))
     return prompts
@@ -652,7 +687,10 @@ def _parse_line(line: str, path: Path, lineno: int, hint: str) -> tuple[Any, str
         raise WorkloadError(f"{where}: output_len must be an integer >= 1 (got {out!r}). {hint}")
     if isinstance(value, str) and value:
         return None, value, out
-    if (isinstance(value, list) and value
-            and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in value)):
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in value)
+    ):
         return value, None, out
     raise WorkloadError(f"{where}: no non-empty prompt text or token-id list. {hint}")

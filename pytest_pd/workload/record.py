@@ -14,8 +14,16 @@ MALFORMED_STREAM = "malformed_stream"
 NO_TOKENS = "no_tokens"
 INCOMPLETE_STREAM = "incomplete_stream"
 ABORTED = "aborted"
-ERROR_KINDS = (HTTP_STATUS, TIMEOUT, CONNECTION, DROPPED_CONNECTION, MALFORMED_STREAM, NO_TOKENS,
-               INCOMPLETE_STREAM, ABORTED)
+ERROR_KINDS = (
+    HTTP_STATUS,
+    TIMEOUT,
+    CONNECTION,
+    DROPPED_CONNECTION,
+    MALFORMED_STREAM,
+    NO_TOKENS,
+    INCOMPLETE_STREAM,
+    ABORTED,
+)
 """http_status: non-2xx answer, an error event in the stream, a stream SGLang ended with an
 ``abort`` finish reason, or a 2xx JSON error object instead of a stream; timeout: no complete
 response within the request timeout; connection: could not connect / send, or the connection failed

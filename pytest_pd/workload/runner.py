@@ -30,8 +30,16 @@ from .prompts import API_COMPLETIONS, WARMUP_OUTPUT_LEN, Prompt, Workload, Workl
 from .record import ABORTED, RequestRecord
 from .transport import Dialer
 
-__all__ = ["RequestRecord", "RunResult", "ProgressFn", "run_workload", "run_workload_sync",
-           "arrival_offsets", "run_async", "AbortFn"]
+__all__ = [
+    "RequestRecord",
+    "RunResult",
+    "ProgressFn",
+    "run_workload",
+    "run_workload_sync",
+    "arrival_offsets",
+    "run_async",
+    "AbortFn",
+]
 
 ProgressFn = Callable[[int, int, int, int], Any]
 """on_progress(done, total, output_tokens, failed), called after each measured request (and, with
@@ -123,9 +131,14 @@ def _check_base_url(base_url: str) -> str:
     return base_url.rstrip("/")
 
 
-async def _prepare(dialer: Dialer, base_url: str, workload: Workload,
-                   prompts: Sequence[Prompt], rid_prefix: str | None, model: str | None = None,
-                   ) -> tuple[str | None, list[RequestRecord]]:
+async def _prepare(
+    dialer: Dialer,
+    base_url: str,
+    workload: Workload,
+    prompts: Sequence[Prompt],
+    rid_prefix: str | None,
+    model: str | None = None,
+) -> tuple[str | None, list[RequestRecord]]:
     """Model id (for /v1/completions) and the warm-up requests, one after the other."""
     api = workload.api
     timeout_s = float(workload.request_timeout_s)
@@ -134,11 +147,16 @@ async def _prepare(dialer: Dialer, base_url: str, workload: Workload,
     warmup: list[RequestRecord] = []
     for i in range(workload.warmup_requests):
         p = prompts[i % len(prompts)]
-        rec = RequestRecord(index=-1 - i, prompt_len=len(p), expected_output_len=WARMUP_OUTPUT_LEN,
-                            rid=None if rid_prefix is None else f"{rid_prefix}-w{i}")
+        rec = RequestRecord(
+            index=-1 - i,
+            prompt_len=len(p),
+            expected_output_len=WARMUP_OUTPUT_LEN,
+            rid=None if rid_prefix is None else f"{rid_prefix}-w{i}",
+        )
         rec.t_queued = time.perf_counter()
-        await send_request(dialer, base_url, api, p, rec, max_tokens=WARMUP_OUTPUT_LEN,
-                           timeout_s=timeout_s, model=model)
+        await send_request(
+            dialer, base_url, api, p, rec, max_tokens=WARMUP_OUTPUT_LEN, timeout_s=timeout_s, model=model
+        )
         warmup.append(rec)
     return model, warmup
 
@@ -247,22 +265,38 @@ class _Part:
     cpu_s: float = 0.0
 
 
-async def _drive(dialer: Dialer, base_url: str, workload: Workload,
-                 prompts: Sequence[Prompt], indices: Sequence[int], offsets: np.ndarray,
-                 concurrency: int, model: str | None, *, start_at: float | None,
-                 on_progress: ProgressFn | None, total: int,
-                 progress_interval_s: float | None, rid_prefix: str | None,
-                 stop: _Stop | None = None) -> _Part:
+async def _drive(
+    dialer: Dialer,
+    base_url: str,
+    workload: Workload,
+    prompts: Sequence[Prompt],
+    indices: Sequence[int],
+    offsets: np.ndarray,
+    concurrency: int,
+    model: str | None,
+    *,
+    start_at: float | None,
+    on_progress: ProgressFn | None,
+    total: int,
+    progress_interval_s: float | None,
+    rid_prefix: str | None,
+    stop: _Stop | None = None,
+) -> _Part:
     """Send ``prompts[i]`` for ``i`` in ``indices`` at ``start_at + offsets[k]`` under a cap of
     ``concurrency`` requests in flight. Once ``stop`` fires, nothing more is sent and requests in
     flight end as ``aborted`` with its reason."""
     stop = stop or _Stop(None)
     api = workload.api
     timeout_s = float(workload.request_timeout_s)
-    records = [RequestRecord(index=i, prompt_len=len(prompts[i]),
-                             expected_output_len=prompts[i].output_len,
-                             rid=None if rid_prefix is None else f"{rid_prefix}-{i}")
-               for i in indices]
+    records = [
+        RequestRecord(
+            index=i,
+            prompt_len=len(prompts[i]),
+            expected_output_len=prompts[i].output_len,
+            rid=None if rid_prefix is None else f"{rid_prefix}-{i}",
+        )
+        for i in indices
+    ]
     sent = [False] * len(records)
     sem = asyncio.Semaphore(concurrency)
     counters = {"done": 0, "failed": 0, "tokens": 0}
@@ -277,12 +311,22 @@ async def _drive(dialer: Dialer, base_url: str, workload: Workload,
             await pacer.turn()
             if perf() >= stop_at or stop.reason:
                 return  # the duration limit passed (or the run stopped) while it waited: never sent
-            body = encode_body(request_payload(api, prompt, max_tokens=prompt.output_len,
-                                               model=model, rid=rec.rid))
+            body = encode_body(
+                request_payload(api, prompt, max_tokens=prompt.output_len, model=model, rid=rec.rid)
+            )
             sent[k] = True
             rec.t_start = perf()
-            await send_request(dialer, base_url, api, prompt, rec, max_tokens=prompt.output_len,
-                               timeout_s=timeout_s, model=model, body=body)
+            await send_request(
+                dialer,
+                base_url,
+                api,
+                prompt,
+                rec,
+                max_tokens=prompt.output_len,
+                timeout_s=timeout_s,
+                model=model,
+                body=body,
+            )
         counters["done"] += 1
         if rec.error_kind is None:
             counters["tokens"] += rec.completion_tokens or 0
@@ -313,8 +357,7 @@ async def _drive(dialer: Dialer, base_url: str, workload: Workload,
     # everything allocated here is freed by reference counting, and GC runs again afterwards
     gc_was_enabled = gc.isenabled()
     gc.disable()
-    tick = (asyncio.create_task(ticker())
-            if progress_interval_s and on_progress is not None else None)
+    tick = asyncio.create_task(ticker()) if progress_interval_s and on_progress is not None else None
     try:
         if start_at is not None:
             delay = start_at - perf()
@@ -356,17 +399,33 @@ async def _drive(dialer: Dialer, base_url: str, workload: Workload,
     return _Part(kept, len(records) - len(kept), time.process_time() - cpu0)
 
 
-def _result(workload: Workload, records: list[RequestRecord], base_url: str,
-            warmup: list[RequestRecord], model: str | None, not_sent: int,
-            processes: int = 1, cpu_s: float | None = None) -> RunResult:
+def _result(
+    workload: Workload,
+    records: list[RequestRecord],
+    base_url: str,
+    warmup: list[RequestRecord],
+    model: str | None,
+    not_sent: int,
+    processes: int = 1,
+    cpu_s: float | None = None,
+) -> RunResult:
     records.sort(key=lambda r: r.index)
     starts = [r.t_start for r in records if r.t_start is not None]
     ends = [r.t_end for r in records if r.t_end is not None]
     started = min(starts) if starts else math.nan
     finished = max(ends) if ends else math.nan
-    return RunResult(workload=workload, records=records, started=started, finished=finished,
-                     base_url=base_url, warmup=warmup, model=model, not_sent=not_sent,
-                     client_processes=processes, client_cpu_s=cpu_s)
+    return RunResult(
+        workload=workload,
+        records=records,
+        started=started,
+        finished=finished,
+        base_url=base_url,
+        warmup=warmup,
+        model=model,
+        not_sent=not_sent,
+        client_processes=processes,
+        client_cpu_s=cpu_s,
+    )
 
 
 async def run_workload(
@@ -392,24 +451,31 @@ async def run_workload(
     """
     base_url = _check_base_url(base_url)
     if not prompts:
-        raise WorkloadError(
-            "No prompts to send: build them with build_prompts(tokenizer, workload)."
-        )
+        raise WorkloadError("No prompts to send: build them with build_prompts(tokenizer, workload).")
     n = len(prompts)
     dialer = Dialer()
     async with _Stop(abort).watching() as stop:
-        prepared = await stop.first(_prepare(dialer, base_url, workload, prompts, rid_prefix,
-                                             model))
+        prepared = await stop.first(_prepare(dialer, base_url, workload, prompts, rid_prefix, model))
         if prepared is None:  # stopped during the model lookup or the warm-up: nothing sent
             return _result(workload, [], base_url, [], model, n)
         model, warmup = prepared
-        part = await _drive(dialer, base_url, workload, prompts, range(n),
-                            arrival_offsets(workload, n), workload.concurrency, model,
-                            start_at=None, on_progress=on_progress, total=n,
-                            progress_interval_s=progress_interval_s, rid_prefix=rid_prefix,
-                            stop=stop)
-    return _result(workload, part.records, base_url, warmup, model, part.not_sent,
-                   cpu_s=part.cpu_s)
+        part = await _drive(
+            dialer,
+            base_url,
+            workload,
+            prompts,
+            range(n),
+            arrival_offsets(workload, n),
+            workload.concurrency,
+            model,
+            start_at=None,
+            on_progress=on_progress,
+            total=n,
+            progress_interval_s=progress_interval_s,
+            rid_prefix=rid_prefix,
+            stop=stop,
+        )
+    return _result(workload, part.records, base_url, warmup, model, part.not_sent, cpu_s=part.cpu_s)
 
 
 def run_async(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -449,12 +515,27 @@ def run_workload_sync(
             "use 'await run_workload(...)' there instead."
         )
     if workload.client_processes <= 1:
-        return run_async(lambda: run_workload(base_url, workload, prompts, on_progress=on_progress,
-                                              progress_interval_s=progress_interval_s,
-                                              rid_prefix=rid_prefix, model=model, abort=abort))
-    return _run_multiprocess(base_url, workload, prompts, on_progress=on_progress,
-                             progress_interval_s=progress_interval_s, rid_prefix=rid_prefix,
-                             model=model)
+        return run_async(
+            lambda: run_workload(
+                base_url,
+                workload,
+                prompts,
+                on_progress=on_progress,
+                progress_interval_s=progress_interval_s,
+                rid_prefix=rid_prefix,
+                model=model,
+                abort=abort,
+            )
+        )
+    return _run_multiprocess(
+        base_url,
+        workload,
+        prompts,
+        on_progress=on_progress,
+        progress_interval_s=progress_interval_s,
+        rid_prefix=rid_prefix,
+        model=model,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -470,6 +551,7 @@ def _child_main(args: dict[str, Any], out: Any, start_conn: Any) -> None:
     """One client process: wait for the common start time, drive its share, send its records."""
     k = args["k"]
     try:
+
         def progress(done: int, total: int, tokens: int, failed: int) -> None:
             out.put(("progress", k, done, tokens, failed))
 
@@ -478,11 +560,20 @@ def _child_main(args: dict[str, Any], out: Any, start_conn: Any) -> None:
 
         async def go() -> _Part:
             return await _drive(
-                Dialer(), args["base_url"], args["workload"], args["prompts"],
-                args["indices"], args["offsets"], args["concurrency"], args["model"],
-                start_at=start_at, on_progress=progress, total=args["total"],
+                Dialer(),
+                args["base_url"],
+                args["workload"],
+                args["prompts"],
+                args["indices"],
+                args["offsets"],
+                args["concurrency"],
+                args["model"],
+                start_at=start_at,
+                on_progress=progress,
+                total=args["total"],
                 progress_interval_s=args["progress_interval_s"],
-                rid_prefix=args["rid_prefix"])
+                rid_prefix=args["rid_prefix"],
+            )
 
         part = run_async(go)
         out.put(("result", k, [r.to_dict() for r in part.records], part.not_sent, part.cpu_s))
@@ -490,16 +581,25 @@ def _child_main(args: dict[str, Any], out: Any, start_conn: Any) -> None:
         out.put(("error", k, f"{type(exc).__name__}: {exc}"))
 
 
-def _run_multiprocess(base_url: str, workload: Workload, prompts: Sequence[Prompt], *,
-                      on_progress: ProgressFn | None, progress_interval_s: float | None,
-                      rid_prefix: str | None, model: str | None) -> RunResult:
+def _run_multiprocess(
+    base_url: str,
+    workload: Workload,
+    prompts: Sequence[Prompt],
+    *,
+    on_progress: ProgressFn | None,
+    progress_interval_s: float | None,
+    rid_prefix: str | None,
+    model: str | None,
+) -> RunResult:
     base_url = _check_base_url(base_url)
     if not prompts:
         raise WorkloadError("No prompts to send: build them with build_prompts(tokenizer, workload).")
     procs_n = workload.client_processes
     if procs_n > workload.concurrency:
-        raise WorkloadError(f"client_processes ({procs_n}) must not exceed the concurrency "
-                            f"({workload.concurrency}): each process needs a share of the cap.")
+        raise WorkloadError(
+            f"client_processes ({procs_n}) must not exceed the concurrency "
+            f"({workload.concurrency}): each process needs a share of the cap."
+        )
 
     async def prep() -> tuple[str | None, list[RequestRecord]]:
         return await _prepare(Dialer(), base_url, workload, prompts, rid_prefix, model)
@@ -514,12 +614,23 @@ def _run_multiprocess(base_url: str, workload: Workload, prompts: Sequence[Promp
     for k in range(procs_n):
         idx = list(range(k, n, procs_n))
         sub = {i: prompts[i] for i in idx}
-        args = {"k": k, "base_url": base_url, "workload": workload, "prompts": sub,
-                "indices": idx, "offsets": offsets[idx], "concurrency": caps[k], "model": model,
-                "total": n, "progress_interval_s": progress_interval_s, "rid_prefix": rid_prefix}
+        args = {
+            "k": k,
+            "base_url": base_url,
+            "workload": workload,
+            "prompts": sub,
+            "indices": idx,
+            "offsets": offsets[idx],
+            "concurrency": caps[k],
+            "model": model,
+            "total": n,
+            "progress_interval_s": progress_interval_s,
+            "rid_prefix": rid_prefix,
+        }
         parent_conn, child_conn = ctx.Pipe()
-        p = ctx.Process(target=_child_main, args=(args, out, child_conn), daemon=True,
-                        name=f"pytest-pd-client-{k}")
+        p = ctx.Process(
+            target=_child_main, args=(args, out, child_conn), daemon=True, name=f"pytest-pd-client-{k}"
+        )
         p.start()
         procs.append(p)
         conns.append(parent_conn)
@@ -535,7 +646,8 @@ def _run_multiprocess(base_url: str, workload: Workload, prompts: Sequence[Promp
                 if dead:
                     raise WorkloadError(
                         f"client process {dead[0].name} exited with code {dead[0].exitcode} "
-                        "before sending its results.") from None
+                        "before sending its results."
+                    ) from None
                 continue
             kind, k = msg[0], msg[1]
             if kind == "ready":
@@ -565,8 +677,7 @@ def _run_multiprocess(base_url: str, workload: Workload, prompts: Sequence[Promp
     records = [RequestRecord.from_dict(d) for recs, _, _ in results.values() for d in recs]
     not_sent = sum(ns for _, ns, _ in results.values())
     cpu = sum(c for _, _, c in results.values())
-    return _result(workload, records, base_url, warmup, model, not_sent, processes=procs_n,
-                   cpu_s=cpu)
+    return _result(workload, records, base_url, warmup, model, not_sent, processes=procs_n, cpu_s=cpu)
 
 
 def cpu_count() -> int:

@@ -38,8 +38,17 @@ class SSEStream:
     for an error event.
     """
 
-    __slots__ = ("generate", "rec", "tail", "text_len", "last_tokens", "counts_complete", "done",
-                 "times", "tokens")
+    __slots__ = (
+        "generate",
+        "rec",
+        "tail",
+        "text_len",
+        "last_tokens",
+        "counts_complete",
+        "done",
+        "times",
+        "tokens",
+    )
 
     def __init__(self, api: str, record: RequestRecord) -> None:
         self.generate = api == API_GENERATE
@@ -68,9 +77,13 @@ class SSEStream:
             self.tail += data
             lines: list[bytes] | list[bytearray] = self.tail.split(b"\n")
             self.tail = bytearray()  # frees a long line's bytes before its lines are decoded
-        elif (self.generate and data[:6] == b"data: " and data[-2:] == b"\n\n"
-              and data.find(b"\n") == len(data) - 2
-              and self._generate_meta(data, 6, len(data) - 2, t)):
+        elif (
+            self.generate
+            and data[:6] == b"data: "
+            and data[-2:] == b"\n\n"
+            and data.find(b"\n") == len(data) - 2
+            and self._generate_meta(data, 6, len(data) - 2, t)
+        ):
             return  # the usual read: exactly one complete /generate event
         else:
             lines = data.split(b"\n")
@@ -122,13 +135,13 @@ class SSEStream:
         ``text`` and ``output_ids`` grow with every token: when the object ends with its
         ``meta_info``, decode only that (the counts we need) and check the outer object's
         framing. False when the event is not of that shape (then it is decoded whole)."""
-        if data[start:start + 1] != b"{" or data[stop - 1:stop] != b"}":
+        if data[start : start + 1] != b"{" or data[stop - 1 : stop] != b"}":
             return False
         k = data.rfind(b',"meta_info":', start, stop)
         if k < 0:
             return False
         try:
-            meta = orjson.loads(data[k + 13:stop - 1])
+            meta = orjson.loads(data[k + 13 : stop - 1])
         except orjson.JSONDecodeError:
             return False
         if type(meta) is not dict:
@@ -250,19 +263,22 @@ def ended_stream_failure(stream: SSEStream, url: str) -> tuple[str, str] | None:
     ``[DONE]``, output without a server count, counts that contradict the stream, no output."""
     record = stream.rec
     if not stream.done:
-        return INCOMPLETE_STREAM, (f"stream from {url} ended without 'data: [DONE]' after "
-                                   f"{len(record.chunk_times)} output chunks")
+        return INCOMPLETE_STREAM, (
+            f"stream from {url} ended without 'data: [DONE]' after {len(record.chunk_times)} output chunks"
+        )
     if record.t_first_token is not None and record.completion_tokens is None:
         what = "meta_info.completion_tokens" if stream.generate else "usage.completion_tokens"
-        return MALFORMED_STREAM, (f"stream from {url} carried output but no {what}; token "
-                                  "counts must come from the server")
+        return MALFORMED_STREAM, (
+            f"stream from {url} carried output but no {what}; token counts must come from the server"
+        )
     contradiction = _count_contradiction(stream)
     if contradiction is not None:
-        return MALFORMED_STREAM, (f"stream from {url} has token counts that contradict "
-                                  f"{contradiction}")
+        return MALFORMED_STREAM, (f"stream from {url} has token counts that contradict {contradiction}")
     if record.t_first_token is None or not record.completion_tokens:
-        return NO_TOKENS, (f"stream from {url} finished with no output tokens "
-                           f"(server-reported completion_tokens={record.completion_tokens})")
+        return NO_TOKENS, (
+            f"stream from {url} finished with no output tokens "
+            f"(server-reported completion_tokens={record.completion_tokens})"
+        )
     return None
 
 

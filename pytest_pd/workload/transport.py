@@ -121,7 +121,7 @@ class Exchange(asyncio.Protocol):
         kept = bytearray()
 
         def keep(data: bytes, t: float) -> None:
-            kept.extend(data[:limit - len(kept)])
+            kept.extend(data[: limit - len(kept)])
             if len(kept) >= limit:
                 self._finish()
 
@@ -165,15 +165,18 @@ class Exchange(asyncio.Protocol):
         if not self.headers_done:
             self.head_bytes += len(data)
             if self.head_bytes > MAX_HEAD_BYTES:
-                self._end(BadResponse(f"no end of the response headers in their first "
-                                      f"{self.head_bytes} bytes"))
+                self._end(
+                    BadResponse(f"no end of the response headers in their first {self.head_bytes} bytes")
+                )
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.parser is None:
             return
         if not self.headers_done:
-            self._end(exc or Disconnected("the server closed the connection before the "
-                                          "response headers were complete"))
+            self._end(
+                exc
+                or Disconnected("the server closed the connection before the response headers were complete")
+            )
         elif exc is None and self.until_eof:
             self._finish()
         elif exc is None:
@@ -194,8 +197,11 @@ class Exchange(asyncio.Protocol):
         for name, value in self.header_list:
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         self.status, self.headers, self.headers_done = status, headers, True
-        self.until_eof = (status not in (204, 304) and "content-length" not in headers
-                          and "chunked" not in headers.get("transfer-encoding", "").lower())
+        self.until_eof = (
+            status not in (204, 304)
+            and "content-length" not in headers
+            and "chunked" not in headers.get("transfer-encoding", "").lower()
+        )
         self._wake()
 
     def on_body(self, body: bytes) -> None:
@@ -260,8 +266,9 @@ class Dialer:
         self._lookups: dict[tuple[str, int], asyncio.Future[list[Any]]] = {}
         self._tls: ssl.SSLContext | None = None
 
-    async def open(self, method: str, url: str, headers: tuple[tuple[str, str], ...] = (),
-                   body: bytes | None = None) -> Exchange:
+    async def open(
+        self, method: str, url: str, headers: tuple[tuple[str, str], ...] = (), body: bytes | None = None
+    ) -> Exchange:
         """Connect to ``url``'s host and send the request; the exchange is the caller's to
         :meth:`Exchange.close`."""
         parts = urlsplit(url)
@@ -288,8 +295,11 @@ class Dialer:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 await loop.sock_connect(sock, address)
                 _, exchange = await loop.create_connection(
-                    lambda: Exchange(loop), sock=sock, ssl=self._tls_context() if tls else None,
-                    server_hostname=host if tls else None)
+                    lambda: Exchange(loop),
+                    sock=sock,
+                    ssl=self._tls_context() if tls else None,
+                    server_hostname=host if tls else None,
+                )
                 return exchange
             except OSError as exc:
                 sock.close()
@@ -320,8 +330,9 @@ class Dialer:
             return found
         lookup = self._lookups.get(key)
         if lookup is None:
-            lookup = asyncio.ensure_future(asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM))
+            lookup = asyncio.ensure_future(
+                asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            )
             self._lookups[key] = lookup
         try:
             found = await asyncio.shield(lookup)  # one request's timeout must not cancel it

@@ -1,5 +1,5 @@
 # The seed report's launch commands and environment block, verbatim (sections 1.4, 2.1-2.3).
-# Golden reference for tests/test_commands_golden.py: each block starts with '### <label>'.
+# Golden reference for tests/unit/test_commands_golden.py: each block starts with '### <label>'.
 
 ### env
 # NCCL 配置

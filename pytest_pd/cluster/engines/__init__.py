@@ -53,8 +53,10 @@ def engine(name: str) -> Engine:
     try:
         found = _entry_points()[name]
     except KeyError:
-        raise ValueError(f"unknown engine {name!r}; registered: {', '.join(names()) or 'none'} "
-                         f"(entry-point group {GROUP}; reinstall pytest-pd if it is empty)") from None
+        raise ValueError(
+            f"unknown engine {name!r}; registered: {', '.join(names()) or 'none'} "
+            f"(entry-point group {GROUP}; reinstall pytest-pd if it is empty)"
+        ) from None
     return found.load()
 
 

@@ -23,8 +23,9 @@ class NoHosts:
         self.spec = spec
 
     def get(self, name: str) -> Host:
-        raise HostError(f"cluster {self.spec.label} uses launcher: attach, which starts "
-                        "nothing; no host is needed.")
+        raise HostError(
+            f"cluster {self.spec.label} uses launcher: attach, which starts nothing; no host is needed."
+        )
 
     def connect(self, names: Sequence[str]) -> None:
         for name in names:

@@ -52,17 +52,29 @@ class LocalHost:
     def __init__(self, name: str = "localhost") -> None:
         self.name = name
 
-    def run(self, argv: Sequence[str], *, env: dict[str, str] | None = None,
-            cwd: str | None = None, timeout: float = 60.0) -> CommandResult:
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        timeout: float = 60.0,
+    ) -> CommandResult:
         try:
-            done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
-                                  env={**os.environ, **(env or {})}, cwd=cwd, check=False)
+            done = subprocess.run(
+                list(argv),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env={**os.environ, **(env or {})},
+                cwd=cwd,
+                check=False,
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise HostError(f"could not run {argv[0]!r} on {self.name}: {exc}") from None
         return CommandResult(done.returncode, done.stdout, done.stderr)
 
-    def start_detached(self, name: str, argv: tuple[str, ...], env: dict[str, str],
-                       run_dir: Path) -> Proc:
+    def start_detached(self, name: str, argv: tuple[str, ...], env: dict[str, str], run_dir: Path) -> Proc:
         run_dir.mkdir(parents=True, exist_ok=True)
         log_path = run_dir / f"{name}.log"
         with log_path.open("ab") as log:
@@ -178,10 +190,15 @@ class LocalLauncher:
     parallel_starts = False
 
     def problems(self, spec: ClusterSpec) -> list[tuple[Loc, str]]:
-        return [(("hosts", name, "address"),
-                 f"launcher: local runs every process on this machine, so the address must be "
-                 f"loopback (127.x.x.x), got {host.address!r}; use launcher: ssh for remote hosts")
-                for name, host in spec.hosts.items() if not is_loopback(host.address)]
+        return [
+            (
+                ("hosts", name, "address"),
+                f"launcher: local runs every process on this machine, so the address must be "
+                f"loopback (127.x.x.x), got {host.address!r}; use launcher: ssh for remote hosts",
+            )
+            for name, host in spec.hosts.items()
+            if not is_loopback(host.address)
+        ]
 
     def interpreter(self, configured: str | None, local_python: str) -> str:
         return os.path.expanduser(configured) if configured else local_python

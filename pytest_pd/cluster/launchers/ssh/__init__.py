@@ -8,5 +8,13 @@ from pytest_pd.cluster.launchers.ssh.host import SSHHost
 from pytest_pd.cluster.launchers.ssh.host_keys import HostKeyError, fingerprint
 from pytest_pd.cluster.launchers.ssh.launcher import LAUNCHER, SSHHosts
 
-__all__ = ["LAUNCHER", "HostKeyError", "SSHConnection", "SSHHost", "SSHHosts", "SSHTarget",
-           "fingerprint", "resolve_target"]
+__all__ = [
+    "LAUNCHER",
+    "HostKeyError",
+    "SSHConnection",
+    "SSHHost",
+    "SSHHosts",
+    "SSHTarget",
+    "fingerprint",
+    "resolve_target",
+]

@@ -79,8 +79,10 @@ class SSHConnection:
             try:
                 self._open()
             except HostError as exc:
-                raise HostError(f"host {self.target.name}: the SSH connection dropped ({why}) and "
-                                f"reconnecting failed: {exc}") from None
+                raise HostError(
+                    f"host {self.target.name}: the SSH connection dropped ({why}) and "
+                    f"reconnecting failed: {exc}"
+                ) from None
         for hook in list(self._on_reconnect):
             hook()
 
@@ -113,13 +115,19 @@ class SSHConnection:
                 return transport.open_session(timeout=self.target.connect_timeout_s)
             except (_Dropped, paramiko.SSHException, EOFError, OSError) as exc:
                 if attempt or (transport is not None and transport.is_active()):
-                    raise HostError(f"host {self.target.name}: cannot open an SSH channel: {exc}") \
-                        from None
+                    raise HostError(f"host {self.target.name}: cannot open an SSH channel: {exc}") from None
                 self._reconnect(str(exc) or type(exc).__name__)
         raise AssertionError("unreachable")
 
-    def run_script(self, script: str, *, timeout: float = 60.0, retry: bool = True,
-                   stdin: bytes | None = None, private: bool = False) -> CommandResult:
+    def run_script(
+        self,
+        script: str,
+        *,
+        timeout: float = 60.0,
+        retry: bool = True,
+        stdin: bytes | None = None,
+        private: bool = False,
+    ) -> CommandResult:
         """Run a POSIX sh script (already quoted) and collect its output. With ``retry``, a
         connection that drops mid-command is reconnected once and the command run again. A
         ``private`` script (one holding env values) goes on stdin, so its text never shows in
@@ -135,15 +143,18 @@ class SSHConnection:
                     return self._collect(chan, command, timeout, stdin)
                 except _Dropped as exc:
                     if attempt or not retry:
-                        raise HostError(f"host {self.target.name}: the SSH connection dropped "
-                                        f"while running a command ({exc}).") from None
+                        raise HostError(
+                            f"host {self.target.name}: the SSH connection dropped "
+                            f"while running a command ({exc})."
+                        ) from None
                     self._reconnect(str(exc))
                 finally:
                     chan.close()
         raise AssertionError("unreachable")
 
-    def _collect(self, chan: paramiko.Channel, command: str, timeout: float,
-                 stdin: bytes | None) -> CommandResult:
+    def _collect(
+        self, chan: paramiko.Channel, command: str, timeout: float, stdin: bytes | None
+    ) -> CommandResult:
         try:
             chan.exec_command(command)
             if stdin:
@@ -171,18 +182,23 @@ class SSHConnection:
                 raise _Dropped("connection closed")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise HostError(f"host {self.target.name}: a remote command did not finish within "
-                                f"{timeout:g} s: {command[:200]}")
+                raise HostError(
+                    f"host {self.target.name}: a remote command did not finish within "
+                    f"{timeout:g} s: {command[:200]}"
+                )
             select.select([chan], [], [], min(remaining, 0.5))
-        return CommandResult(chan.recv_exit_status(), out.decode(errors="replace"),
-                             err.decode(errors="replace"))
+        return CommandResult(
+            chan.recv_exit_status(), out.decode(errors="replace"), err.decode(errors="replace")
+        )
 
     def home(self) -> str:
         if self._home is None:
             res = self.run_script('printf %s "$HOME"')
             if res.returncode != 0 or not res.stdout.startswith("/"):
-                raise HostError(f"host {self.target.name}: cannot find the remote home folder "
-                                f"({res.stderr.strip() or res.stdout.strip()!r}).")
+                raise HostError(
+                    f"host {self.target.name}: cannot find the remote home folder "
+                    f"({res.stderr.strip() or res.stdout.strip()!r})."
+                )
             self._home = res.stdout
         return self._home
 

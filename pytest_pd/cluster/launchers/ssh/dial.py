@@ -33,8 +33,9 @@ def open_client(t: SSHTarget, say: Say) -> tuple[paramiko.SSHClient, list[parami
             transport = client.get_transport()
             assert transport is not None
             try:
-                sock = transport.open_channel("direct-tcpip", (t.hostname, t.port), ("127.0.0.1", 0),
-                                              timeout=t.connect_timeout_s)
+                sock = transport.open_channel(
+                    "direct-tcpip", (t.hostname, t.port), ("127.0.0.1", 0), timeout=t.connect_timeout_s
+                )
             except (paramiko.SSHException, OSError) as exc:
                 raise HostError(
                     f"jump host {hop.where} could not open a tunnel to {t.hostname}:{t.port} for "
@@ -70,12 +71,18 @@ def dial(t: SSHTarget, sock: object | None, say: Say) -> paramiko.SSHClient:
             )
     try:
         client.connect(
-            t.hostname, port=t.port, username=t.user, password=password,
+            t.hostname,
+            port=t.port,
+            username=t.user,
+            password=password,
             key_filename=list(t.key_files) or None,  # type: ignore[arg-type]  # a list works too
             timeout=t.connect_timeout_s,
-            banner_timeout=t.connect_timeout_s, auth_timeout=t.connect_timeout_s,
-            channel_timeout=t.connect_timeout_s, allow_agent=True,
-            look_for_keys=not t.key_files, sock=sock,  # type: ignore[arg-type]
+            banner_timeout=t.connect_timeout_s,
+            auth_timeout=t.connect_timeout_s,
+            channel_timeout=t.connect_timeout_s,
+            allow_agent=True,
+            look_for_keys=not t.key_files,
+            sock=sock,  # type: ignore[arg-type]
         )
     except HostKeyError:
         client.close()

@@ -49,36 +49,42 @@ class SSHHost:
 
     # -- commands
 
-    def run(self, argv: Sequence[str], *, env: dict[str, str] | None = None,
-            cwd: str | None = None, timeout: float = 60.0) -> CommandResult:
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        timeout: float = 60.0,
+    ) -> CommandResult:
         """Run argv on the host and wait; every word arrives verbatim (never shell-parsed)."""
         lines = [env_exports(env or {}, self.name), shlex.join(argv)]
         if cwd:
             lines.insert(0, f"cd {shlex.quote(self.conn.expand(cwd))} || exit 1")
-        return self.conn.run_script("\n".join(filter(None, lines)), timeout=timeout,
-                                    private=bool(env))
+        return self.conn.run_script("\n".join(filter(None, lines)), timeout=timeout, private=bool(env))
 
-    def start_detached(self, name: str, argv: tuple[str, ...], env: dict[str, str],
-                       run_dir: Path) -> Proc:
+    def start_detached(self, name: str, argv: tuple[str, ...], env: dict[str, str], run_dir: Path) -> Proc:
         run_dir.mkdir(parents=True, exist_ok=True)
         remote = self._remote_paths(run_dir, name)
         rdir = remote.run_dir
         q = shlex.quote
         header = f"# {name} on {self.name} ({self.address}): {shlex.join(redact_argv(argv))}\n"
-        script = "\n".join([
-            "set -e",
-            f"mkdir -p {q(rdir)}",
-            f"cd {q(rdir)}",
-            f"rm -f {q(remote.pid)} {q(remote.exit)}",
-            f"printf '%s' {q(header)} >> {q(remote.log)}",
-            env_exports({"PYTHONUNBUFFERED": "1", **env}, self.name),
-            f"setsid nohup sh -c {q(WRAPPER)} sh {q(remote.pid)} {q(remote.exit)} {shlex.join(argv)}"
-            f" >> {q(remote.log)} 2>&1 < /dev/null &",
-            "n=0",
-            f"while [ ! -s {q(remote.pid)} ]; do n=$((n + 1)); "
-            "if [ $n -gt 200 ]; then echo 'no pid file after 10 s' >&2; exit 3; fi; sleep 0.05; done",
-            f"cat {q(remote.pid)}",
-        ])
+        script = "\n".join(
+            [
+                "set -e",
+                f"mkdir -p {q(rdir)}",
+                f"cd {q(rdir)}",
+                f"rm -f {q(remote.pid)} {q(remote.exit)}",
+                f"printf '%s' {q(header)} >> {q(remote.log)}",
+                env_exports({"PYTHONUNBUFFERED": "1", **env}, self.name),
+                f"setsid nohup sh -c {q(WRAPPER)} sh {q(remote.pid)} {q(remote.exit)} {shlex.join(argv)}"
+                f" >> {q(remote.log)} 2>&1 < /dev/null &",
+                "n=0",
+                f"while [ ! -s {q(remote.pid)} ]; do n=$((n + 1)); "
+                "if [ $n -gt 200 ]; then echo 'no pid file after 10 s' >&2; exit 3; fi; sleep 0.05; done",
+                f"cat {q(remote.pid)}",
+            ]
+        )
         try:
             res = self.conn.run_script(script, timeout=30.0, retry=False, private=True)
         except HostError:  # the connection dropped: the process may have started all the same
@@ -97,8 +103,13 @@ class SSHHost:
             )
         self._remote[name] = remote
         (run_dir / f"{name}.pid").write_text(f"{pid}\n")  # local copy, for reports and leak checks
-        return Proc(name=name, host=self.name, pid=pid, log_path=run_dir / f"{name}.log",
-                    remote_log=f"{self.name}:{remote.log}")
+        return Proc(
+            name=name,
+            host=self.name,
+            pid=pid,
+            log_path=run_dir / f"{name}.log",
+            remote_log=f"{self.name}:{remote.log}",
+        )
 
     def _stop_unrecorded(self, name: str, remote: _Remote) -> None:
         """After a start whose answer was lost: if the process's pid file appears, stop its group
@@ -107,13 +118,17 @@ class SSHHost:
         try:  # the start script waits up to 10 s for the pid file: so does this
             res = self.conn.run_script(
                 f"n=0; while [ ! -s {pid_file} ] && [ $n -lt 120 ]; do n=$((n + 1)); sleep 0.1; done; "
-                f"cat {pid_file} 2>/dev/null || true", timeout=40.0)
+                f"cat {pid_file} 2>/dev/null || true",
+                timeout=40.0,
+            )
             pid = int(res.stdout.strip() or 0)
             if pid > 0:
                 self.kill_tree(Proc(name=name, host=self.name, pid=pid, log_path=Path(remote.log)))
         except (HostError, ValueError) as exc:
-            self.conn.say(f"host {self.name}: could not check whether {name} started after all "
-                          f"({exc}); look for it there: `cat {remote.pid}`, `ps -g PID`.")
+            self.conn.say(
+                f"host {self.name}: could not check whether {name} started after all "
+                f"({exc}); look for it there: `cat {remote.pid}`, `ps -g PID`."
+            )
 
     def _remote_paths(self, run_dir: Path, name: str) -> _Remote:
         rdir = self.remote_run_dir(run_dir)
@@ -122,8 +137,13 @@ class SSHHost:
     def adopt(self, name: str, pid: int, run_dir: Path) -> Proc:
         """A process an earlier session started on this host (same remote run folder)."""
         remote = self._remote[name] = self._remote_paths(run_dir, name)
-        return Proc(name=name, host=self.name, pid=pid, log_path=run_dir / f"{name}.log",
-                    remote_log=f"{self.name}:{remote.log}")
+        return Proc(
+            name=name,
+            host=self.name,
+            pid=pid,
+            log_path=run_dir / f"{name}.log",
+            remote_log=f"{self.name}:{remote.log}",
+        )
 
     def _paths(self, proc: Proc) -> _Remote:
         try:
@@ -144,8 +164,9 @@ class SSHHost:
                 return -1
         if word == "gone":
             return -1  # gone without an exit code: killed by a signal
-        raise HostError(f"host {self.name}: cannot tell whether {proc.name} runs: "
-                        f"{(res.stderr or res.stdout).strip()}")
+        raise HostError(
+            f"host {self.name}: cannot tell whether {proc.name} runs: {(res.stderr or res.stdout).strip()}"
+        )
 
     def alive(self, proc: Proc) -> bool:
         return self.exit_code(proc) is None
@@ -166,8 +187,7 @@ class SSHHost:
         if r is None:
             return ""
         try:
-            return without_colours(self.run(["tail", "-n", str(int(lines)), r.log],
-                                            timeout=15.0).stdout)
+            return without_colours(self.run(["tail", "-n", str(int(lines)), r.log], timeout=15.0).stdout)
         except HostError as exc:
             return f"(cannot read the remote log {r.log}: {exc})\n"
 
@@ -181,8 +201,10 @@ class SSHHost:
         except (OSError, paramiko.SSHException, EOFError) as exc:
             res = self.run(["cat", r.log], timeout=60.0)  # hosts without the sftp subsystem
             if res.returncode != 0:
-                raise HostError(f"could not fetch the log of {proc.name} from host {self.name} "
-                                f"({r.log}): {exc}; {res.stderr.strip()}") from None
+                raise HostError(
+                    f"could not fetch the log of {proc.name} from host {self.name} "
+                    f"({r.log}): {exc}; {res.stderr.strip()}"
+                ) from None
             local.write_text(res.stdout, encoding="utf-8")
         return local
 

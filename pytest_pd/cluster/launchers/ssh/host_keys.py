@@ -41,9 +41,11 @@ class HostKeyPolicy(paramiko.MissingHostKeyPolicy):
         t = self.target
         line = f"{known_hosts_name(t.hostname, t.port)} {key.get_name()} {key.get_base64()}"
         if t.insecure:
-            self.say(f"WARNING: host {t.name} ({t.hostname}:{t.port}) offered an unknown host key "
-                     f"{key.get_name()} {fingerprint(key)}; accepted without verification because "
-                     "the cluster file sets insecure_accept_unknown_host_keys: true")
+            self.say(
+                f"WARNING: host {t.name} ({t.hostname}:{t.port}) offered an unknown host key "
+                f"{key.get_name()} {fingerprint(key)}; accepted without verification because "
+                "the cluster file sets insecure_accept_unknown_host_keys: true"
+            )
             return
         files = ", ".join(t.known_hosts) or "(none)"
         target_file = t.known_hosts[0] if t.known_hosts else "~/.ssh/known_hosts"

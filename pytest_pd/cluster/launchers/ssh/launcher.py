@@ -35,13 +35,18 @@ class SSHHosts:
     def get(self, name: str) -> SSHHost:
         if name not in self._hosts:
             host_spec = self.spec.hosts[name]
-            target = resolve_target(name, host_spec, resolve_path=self.spec.resolve_path,
-                                    source=str(self.spec.source or "the cluster file"))
+            target = resolve_target(
+                name,
+                host_spec,
+                resolve_path=self.spec.resolve_path,
+                source=str(self.spec.source or "the cluster file"),
+            )
             conn = self._conns.get(target.key)
             if conn is None:
                 conn = self._conns[target.key] = SSHConnection(target, say=self.say)
-            self._hosts[name] = SSHHost(name, host_spec, conn,
-                                        python=LAUNCHER.interpreter(host_spec.python, "python"))
+            self._hosts[name] = SSHHost(
+                name, host_spec, conn, python=LAUNCHER.interpreter(host_spec.python, "python")
+            )
         return self._hosts[name]
 
     def connect(self, names: Sequence[str]) -> None:
@@ -69,8 +74,14 @@ class SSHHosts:
             if key in wanted:
                 wanted[key].hosts |= {name}
                 continue
-            lock = RemoteHostLock(host.conn, host.spec.lock_dir, host.address,
-                                  f"host {name} ({host.address})", info, python=host.python)
+            lock = RemoteHostLock(
+                host.conn,
+                host.spec.lock_dir,
+                host.address,
+                f"host {name} ({host.address})",
+                info,
+                python=host.python,
+            )
             host.conn.on_reconnect(functools.partial(lock.reacquire, self.say))
             wanted[key] = MachineLock(lock, host.spec.lock_timeout_s, frozenset([name]))
         return [wanted[key] for key in sorted(wanted)]  # one fixed order: no deadlock

@@ -60,6 +60,8 @@ def env_exports(env: dict[str, str], host: str) -> str:
     verbatim, never on a command line."""
     bad = [k for k in env if not _ENV_NAME.match(k)]
     if bad:
-        raise HostError(f"host {host}: {', '.join(map(repr, bad))} cannot be environment variable "
-                        "names (letters, digits and _ only); fix the env block of the cluster file.")
+        raise HostError(
+            f"host {host}: {', '.join(map(repr, bad))} cannot be environment variable "
+            "names (letters, digits and _ only); fix the env block of the cluster file."
+        )
     return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items())

@@ -1,0 +1,227 @@
+"""The real-engine tier: real SGLang 0.5.23 on this machine's CPU (a tiny random-weight Llama),
+prefill and decode PD-disaggregated with Mooncake moving the KV over TCP, behind the real
+sglang-router. Set up once with `make real-sglang`; every test here is marked ``real_sglang``.
+
+- the shipped suite on cpu-2p1d (baseline cpu-1p1d, live) and then on cpu-1p1d (baseline stored
+  by the first session): green, exact token counts from SGLang's usage, /metrics scraped, SGLang's
+  whole process tree (``sglang::scheduler``, ``sglang::detokenizer``) gone afterwards, logs kept;
+- the same over SSH (real sshd on loopback), prefill + router on one host and decode on another;
+- a decode, a prefill and the router killed mid-run: the test fails within 30 s naming the
+  process, nothing is left running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers import (
+    REPO,
+    assert_nothing_left,
+    real_cluster_copy,
+    session_args,
+    wait_for_text,
+)
+
+pytestmark = pytest.mark.real_sglang
+
+# A test that looks at the live cluster's process tree, run in the same session as the suite.
+TREE_PROBE = """
+import subprocess
+
+
+def test_sglang_process_tree_is_real(pd_cluster):
+    names = set()
+    for item in pd_cluster.running:
+        out = subprocess.run(["ps", "-o", "comm=", "-g", str(item.proc.pid)],
+                             capture_output=True, text=True).stdout
+        names |= {n.strip() for n in out.splitlines()}
+    print("process names:", sorted(names))
+    for wanted in ("sglang::scheduler", "sglang::detokenizer", "sglang::router"):
+        assert any(wanted.startswith(n) for n in names if n.startswith("sglang::")), names
+"""
+
+# Long enough to be running when a process is killed (~40 s on two cores), absolute bounds only.
+FAULT_SUITE = """
+import pytest
+from pytest_pd.workload.prompts import Workload
+
+W = Workload(input_len=512, output_len=512, concurrency=4, num_requests=64, warmup_requests=1)
+
+@pytest.mark.pd_threshold("mean_ttft_ms", max=600000)
+@pytest.mark.parametrize("pd_workload", [W], ids=lambda w: w.id)
+def test_workload(pd_run):
+    pass
+"""
+
+
+def run(argv: list[str], cwd: Path, timeout: float = 900) -> tuple[int, str]:
+    done = subprocess.run(
+        argv,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        check=False,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def pytest_argv(folder: Path, out: Path, cluster: str, *tests: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        *tests,
+        *session_args(folder, out, cluster),
+        "-s",
+        "-p",
+        "no:randomly",
+    ]
+
+
+def test_shipped_suite_on_real_sglang_1p1d_and_2p1d(real_sglang: Path, tmp_path: Path):
+    folder = tmp_path / "clusters"
+    real_cluster_copy("cpu-1p1d", folder)
+    real_cluster_copy("cpu-2p1d", folder)
+    probe = tmp_path / "test_tree.py"
+    probe.write_text(TREE_PROBE)
+    out = tmp_path / "out"
+
+    # cpu-2p1d against cpu-1p1d measured live (the probe first: one bring-up of the candidate
+    # serves both), then cpu-1p1d against the stored cpu-2p1d run
+    code, text = run(pytest_argv(folder, out, "cpu-2p1d", str(probe), str(REPO / "suites")), tmp_path)
+    assert code == 0, text
+    assert re.search(r"3 passed, 1 skipped", text), text
+    assert "process names:" in text and "sglang::schedul" in text, text
+    assert re.search(r"cpu-2p1d \(candidate\)\s+TP=1 \(2P1D\)", text), text
+    assert re.search(r"cpu-1p1d \(baseline\)\s+TP=1\s", text), text
+    assert "baseline: cpu-1p1d, measured in this session" in text
+    code, text1 = run(pytest_argv(folder, out, "cpu-1p1d", str(REPO / "suites")), tmp_path)
+    assert code == 0, text1
+    assert re.search(r"2 passed, 1 skipped", text1), text1
+    assert re.search(r"baseline: cpu-2p1d, stored", text1), text1
+
+    # exact lengths from SGLang's own usage; SGLang's /metrics scraped; every log kept
+    results = [json.loads(p.read_text()) for p in sorted((out / "results").glob("*.json"))]
+    # both workloads (token ids to /generate, exact-length text to /v1/completions) per run
+    assert sorted((r["cluster"]["name"], r["workload"]["api"]) for r in results) == [
+        ("cpu-1p1d", "completions"),
+        ("cpu-1p1d", "completions"),
+        ("cpu-1p1d", "generate"),
+        ("cpu-1p1d", "generate"),
+        ("cpu-2p1d", "completions"),
+        ("cpu-2p1d", "generate"),
+    ]
+    for r in results:
+        m = r["metrics"]
+        assert m["completed"] == 32 and m["failed"] == 0, m
+        assert m["total_input_tokens"] == 32 * 1024 and m["total_output_tokens"] == 32 * 256, m
+        assert r["server_info"]["decode-0"]["disaggregation_mode"] == "decode"
+        assert r["environment"]["sglang"] == {name: "0.5.23" for name in r["server_info"]}
+        scraped = json.dumps(r["telemetry"])
+        assert "sglang:num_running_reqs" in scraped and "sglang:kv_transfer" in scraped
+    runs = sorted(p for p in (out / "runs").iterdir() if p.is_dir())
+    assert len(runs) == 3, runs
+    for run_dir in runs:
+        logs = {p.stem for p in run_dir.glob("*.log")}
+        assert {"prefill-0", "decode-0", "router"} <= logs, logs
+        assert "Uvicorn running" in (run_dir / "decode-0.log").read_text(
+            errors="replace"
+        ) or "The server is fired up" in (run_dir / "decode-0.log").read_text(errors="replace")
+    assert_nothing_left(out / "runs")
+    # SGLang's engine processes (scheduler, detokenizer) may not outlive their server, even outside
+    # its process group; the router's name is left out: sim sessions run the real router too
+    names = subprocess.run(["ps", "-eo", "comm="], capture_output=True, text=True).stdout.split()
+    assert not [n for n in names if n.startswith("sglang::") and n != "sglang::router"], names
+
+
+def test_real_sglang_over_ssh_across_two_hosts(real_sglang: Path, sshd_farm, tmp_path: Path):
+    """cpu-1p1d with ``launcher: ssh``: prefill and router on 127.0.0.2, decode on 127.0.0.3 (real
+    sshd each); the decode pulls the KV from the prefill's bootstrap address across the two."""
+    folder = tmp_path / "clusters"
+    path = real_cluster_copy("cpu-1p1d", folder, baseline=None)
+    data = yaml.safe_load(path.read_text())
+    python = data["hosts"]["cpu"]["python"]
+    p, d = sshd_farm.hosts
+    data["launcher"] = "ssh"
+    data["hosts"] = {
+        name: {**sshd_farm.host_block(h, tmp_path / "remote", tmp_path / "locks"), "python": python}
+        for name, h in (("prefill-node", p), ("decode-node", d))
+    }
+    data["prefill"][0].update(host="prefill-node", env={"SGLANG_HOST_IP": p.address})
+    data["decode"][0].update(host="decode-node", env={"SGLANG_HOST_IP": d.address})
+    data["router"].update(host="prefill-node", prometheus_host=p.address)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    suite = tmp_path / "test_ssh_suite.py"
+    suite.write_text(
+        FAULT_SUITE.replace("output_len=512", "output_len=32").replace("num_requests=64", "num_requests=8")
+    )
+    out = tmp_path / "out"
+    code, text = run(pytest_argv(folder, out, "cpu-1p1d", str(suite)), tmp_path)
+    assert code == 0, text
+    assert re.search(r"cpu-1p1d: connected to prefill-node \(\S+@127.0.0.2:\d+\)", text), text
+    assert re.search(r"cpu-1p1d: connected to decode-node \(\S+@127.0.0.3:\d+\)", text), text
+    (result,) = [json.loads(p.read_text()) for p in (out / "results").glob("*.json")]
+    assert result["metrics"]["completed"] == 8 and result["metrics"]["total_output_tokens"] == 8 * 32
+    assert_nothing_left(out / "runs")
+    assert_nothing_left(tmp_path / "remote")
+
+
+@pytest.mark.parametrize("victim", ["decode-0", "prefill-0", "router"])
+def test_process_killed_mid_run_fails_fast_and_names_it(real_sglang: Path, tmp_path: Path, victim: str):
+    folder = tmp_path / "clusters"
+    real_cluster_copy("cpu-1p1d", folder, baseline=None)
+    suite = tmp_path / "test_fault_suite.py"
+    suite.write_text(FAULT_SUITE)
+    out = tmp_path / "out"
+    log = tmp_path / "session.log"
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            pytest_argv(folder, out, "cpu-1p1d", str(suite)),
+            cwd=tmp_path,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            wait_for_text(log, "cpu-1p1d: running in512", proc, timeout=600)
+            time.sleep(5)  # well into the run: prefills and decodes in flight
+            (pid_file,) = (out / "runs").rglob(f"{victim}.pid")
+            os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+            killed = time.monotonic()
+            proc.wait(timeout=120)
+            took = time.monotonic() - killed
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log.read_text(errors="replace")
+    (result,) = [json.loads(p.read_text()) for p in (out / "results").glob("*.json")]
+    m = result["metrics"]
+    # the README's figures: how long, and what the client saw of the requests in flight
+    print(
+        f"{victim} killed: session ended {took:.1f} s later; {m['completed']} completed, "
+        f"{m['failed']} failed {m['errors_by_kind']}; {m['error_examples']}"
+    )
+    assert proc.returncode == 1, text
+    assert re.search(
+        rf"cluster cpu-1p1d lost a process while running in512-\S+:\n{victim} on cpu "
+        r"exited with code -9",
+        text,
+    ), text
+    assert took < 30, f"{victim}: the session took {took:.1f} s to fail after the kill\n{text}"
+    assert result["failure"]["stage"] == "run" and victim in result["failure"]["message"]
+    assert m["completed"] > 0  # the requests finished before the kill are kept
+    assert "\x1b[" not in text  # log tails without the router's colour codes
+    assert_nothing_left(out / "runs")

@@ -1,0 +1,154 @@
+"""The report renders (no clusters): escaping everywhere, the failing column and row in red,
+charts as inline PNGs, the trend with its bound, telemetry availability notes, log tails."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+from pytest_pd.judge.comparison import Side, compare
+from pytest_pd.judge.thresholds import bounds_from_marker
+from pytest_pd.report import html, series
+
+KNOWN = {"mean_ttft_ms", "output_throughput", "mean_tpot_ms", "mean_e2e_latency_ms"}
+PP2 = {
+    "mean_ttft_ms": 5010.0,
+    "output_throughput": 492.9,
+    "mean_tpot_ms": 36.4,
+    "mean_e2e_latency_ms": 31350.0,
+    "completed": 2,
+    "failed": 0,
+}
+TP8 = {
+    "mean_ttft_ms": 3590.0,
+    "output_throughput": 488.7,
+    "mean_tpot_ms": 27.6,
+    "mean_e2e_latency_ms": 31150.0,
+    "completed": 2,
+    "failed": 0,
+}
+EVIL = "<script>alert(1)</script>"
+
+
+def run_view(name: str, speedup: float = 10.0) -> dict:
+    records = []
+    for i in range(2):
+        t0 = 100.0 + i * 0.1
+        records.append(
+            {
+                "index": i,
+                "t_start": t0,
+                "t_first_token": t0 + 0.2,
+                "t_end": t0 + 0.5,
+                "chunk_times": [t0 + 0.2 + 0.1 * k for k in range(4)],
+                "chunk_tokens": [1, 2, 3, 4],
+                "completion_tokens": 4,
+                "error_kind": None,
+            }
+        )
+    return {
+        "cluster": {
+            "name": name,
+            "file": f"/c/{name}.yaml",
+            "spec": {"name": name, "env": {"HF_TOKEN": "***redacted***"}, "x": None},
+            "commands": f"python -m sglang.launch_server --served {EVIL}",
+        },
+        "simulated": {"speedup": speedup},
+        "runs": [{"started": 100.0, "records": records}],
+        "telemetry": {
+            "time_scale": speedup,
+            "server": {
+                "decode-0": {
+                    "samples": [
+                        {
+                            "t": 0.0,
+                            "values": {"sglang:num_running_reqs": 0.0, "sglang:generation_tokens_total": 5.0},
+                        },
+                        {
+                            "t": 0.1,
+                            "values": {
+                                "sglang:num_running_reqs": 2.0,
+                                "sglang:generation_tokens_total": 13.0,
+                            },
+                        },
+                    ]
+                }
+            },
+            "gpu": {"node-a": {"available": False, "reason": f"nvidia-smi not found {EVIL}"}},
+        },
+    }
+
+
+def comparison():
+    b = []
+    for metric, kw in [("mean_ttft_ms", {"max_ratio": 1.5}), ("mean_tpot_ms", {"max_ratio": 1.05})]:
+        b += bounds_from_marker((metric,), kw, KNOWN)
+    return compare(
+        f"test[{EVIL}]",
+        f"w{EVIL}",
+        Side(f"pp2{EVIL}", "TP=4, PP=2", PP2),
+        Side("tp8", "TP=8", TP8),
+        b,
+        last=Side("pp2", "", {**PP2, "mean_tpot_ms": 26.0}),
+    )
+
+
+def test_failing_column_and_row_are_red_with_values_and_bound():
+    out = html.comparison_table(comparison())
+    # TPOT column: candidate, baseline, delta, bound, verdict all red; and the verdict-table cell
+    assert out.count('class="num pd-fail"') == 5 + 1
+    assert re.search(
+        r'<tr class="pd-fail-row"><td>mean_tpot_ms</td><td class="num">36.4</td>'
+        r'<td class="num">27.6</td><td class="num">1.319×</td>'
+        r'<td class="num">≤ 1.05× baseline</td>',
+        out,
+    )
+    assert "<script>" not in out and "&lt;script&gt;" in out
+
+
+def test_history_table_has_vs_last_run_column():
+    out = html.history_section(comparison())
+    assert "<th>vs last run</th>" in out and "+40.0 %" in out and "regression (warning)" in out
+
+
+def test_details_have_inline_charts_trend_bound_telemetry_and_escaped_logs():
+    comp = comparison()
+    trend = [{"started_at": 1.8e9 + i, "metrics": {**PP2, "mean_tpot_ms": 26.0 + i}} for i in range(3)]
+    tails = {"pp2": {"decode-0": f"line\n{EVIL}\n", "router": "ok"}}
+    out = html.details_section(comp, run_view("pp2"), run_view("tp8"), trend, tails)
+    kinds = re.findall(r'data-chart="([^"]+)"', out)
+    assert kinds == ["cdf", "timeline", "tokens-per-s", "trend", "server-metrics", "server-metrics"]
+    assert 'data-points="3"' in out
+    for b64 in re.findall(r'src="data:image/png;base64,([^"]+)"', out):
+        assert base64.b64decode(b64).startswith(b"\x89PNG")
+    assert "GPU telemetry not available on node-a: nvidia-smi not found &lt;script&gt;" in out
+    assert "<script>" not in out
+    assert "decode-0 (last lines of its log)" in out
+
+
+def test_summary_section_header_and_cluster_files_escaped_and_redacted():
+    comp = comparison()
+    clusters = html.cluster_files([run_view("pp2"), run_view("tp8")])
+    header = {
+        "cluster": f"pp2 {EVIL}",
+        "model": "m",
+        "versions": {"pytest-pd": "0.1"},
+        "hardware": "simulated",
+    }
+    out = html.summary_section([comp], header, ["<p>details</p>"], clusters)
+    assert "<script>" not in out
+    assert "<dt>cluster</dt><dd>pp2 &lt;script&gt;" in out
+    assert "HF_TOKEN: &#x27;***redacted***&#x27;" in out or "HF_TOKEN: '***redacted***'" in out
+    assert "x: null" not in out  # unset keys left out
+    assert out.index("PD acceptance") < out.index("<p>details</p>") < out.index("Cluster files")
+
+
+def test_series_are_scaled_to_model_time():
+    view = run_view("pp2", speedup=10.0)
+    ttft, e2e = series.latencies(view)
+    assert [round(t, 6) for t in ttft] == [2.0, 2.0] and [round(e, 6) for e in e2e] == [5.0, 5.0]
+    tl = series.timeline(view)
+    assert [tuple(round(x, 6) for x in row) for row in tl] == [(0.0, 2.0, 5.0), (1.0, 3.0, 6.0)]
+    rate = series.output_rate(view, bucket_s=1.0)
+    assert sum(r for _, r in rate) == 8  # 8 tokens in 1 s buckets
+    assert series.server_gauges(view["telemetry"])["decode-0 num_running_reqs"] == [(0.0, 0.0), (1.0, 2.0)]

@@ -1,0 +1,110 @@
+"""Telemetry: Prometheus text and nvidia-smi CSV parsing, and the background sampler against a
+real HTTP endpoint on loopback (and a fake GPU host)."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+
+import pytest
+
+from pytest_pd.telemetry import Sampler, parse_nvidia_smi, parse_prometheus, server_summary
+
+METRICS = """# HELP sglang:num_running_reqs Running requests.
+# TYPE sglang:num_running_reqs gauge
+sglang:num_running_reqs{model_name="m"} 3.0
+# HELP sglang:generation_tokens_total Generation tokens processed.
+# TYPE sglang:generation_tokens_total counter
+sglang:generation_tokens_total{model_name="m"} %d
+# HELP sglang:time_to_first_token_seconds Time to first token.
+# TYPE sglang:time_to_first_token_seconds histogram
+sglang:time_to_first_token_seconds_bucket{le="0.5",model_name="m"} 1.0
+sglang:time_to_first_token_seconds_bucket{le="+Inf",model_name="m"} %d
+sglang:time_to_first_token_seconds_count{model_name="m"} %d
+sglang:time_to_first_token_seconds_sum{model_name="m"} %f
+"""
+
+
+def test_parse_prometheus_keeps_values_drops_buckets():
+    values = parse_prometheus(METRICS % (10, 2, 2, 1.5))
+    assert values == {
+        "sglang:num_running_reqs": 3.0,
+        "sglang:generation_tokens_total": 10.0,
+        "sglang:time_to_first_token_seconds_count": 2.0,
+        "sglang:time_to_first_token_seconds_sum": 1.5,
+    }
+
+
+def test_parse_nvidia_smi():
+    out = parse_nvidia_smi("0, 97, 80000, 97871, 401.5\n1, 0, 10, 97871, [N/A]\ngarbage\n")
+    assert out["0"] == {
+        "utilization_pct": 97.0,
+        "memory_used_mib": 80000.0,
+        "memory_total_mib": 97871.0,
+        "power_w": 401.5,
+    }
+    assert out["1"]["power_w"] is None and len(out) == 2
+
+
+@pytest.fixture
+def metrics_server():
+    state = {"n": 0}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            state["n"] += 1
+            n = state["n"]
+            body = (METRICS % (10 * n, n, n, 0.5 * n)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/metrics"
+    server.shutdown()
+    server.server_close()
+
+
+def test_sampler_scrapes_in_background_and_reports_gpu_availability(metrics_server):
+    def gpu_host(argv):
+        if argv[0] == "sh":
+            return 0, "/usr/bin/nvidia-smi\n"
+        return 0, "0, 50, 1000, 2000, 100.0\n"
+
+    sampler = Sampler(
+        {"decode-0": metrics_server, "dead": "http://127.0.0.1:9/metrics"},
+        {
+            "gpu-node": gpu_host,
+            "cpu-node": lambda argv: (1, ""),
+            "sim-node": "simulated host: no GPU to sample",
+        },
+        interval_s=0.05,
+        timeout_s=0.5,
+    ).start()
+    time.sleep(0.3)
+    data = sampler.stop()
+    samples = data["server"]["decode-0"]["samples"]
+    assert len(samples) >= 3 and samples[0]["t"] <= samples[-1]["t"]
+    assert data["server"]["dead"]["errors"] >= 1 and not data["server"]["dead"]["samples"]
+    assert (
+        data["gpu"]["gpu-node"]["available"]
+        and data["gpu"]["gpu-node"]["samples"][0]["gpus"]["0"]["utilization_pct"] == 50.0
+    )
+    assert data["gpu"]["cpu-node"] == {
+        "available": False,
+        "reason": "nvidia-smi not found on this host",
+        "samples": [],
+    }
+    assert data["gpu"]["sim-node"]["reason"].startswith("simulated host")
+    summary = server_summary(data["server"])["decode-0"]
+    n = len(samples)
+    assert summary["sglang:generation_tokens_total"] == 10.0 * (n - 1)  # change over the run
+    assert summary["sglang:time_to_first_token_seconds_mean"] == pytest.approx(0.5)
+    assert summary["sglang:num_running_reqs"] == 3.0
