@@ -19,11 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pytest_pd.workload import Workload, build_prompts, load_tokenizer  # noqa: E402
-from pytest_pd.workload.prompts import (  # noqa: E402
-    _PROMPT_CACHE,
-    text_builder,
-    verify_text_prompts,
-)
+from pytest_pd.workload.prompts import _PROMPT_CACHE, verify_text_prompts  # noqa: E402
+from pytest_pd.workload.text import text_builder  # noqa: E402
 
 SIM_TINY = Path(__file__).resolve().parents[1] / "clusters" / "models" / "sim-tiny"
 

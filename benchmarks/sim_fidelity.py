@@ -26,7 +26,7 @@ from pytest_pd.sim.closed_loop import (
     simulate_closed_loop,
 )
 from pytest_pd.sim.model import SimParams
-from pytest_pd.workload.prompts import Workload
+from pytest_pd.workload.spec import Workload
 
 REPO = Path(__file__).resolve().parent.parent
 TOPOLOGIES = {"pp2": ("sim-pp2", "PP=2 (TP=4, PP=2)"), "tp8": ("sim-tp8", "TP=8")}

@@ -21,7 +21,7 @@ import yaml
 
 from pytest_pd.cluster.signals import sigterm_as_interrupt
 from pytest_pd.measure import Measurer
-from pytest_pd.workload.prompts import Workload
+from pytest_pd.workload.spec import Workload
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sim_fidelity import REPO, write_cluster  # noqa: E402  (a sibling script)

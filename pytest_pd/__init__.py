@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 _PUBLIC = {
     # what to run
-    "Workload": "pytest_pd.workload.prompts",
+    "Workload": "pytest_pd.workload.spec",
     # markers, checked when the suite is imported
     "threshold": "pytest_pd.markers",
     "clusters": "pytest_pd.markers",
@@ -35,7 +35,7 @@ _PUBLIC = {
     "BringUpError": "pytest_pd.errors",
     "BaselineError": "pytest_pd.errors",
     "PdRegressionWarning": "pytest_pd.errors",
-    "WorkloadError": "pytest_pd.workload.prompts",
+    "WorkloadError": "pytest_pd.workload.spec",
     "ThresholdError": "pytest_pd.judge.thresholds",
 }
 __all__ = ["__version__", *_PUBLIC]

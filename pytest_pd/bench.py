@@ -29,7 +29,9 @@ from pytest_pd.workload.metrics import (
     run_problems,
     summarize,
 )
-from pytest_pd.workload.prompts import (
+from pytest_pd.workload.prompts import build_prompts
+from pytest_pd.workload.runner import run_workload_sync
+from pytest_pd.workload.spec import (
     API_GENERATE,
     APIS,
     DEFAULT_REQUEST_TIMEOUT_S,
@@ -37,10 +39,8 @@ from pytest_pd.workload.prompts import (
     PROMPT_TEXT,
     Workload,
     WorkloadError,
-    build_prompts,
-    load_tokenizer,
 )
-from pytest_pd.workload.runner import run_workload_sync
+from pytest_pd.workload.tokenizer import load_tokenizer
 
 HELP = "benchmark a running router/server (the seed's perf_bench.py options, and more)"
 

@@ -21,9 +21,10 @@ from pytest_pd.errors import PdError
 from pytest_pd.judge.baseline import plan_baseline
 from pytest_pd.judge.comparison import Comparison, Side, compare
 from pytest_pd.judge.thresholds import Bound
-from pytest_pd.measure import Measurement, Measurer, prefill_strategy, repeat_samples
+from pytest_pd.measure import Measurer
+from pytest_pd.measurement import Measurement, prefill_strategy, repeat_samples
 from pytest_pd.options import Settings
-from pytest_pd.workload.prompts import Workload
+from pytest_pd.workload.spec import Workload
 
 BOUNDS_KEY = pytest.StashKey[list[Bound]]()
 COMPARISON_KEY = pytest.StashKey[Comparison]()

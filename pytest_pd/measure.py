@@ -8,109 +8,36 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import platform
 import socket
-import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pytest_pd import __version__
 from pytest_pd.cluster import engines
 from pytest_pd.cluster.commands import render_commands
 from pytest_pd.cluster.hosts import tail_file
 from pytest_pd.cluster.spec import ClusterSpec, load_cluster
 from pytest_pd.cluster.state import STATE_FILE
 from pytest_pd.cluster.topology import Topology
+from pytest_pd.deathwatch import DeathWatch
+from pytest_pd.environment import environment, versions_from_server_info
 from pytest_pd.errors import BringUpError, HostError, PdError
-from pytest_pd.judge.catalog import to_model_time
+from pytest_pd.measurement import Measurement, prefill_strategy
 from pytest_pd.redaction import redact_commands, redact_env, scrub
 from pytest_pd.results import encode_requests, save_result
 from pytest_pd.rundir import new_run_dir
-from pytest_pd.telemetry import Sampler
+from pytest_pd.telemetry import cluster_sampler
 from pytest_pd.workload.metrics import RunSummary, aggregate_repeats, summarize
-from pytest_pd.workload.prompts import Prompt, Workload, build_prompts, load_tokenizer
+from pytest_pd.workload.prompts import build_prompts
 from pytest_pd.workload.runner import RunResult, run_workload_sync
+from pytest_pd.workload.spec import Prompt, Workload
+from pytest_pd.workload.tokenizer import load_tokenizer
 
 Say = Callable[[str], None]
 E = TypeVar("E", bound=BaseException)
-DEATH_GRACE_S = 1.0
-
-
-@dataclass
-class Measurement:
-    """One workload on one cluster: ``repeats`` runs in one bring-up; ``summary`` is their
-    median (``aggregate_repeats``), ``summaries``/``results`` the runs one by one."""
-
-    cluster: ClusterSpec
-    workload: Workload
-    summary: RunSummary
-    started_at: float
-    finished_at: float
-    run_dir: Path
-    result_path: Path | None = None
-    server_info: dict[str, Any] = field(default_factory=dict)
-    summaries: list[RunSummary] = field(default_factory=list)
-    results: list[RunResult] = field(default_factory=list)
-    telemetry: dict[str, Any] | None = None
-    slo: dict[str, float] = field(default_factory=dict)
-    payload: dict[str, Any] = field(default_factory=dict)  # what the results file holds
-
-    @property
-    def speedup(self) -> float:
-        return engines.time_scale(self.cluster)
-
-    @property
-    def metrics(self) -> dict[str, Any]:
-        """The run's metrics in the time of the cluster it stands for (simulated runs scaled back
-        by their speedup); what reports show and bounds judge."""
-        return self.in_model_time(self.summary.to_dict())
-
-    @property
-    def samples(self) -> dict[str, list[float]]:
-        """Per-repeat values of every numeric metric (model time); empty for a single run."""
-        if len(self.summaries) < 2:
-            return {}
-        return repeat_samples([self.in_model_time(s.to_dict()) for s in self.summaries])
-
-    def in_model_time(self, metrics: dict[str, Any]) -> dict[str, Any]:
-        """A summary's dict scaled back to the simulated cluster's time, with the SLOs it was
-        judged against (given in that time)."""
-        out = to_model_time(metrics, self.speedup)
-        if self.slo:
-            out["slo"] = dict(self.slo)
-        return out
-
-
-def repeat_samples(per_repeat: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:
-    """{metric: [value of repeat 1, 2, …]} for the numeric metrics of per-repeat summaries."""
-    if len(per_repeat) < 2:
-        return {}
-    out: dict[str, list[float]] = {}
-    for key, value in per_repeat[0].items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            vals = [r.get(key) for r in per_repeat]
-            out[key] = [float("nan") if v is None else float(v) for v in vals]
-    return out
-
-
-def prefill_strategy(spec: ClusterSpec) -> str:
-    """The seed table's "prefill strategy" column, e.g. 'TP=4, PP=2'."""
-    server = spec.servers("prefill")[0]
-    parts = [f"TP={server.tp or 1}"]
-    if (server.pp or 1) > 1:
-        parts.append(f"PP={server.pp}")
-    if (server.dp or 1) > 1:
-        parts.append(f"DP={server.dp}")
-    text = ", ".join(parts)
-    n_p, n_d = len(spec.prefill), len(spec.decode)
-    return text if (n_p, n_d) == (1, 1) else f"{text} ({n_p}P{n_d}D)"
 
 
 def _get_json(url: str, timeout: float = 5.0) -> dict[str, Any]:
@@ -121,96 +48,12 @@ def _get_json(url: str, timeout: float = 5.0) -> dict[str, Any]:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def _git_commit(cwd: Path) -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
-def versions_from_server_info(server_info: Mapping[str, Any]) -> dict[str, str]:
-    """{process name: version} as each worker's (and the router's) /get_server_info reports it."""
-    out = {}
-    for name, info in server_info.items():
-        if isinstance(info, dict) and info.get("version"):
-            out[name] = str(info["version"])
-    return out
-
-
 def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 def log_files(run_dir: Path) -> list[Path]:
     return sorted(run_dir.glob("*.log"), key=lambda p: (p.stem == "router", p.stem))
-
-
-def environment(cwd: Path) -> dict[str, Any]:
-    def version(dist: str) -> str | None:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return None
-
-    return {
-        "pytest_pd": __version__,
-        "python": platform.python_version(),
-        "sglang_router": version("sglang-router"),
-        "harness_host": socket.gethostname(),
-        "git_commit": _git_commit(cwd),
-    }
-
-
-class DeathWatch:
-    """Watches a topology's processes while a workload runs (a thread, every ``interval_s``), so
-    a run stops within about a second of a process dying instead of waiting on requests that a
-    real router may leave hanging for minutes (``reason`` is the runner's ``abort``)."""
-
-    def __init__(self, topology: Topology, on_death: Callable[[str], None], interval_s: float = 1.0) -> None:
-        self.topology = topology
-        self.on_death = on_death
-        self.interval_s = interval_s
-        self.dead: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="pytest-pd-deathwatch", daemon=True)
-
-    def start(self) -> DeathWatch:
-        if self.topology.manages_processes:
-            self._thread.start()
-        return self
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                dead = self.topology.dead()
-            except Exception:  # noqa: BLE001 - a host we cannot ask now; the run's errors say more
-                continue
-            if dead:
-                self.dead = dead
-                self.on_death(self.reason() or "")
-                return
-
-    def reason(self) -> str | None:
-        """Why the run must stop (the first dead process, one line), or None."""
-        return self.dead[0].split(";")[0] if self.dead else None
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=60.0)  # a last topology.dead() over SSH may take a while
-
-    def final_check(self, failed: bool) -> list[str]:
-        """Processes that died, after a run: what the watch saw, else a last look (after failed
-        requests a dying process may still be closing the sockets that failed them: give it a
-        moment to be seen dead)."""
-        if self.dead or not self.topology.manages_processes:
-            return self.dead
-        dead = self.topology.dead()
-        if not dead and failed:
-            time.sleep(DEATH_GRACE_S)
-            dead = self.topology.dead()
-        return dead
 
 
 class Measurer:
@@ -427,40 +270,6 @@ class Measurer:
             self._tokenizers[path] = load_tokenizer(path)
         return self._tokenizers[path]
 
-    def _sampler(self, spec: ClusterSpec, topology: Topology) -> Sampler:
-        urls = {}
-        for cmd in topology.plan:
-            if cmd.role == "router" or not cmd.health_url:
-                continue
-            server = self._server_of(spec, cmd.name)
-            if server is not None and (server.enable_metrics or spec.server_defaults.enable_metrics):
-                urls[cmd.name] = cmd.health_url.rsplit("/", 1)[0] + "/metrics"
-        gpu_hosts: dict[str, Any] = {}
-        for name in dict.fromkeys(c.host for c in topology.plan):
-            if engines.engine_of(spec).simulated:
-                gpu_hosts[name] = "simulated host: no GPU to sample"
-            elif not topology.manages_processes:
-                gpu_hosts[name] = "launcher: attach gives pytest-pd no shell on this host"
-            else:
-                host = topology.host(name)  # the bring-up's own connection to that host
-
-                def run(argv: list[str], host: Any = host) -> tuple[int, str]:
-                    done = host.run(argv, timeout=10.0)
-                    return done.returncode, done.stdout
-
-                gpu_hosts[name] = run
-        # a simulation runs `speedup` times faster: sample as often per simulated second
-        speedup = engines.time_scale(spec)
-        return Sampler(urls, gpu_hosts, self.telemetry_interval_s / speedup, time_scale=speedup)
-
-    @staticmethod
-    def _server_of(spec: ClusterSpec, name: str) -> Any:
-        role, _, index = name.partition("-")
-        try:
-            return spec.servers(role)[int(index.split("-")[0])]  # type: ignore[arg-type]
-        except (ValueError, IndexError):
-            return None
-
     def _prompts_for(self, spec: ClusterSpec, workload: Workload) -> list[Prompt]:
         key = (spec.tokenizer_path, workload.id)
         if key not in self._prompts:
@@ -488,7 +297,7 @@ class Measurer:
             + (f" ({self.repeats} repeats)" if self.repeats > 1 else "")
         )
         secrets = spec.secret_values()
-        sampler = self._sampler(spec, topology).start()
+        sampler = cluster_sampler(spec, topology, self.telemetry_interval_s).start()
         started = time.time()
         results: list[RunResult] = []
         summaries: list[RunSummary] = []
@@ -521,9 +330,9 @@ class Measurer:
             {}
             if dead
             else {
-                cmd.name: _get_json(cmd.health_url.rsplit("/", 1)[0] + "/get_server_info")
+                cmd.name: _get_json(f"{cmd.base_url}/get_server_info")
                 for cmd in topology.plan
-                if cmd.role != "router" and cmd.health_url
+                if cmd.base_url
             }
         )
         m = Measurement(

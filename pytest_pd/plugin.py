@@ -36,7 +36,7 @@ from pytest_pd.judge.catalog import judgeable
 from pytest_pd.judge.thresholds import ThresholdError, bounds_from_marker
 from pytest_pd.report import html as html_report
 from pytest_pd.report import summary as text_report
-from pytest_pd.workload.prompts import Workload
+from pytest_pd.workload.spec import Workload
 
 MISUSE_KEY = pytest.StashKey[str]()
 PD_FIXTURES = {"pd_run", "pd_cluster", "pd_spec", "pd_measurer"}

@@ -16,6 +16,11 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from pytest_pd.cluster import engines
+from pytest_pd.cluster.hosts import Host
+from pytest_pd.cluster.spec import ClusterSpec
+from pytest_pd.cluster.topology import Topology
+
 NVIDIA_SMI_QUERY = [
     "nvidia-smi",
     "--query-gpu=index,utilization.gpu,memory.used,memory.total,power.draw",
@@ -181,3 +186,27 @@ def server_summary(server: Mapping[str, Any]) -> dict[str, dict[str, float]]:
                     row[key.replace("_sum", "_mean", 1)] = row[key] / count
         out[name] = row
     return out
+
+
+def cluster_sampler(spec: ClusterSpec, topology: Topology, interval_s: float) -> Sampler:
+    """A sampler of ``topology``'s servers that export /metrics, and of its hosts' GPUs (over the
+    bring-up's own connections); a simulated cluster is sampled as often per simulated second."""
+    urls = {cmd.name: f"{cmd.base_url}/metrics" for cmd in topology.plan if cmd.exports_metrics}
+    gpu_hosts: dict[str, Any] = {}
+    for name in dict.fromkeys(c.host for c in topology.plan):
+        if engines.engine_of(spec).simulated:
+            gpu_hosts[name] = "simulated host: no GPU to sample"
+        elif not topology.manages_processes:
+            gpu_hosts[name] = "launcher: attach gives pytest-pd no shell on this host"
+        else:
+            gpu_hosts[name] = _runner(topology.host(name))
+    speedup = engines.time_scale(spec)
+    return Sampler(urls, gpu_hosts, interval_s / speedup, time_scale=speedup)
+
+
+def _runner(host: Host) -> Callable[[list[str]], tuple[int, str]]:
+    def run(argv: list[str]) -> tuple[int, str]:
+        done = host.run(argv, timeout=10.0)
+        return done.returncode, done.stdout
+
+    return run

@@ -28,6 +28,8 @@ class LaunchCommand:
     env: dict[str, str] = field(default_factory=dict)
     health_url: str | None = None  # None: not an HTTP endpoint (non-zero node ranks)
     health_timeout_s: float = 1800.0
+    base_url: str | None = None  # a server's own URL (rank 0 only): /get_server_info, /metrics
+    exports_metrics: bool = False  # serves Prometheus /metrics (enable_metrics)
 
     def shell_line(self) -> str:
         """The command as one copy-pasteable shell line (env assignments first)."""
@@ -136,6 +138,9 @@ def launch_plan(spec: ClusterSpec, *, local_python: str = "python") -> list[Laun
                         env={**spec.env, **server.env},
                         health_url=None if rank else spec.server_url(server) + "/health",
                         health_timeout_s=server.health_timeout_s or 1800.0,
+                        base_url=None if rank else spec.server_url(server),
+                        exports_metrics=not rank
+                        and bool(server.enable_metrics or spec.server_defaults.enable_metrics),
                     )
                 )
     plan.append(

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from pytest_pd import results as store
 from pytest_pd.cluster.spec import ClusterSpec
 from pytest_pd.errors import BaselineError
-from pytest_pd.workload.prompts import Workload
+from pytest_pd.workload.spec import Workload
 
 
 class Measurements(Protocol):

@@ -11,9 +11,11 @@ from .metrics import (
     run_problems,
     summarize,
 )
-from .prompts import Prompt, Workload, WorkloadError, build_prompts, load_tokenizer
+from .prompts import build_prompts
 from .record import ERROR_KINDS, RequestRecord
 from .runner import RunResult, arrival_offsets, run_workload, run_workload_sync
+from .spec import Prompt, Workload, WorkloadError
+from .tokenizer import load_tokenizer
 
 __all__ = [
     "ERROR_KINDS",

@@ -14,7 +14,6 @@ from typing import Any
 
 import orjson
 
-from .prompts import API_GENERATE, Prompt, WorkloadError
 from .record import (
     CONNECTION,
     DROPPED_CONNECTION,
@@ -23,6 +22,7 @@ from .record import (
     TIMEOUT,
     RequestRecord,
 )
+from .spec import API_GENERATE, Prompt, WorkloadError
 from .sse import MAX_SSE_LINE_BYTES, InBandError, LineTooLong, SSEStream, ended_stream_failure
 from .transport import BodyCut, Dialer, Exchange, HTTPError, deadline
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .prompts import WorkloadError
+from .spec import WorkloadError
 
 if TYPE_CHECKING:
     from .record import RequestRecord

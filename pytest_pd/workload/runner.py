@@ -9,16 +9,12 @@ the queueing is reported separately).
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import gc
 import math
-import multiprocessing
-import os
-import queue as queue_mod
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -26,8 +22,9 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from .client import encode_body, fetch_model_id, request_payload, send_request
-from .prompts import API_COMPLETIONS, WARMUP_OUTPUT_LEN, Prompt, Workload, WorkloadError
+from .pacing import AbortFn, Pacer, Stop
 from .record import ABORTED, RequestRecord
+from .spec import API_COMPLETIONS, WARMUP_OUTPUT_LEN, Prompt, Workload, WorkloadError
 from .transport import Dialer
 
 __all__ = [
@@ -44,9 +41,6 @@ __all__ = [
 ProgressFn = Callable[[int, int, int, int], Any]
 """on_progress(done, total, output_tokens, failed), called after each measured request (and, with
 ``progress_interval_s``, periodically with the tokens streamed so far, in-flight ones included)."""
-AbortFn = Callable[[], "str | None"]
-"""abort() -> a reason to stop the run now, or None; asked every ``ABORT_POLL_S``, must not block."""
-ABORT_POLL_S = 0.25
 
 MODEL_LOOKUP_TIMEOUT_S = 60.0
 CHILD_START_LEAD_S = 0.2
@@ -121,7 +115,7 @@ def arrival_offsets(workload: Workload, n: int) -> np.ndarray:
     return np.concatenate(([0.0], np.cumsum(gaps[:-1])))
 
 
-def _check_base_url(base_url: str) -> str:
+def check_base_url(base_url: str) -> str:
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise WorkloadError(
@@ -131,7 +125,7 @@ def _check_base_url(base_url: str) -> str:
     return base_url.rstrip("/")
 
 
-async def _prepare(
+async def prepare(
     dialer: Dialer,
     base_url: str,
     workload: Workload,
@@ -161,111 +155,14 @@ async def _prepare(
     return model, warmup
 
 
-class _Pacer:
-    """Lets at most ``per_turn`` requests start per event-loop iteration; the others wait for
-    the next iterations, in order. A wave of a thousand request set-ups (closed loop: every
-    stream's next request starts when the last one ends) then never holds up the loop's socket
-    reads for long, so the chunks of running streams are stamped when they arrive."""
-
-    def __init__(self, per_turn: int) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.per_turn = per_turn
-        self.left = per_turn
-        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self.armed = False
-
-    async def turn(self) -> None:
-        if self.left > 0 and not self.waiters:
-            self.left -= 1
-            self._arm()
-            return
-        fut = self.loop.create_future()
-        self.waiters.append(fut)
-        self._arm()
-        await fut
-
-    def _arm(self) -> None:
-        if not self.armed:
-            self.armed = True
-            self.loop.call_soon(self._next_turn)  # runs in the next loop iteration
-
-    def _next_turn(self) -> None:
-        self.armed = False
-        self.left = self.per_turn
-        while self.left > 0 and self.waiters:
-            fut = self.waiters.popleft()
-            if not fut.done():  # cancelled waiters give their turn away
-                fut.set_result(None)
-                self.left -= 1
-        if self.waiters or self.left < self.per_turn:
-            self._arm()
-
-
-class _Stop:
-    """A run's early stop: while ``watching``, ``abort`` is asked every ``ABORT_POLL_S``; once it
-    gives a reason, ``reason`` is set, ``sleep`` and ``first`` return early and every ``on_stop``
-    callback runs. Without ``abort`` it never fires."""
-
-    def __init__(self, abort: AbortFn | None) -> None:
-        self.abort = abort
-        self.reason: str | None = None
-        self.event = asyncio.Event()
-        self.on_stop: list[Callable[[str], None]] = []
-
-    @contextlib.asynccontextmanager
-    async def watching(self) -> AsyncIterator[_Stop]:
-        poll = asyncio.create_task(self._poll()) if self.abort is not None else None
-        try:
-            yield self
-        finally:
-            if poll is not None:
-                poll.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await poll  # an exception of abort() itself surfaces here
-
-    async def _poll(self) -> None:
-        assert self.abort is not None
-        while True:
-            await asyncio.sleep(ABORT_POLL_S)
-            reason = self.abort()
-            if reason:
-                self.reason = reason
-                self.event.set()
-                for callback in self.on_stop:
-                    callback(reason)
-                return
-
-    async def sleep(self, delay: float) -> None:
-        if self.abort is None:  # nothing can stop it: a plain timer on the dispatch path
-            await asyncio.sleep(delay)
-            return
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self.event.wait(), delay)
-
-    async def first(self, coro: Coroutine[Any, Any, T]) -> T | None:
-        """``coro``'s result, or None (``coro`` cancelled) if the run is stopped first."""
-        task = asyncio.ensure_future(coro)
-        stopped = asyncio.ensure_future(self.event.wait())
-        try:
-            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopped.cancel()
-        if task.done():
-            return task.result()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        return None
-
-
 @dataclass
-class _Part:
+class Part:
     records: list[RequestRecord]
     not_sent: int
     cpu_s: float = 0.0
 
 
-async def _drive(
+async def drive(
     dialer: Dialer,
     base_url: str,
     workload: Workload,
@@ -280,12 +177,12 @@ async def _drive(
     total: int,
     progress_interval_s: float | None,
     rid_prefix: str | None,
-    stop: _Stop | None = None,
-) -> _Part:
+    stop: Stop | None = None,
+) -> Part:
     """Send ``prompts[i]`` for ``i`` in ``indices`` at ``start_at + offsets[k]`` under a cap of
     ``concurrency`` requests in flight. Once ``stop`` fires, nothing more is sent and requests in
     flight end as ``aborted`` with its reason."""
-    stop = stop or _Stop(None)
+    stop = stop or Stop(None)
     api = workload.api
     timeout_s = float(workload.request_timeout_s)
     records = [
@@ -302,7 +199,7 @@ async def _drive(
     counters = {"done": 0, "failed": 0, "tokens": 0}
     perf = time.perf_counter
     stop_at = math.inf
-    pacer = _Pacer(STARTS_PER_TURN)
+    pacer = Pacer(STARTS_PER_TURN)
 
     async def one(k: int) -> None:
         rec = records[k]
@@ -396,10 +293,10 @@ async def _drive(
         if gc_was_enabled:
             gc.enable()
     kept = [r for r, s in zip(records, sent, strict=True) if s]
-    return _Part(kept, len(records) - len(kept), time.process_time() - cpu0)
+    return Part(kept, len(records) - len(kept), time.process_time() - cpu0)
 
 
-def _result(
+def result_of(
     workload: Workload,
     records: list[RequestRecord],
     base_url: str,
@@ -449,17 +346,17 @@ async def run_workload(
     ``{rid_prefix}-{index}`` with each request (to match server-side traces). ``model`` is the
     ``/v1/completions`` model name (default: the first of ``GET /v1/models``).
     """
-    base_url = _check_base_url(base_url)
+    base_url = check_base_url(base_url)
     if not prompts:
         raise WorkloadError("No prompts to send: build them with build_prompts(tokenizer, workload).")
     n = len(prompts)
     dialer = Dialer()
-    async with _Stop(abort).watching() as stop:
-        prepared = await stop.first(_prepare(dialer, base_url, workload, prompts, rid_prefix, model))
+    async with Stop(abort).watching() as stop:
+        prepared = await stop.first(prepare(dialer, base_url, workload, prompts, rid_prefix, model))
         if prepared is None:  # stopped during the model lookup or the warm-up: nothing sent
-            return _result(workload, [], base_url, [], model, n)
+            return result_of(workload, [], base_url, [], model, n)
         model, warmup = prepared
-        part = await _drive(
+        part = await drive(
             dialer,
             base_url,
             workload,
@@ -475,7 +372,7 @@ async def run_workload(
             rid_prefix=rid_prefix,
             stop=stop,
         )
-    return _result(workload, part.records, base_url, warmup, model, part.not_sent, cpu_s=part.cpu_s)
+    return result_of(workload, part.records, base_url, warmup, model, part.not_sent, cpu_s=part.cpu_s)
 
 
 def run_async(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -504,7 +401,7 @@ def run_workload_sync(
     """:func:`run_workload` in a fresh (uvloop) event loop, for callers without one; with
     ``workload.client_processes > 1`` the measured requests are split round-robin over that many
     client processes (each with its share of the concurrency cap, all on one shared schedule) and
-    their records merged. ``abort`` (see :func:`_drive`) works in the one-process mode only."""
+    their records merged. ``abort`` (see :func:`drive`) works in the one-process mode only."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -527,7 +424,9 @@ def run_workload_sync(
                 abort=abort,
             )
         )
-    return _run_multiprocess(
+    from .multiproc import run_multiprocess  # imports this module: loaded when first needed
+
+    return run_multiprocess(
         base_url,
         workload,
         prompts,
@@ -536,149 +435,3 @@ def run_workload_sync(
         rid_prefix=rid_prefix,
         model=model,
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# Multi-process mode
-# ---------------------------------------------------------------------------------------------
-
-
-def _shares(total: int, parts: int) -> list[int]:
-    return [total // parts + (1 if k < total % parts else 0) for k in range(parts)]
-
-
-def _child_main(args: dict[str, Any], out: Any, start_conn: Any) -> None:
-    """One client process: wait for the common start time, drive its share, send its records."""
-    k = args["k"]
-    try:
-
-        def progress(done: int, total: int, tokens: int, failed: int) -> None:
-            out.put(("progress", k, done, tokens, failed))
-
-        out.put(("ready", k))
-        start_at = start_conn.recv()
-
-        async def go() -> _Part:
-            return await _drive(
-                Dialer(),
-                args["base_url"],
-                args["workload"],
-                args["prompts"],
-                args["indices"],
-                args["offsets"],
-                args["concurrency"],
-                args["model"],
-                start_at=start_at,
-                on_progress=progress,
-                total=args["total"],
-                progress_interval_s=args["progress_interval_s"],
-                rid_prefix=args["rid_prefix"],
-            )
-
-        part = run_async(go)
-        out.put(("result", k, [r.to_dict() for r in part.records], part.not_sent, part.cpu_s))
-    except BaseException as exc:  # noqa: BLE001 - report anything to the parent
-        out.put(("error", k, f"{type(exc).__name__}: {exc}"))
-
-
-def _run_multiprocess(
-    base_url: str,
-    workload: Workload,
-    prompts: Sequence[Prompt],
-    *,
-    on_progress: ProgressFn | None,
-    progress_interval_s: float | None,
-    rid_prefix: str | None,
-    model: str | None,
-) -> RunResult:
-    base_url = _check_base_url(base_url)
-    if not prompts:
-        raise WorkloadError("No prompts to send: build them with build_prompts(tokenizer, workload).")
-    procs_n = workload.client_processes
-    if procs_n > workload.concurrency:
-        raise WorkloadError(
-            f"client_processes ({procs_n}) must not exceed the concurrency "
-            f"({workload.concurrency}): each process needs a share of the cap."
-        )
-
-    async def prep() -> tuple[str | None, list[RequestRecord]]:
-        return await _prepare(Dialer(), base_url, workload, prompts, rid_prefix, model)
-
-    model, warmup = run_async(prep)
-    n = len(prompts)
-    offsets = arrival_offsets(workload, n)
-    caps = _shares(workload.concurrency, procs_n)
-    ctx = multiprocessing.get_context("spawn")
-    out = ctx.Queue()
-    procs, conns = [], []
-    for k in range(procs_n):
-        idx = list(range(k, n, procs_n))
-        sub = {i: prompts[i] for i in idx}
-        args = {
-            "k": k,
-            "base_url": base_url,
-            "workload": workload,
-            "prompts": sub,
-            "indices": idx,
-            "offsets": offsets[idx],
-            "concurrency": caps[k],
-            "model": model,
-            "total": n,
-            "progress_interval_s": progress_interval_s,
-            "rid_prefix": rid_prefix,
-        }
-        parent_conn, child_conn = ctx.Pipe()
-        p = ctx.Process(
-            target=_child_main, args=(args, out, child_conn), daemon=True, name=f"pytest-pd-client-{k}"
-        )
-        p.start()
-        procs.append(p)
-        conns.append(parent_conn)
-    state = {k: (0, 0, 0) for k in range(procs_n)}  # done, tokens, failed per process
-    results: dict[int, tuple[list[dict[str, Any]], int, float]] = {}
-    ready: set[int] = set()
-    try:
-        while len(results) < procs_n:
-            try:
-                msg = out.get(timeout=1.0)
-            except queue_mod.Empty:
-                dead = [p for k, p in enumerate(procs) if k not in results and not p.is_alive()]
-                if dead:
-                    raise WorkloadError(
-                        f"client process {dead[0].name} exited with code {dead[0].exitcode} "
-                        "before sending its results."
-                    ) from None
-                continue
-            kind, k = msg[0], msg[1]
-            if kind == "ready":
-                ready.add(k)
-                if len(ready) == procs_n:
-                    start_at = time.perf_counter() + CHILD_START_LEAD_S
-                    for c in conns:
-                        c.send(start_at)
-            elif kind == "progress":
-                state[k] = (msg[2], msg[3], msg[4])
-                if on_progress is not None:
-                    done, tokens, failed = (sum(v[i] for v in state.values()) for i in range(3))
-                    on_progress(done, n, tokens, failed)
-            elif kind == "result":
-                results[k] = (msg[2], msg[3], msg[4])
-            else:
-                raise WorkloadError(f"client process {k} failed: {msg[2]}")
-    finally:
-        for p in procs:
-            p.join(timeout=5.0)
-            if p.is_alive():
-                p.terminate()
-                p.join(timeout=5.0)
-        for c in conns:
-            c.close()
-        out.close()
-    records = [RequestRecord.from_dict(d) for recs, _, _ in results.values() for d in recs]
-    not_sent = sum(ns for _, ns, _ in results.values())
-    cpu = sum(c for _, _, c in results.values())
-    return _result(workload, records, base_url, warmup, model, not_sent, processes=procs_n, cpu_s=cpu)
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -11,8 +11,8 @@ from typing import Any
 
 import orjson
 
-from .prompts import API_GENERATE
 from .record import INCOMPLETE_STREAM, MALFORMED_STREAM, NO_TOKENS, RequestRecord
+from .spec import API_GENERATE
 
 MAX_SSE_LINE_BYTES = 8 << 20
 """Longest SSE line the client holds while waiting for its end; a longer one fails the request

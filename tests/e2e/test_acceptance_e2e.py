@@ -11,7 +11,7 @@ from tests.helpers import REPO, assert_nothing_left, run_session, sim_cluster_co
 
 SMALL_SUITE = """
 import pytest
-from pytest_pd.workload.prompts import Workload
+from pytest_pd.workload.spec import Workload
 
 SMALL = Workload(input_len=1500, output_len=40, concurrency=4, num_requests=8)
 
@@ -161,7 +161,7 @@ def test_only_selected_workloads_are_measured(pytester, tmp_path):
     pytester.makepyfile(
         test_suite="""
         import pytest
-        from pytest_pd.workload.prompts import Workload
+        from pytest_pd.workload.spec import Workload
         A = Workload(input_len=800, output_len=8, concurrency=4, num_requests=4)
         B = Workload(input_len=900, output_len=8, concurrency=4, num_requests=4)
         @pytest.mark.pd_threshold("mean_ttft_ms", max=600000)
@@ -185,7 +185,7 @@ def test_workloads_for_other_clusters_are_skipped_and_not_measured(pytester, tmp
     pytester.makepyfile(
         test_suite="""
         import pytest
-        from pytest_pd.workload.prompts import Workload
+        from pytest_pd.workload.spec import Workload
         A = Workload(input_len=800, output_len=8, concurrency=4, num_requests=4)
         B = Workload(input_len=900, output_len=8, concurrency=4, num_requests=4)
         @pytest.mark.pd_threshold("mean_ttft_ms", max=600000)

@@ -36,7 +36,7 @@ from tests.helpers import (
 
 SUITE = """
 import pytest
-from pytest_pd.workload.prompts import Workload
+from pytest_pd.workload.spec import Workload
 
 W = Workload(input_len=1000, output_len={output_len}, concurrency=4, num_requests=12,
              warmup_requests=0, request_timeout_s={timeout})
@@ -435,7 +435,7 @@ def test_ctrl_c_tears_down_even_when_keeping_clusters_on_failure(pytester, tmp_p
         test_suite="""
         import time
         import pytest
-        from pytest_pd.workload.prompts import Workload
+        from pytest_pd.workload.spec import Workload
         SHORT = Workload(input_len=1000, output_len=8, concurrency=4, num_requests=4, warmup_requests=0)
         @pytest.mark.pd_threshold("mean_ttft_ms", max=0.001)
         @pytest.mark.parametrize("pd_workload", [SHORT], ids=lambda w: w.id)

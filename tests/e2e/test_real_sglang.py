@@ -53,7 +53,7 @@ def test_sglang_process_tree_is_real(pd_cluster):
 # Long enough to be running when a process is killed (~40 s on two cores), absolute bounds only.
 FAULT_SUITE = """
 import pytest
-from pytest_pd.workload.prompts import Workload
+from pytest_pd.workload.spec import Workload
 
 W = Workload(input_len=512, output_len=512, concurrency=4, num_requests=64, warmup_requests=1)
 

@@ -25,7 +25,7 @@ from tests.helpers.browser import CHROMIUM, inspect_report
 
 SUITE = textwrap.dedent("""
     import pytest
-    from pytest_pd.workload.prompts import Workload
+    from pytest_pd.workload.spec import Workload
 
     SMALL = Workload(input_len=1500, output_len=40, concurrency=4, num_requests=8)
 

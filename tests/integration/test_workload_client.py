@@ -725,9 +725,9 @@ async def test_pacer_starts_a_few_requests_per_loop_iteration():
     """A wave of request starts is spread over loop iterations, in order, none lost."""
     from collections import Counter
 
-    from pytest_pd.workload.runner import _Pacer
+    from pytest_pd.workload.pacing import Pacer
 
-    pacer = _Pacer(3)
+    pacer = Pacer(3)
     turns: list[tuple[int, int]] = []
     loops = 0
 

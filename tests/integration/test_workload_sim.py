@@ -24,7 +24,7 @@ from pytest_pd.workload import (
     run_workload_sync,
     summarize,
 )
-from pytest_pd.workload.prompts import text_builder
+from pytest_pd.workload.text import text_builder
 from tests.helpers import SIM_MODEL, Proc, free_port, sim_argv, start_pd, wait_ok
 
 SIM_TINY = SIM_MODEL

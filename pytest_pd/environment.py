@@ -1,0 +1,47 @@
+"""What a run records of its environment: pytest-pd's and Python's versions, the router package,
+the harness host, the git commit, and each server's SGLang version."""
+
+from __future__ import annotations
+
+import platform
+import socket
+import subprocess
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pytest_pd import __version__
+
+
+def _git_commit(cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def versions_from_server_info(server_info: Mapping[str, Any]) -> dict[str, str]:
+    """{process name: version} as each worker's (and the router's) /get_server_info reports it."""
+    out = {}
+    for name, info in server_info.items():
+        if isinstance(info, dict) and info.get("version"):
+            out[name] = str(info["version"])
+    return out
+
+
+def environment(cwd: Path) -> dict[str, Any]:
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "pytest_pd": __version__,
+        "python": platform.python_version(),
+        "sglang_router": version("sglang-router"),
+        "harness_host": socket.gethostname(),
+        "git_commit": _git_commit(cwd),
+    }

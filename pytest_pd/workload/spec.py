@@ -1,0 +1,234 @@
+"""The workload that describes a run (lengths, concurrency, arrival rate, API dialect, dataset,
+timeouts), one request's prompt, and the error a workload can raise."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pytest_pd.errors import PdError
+
+API_GENERATE = "generate"
+API_COMPLETIONS = "completions"
+APIS = (API_GENERATE, API_COMPLETIONS)
+PROMPT_TEXT = "text"
+PROMPT_IDS = "ids"
+PROMPT_KINDS = (PROMPT_TEXT, PROMPT_IDS)
+WARMUP_OUTPUT_LEN = 16
+DEFAULT_REQUEST_TIMEOUT_S = 3600.0
+"""6000 in / 1000 out at 16 concurrent requests takes ~30 s on the seed's H20s; an hour covers
+hardware (or a loaded simulator) 100x slower. Configurable per workload."""
+
+
+class WorkloadError(PdError):
+    """A workload that cannot be built or run (bad parameters, missing tokenizer, bad endpoint)."""
+
+
+def _fmt(x: float) -> str:
+    """Compact, filename-safe number: 0.5 -> '0.5', 2.0 -> '2'."""
+    return f"{x:g}"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What to send: lengths, how many, how fast. Defaults are the seed's perf_bench run."""
+
+    input_len: int = 6000
+    output_len: int = 1000
+    concurrency: int = 16
+    num_requests: int = 32
+    range_ratio: float = 1.0
+    request_rate: float = math.inf
+    seed: int = 0
+    api: str = API_GENERATE
+    warmup_requests: int = 1
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    burstiness: float = 1.0
+    """Gamma shape of the arrival gaps at a finite request rate: 1 = Poisson, < 1 burstier,
+    > 1 more regular (same mean rate)."""
+    prefix_groups: int = 0
+    """Shared-prefix workload: prompts fall into this many groups (request i -> group i mod N),
+    each group's prompts starting with the same ``prefix_len`` tokens. 0 = no shared prefix."""
+    prefix_len: int = 0
+    dataset_path: str | None = None
+    """JSONL file, one prompt per line: ``{"prompt": "text" | [ids]}`` (or ``"text"``,
+    ``"input_ids"``, ``"token_ids"``), optional ``"output_len"`` / ``"max_tokens"``. Lines are used in
+    order (cycled when there are fewer than ``num_requests``)."""
+    duration_limit_s: float = math.inf
+    """Stop dispatching new measured requests this many seconds after the first one; requests in
+    flight finish (each bounded by ``request_timeout_s``); the rest are reported as not sent."""
+    max_mismatch_share: float = 0.0
+    """The run fails when more than this share of requests has a server-reported input or output
+    length different from the requested one."""
+    completions_prompt: str = PROMPT_TEXT
+    """``/v1/completions`` prompt form: ``text`` (exact-length text; what the router accepts) or
+    ``ids`` (token-id prompt, for servers that take it)."""
+    text_special_tokens: bool = True
+    """Text prompts are sized so that the tokenizer's count *with* the special tokens it adds
+    (BOS, as SGLang's server counts text) equals the requested length."""
+    client_processes: int = 1
+    """Client processes driving the load (results merged); for loads one core cannot drive."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("input_len", "output_len", "concurrency", "num_requests", "client_processes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                problems.append(f"{name} must be an integer >= 1 (got {value!r})")
+        for name in ("warmup_requests", "prefix_groups", "prefix_len"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                problems.append(f"{name} must be an integer >= 0 (got {value!r})")
+        if not (0.0 <= float(self.range_ratio) <= 1.0):
+            problems.append(f"range_ratio must be in [0, 1] (got {self.range_ratio!r})")
+        rate = float(self.request_rate)
+        if math.isnan(rate) or rate <= 0:
+            problems.append(f"request_rate must be > 0 or inf (got {self.request_rate!r})")
+        if self.api not in APIS:
+            problems.append(f"api must be one of {', '.join(APIS)} (got {self.api!r})")
+        if self.completions_prompt not in PROMPT_KINDS:
+            problems.append(
+                f"completions_prompt must be one of {', '.join(PROMPT_KINDS)} "
+                f"(got {self.completions_prompt!r})"
+            )
+        for name in ("request_timeout_s", "duration_limit_s", "burstiness"):
+            value = float(getattr(self, name))
+            if math.isnan(value) or value <= 0:
+                problems.append(f"{name} must be > 0 (got {getattr(self, name)!r})")
+        share = float(self.max_mismatch_share)
+        if not (0.0 <= share <= 1.0):
+            problems.append(f"max_mismatch_share must be in [0, 1] (got {self.max_mismatch_share!r})")
+        if (self.prefix_groups > 0) != (self.prefix_len > 0):
+            problems.append(
+                "prefix_groups and prefix_len go together: both > 0 for a shared-prefix "
+                f"workload, both 0 otherwise (got {self.prefix_groups}, {self.prefix_len})"
+            )
+        elif self.prefix_len > 0:
+            low = max(int(self.input_len * self.range_ratio), 1)
+            if self.prefix_len >= low:
+                problems.append(
+                    f"prefix_len ({self.prefix_len}) must be shorter than the shortest "
+                    f"input length ({low} = input_len x range_ratio)"
+                )
+            if self.dataset_path:
+                problems.append("a dataset file and a shared-prefix workload exclude each other")
+        if (
+            isinstance(self.client_processes, int)
+            and isinstance(self.concurrency, int)
+            and self.client_processes > self.concurrency
+        ):
+            problems.append(
+                f"client_processes ({self.client_processes}) must not exceed the "
+                f"concurrency ({self.concurrency}): each process takes a share of it"
+            )
+        if problems:
+            raise WorkloadError(
+                "Invalid workload: " + "; ".join(problems) + ". Fix the Workload(...) arguments "
+                "(or the suite/CLI options that build them)."
+            )
+
+    @property
+    def id(self) -> str:
+        """Stable, filename-safe name, e.g. ``in6000-out1000-c16-n32``.
+
+        Suffixes appear only for non-default values: range ratio (``-r0.5``), finite request rate
+        (``-rate2``, burstiness ``-b0.5``), shared prefix (``-px4x512``), dataset (``-ds<stem>``),
+        completions API (``-completions``, ``-ids`` for token-id prompts), duration limit
+        (``-t60``), prompt seed (``-s1``) and warm-up count (``-w0``): two workloads that would
+        measure differently never share an id (it keys caches and stored results).
+        """
+        parts = [
+            f"in{self.input_len}",
+            f"out{self.output_len}",
+            f"c{self.concurrency}",
+            f"n{self.num_requests}",
+        ]
+        if self.range_ratio != 1.0:
+            parts.append(f"r{_fmt(self.range_ratio)}")
+        if not math.isinf(self.request_rate):
+            parts.append(f"rate{_fmt(self.request_rate)}")
+            if self.burstiness != 1.0:
+                parts.append(f"b{_fmt(self.burstiness)}")
+        if self.prefix_groups:
+            parts.append(f"px{self.prefix_groups}x{self.prefix_len}")
+        if self.dataset_path:
+            stem = "".join(c if c.isalnum() or c in "_." else "_" for c in Path(self.dataset_path).stem)[:32]
+            parts.append(f"ds{stem}")
+        if self.api != API_GENERATE:
+            parts.append(self.api)
+            if self.completions_prompt != PROMPT_TEXT:
+                parts.append(self.completions_prompt)
+        if not math.isinf(self.duration_limit_s):
+            parts.append(f"t{_fmt(self.duration_limit_s)}")
+        if self.seed != 0:
+            parts.append(f"s{self.seed}")
+        if self.warmup_requests != 1:
+            parts.append(f"w{self.warmup_requests}")
+        return "-".join(parts)
+
+    @property
+    def sends_text(self) -> bool:
+        """Whether requests carry text prompts (``/v1/completions`` with ``completions_prompt='text'``)."""
+        return self.api == API_COMPLETIONS and self.completions_prompt == PROMPT_TEXT
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (infinite rate / duration limit are written as the string ``"inf"``)."""
+        d = dataclasses.asdict(self)
+        for name in ("request_rate", "duration_limit_s"):
+            if math.isinf(getattr(self, name)):
+                d[name] = "inf"
+        d["id"] = self.id
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Workload:
+        """Inverse of :meth:`to_dict` (unknown keys such as ``id`` are ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in names}
+        for name in ("request_rate", "duration_limit_s"):
+            if name in kwargs:
+                kwargs[name] = float(kwargs[name])
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True, eq=False)
+class Prompt:
+    """One request: exact prompt token ids (or text) and the number of tokens to generate.
+
+    ``token_ids`` is a sequence of ints (a numpy array for built prompts). ``text``, when set, is
+    what ``/v1/completions`` sends; ``prompt_len`` is then the number of tokens the server should
+    count for it (``len(token_ids)`` otherwise).
+    """
+
+    token_ids: Any = dataclasses.field(repr=False)
+    output_len: int
+    text: str | None = dataclasses.field(default=None, repr=False)
+    prompt_len: int | None = None
+
+    def __len__(self) -> int:
+        return self.prompt_len if self.prompt_len is not None else len(self.token_ids)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Prompt):
+            return NotImplemented
+        return (
+            self.output_len == other.output_len
+            and self.text == other.text
+            and len(self) == len(other)
+            and np.array_equal(np.asarray(self.token_ids), np.asarray(other.token_ids))
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def sample_lengths(rng: np.random.Generator, length: int, ratio: float, n: int) -> np.ndarray:
+    """n lengths uniform over the integers in [max(int(length*ratio), 1), length]."""
+    low = max(int(length * ratio), 1)
+    if low >= length:
+        return np.full(n, length, dtype=np.int64)
+    return rng.integers(low, length, size=n, endpoint=True)
