@@ -146,11 +146,27 @@ class SSEStream:
             return False
         if type(meta) is not dict:
             return False
-        ct = meta.get("completion_tokens")
-        if type(ct) is not int:
+        if type(meta.get("completion_tokens")) is not int:
             return False
+        ct = self._meta_info(meta)
         rec = self.rec
-        rec.completion_tokens = ct
+        if ct is not None and ct > self.last_tokens:
+            if rec.t_first_token is None:
+                rec.t_first_token = t
+            self.times.append(t)
+            self.tokens.append(ct)
+            self.last_tokens = ct
+        return True
+
+    def _meta_info(self, meta: dict[str, Any]) -> int | None:
+        """Record a ``/generate`` event's ``meta_info`` (server token counts; an ``abort`` finish
+        reason raises); the completion token count, when it has one."""
+        rec = self.rec
+        ct = meta.get("completion_tokens")
+        if type(ct) is int:
+            rec.completion_tokens = ct
+        else:
+            ct = None
         pt = meta.get("prompt_tokens")
         if type(pt) is int:
             rec.prompt_tokens = pt
@@ -160,13 +176,7 @@ class SSEStream:
         finish = meta.get("finish_reason")
         if type(finish) is dict and finish.get("type") == "abort":
             self._abort(finish)
-        if ct > self.last_tokens:
-            if rec.t_first_token is None:
-                rec.t_first_token = t
-            self.times.append(t)
-            self.tokens.append(ct)
-            self.last_tokens = ct
-        return True
+        return ct
 
     def _error(self, obj: dict[str, Any]) -> None:
         err = obj.get("error")
@@ -193,21 +203,7 @@ class SSEStream:
         text = obj.get("text", "")
         if not isinstance(text, str):
             raise ValueError("'text' is not a string")
-        tokens = None
-        if type(meta) is dict:
-            ct = meta.get("completion_tokens")
-            if type(ct) is int:
-                tokens = ct
-                self.rec.completion_tokens = ct
-            pt = meta.get("prompt_tokens")
-            if type(pt) is int:
-                self.rec.prompt_tokens = pt
-            cached = meta.get("cached_tokens")
-            if type(cached) is int:
-                self.rec.cached_tokens = cached
-            finish = meta.get("finish_reason")
-            if type(finish) is dict and finish.get("type") == "abort":
-                self._abort(finish)
+        tokens = self._meta_info(meta) if type(meta) is dict else None
         if tokens is not None:
             if tokens > self.last_tokens:
                 self._chunk(t, tokens)
