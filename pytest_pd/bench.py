@@ -4,9 +4,9 @@
     pytest-pd bench --tokenizer-path clusters/models/sim-tiny --port 38000 \\
         --parallel 16 --number 32 --input-length 6000 --output-length 1000
 
-Prints the seed-style result line and table plus bench_serving's metrics, and writes the same JSON
-shape as the suites' results store (``metrics`` = the summary, ``workload``, ``started_at`` /
-``finished_at``; with ``--repeats N`` the median over repeats, each repeat under ``repeats``).
+Prints the seed-style result line and table plus bench_serving's metrics, and writes the same run
+record as the suites' results store (``record.py``: ``metrics`` = the summary, with ``--repeats N``
+the median over repeats, each repeat under ``repeats``; ``source`` is ``bench``).
 Exit status: 0 when the run is sound, 1 when requests failed / were not sent or the share of
 length mismatches is above ``--max-mismatch-share``, 2 for a usage or set-up error.
 """
@@ -20,13 +20,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pytest_pd.environment import environment
 from pytest_pd.errors import PdError
 from pytest_pd.options import slos
-from pytest_pd.results import SCHEMA_VERSION, result_filename, write_json_atomic
+from pytest_pd.record import ClusterInfo, Environment, ModelInfo, build_record
+from pytest_pd.results import save_result, write_record
 from pytest_pd.workload.metrics import (
     RunSummary,
-    aggregate_repeats,
-    run_problems,
     summarize,
 )
 from pytest_pd.workload.prompts import build_prompts
@@ -368,6 +368,7 @@ def _run(args: argparse.Namespace) -> int:
 
     started_at = time.time()
     summaries: list[RunSummary] = []
+    runs: list[dict[str, Any]] = []
     model = args.model
     for i in range(args.repeats):
         desc = f"repeat {i + 1}/{args.repeats}" if args.repeats > 1 else workload.id
@@ -379,35 +380,35 @@ def _run(args: argparse.Namespace) -> int:
         finally:
             progress.close()
         model = model or result.model
+        runs.append(result.to_dict())
         summary = summarize(result, slo=slo or None)
         summaries.append(summary)
         if args.repeats > 1:
             say(f"repeat {i + 1}: {seed_line(summary)}", flush=True)
     finished_at = time.time()
-    agg = aggregate_repeats(summaries)
-    problems = run_problems(agg, workload.max_mismatch_share)
-
+    record = build_record(
+        source="bench",  # ad hoc: never picked as a baseline or shown as a suite's history
+        cluster=ClusterInfo(name=label, router_url=base_url),
+        model=ModelInfo(name=model, path=str(Path(args.tokenizer_path).expanduser())),
+        workload=workload,
+        summaries=summaries,
+        runs=runs,
+        slo=slo,
+        started_at=started_at,
+        finished_at=finished_at,
+        environment=Environment(**environment(Path.cwd())),
+        command=["pytest-pd", "bench", *sys.argv[2:]] if sys.argv[1:2] == ["bench"] else None,
+    )
+    agg = RunSummary.from_dict(record.metrics)
     say(detail_table(agg))
     say(seed_table(label, summaries, agg))
     say(seed_line(agg))
-    payload = {
-        "schema_version": SCHEMA_VERSION,
-        "cluster": {"name": label, "engine": None, "router_url": base_url},
-        "model": {"name": model, "path": str(Path(args.tokenizer_path).expanduser())},
-        "source": "bench",  # ad hoc: never picked as a baseline or shown as a suite's history
-        "workload": workload.to_dict(),
-        "metrics": agg.to_json_dict(),
-        "repeats": [s.to_json_dict() for s in summaries],
-        "slo": slo,
-        "problems": problems,
-        "started_at": started_at,
-        "finished_at": finished_at,
-        "command": ["pytest-pd", "bench", *sys.argv[2:]] if sys.argv[1:2] == ["bench"] else None,
-    }
-    path = args.output_json or args.results_dir / result_filename(label, workload.id, started_at)
-    write_json_atomic(Path(path), payload)
+    if args.output_json:
+        path = write_record(Path(args.output_json), record)
+    else:
+        path = save_result(args.results_dir, record)
     say(f"result: {path}")
-    if problems:
-        print("pytest-pd bench: run not sound: " + "; ".join(problems), file=sys.stderr)
+    if record.problems:
+        print("pytest-pd bench: run not sound: " + "; ".join(record.problems), file=sys.stderr)
         return 1
     return 0

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pytest_pd.record import Failure
 
 
 class PdError(Exception):
@@ -10,7 +13,7 @@ class PdError(Exception):
     failed bring-up or run (cluster, stage, message, run directory, log tails, results files),
     when the error stands for one."""
 
-    def __init__(self, *args: object, failure: dict[str, Any] | None = None) -> None:
+    def __init__(self, *args: object, failure: Failure | None = None) -> None:
         super().__init__(*args)
         self.failure = failure
 

@@ -25,12 +25,12 @@ from pytest_pd.cluster.topology import Topology
 from pytest_pd.deathwatch import DeathWatch
 from pytest_pd.environment import environment, versions_from_server_info
 from pytest_pd.errors import BringUpError, HostError, PdError
-from pytest_pd.measurement import Measurement, prefill_strategy
+from pytest_pd.record import ClusterInfo, Environment, Failure, ModelInfo, RunRecord, build_record
 from pytest_pd.redaction import redact_commands, redact_env, scrub
-from pytest_pd.results import encode_requests, save_result
+from pytest_pd.results import save_result
 from pytest_pd.rundir import new_run_dir
 from pytest_pd.telemetry import cluster_sampler
-from pytest_pd.workload.metrics import RunSummary, aggregate_repeats, summarize
+from pytest_pd.workload.metrics import RunSummary, summarize
 from pytest_pd.workload.prompts import build_prompts
 from pytest_pd.workload.runner import RunResult, run_workload_sync
 from pytest_pd.workload.spec import Prompt, Workload
@@ -40,7 +40,7 @@ Say = Callable[[str], None]
 E = TypeVar("E", bound=BaseException)
 
 
-def _get_json(url: str, timeout: float = 5.0) -> dict[str, Any]:
+def get_json(url: str, timeout: float = 5.0) -> dict[str, Any]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (cluster URLs)
             return json.loads(resp.read())
@@ -48,12 +48,22 @@ def _get_json(url: str, timeout: float = 5.0) -> dict[str, Any]:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def _iso(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-
 def log_files(run_dir: Path) -> list[Path]:
     return sorted(run_dir.glob("*.log"), key=lambda p: (p.stem == "router", p.stem))
+
+
+class Hooks:
+    """What a measurer's owner does at its events (a pytest session calls its hooks: see
+    ``hookspec.py``); nothing, by default."""
+
+    def record(self, record: RunRecord) -> None:
+        """``record`` is about to be stored (may change it)."""
+
+    def cluster_up(self, topology: Topology) -> None:
+        """``topology`` is up; raising fails its bring-up."""
+
+    def cluster_down(self, topology: Topology) -> None:
+        """``topology`` is about to be torn down."""
 
 
 class Measurer:
@@ -74,8 +84,11 @@ class Measurer:
         telemetry_interval_s: float = 1.0,
         session: str | None = None,
         keep_on_failure: bool = False,
+        hooks: Hooks | None = None,
+        environment_extra: Mapping[str, Any] | None = None,
     ) -> None:
         self.keep_on_failure = keep_on_failure
+        self.hooks = hooks or Hooks()
         self.repeats = max(1, int(repeats))
         self.slo = dict(slo or {})
         self.save_baseline = save_baseline
@@ -91,13 +104,13 @@ class Measurer:
         self.current: Topology | None = None
         self._specs: dict[str, ClusterSpec] = {}
         self._broken: dict[str, PdError] = {}  # cluster → its first failure
-        self.failures: list[dict[str, Any]] = []  # every failed bring-up or run, in order
+        self.failures: list[Failure] = []  # every failed bring-up or run, in order
         self.kept: list[Topology] = []  # left running by --pd-keep-cluster-on-failure
-        self._cache: dict[tuple[str, str], Measurement] = {}
+        self._cache: dict[tuple[str, str], RunRecord] = {}
         self._errors: dict[tuple[str, str], PdError] = {}
         self._tokenizers: dict[str, Any] = {}
         self._prompts: dict[tuple[str, str], list[Prompt]] = {}
-        self.env = environment(self.workdir)
+        self.env = Environment(**{**environment(self.workdir), **(environment_extra or {})})
 
     def spec(self, name: str) -> ClusterSpec:
         if name not in self._specs:
@@ -115,11 +128,11 @@ class Measurer:
             )
         return self.spec(spec.baseline)
 
-    def cached(self, spec: ClusterSpec, workload: Workload) -> Measurement | None:
+    def cached(self, spec: ClusterSpec, workload: Workload) -> RunRecord | None:
         return self._cache.get((spec.label, workload.id))
 
-    def measure(self, spec: ClusterSpec, workload: Workload, also: Sequence[Workload] = ()) -> Measurement:
-        """The measurement of ``workload`` on ``spec``; ``also`` are workloads to run in the same
+    def measure(self, spec: ClusterSpec, workload: Workload, also: Sequence[Workload] = ()) -> RunRecord:
+        """The record of ``workload`` run on ``spec``; ``also`` are workloads to run in the same
         bring-up (so each cluster comes up once per session, not once per test)."""
         hit = self.cached(spec, workload)
         if hit is not None:
@@ -191,6 +204,10 @@ class Measurer:
                 self.kept.append(current)
                 current.detach()
                 return
+            try:
+                self.hooks.cluster_down(current)
+            except Exception as exc:  # reported; the teardown goes on
+                self.say(f"{current.spec.label}: the cluster-down hook failed: {type(exc).__name__}: {exc}")
             current.down()
             self.say(f"{current.spec.label}: torn down")
 
@@ -219,6 +236,7 @@ class Measurer:
         )
         try:
             topology.up()
+            self._cluster_up(topology)
         except PdError as exc:
             self._broken[spec.label] = self._failure(spec, "bring-up", exc, topology.run_dir)
             if topology.keep_on_failure and topology.run_dir.joinpath(STATE_FILE).exists():
@@ -227,42 +245,50 @@ class Measurer:
         self.current = topology
         return topology
 
+    def _cluster_up(self, topology: Topology) -> None:
+        try:
+            self.hooks.cluster_up(topology)
+        except Exception as exc:
+            topology.down()
+            raise BringUpError(
+                f"{topology.spec.label} came up, but the pytest_pd_cluster_up hook failed: "
+                f"{type(exc).__name__}: {exc}. The cluster was torn down; fix the hook (or what it "
+                "checks) and run again."
+            ) from exc
+
     def _failure(self, spec: ClusterSpec, stage: str, exc: E, run_dir: Path) -> E:
-        """Note a failed bring-up or run: ``exc`` gets a ``failure`` record (what the results
+        """Note a failed bring-up or run: ``exc`` gets a :class:`Failure` (what the results
         store, the terminal and the report say of it: stage, cause, logs) and is returned."""
         secrets = spec.secret_values()
         tails = {path.stem: scrub(tail_file(path, 30), secrets) for path in log_files(run_dir)}
         if isinstance(exc, PdError):  # its message is what pytest shows: log tails scrubbed too
             exc.args = tuple(scrub(str(a), secrets) for a in exc.args)
-        exc.failure = {  # type: ignore[attr-defined]  # PdError has it; others get it here
-            "cluster": spec.label,
-            "stage": stage,
-            "kind": type(exc).__name__,
-            "message": str(exc) or repr(exc),
-            "run_dir": str(run_dir),
-            "at": time.time(),
-            "logs": tails,
-            "results": [],
-        }
-        self.failures.append(exc.failure)  # type: ignore[attr-defined]
+        failure = Failure(
+            cluster=spec.label,
+            stage=stage,
+            kind=type(exc).__name__,
+            message=str(exc) or repr(exc),
+            run_dir=str(run_dir),
+            at=time.time(),
+            logs=tails,
+        )
+        exc.failure = failure  # type: ignore[attr-defined]  # PdError has it; others get it here
+        self.failures.append(failure)
         return exc
 
     def _store_failure(self, exc: BaseException, workloads: Sequence[Workload]) -> None:
         """One results file per workload that did not get measured, holding the failure."""
-        failure = getattr(exc, "failure", None)
+        failure: Failure | None = getattr(exc, "failure", None)
         if failure is None or self.results_dir is None:
             return
-        spec = self.spec(failure["cluster"])
+        spec = self.spec(failure.cluster)
         for w in workloads:
-            if any(r["workload"] == w.id for r in failure["results"]):
+            if w.id in failure.recorded:
                 continue
-            payload = {
-                **self._common_payload(spec, w, failure["at"], Path(failure["run_dir"])),
-                "metrics": {},
-                "failure": {k: v for k, v in failure.items() if k != "results"},
-            }
-            path = save_result(self.results_dir, payload)
-            failure["results"].append({"workload": w.id, "path": str(path)})
+            record = RunRecord(
+                **self._context(spec, failure.at, Path(failure.run_dir or "")), workload=w, failure=failure
+            )
+            failure.recorded[w.id] = str(self._save(record))
 
     def _tokenizer(self, spec: ClusterSpec) -> Any:
         path = spec.tokenizer_path
@@ -276,7 +302,7 @@ class Measurer:
             self._prompts[key] = build_prompts(self._tokenizer(spec), workload)
         return self._prompts[key]
 
-    def _run(self, spec: ClusterSpec, topology: Topology, workload: Workload) -> Measurement:
+    def _run(self, spec: ClusterSpec, topology: Topology, workload: Workload) -> RunRecord:
         prompts = self._prompts_for(spec, workload)
         speedup = engines.time_scale(spec)
         # Open-loop schedules and time limits too: the simulated cluster runs `speedup` times faster
@@ -325,112 +351,94 @@ class Measurer:
             watchdog.stop()
             telemetry = sampler.stop()
         finished = time.time()
-        summary = aggregate_repeats(summaries)
         server_info = (
             {}
             if dead
             else {
-                cmd.name: _get_json(f"{cmd.base_url}/get_server_info")
-                for cmd in topology.plan
-                if cmd.base_url
+                cmd.name: get_json(f"{cmd.base_url}/get_server_info") for cmd in topology.plan if cmd.base_url
             }
         )
-        m = Measurement(
-            spec,
-            workload,
-            summary,
-            started,
-            finished,
-            topology.run_dir,
-            server_info=server_info,
+        env = self.env.model_copy(update={"sglang": versions_from_server_info(server_info)})
+        context = {**self._context(spec, started, topology.run_dir), "environment": env}
+        record = build_record(
+            **context,
+            workload=workload,
             summaries=summaries,
-            results=results,
+            runs=[r.to_dict() for r in results],
+            speedup=speedup,
+            simulated=engines.engine_of(spec).simulated,
+            slo=self.slo,
+            finished_at=finished,
+            server_info=server_info,
             telemetry=telemetry,
-            slo=dict(self.slo),
         )
-        payload = self._payload(m, topology)
-        m.payload = {k: v for k, v in payload.items() if k != "requests"}
         if dead:  # a process died: the cluster is gone for the rest of the session
-            lost = self._failure(
-                spec,
-                "run",
-                BringUpError(
-                    f"cluster {spec.label} lost a process while running {workload.id}"
-                    + (f" (repeat {len(results)})" if self.repeats > 1 else "")
-                    + ":\n"
-                    + "\n".join(dead)
-                ),
-                topology.run_dir,
-            )
-            self._broken[spec.label] = lost
-            assert lost.failure is not None
-            payload["failure"] = {k: v for k, v in lost.failure.items() if k != "results"}
-        if self.results_dir is not None:  # the requests' records are kept, with the cause if any
-            m.result_path = save_result(self.results_dir, payload)
-        if dead:
-            if m.result_path is not None and lost.failure is not None:
-                lost.failure["results"].append({"workload": workload.id, "path": str(m.result_path)})
-            try:
-                self.close(keep=self.keep_on_failure)
-            except HostError as exc:  # the cause stays the lost process; teardown's trouble too
-                raise BringUpError(f"{lost}\nTeardown: {exc}", failure=lost.failure) from None
-            raise lost
-        shown = m.metrics
-        scaled = f" (simulated ×{m.speedup:g}, scaled back)" if m.speedup != 1.0 else ""
+            raise self._lost_process(spec, topology, record, dead, repeat=len(results))
+        self._save(record)
+        shown = record.metrics
+        scaled = f" (simulated ×{speedup:g}, scaled back)" if speedup != 1.0 else ""
         self.say(
-            f"{spec.label}: {workload.id}: {summary.completed} completed, {summary.failed} "
+            f"{spec.label}: {workload.id}: {shown['completed']} completed, {shown['failed']} "
             f"failed, TTFT {shown['mean_ttft_ms']:.1f} ms, TPOT {shown['mean_tpot_ms']:.2f} ms, "
             f"{shown['output_throughput']:.1f} tok/s{scaled}"
         )
-        return m
+        return record
 
-    def _common_payload(
-        self, spec: ClusterSpec, workload: Workload, started: float, run_dir: Path
-    ) -> dict[str, Any]:
-        """What every results file holds, measured or failed."""
+    def _lost_process(
+        self, spec: ClusterSpec, topology: Topology, record: RunRecord, dead: list[str], repeat: int
+    ) -> PdError:
+        """A process died while ``record`` was measured: the record is stored with the cause,
+        the cluster counts as broken for the rest of the session and is torn down (or kept);
+        returns the error to raise."""
+        lost = self._failure(
+            spec,
+            "run",
+            BringUpError(
+                f"cluster {spec.label} lost a process while running {record.workload.id}"
+                + (f" (repeat {repeat})" if self.repeats > 1 else "")
+                + ":\n"
+                + "\n".join(dead)
+            ),
+            topology.run_dir,
+        )
+        self._broken[spec.label] = lost
+        failure = record.failure = lost.failure
+        path = self._save(record)  # the requests' records are kept, with the cause
+        if path is not None and failure is not None:
+            failure.recorded[record.workload.id] = str(path)
+        try:
+            self.close(keep=self.keep_on_failure)
+        except HostError as exc:  # the cause stays the lost process; teardown's trouble too
+            return BringUpError(f"{lost}\nTeardown: {exc}", failure=failure)
+        return lost
+
+    def _save(self, record: RunRecord) -> Path | None:
+        """Store ``record`` (when there is a store), after the hooks that may change it."""
+        self.hooks.record(record)
+        if self.results_dir is None:
+            return None
+        return save_result(self.results_dir, record, with_requests=self.store_requests)
+
+    def _context(self, spec: ClusterSpec, started: float, run_dir: Path) -> dict[str, Any]:
+        """The fields every record of ``spec`` holds, measured or failed."""
         return {
             "source": "suite",
-            "cluster": {
-                "name": spec.label,
-                "file": str(spec.source),
-                "engine": spec.engine,
-                "launcher": spec.launcher,
-                "baseline": spec.baseline,
-                "prefill_strategy": prefill_strategy(spec),
-                "spec": redact_env(spec.model_dump(mode="json")),
-                "commands": redact_commands(render_commands(spec, local_python=sys.executable)),
-                "router_url": spec.router_url,
-            },
-            "model": {"name": spec.model_name, "path": spec.model_path},
-            "workload": workload.to_dict(),
+            "cluster": ClusterInfo(
+                name=spec.label,
+                file=str(spec.source),
+                engine=spec.engine,
+                launcher=spec.launcher,
+                baseline=spec.baseline,
+                prefill_strategy=spec.prefill_strategy(),
+                spec=redact_env(spec.model_dump(mode="json")),
+                commands=redact_commands(render_commands(spec, local_python=sys.executable)),
+                router_url=spec.router_url,
+            ),
+            "model": ModelInfo(name=spec.model_name, path=spec.model_path),
             "baseline_mark": self.save_baseline,
             "session": self.session,
             "started_at": started,
-            "started_at_iso": _iso(started),
             "host": socket.gethostname(),
             "run_dir": str(run_dir),
-            "environment": dict(self.env),
-            "failure": None,
-        }
-
-    def _payload(self, m: Measurement, topology: Topology) -> dict[str, Any]:
-        def model_json(summary: RunSummary) -> dict[str, Any]:
-            return m.in_model_time(summary.to_json_dict())
-
-        env = dict(self.env)
-        env["sglang"] = versions_from_server_info(m.server_info)
-        return {
-            **self._common_payload(m.cluster, m.workload, m.started_at, m.run_dir),
-            "metrics": model_json(m.summary),
-            "repeats": [model_json(s) for s in m.summaries] if len(m.summaries) > 1 else [],
-            "slo": dict(m.slo) or None,
-            "simulated": {"speedup": m.speedup, "measured_metrics": m.summary.to_json_dict()}
-            if engines.engine_of(m.cluster).simulated
-            else None,
-            "finished_at": m.finished_at,
-            "finished_at_iso": _iso(m.finished_at),
-            "environment": env,
-            "server_info": m.server_info,
-            "telemetry": m.telemetry,
-            "requests": [encode_requests(r.to_dict()) for r in m.results] if self.store_requests else None,
+            "environment": self.env,
         }

@@ -184,6 +184,18 @@ class ClusterSpec(_Model):
     def host_address(self, host: str) -> str:
         return self.hosts[host].address
 
+    def prefill_strategy(self) -> str:
+        """The seed table's "prefill strategy" column, e.g. 'TP=4, PP=2'."""
+        server = self.servers("prefill")[0]
+        parts = [f"TP={server.tp or 1}"]
+        if (server.pp or 1) > 1:
+            parts.append(f"PP={server.pp}")
+        if (server.dp or 1) > 1:
+            parts.append(f"DP={server.dp}")
+        text = ", ".join(parts)
+        n_p, n_d = len(self.prefill), len(self.decode)
+        return text if (n_p, n_d) == (1, 1) else f"{text} ({n_p}P{n_d}D)"
+
     @property
     def router_host(self) -> str:
         return self.router.host or self.prefill[0].node_hosts[0]

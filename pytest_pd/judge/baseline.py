@@ -8,11 +8,12 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from pytest_pd import results as store
 from pytest_pd.cluster.spec import ClusterSpec
 from pytest_pd.errors import BaselineError
+from pytest_pd.record import RunRecord
 from pytest_pd.workload.spec import Workload
 
 
@@ -29,7 +30,7 @@ class Measurements(Protocol):
 @dataclass
 class BaselinePlan:
     live: ClusterSpec | None = None  # measure this cluster in this session
-    stored: dict[str, Any] | None = None  # or use this stored run
+    stored: RunRecord | None = None  # or use this stored run
     source: str = ""  # where it came from, for the report
 
 
@@ -59,7 +60,7 @@ def plan_baseline(
     runs = store.find_runs(folder, bspec.label, workload.id, bspec.model_name) if folder else []
     pick = store.pick_baseline(runs, time.time(), limit)
     if pick.run is not None:
-        return BaselinePlan(stored=pick.run, source=f"stored ({pick.reason}: {pick.run['path']})")
+        return BaselinePlan(stored=pick.run, source=f"stored ({pick.reason}: {pick.run.path})")
     if mode == "auto":
         return BaselinePlan(live=bspec, source=f"live (no usable stored run: {pick.reason})")
     raise BaselineError(
@@ -71,15 +72,15 @@ def plan_baseline(
     )
 
 
-def _from_file(path: Path, mode: str, workload: Workload) -> dict[str, Any]:
+def _from_file(path: Path, mode: str, workload: Workload) -> RunRecord:
     try:
-        data = store.load_result(path)
+        record = store.load_result(path)
     except (OSError, ValueError) as exc:
         raise BaselineError(f"--pd-baseline={mode}: cannot read that results file: {exc}") from None
-    if data["workload"].get("id") != workload.id:
+    if record.workload.id != workload.id:
         raise BaselineError(
-            f"--pd-baseline={mode} holds workload {data['workload'].get('id')!r}, but this "
+            f"--pd-baseline={mode} holds workload {record.workload.id!r}, but this "
             f"test runs {workload.id!r}; give a results file of the same workload (or a "
             "folder of results to search)."
         )
-    return data
+    return record

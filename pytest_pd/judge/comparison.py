@@ -1,35 +1,23 @@
 """A candidate vs baseline comparison for one workload: the rows of the seed table and the verdicts.
-Pure data; the fixtures fill it, the reports render it."""
+Pure data; the fixtures fill it, the reports render it. Each side is a run's record without its
+bulky parts (``RunRecord.brief()``)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic import TypeAdapter
 
 from pytest_pd.judge.catalog import HISTORY_METRICS, higher_is_better
 from pytest_pd.judge.noise import bootstrap_ci
 from pytest_pd.judge.thresholds import Bound, Verdict, delta_percent, evaluate
+from pytest_pd.record import RunRecord
 from pytest_pd.workload.metrics import run_problems
 
 DEFAULT_NOISE_BAND = 0.05
-
-
-@dataclass(frozen=True)
-class Side:
-    """One measured configuration, as a row of the seed table."""
-
-    cluster: str
-    prefill_strategy: str
-    metrics: Mapping[str, Any]
-    simulated: bool = False
-    speedup: float = 1.0
-    result_path: str | None = None
-    samples: Mapping[str, list[float]] = field(default_factory=dict)  # per-repeat values
-    source: str = "live"  # live, or "stored" for a run read from the results store
-    started_at: float | None = None
-    model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,14 +37,15 @@ class HistoryRow:
 class Comparison:
     test_id: str
     workload_id: str
-    candidate: Side
-    baseline: Side | None
+    candidate: RunRecord
+    baseline: RunRecord | None
     bounds: list[Bound]
     verdicts: list[Verdict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-    last: Side | None = None  # the previous run of the candidate (--pd-compare-last)
+    last: RunRecord | None = None  # the previous run of the candidate (--pd-compare-last)
     history: list[HistoryRow] = field(default_factory=list)
     fail_on_regression: bool = False
+    baseline_source: str = ""  # where the baseline came from (--pd-baseline), for the report
 
     @property
     def regressions(self) -> list[HistoryRow]:
@@ -88,8 +77,8 @@ class Comparison:
 
     def failure_message(self) -> str:
         lines = [
-            f"{self.workload_id}: {self.candidate.cluster} vs "
-            f"{self.baseline.cluster if self.baseline else '(no baseline)'}"
+            f"{self.workload_id}: {self.candidate.name} vs "
+            f"{self.baseline.name if self.baseline else '(no baseline)'}"
         ]
         lines += [f"  {p}" for p in self.problems]
         lines += [f"  {v.message}" for v in self.verdicts if not v.passed]
@@ -106,7 +95,7 @@ def regression_text(h: HistoryRow) -> str:
 
 
 def history_rows(
-    current: Side, last: Side, metrics: Sequence[str], band: float = DEFAULT_NOISE_BAND
+    current: RunRecord, last: RunRecord, metrics: Sequence[str], band: float = DEFAULT_NOISE_BAND
 ) -> list[HistoryRow]:
     """Each metric now vs the last run. A regression is a change in the worse direction beyond
     the noise band: ``band`` (relative), widened by the bootstrap interval of the change when both
@@ -130,28 +119,35 @@ def history_rows(
     return rows
 
 
-def health_problems(side: Side, max_mismatch_share: float = 0.0) -> list[str]:
+def health_problems(run: RunRecord, max_mismatch_share: float = 0.0) -> list[str]:
     """Failures that make a measurement unusable, whatever the bounds say."""
-    return [
-        f"{side.cluster}: {p}; its numbers are not comparable"
-        for p in run_problems(side.metrics, max_mismatch_share)
-    ]
+    problems = run_problems(run.metrics, max_mismatch_share)
+    return [f"{run.name}: {p}; its numbers are not comparable" for p in problems]
 
 
 def compare(
     test_id: str,
     workload_id: str,
-    candidate: Side,
-    baseline: Side | None,
+    candidate: RunRecord,
+    baseline: RunRecord | None,
     bounds: list[Bound],
     *,
-    last: Side | None = None,
+    last: RunRecord | None = None,
     noise_band: float = DEFAULT_NOISE_BAND,
     fail_on_regression: bool = False,
     max_mismatch_share: float = 0.0,
+    baseline_source: str = "",
 ) -> Comparison:
+    """Judge ``candidate`` against ``baseline`` (and its ``last`` run) on ``bounds``."""
     comp = Comparison(
-        test_id, workload_id, candidate, baseline, bounds, last=last, fail_on_regression=fail_on_regression
+        test_id,
+        workload_id,
+        candidate.brief(),
+        baseline.brief() if baseline else None,
+        bounds,
+        last=last.brief() if last else None,
+        fail_on_regression=fail_on_regression,
+        baseline_source=baseline_source,
     )
     comp.problems += health_problems(candidate, max_mismatch_share)
     if baseline is not None:
@@ -172,35 +168,15 @@ def compare(
     return comp
 
 
+_ADAPTER = TypeAdapter(Comparison)
+
+
 def to_dict(comp: Comparison) -> dict[str, Any]:
     """Plain data (JSON-safe apart from NaN) so a comparison can travel in a test report, e.g.
     from a pytest-xdist worker to the controller that writes the summaries."""
-    return asdict(comp)
+    data: dict[str, Any] = _ADAPTER.dump_python(comp)
+    return data
 
 
 def from_dict(data: dict[str, Any]) -> Comparison:
-    def side(d: dict[str, Any] | None) -> Side | None:
-        return None if d is None else Side(**d)
-
-    def ci(value: Any) -> tuple[float, float] | None:
-        return None if value is None else (float(value[0]), float(value[1]))
-
-    bounds = [Bound(**b) for b in data["bounds"]]
-    verdicts = [
-        Verdict(**{**v, "bound": Bound(**v["bound"]), "ci": ci(v.get("ci"))}) for v in data["verdicts"]
-    ]
-    history = [HistoryRow(**{**h, "ci": ci(h.get("ci"))}) for h in data.get("history", [])]
-    candidate = side(data["candidate"])
-    assert candidate is not None
-    return Comparison(
-        data["test_id"],
-        data["workload_id"],
-        candidate,
-        side(data["baseline"]),
-        bounds,
-        verdicts,
-        list(data["problems"]),
-        side(data.get("last")),
-        history,
-        bool(data.get("fail_on_regression", False)),
-    )
+    return _ADAPTER.validate_python(data)

@@ -14,6 +14,7 @@ import yaml
 
 from pytest_pd.judge.catalog import HISTORY_METRICS
 from pytest_pd.judge.comparison import Comparison
+from pytest_pd.record import Failure, RunRecord
 from pytest_pd.report import charts, series
 from pytest_pd.report.summary import (
     COLUMNS,
@@ -140,9 +141,39 @@ def history_section(comp: Comparison) -> str:
     }
     return (
         "<h4>vs last run</h4>"
-        f'<p class="pd-note">last run: {escape(str(comp.last.result_path if comp.last else ""))}</p>'
+        f'<p class="pd-note">last run: {escape(str(comp.last.path if comp.last else ""))}</p>'
         + _table(rows, "pd-table pd-history", cell_classes=classes)
     )
+
+
+def report_header(comp: Comparison) -> dict[str, Any]:
+    """The report's header: cluster, baseline, model, versions, commit, date, hardware, host."""
+    run = comp.candidate
+    env = run.environment
+    hardware = (
+        f"simulated (sim workers ×{run.speedup:g} faster than real time, behind the real "
+        "sglang-router; numbers scaled back to real time)"
+        if run.simulated
+        else "real hardware"
+    )
+    baseline = f"{comp.baseline.name}: {comp.baseline_source}" if comp.baseline is not None else "none"
+    return {
+        "cluster": f"{run.name} ({run.cluster.file or ''})",
+        "baseline": baseline,
+        "model": run.model.name,
+        "versions": {
+            "pytest-pd": env.pytest_pd,
+            "Python": env.python,
+            "sglang-router (harness)": env.sglang_router,
+            "SGLang (/get_server_info)": ", ".join(sorted(set(env.sglang.values()))) or None,
+        },
+        "commit": env.git_commit or "unknown",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(run.started_at))
+        if run.started_at
+        else None,
+        "hardware": hardware,
+        "host": env.harness_host,
+    }
 
 
 def header_section(header: Mapping[str, Any]) -> str:
@@ -174,14 +205,14 @@ def _title(metric: str) -> str:
     return f"{col.title} — {metric}" if col else metric
 
 
-def trend_chart(comp: Comparison, trend: Sequence[Mapping[str, Any]]) -> str:
+def trend_chart(comp: Comparison, trend: Sequence[RunRecord]) -> str:
     if not trend:
         return '<p class="pd-note">No stored runs of this cluster and workload yet: no trend.</p>'
-    labels = [time.strftime("%m-%d %H:%M", time.gmtime(float(r.get("started_at") or 0))) for r in trend]
+    labels = [time.strftime("%m-%d %H:%M", time.gmtime(r.started_at)) for r in trend]
     panels = []
     base = comp.baseline.metrics if comp.baseline else {}
     for metric in HISTORY_METRICS:
-        values = [_display(metric, float(r["metrics"].get(metric) or math.nan)) for r in trend]
+        values = [_display(metric, float(r.metrics.get(metric) or math.nan)) for r in trend]
         bounds = []
         for b in comp.bounds:
             if b.metric != metric:
@@ -193,16 +224,16 @@ def trend_chart(comp: Comparison, trend: Sequence[Mapping[str, Any]]) -> str:
         panels.append((_title(metric), values, bounds))
     png = charts.trend(panels, labels)
     return charts.img(
-        png, f"trend of the last {len(trend)} runs of {comp.candidate.cluster}", "trend", points=len(trend)
+        png, f"trend of the last {len(trend)} runs of {comp.candidate.name}", "trend", points=len(trend)
     )
 
 
-def run_charts(comp: Comparison, candidate: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> str:
-    cname = f"{comp.candidate.cluster} (candidate)"
-    bname = f"{comp.baseline.cluster} (baseline)" if comp.baseline else "baseline"
-    views = [(cname, candidate)] + ([(bname, baseline)] if baseline else [])
-    with_records = [(n, v) for n, v in views if v.get("runs")]
-    missing = [n for n, v in views if not v.get("runs")]
+def run_charts(comp: Comparison, candidate: RunRecord, baseline: RunRecord | None) -> str:
+    cname = f"{comp.candidate.name} (candidate)"
+    bname = f"{comp.baseline.name} (baseline)" if comp.baseline else "baseline"
+    runs = [(cname, candidate)] + ([(bname, baseline)] if baseline else [])
+    with_records = [(n, r) for n, r in runs if r.runs()]
+    missing = [n for n, r in runs if not r.runs()]
     out = []
     if missing:
         out.append(
@@ -228,10 +259,10 @@ def run_charts(comp: Comparison, candidate: Mapping[str, Any], baseline: Mapping
     return "".join(out)
 
 
-def telemetry_section(views: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
+def telemetry_section(runs: Sequence[tuple[str, RunRecord]]) -> str:
     out = []
-    for name, view in views:
-        tele = view.get("telemetry")
+    for name, run in runs:
+        tele = run.telemetry
         out.append(f"<h5>{escape(name)}</h5>")
         if not tele:
             out.append('<p class="pd-note">No telemetry recorded for this run.</p>')
@@ -317,43 +348,46 @@ def log_section(tails: Mapping[str, Mapping[str, str]]) -> str:
 
 def details_section(
     comp: Comparison,
-    candidate: Mapping[str, Any],
-    baseline: Mapping[str, Any] | None,
-    trend: Sequence[Mapping[str, Any]],
+    candidate: RunRecord,
+    baseline: RunRecord | None,
+    trend: Sequence[RunRecord],
     tails: Mapping[str, Mapping[str, str]] | None = None,
+    extras: Sequence[str | None] = (),
 ) -> str:
-    """Charts, history, telemetry and (for failures) log tails of one comparison."""
-    views = [(f"{comp.candidate.cluster} (candidate)", candidate)]
+    """Charts, history, telemetry, (for failures) log tails and the suite's ``extras`` (trusted
+    HTML from the ``pytest_pd_report_extras`` hook) of one comparison: ``candidate`` and
+    ``baseline`` are the full records (with requests and telemetry) of its two sides."""
+    runs = [(f"{comp.candidate.name} (candidate)", candidate)]
     if baseline is not None and comp.baseline is not None:
-        views.append((f"{comp.baseline.cluster} (baseline, {comp.baseline.source})", baseline))
+        runs.append((f"{comp.baseline.name} (baseline, {comp.baseline_source})", baseline))
     parts = [
         f'<div class="pd-details" data-workload="{escape(comp.workload_id)}">',
         f"<h3>{escape(comp.workload_id)}: charts</h3>",
         run_charts(comp, candidate, baseline),
-        f"<h4>trend: last {len(trend)} run(s) of {escape(comp.candidate.cluster)}</h4>",
+        f"<h4>trend: last {len(trend)} run(s) of {escape(comp.candidate.name)}</h4>",
         trend_chart(comp, trend),
         f"<h3>{escape(comp.workload_id)}: server-side metrics and host telemetry</h3>",
-        telemetry_section(views),
+        telemetry_section(runs),
     ]
     if tails:
         parts += [f"<h3>{escape(comp.workload_id)}: log tails</h3>", log_section(tails)]
+    parts += [extra for extra in extras if extra]
     parts.append("</div>")
     return "".join(parts)
 
 
-def cluster_files(views: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, str]]:
-    """{cluster: {"file", "yaml", "commands"}} from run views (already redacted by the store)."""
+def cluster_files(runs: Sequence[RunRecord]) -> dict[str, dict[str, str]]:
+    """{cluster: {"file", "yaml", "commands"}} from run records (already redacted)."""
     out = {}
-    for view in views:
-        cluster = view.get("cluster") or {}
-        name = cluster.get("name")
-        if not name or name in out:
+    for run in runs:
+        cluster = run.cluster
+        if cluster.name in out:
             continue
-        spec = _drop_none(cluster.get("spec"))
-        out[name] = {
-            "file": str(cluster.get("file") or ""),
+        spec = _drop_none(cluster.spec)
+        out[cluster.name] = {
+            "file": cluster.file or "",
             "yaml": yaml.safe_dump(spec, sort_keys=False) if spec else "(not stored)",
-            "commands": str(cluster.get("commands") or "(not stored)"),
+            "commands": cluster.commands or "(not stored)",
         }
     return out
 
@@ -380,20 +414,18 @@ def clusters_section(clusters: Mapping[str, Mapping[str, str]]) -> str:
     return "".join(out)
 
 
-def failure_section(failures: Sequence[Mapping[str, Any]]) -> str:
+def failure_section(failures: Sequence[Failure]) -> str:
     """Failed bring-ups and runs: the cause, where logs and results files are, the log tails."""
     out = []
     for f in failures:
         out.append(
-            f'<div class="pd-failure"><h3><span class="pd-fail">{escape(str(f.get("cluster")))}: '
-            f"{escape(str(f.get('stage')))} failed</span> <small>{escape(str(f.get('kind')))}"
-            f'</small></h3><pre class="pd-pre pd-failure-message">{escape(str(f.get("message")))}'
-            f'</pre><p class="pd-note">logs kept in {escape(str(f.get("run_dir")))}</p>'
+            f'<div class="pd-failure"><h3><span class="pd-fail">{escape(f.cluster)}: '
+            f"{escape(f.stage)} failed</span> <small>{escape(f.kind)}"
+            f'</small></h3><pre class="pd-pre pd-failure-message">{escape(f.message)}'
+            f'</pre><p class="pd-note">logs kept in {escape(str(f.run_dir))}</p>'
         )
-        out += [
-            f'<p class="pd-note">recorded in {escape(str(r.get("path")))}</p>' for r in f.get("results") or []
-        ]
-        out.append(log_section({str(f.get("cluster")): f.get("logs") or {}}) + "</div>")
+        out += [f'<p class="pd-note">recorded in {escape(path)}</p>' for path in f.recorded.values()]
+        out.append(log_section({f.cluster: f.logs}) + "</div>")
     return "".join(out)
 
 
@@ -402,7 +434,7 @@ def summary_section(
     header: Mapping[str, Any] | None = None,
     details: Sequence[str] = (),
     clusters: Mapping[str, Mapping[str, str]] | None = None,
-    failures: Sequence[Mapping[str, Any]] = (),
+    failures: Sequence[Failure] = (),
 ) -> str:
     """The report's top: failed bring-ups/runs, header, every comparison table, then details and
     cluster files. ``details`` are fragments from :func:`details_section` (already rendered and

@@ -1,8 +1,8 @@
-"""Chart series from stored runs: per-request times, token rates, telemetry. Pure.
+"""Chart series from run records: per-request times, token rates, telemetry. Pure.
 
-A *view* is a run as the results store holds it (``cluster``, ``simulated``, ``telemetry``, …) plus
-``runs``: each repeat's ``RunResult.to_dict()`` (perf_counter times). Times come out in seconds of
-the cluster the run stands for (simulated runs × their speedup), from the run's first send.
+Per-request series read ``RunRecord.runs()`` (each repeat's ``RunResult.to_dict()``, perf_counter
+times). Times come out in seconds of the cluster the run stands for (simulated runs × their
+speedup), from the run's first send.
 """
 
 from __future__ import annotations
@@ -11,13 +11,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pytest_pd.record import RunRecord
+
 RUNNING = "sglang:num_running_reqs"
 QUEUED = "sglang:num_queue_reqs"
-
-
-def speedup(view: Mapping[str, Any]) -> float:
-    sim = view.get("simulated") or {}
-    return float(sim.get("speedup", 1.0)) if sim else 1.0
 
 
 def _ok(rec: Mapping[str, Any]) -> bool:
@@ -29,11 +26,11 @@ def _ok(rec: Mapping[str, Any]) -> bool:
     )
 
 
-def latencies(view: Mapping[str, Any]) -> tuple[list[float], list[float]]:
+def latencies(record: RunRecord) -> tuple[list[float], list[float]]:
     """(TTFT s, E2E latency s) of every completed request, all repeats pooled."""
-    k = speedup(view)
+    k = record.speedup
     ttft, e2e = [], []
-    for run in view.get("runs") or []:
+    for run in record.runs():
         for rec in run.get("records", []):
             if _ok(rec):
                 ttft.append((rec["t_first_token"] - rec["t_start"]) * k)
@@ -49,12 +46,12 @@ def _t0(run: Mapping[str, Any]) -> float:
     return min(starts) if starts else 0.0
 
 
-def timeline(view: Mapping[str, Any]) -> list[tuple[float, float | None, float | None]]:
+def timeline(record: RunRecord) -> list[tuple[float, float | None, float | None]]:
     """(send, first token, last token) per request of the first repeat, in request order."""
-    runs = view.get("runs") or []
+    runs = record.runs()
     if not runs:
         return []
-    run, k = runs[0], speedup(view)
+    run, k = runs[0], record.speedup
     t0 = _t0(run)
     out = []
     for rec in sorted(run.get("records", []), key=lambda r: r.get("index", 0)):
@@ -92,12 +89,12 @@ def bucket_for(duration_s: float) -> float:
     return max(duration_s / 30.0, 1e-3)
 
 
-def output_rate(view: Mapping[str, Any], bucket_s: float | None = None) -> list[tuple[float, float]]:
+def output_rate(record: RunRecord, bucket_s: float | None = None) -> list[tuple[float, float]]:
     """Output tokens/s received, per bucket, over the first repeat: [(bucket start, rate)]."""
-    runs = view.get("runs") or []
+    runs = record.runs()
     if not runs:
         return []
-    run, k = runs[0], speedup(view)
+    run, k = runs[0], record.speedup
     t0 = _t0(run)
     events: list[tuple[float, int]] = []
     for rec in run.get("records", []):

@@ -7,12 +7,12 @@ mean latency (s); rows for candidate and baseline, then the delta in %, the boun
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from pytest_pd.judge.comparison import Comparison, Side
+from pytest_pd.judge.comparison import Comparison
 from pytest_pd.judge.thresholds import delta_percent
+from pytest_pd.record import Failure, RunRecord
 
 
 @dataclass(frozen=True)
@@ -32,16 +32,16 @@ COLUMNS = (
 HEADER = ("config", "prefill strategy", *(c.title for c in COLUMNS))
 
 
-def _value(side: Side, col: Column) -> str:
-    value = side.metrics.get(col.metric)
+def _value(run: RunRecord, col: Column) -> str:
+    value = run.metrics.get(col.metric)
     if not isinstance(value, (int, float)) or not math.isfinite(value):
         return "n/a"
     return col.fmt.format(value * col.scale)
 
 
-def _side_label(side: Side, role: str) -> str:
-    sim = f", simulated ×{side.speedup:g}" if side.simulated else ""
-    return f"{side.cluster} ({role}{sim})"
+def _side_label(run: RunRecord, role: str) -> str:
+    sim = f", simulated ×{run.speedup:g}" if run.simulated else ""
+    return f"{run.name} ({role}{sim})"
 
 
 def table_rows(comp: Comparison) -> list[tuple[str, ...]]:
@@ -50,14 +50,14 @@ def table_rows(comp: Comparison) -> list[tuple[str, ...]]:
     rows.append(
         (
             _side_label(comp.candidate, "candidate"),
-            comp.candidate.prefill_strategy,
+            comp.candidate.cluster.prefill_strategy,
             *(_value(comp.candidate, c) for c in COLUMNS),
         )
     )
     if comp.baseline is None:
         return rows
     b = comp.baseline
-    rows.append((_side_label(b, "baseline"), b.prefill_strategy, *(_value(b, c) for c in COLUMNS)))
+    rows.append((_side_label(b, "baseline"), b.cluster.prefill_strategy, *(_value(b, c) for c in COLUMNS)))
     deltas = []
     for c in COLUMNS:
         cv, bv = comp.candidate.metrics.get(c.metric), b.metrics.get(c.metric)
@@ -83,19 +83,20 @@ def verdict_word(verdicts: Sequence) -> str:
     return "pass"
 
 
-def _side_source(side: Side) -> str:
-    if side.source == "stored":
-        return f"stored run {side.result_path}"
-    return "measured in this session"
+def _baseline_source(comp: Comparison) -> str:
+    base = comp.baseline
+    if base is not None and base.session is not None and base.session == comp.candidate.session:
+        return "measured in this session"
+    return f"stored run {base.path if base else None}"
 
 
 def baseline_lines(comp: Comparison) -> list[str]:
     """Where the baseline came from, and the last run compared with."""
     out = []
     if comp.baseline is not None:
-        out.append(f"baseline: {comp.baseline.cluster}, {_side_source(comp.baseline)}")
+        out.append(f"baseline: {comp.baseline.name}, {_baseline_source(comp)}")
     if comp.last is not None:
-        out.append(f"last run: {comp.last.result_path or '(not stored)'}")
+        out.append(f"last run: {comp.last.path or '(not stored)'}")
     return out
 
 
@@ -130,9 +131,9 @@ def other_verdicts(comp: Comparison) -> list[str]:
     out = [f"{v.word}: {v.message}" for v in comp.verdicts if v.bound.metric not in shown or v.ci is not None]
     out += [f"warning: {w}" for w in comp.warnings()]
     out += [f"FAIL: {p}" for p in comp.problems]
-    sims = [s for s in (comp.candidate, comp.baseline) if s and s.simulated and s.speedup != 1.0]
+    sims = [r for r in (comp.candidate, comp.baseline) if r and r.simulated and r.speedup != 1.0]
     if sims:
-        names = " and ".join(f"{s.cluster} (×{s.speedup:g})" for s in sims)
+        names = " and ".join(f"{r.name} (×{r.speedup:g})" for r in sims)
         out.append(
             f"note: {names} simulated faster than real time; times and rates above are "
             "scaled back to real time"
@@ -196,20 +197,18 @@ def markdown(comps: Sequence[Comparison]) -> str:
     return "\n".join(out)
 
 
-def failure_lines(failure: Mapping[str, Any]) -> list[str]:
-    """A failed bring-up or run (a ``failure`` record) for the terminal: what, where the logs
-    and the results files are."""
+def failure_lines(failure: Failure) -> list[str]:
+    """A failed bring-up or run for the terminal: what, where the logs and the results files are."""
     stage = {
         "bring-up": "bring-up failed",
         "run": "failed while running",
         "interrupted": "interrupted while running",
-    }.get(str(failure.get("stage")), str(failure.get("stage")))
-    lines = [f"{failure.get('cluster')}: {stage} ({failure.get('kind')})"]
-    message = str(failure.get("message") or "").splitlines()
+    }.get(failure.stage, failure.stage)
+    lines = [f"{failure.cluster}: {stage} ({failure.kind})"]
+    message = failure.message.splitlines()
     lines += [f"  {line}" for line in message[:3]]
     if len(message) > 3:
         lines.append(f"  … ({len(message) - 3} more lines in the report)")
-    lines.append(f"  logs kept in {failure.get('run_dir')}")
-    for entry in failure.get("results") or []:
-        lines.append(f"  recorded in {entry.get('path')}")
+    lines.append(f"  logs kept in {failure.run_dir}")
+    lines += [f"  recorded in {path}" for path in failure.recorded.values()]
     return lines

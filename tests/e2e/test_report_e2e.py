@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pytest_pd.record import SCHEMA_VERSION
 from tests.helpers import REPO, assert_nothing_left, sim_cluster_copy
 from tests.helpers.browser import CHROMIUM, inspect_report
 
@@ -162,7 +163,7 @@ def test_the_printed_command_creates_a_marked_baseline(chain):
     assert s.ret == 0, s.out
     assert "baseline: sim-tp8, measured in this session" in s.out
     stored = [json.loads(p.read_text()) for p in sorted((chain["work"] / "results").glob("*.json"))]
-    assert all(d["schema_version"] == 3 and d["failure"] is None for d in stored)
+    assert all(d["schema_version"] == SCHEMA_VERSION and d["failure"] is None for d in stored)
     marked = [d["cluster"]["name"] for d in stored if d["baseline_mark"]]
     assert sorted(marked) == ["sim-pp2", "sim-tp8"]  # that session's two runs; later ones are not
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 import base64
 import re
 
-from pytest_pd.judge.comparison import Side, compare
+from pytest_pd.judge.comparison import compare
 from pytest_pd.judge.thresholds import bounds_from_marker
+from pytest_pd.record import ClusterInfo, RunRecord, Simulated, encode_requests
 from pytest_pd.report import html, series
+from pytest_pd.workload.spec import Workload
+from tests.helpers.records import run_record
 
 KNOWN = {"mean_ttft_ms", "output_throughput", "mean_tpot_ms", "mean_e2e_latency_ms"}
 PP2 = {
@@ -30,7 +33,7 @@ TP8 = {
 EVIL = "<script>alert(1)</script>"
 
 
-def run_view(name: str, speedup: float = 10.0) -> dict:
+def run_view(name: str, speedup: float = 10.0) -> RunRecord:
     records = []
     for i in range(2):
         t0 = 100.0 + i * 0.1
@@ -46,16 +49,17 @@ def run_view(name: str, speedup: float = 10.0) -> dict:
                 "error_kind": None,
             }
         )
-    return {
-        "cluster": {
-            "name": name,
-            "file": f"/c/{name}.yaml",
-            "spec": {"name": name, "env": {"HF_TOKEN": "***redacted***"}, "x": None},
-            "commands": f"python -m sglang.launch_server --served {EVIL}",
-        },
-        "simulated": {"speedup": speedup},
-        "runs": [{"started": 100.0, "records": records}],
-        "telemetry": {
+    return RunRecord(
+        cluster=ClusterInfo(
+            name=name,
+            file=f"/c/{name}.yaml",
+            spec={"name": name, "env": {"HF_TOKEN": "***redacted***"}, "x": None},
+            commands=f"python -m sglang.launch_server --served {EVIL}",
+        ),
+        workload=Workload(),
+        simulated=Simulated(speedup=speedup),
+        requests=[encode_requests({"started": 100.0, "records": records})],
+        telemetry={
             "time_scale": speedup,
             "server": {
                 "decode-0": {
@@ -76,7 +80,7 @@ def run_view(name: str, speedup: float = 10.0) -> dict:
             },
             "gpu": {"node-a": {"available": False, "reason": f"nvidia-smi not found {EVIL}"}},
         },
-    }
+    )
 
 
 def comparison():
@@ -86,10 +90,10 @@ def comparison():
     return compare(
         f"test[{EVIL}]",
         f"w{EVIL}",
-        Side(f"pp2{EVIL}", "TP=4, PP=2", PP2),
-        Side("tp8", "TP=8", TP8),
+        run_record(f"pp2{EVIL}", "TP=4, PP=2", PP2),
+        run_record("tp8", "TP=8", TP8),
         b,
-        last=Side("pp2", "", {**PP2, "mean_tpot_ms": 26.0}),
+        last=run_record("pp2", "", {**PP2, "mean_tpot_ms": 26.0}),
     )
 
 
@@ -113,7 +117,7 @@ def test_history_table_has_vs_last_run_column():
 
 def test_details_have_inline_charts_trend_bound_telemetry_and_escaped_logs():
     comp = comparison()
-    trend = [{"started_at": 1.8e9 + i, "metrics": {**PP2, "mean_tpot_ms": 26.0 + i}} for i in range(3)]
+    trend = [run_record("pp2", "", {**PP2, "mean_tpot_ms": 26.0 + i}, started_at=1.8e9 + i) for i in range(3)]
     tails = {"pp2": {"decode-0": f"line\n{EVIL}\n", "router": "ok"}}
     out = html.details_section(comp, run_view("pp2"), run_view("tp8"), trend, tails)
     kinds = re.findall(r'data-chart="([^"]+)"', out)
@@ -151,4 +155,4 @@ def test_series_are_scaled_to_model_time():
     assert [tuple(round(x, 6) for x in row) for row in tl] == [(0.0, 2.0, 5.0), (1.0, 3.0, 6.0)]
     rate = series.output_rate(view, bucket_s=1.0)
     assert sum(r for _, r in rate) == 8  # 8 tokens in 1 s buckets
-    assert series.server_gauges(view["telemetry"])["decode-0 num_running_reqs"] == [(0.0, 0.0), (1.0, 2.0)]
+    assert series.server_gauges(view.telemetry)["decode-0 num_running_reqs"] == [(0.0, 0.0), (1.0, 2.0)]

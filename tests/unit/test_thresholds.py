@@ -6,9 +6,10 @@ import math
 
 import pytest
 
-from pytest_pd.judge.comparison import Side, compare
+from pytest_pd.judge.comparison import compare
 from pytest_pd.judge.thresholds import ThresholdError, bounds_from_marker, evaluate
 from pytest_pd.report.summary import markdown, table_rows, terminal_lines
+from tests.helpers.records import run_record
 
 KNOWN = {"mean_ttft_ms", "output_throughput", "mean_tpot_ms", "mean_e2e_latency_ms"}
 
@@ -65,8 +66,8 @@ def test_seed_result_satisfies_the_suite_bounds():
     comp = compare(
         "t",
         "in6000-out1000-c16-n32",
-        Side("pp2", "TP=4, PP=2", SEED_PP2),
-        Side("tp8", "TP=8", SEED_TP8),
+        run_record("pp2", "TP=4, PP=2", SEED_PP2),
+        run_record("tp8", "TP=8", SEED_TP8),
         bounds(*SUITE_BOUNDS),
     )
     assert comp.passed, comp.failure_message()
@@ -103,7 +104,11 @@ def test_nan_never_passes():
 def test_failed_requests_fail_the_comparison_even_within_bounds():
     broken = {**SEED_PP2, "completed": 30, "failed": 2, "errors_by_kind": {"timeout": 2}}
     comp = compare(
-        "t", "w", Side("pp2", "TP=4, PP=2", broken), Side("tp8", "TP=8", SEED_TP8), bounds(*SUITE_BOUNDS)
+        "t",
+        "w",
+        run_record("pp2", "TP=4, PP=2", broken),
+        run_record("tp8", "TP=8", SEED_TP8),
+        bounds(*SUITE_BOUNDS),
     )
     assert not comp.passed
     assert "2 of 32 requests failed (timeout: 2)" in comp.failure_message()
@@ -111,7 +116,11 @@ def test_failed_requests_fail_the_comparison_even_within_bounds():
 
 def test_seed_table_rows():
     comp = compare(
-        "t", "w", Side("pp2", "TP=4, PP=2", SEED_PP2), Side("tp8", "TP=8", SEED_TP8), bounds(*SUITE_BOUNDS)
+        "t",
+        "w",
+        run_record("pp2", "TP=4, PP=2", SEED_PP2),
+        run_record("tp8", "TP=8", SEED_TP8),
+        bounds(*SUITE_BOUNDS),
     )
     rows = table_rows(comp)
     assert rows[0] == (
@@ -168,8 +177,8 @@ def test_marker_chooses_how_within_noise_counts(mode, passed, xfail):
     comp = compare(
         "t",
         "w",
-        Side("pp2", "", {**SEED_PP2, "mean_ttft_ms": 5400.0}, samples=samples),
-        Side("tp8", "", SEED_TP8, samples={"mean_ttft_ms": [3590.0] * 3}),
+        run_record("pp2", "", {**SEED_PP2, "mean_ttft_ms": 5400.0}, samples=samples),
+        run_record("tp8", "", SEED_TP8, samples={"mean_ttft_ms": [3590.0] * 3}),
         b,
     )
     assert comp.verdicts[0].word == "within noise"
@@ -185,14 +194,14 @@ def test_single_run_has_no_interval():
 
 
 def test_history_regression_beyond_noise_band_warns_or_fails():
-    last = Side("pp2", "", {**SEED_PP2, "output_throughput": 492.9, "mean_tpot_ms": 26.4})
-    now = Side("pp2", "", {**SEED_PP2, "output_throughput": 440.0, "mean_tpot_ms": 26.9})
-    comp = compare("t", "w", now, Side("tp8", "", SEED_TP8), [], last=last, noise_band=0.05)
+    last = run_record("pp2", "", {**SEED_PP2, "output_throughput": 492.9, "mean_tpot_ms": 26.4})
+    now = run_record("pp2", "", {**SEED_PP2, "output_throughput": 440.0, "mean_tpot_ms": 26.9})
+    comp = compare("t", "w", now, run_record("tp8", "", SEED_TP8), [], last=last, noise_band=0.05)
     by_metric = {h.metric: h for h in comp.history}
     assert by_metric["output_throughput"].regression  # −10.7 % throughput, beyond ±5 %
     assert not by_metric["mean_tpot_ms"].regression  # +1.9 % TPOT, within the band
     assert comp.passed and any("output_throughput" in w for w in comp.warnings())
-    strict = compare("t", "w", now, Side("tp8", "", SEED_TP8), [], last=last, fail_on_regression=True)
+    strict = compare("t", "w", now, run_record("tp8", "", SEED_TP8), [], last=last, fail_on_regression=True)
     assert not strict.passed and "regression vs last run: output_throughput" in strict.failure_message()
     rows = terminal_lines(comp)
     assert any("vs last run" in r for r in rows)
@@ -205,10 +214,10 @@ def test_comparison_survives_the_trip_through_a_report():
     comp = compare(
         "t",
         "w",
-        Side("pp2", "", SEED_PP2, samples={"mean_ttft_ms": [5000.0, 5020.0]}),
-        Side("tp8", "", SEED_TP8, samples={"mean_ttft_ms": [3590.0, 3600.0]}),
+        run_record("pp2", "", SEED_PP2, samples={"mean_ttft_ms": [5000.0, 5020.0]}),
+        run_record("tp8", "", SEED_TP8, samples={"mean_ttft_ms": [3590.0, 3600.0]}),
         b,
-        last=Side("pp2", "", SEED_PP2),
+        last=run_record("pp2", "", SEED_PP2),
     )
     back = from_dict(to_dict(comp))
     assert back.verdicts == comp.verdicts and back.history == comp.history

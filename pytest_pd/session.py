@@ -1,0 +1,263 @@
+"""The pytest-pd session: one object per pytest process, made in ``pytest_configure`` and
+registered as a plugin. It holds the session's settings and its measurer (made when the first test
+asks for a cluster), runs what ``pd_run`` asks (candidate and baseline measured, judged) and puts
+the outcome on the test's report, from where the report collector (``report/collector.py``) builds
+the summaries, on this process or on the xdist controller."""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import threading
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_pd import results as store
+from pytest_pd.cluster.spec import ClusterSpec
+from pytest_pd.cluster.topology import Topology
+from pytest_pd.errors import PdError
+from pytest_pd.judge.baseline import BaselinePlan, plan_baseline
+from pytest_pd.judge.comparison import Comparison, compare, to_dict
+from pytest_pd.judge.thresholds import Bound
+from pytest_pd.measure import Hooks, Measurer
+from pytest_pd.options import Settings
+from pytest_pd.record import Failure, RunRecord
+from pytest_pd.report import html as html_report
+from pytest_pd.report import summary as text_report
+from pytest_pd.workload.spec import Workload
+
+SESSION_KEY = pytest.StashKey["PdSession"]()
+BOUNDS_KEY = pytest.StashKey[list[Bound]]()
+COMPARISON_KEY = pytest.StashKey[Comparison]()
+EVIDENCE_KEY = pytest.StashKey["Evidence"]()
+# Attributes of a test report (they travel from xdist workers to the controller with it)
+REPORT_OUTCOME = "pd_outcome"  # {"comparison": …, "trend": [results files], "tails": {…}}
+REPORT_FAILURE = "pd_failure"  # Failure.model_dump() of a failed bring-up or run
+
+
+@dataclass
+class Evidence:
+    """What the report shows of a test besides its comparison: the stored runs of its trend
+    chart, and the clusters (with their run directories) whose log tails a failure shows."""
+
+    trend: list[str] = field(default_factory=list)
+    log_runs: list[tuple[ClusterSpec, Path | None]] = field(default_factory=list)
+
+
+class PytestHooks(Hooks):
+    """A measurer's events as the ``pytest_pd_*`` hooks of ``hookspec.py``."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def record(self, record: RunRecord) -> None:
+        self.config.hook.pytest_pd_record(config=self.config, record=record)
+
+    def cluster_up(self, topology: Topology) -> None:
+        self.config.hook.pytest_pd_cluster_up(config=self.config, topology=topology)
+
+    def cluster_down(self, topology: Topology) -> None:
+        self.config.hook.pytest_pd_cluster_down(config=self.config, topology=topology)
+
+
+def session_of(config: pytest.Config) -> PdSession:
+    return config.stash[SESSION_KEY]
+
+
+class PdSession:
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.planned: list[Workload] = []  # every parametrized workload of the selected tests
+        self.records: dict[str, RunRecord] = {}  # results file → the record, for the report
+        self._measurer: Measurer | None = None
+        self._shown_failures: set[tuple[str, float]] = set()
+
+    @property
+    def measurer(self) -> Measurer:
+        """Brings clusters up one at a time; caches every (cluster, workload) record."""
+        if self._measurer is None:
+            opts = self.settings
+            extra: dict[str, Any] = {}
+            for found in self.config.hook.pytest_pd_environment(config=self.config):
+                extra.update(found or {})
+            self._measurer = Measurer(
+                cluster_dir=opts.cluster_dir,
+                run_base=opts.run_dir,
+                results_dir=opts.results_dir,
+                say=progress_printer(self.config),
+                workdir=self.config.rootpath,
+                repeats=opts.repeats,
+                slo=opts.slo,
+                save_baseline=opts.save_baseline,
+                store_requests=opts.store_requests,
+                telemetry_interval_s=opts.telemetry_interval_s,
+                keep_on_failure=opts.keep_on_failure,
+                hooks=PytestHooks(self.config),
+                environment_extra=extra,
+            )
+        return self._measurer
+
+    @property
+    def failures(self) -> list[Failure]:
+        """Failed bring-ups and runs of this process (an interrupted run has no test report)."""
+        return list(self._measurer.failures) if self._measurer is not None else []
+
+    def close(self, *, keep: bool) -> None:
+        if self._measurer is not None:
+            self._measurer.close(keep=keep and self._measurer.keep_on_failure)
+
+    # ------------------------------------------------------------------ pd_run
+
+    def run(self, item: pytest.Item, spec: ClusterSpec, workload: Workload) -> Comparison:
+        """``workload`` on the candidate ``spec`` and (when a ratio bound asks for it) on its
+        baseline, judged against the test's bounds and the candidate's last run."""
+        opts, measurer = self.settings, self.measurer
+        bounds = item.stash.get(BOUNDS_KEY, [])
+        plan = self._baseline_plan(spec, workload) if any(b.is_ratio for b in bounds) else None
+        candidate = measurer.measure(spec, workload, also=self.planned)
+        baseline, log_runs = None, [(spec, Path(candidate.run_dir) if candidate.run_dir else None)]
+        if plan is not None and plan.live is not None:
+            baseline = measurer.measure(plan.live, workload, also=self.planned)
+            log_runs.append((plan.live, Path(baseline.run_dir) if baseline.run_dir else None))
+        elif plan is not None:
+            baseline = plan.stored
+        history = store.find_runs(opts.results_dir, spec.label, workload.id, spec.model_name)
+        last = None
+        if opts.compare_last:
+            last = store.previous_run(history, measurer.session, candidate.started_at)
+        comp = compare(
+            item.nodeid,
+            workload.id,
+            candidate,
+            baseline,
+            bounds,
+            last=last,
+            noise_band=opts.noise_band,
+            fail_on_regression=opts.fail_on_regression,
+            max_mismatch_share=workload.max_mismatch_share,
+            baseline_source=plan.source if plan else "none (no ratio bound)",
+        )
+        trend = history[-opts.trend_runs :] if opts.trend_runs > 0 else []
+        for record in (candidate, baseline, *trend):
+            if record is not None and record.path:
+                self.records[record.path] = record
+        item.stash[COMPARISON_KEY] = comp
+        item.stash[EVIDENCE_KEY] = Evidence([r.path for r in trend if r.path], log_runs)
+        return comp
+
+    def _baseline_plan(self, spec: ClusterSpec, workload: Workload) -> BaselinePlan:
+        opts = self.settings
+        planned = plan_baseline(
+            opts.baseline,
+            opts.baseline_max_age_s,
+            self.measurer,
+            spec,
+            workload,
+            create_baseline_command(self.config),
+        )
+        chosen = self.config.hook.pytest_pd_baseline(
+            config=self.config, spec=spec, workload=workload, planned=planned
+        )
+        return chosen if chosen is not None else planned
+
+    def log_tails(self, evidence: Evidence, lines: int = 30) -> dict[str, dict[str, str]]:
+        """{cluster: {process: last log lines}} of the clusters a failed test used."""
+        out = {}
+        for spec, run_dir in evidence.log_runs:
+            with contextlib.suppress(OSError, PdError):
+                out[spec.label] = self.measurer.log_tails(spec, run_dir, lines)
+        return out
+
+    # ------------------------------------------------------------------ pytest hooks
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo) -> None:
+        """Ctrl-C or SIGTERM: tear clusters down at session end even with
+        --pd-keep-cluster-on-failure (pytest calls this before it finalizes session fixtures)."""
+        if self._measurer is not None:
+            self._measurer.keep_on_failure = False
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """Put the test's outcome (its comparison, trend and log tails) and any cluster failure
+        on its report: they reach the xdist controller with it."""
+        report = yield
+        if call.excinfo is not None and call.excinfo.errisinstance(PdError):
+            self._failure_on(report, call.excinfo.value)
+        comp = item.stash.get(COMPARISON_KEY, None)
+        if comp is None or report.when != "call":
+            return report
+        evidence = item.stash.get(EVIDENCE_KEY, Evidence())
+        outcome = {
+            "comparison": to_dict(comp),
+            "trend": evidence.trend,
+            "tails": self.log_tails(evidence) if report.failed else {},
+        }
+        setattr(report, REPORT_OUTCOME, outcome)
+        report.user_properties += [
+            ("pd_workload", comp.workload_id),
+            ("pd_outcome", text_report.outcome_word(comp)),
+            ("pd_result", comp.candidate.path or ""),
+        ]
+        _add_html(report, "pytest-pd", html_report.comparison_table(comp))
+        return report
+
+    def _failure_on(self, report: pytest.TestReport, exc: BaseException) -> None:
+        """A user error (bad cluster file, failed bring-up, lost process): its one-paragraph
+        message, not a traceback through our internals (also when pytest re-raises the cached
+        error of a session fixture for a later test); a failed bring-up or run once per session."""
+        report.longrepr = f"{type(exc).__name__}: {exc}"
+        failure: Failure | None = getattr(exc, "failure", None)
+        if failure is None or report.when != "setup" or failure.key in self._shown_failures:
+            return
+        self._shown_failures.add(failure.key)
+        setattr(report, REPORT_FAILURE, failure.model_dump())
+        _add_html(report, "pytest-pd failure", html_report.failure_section([failure]))
+
+
+def _add_html(report: pytest.TestReport, name: str, content: str) -> None:
+    """Add an HTML extra to the test's entry in pytest-html's report (the dict its
+    ``extras.html`` makes; without pytest-html nothing reads it)."""
+    extra = {"name": name, "format_type": "html", "extension": "html", "content": html_report.STYLE + content}
+    setattr(report, "extras", [*getattr(report, "extras", []), extra])  # noqa: B010 (not a TestReport field)
+
+
+def progress_printer(config: pytest.Config) -> Callable[[str], None]:
+    """Progress lines on the terminal as they happen (bring-up, runs, teardown), also while
+    pytest captures output and when stdout is a CI log file."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    one_at_a_time = threading.Lock()  # health gates and SSH starts say things from threads
+
+    def say(text: str) -> None:
+        if reporter is None:
+            return
+        held = capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
+        with one_at_a_time, held:
+            reporter.ensure_newline()
+            reporter.write_line(f"[pytest-pd] {text}")
+            reporter.flush()
+
+    return say
+
+
+def create_baseline_command(config: pytest.Config) -> str:
+    """This session's command line, changed to measure the baseline live and mark it stored."""
+    args, skip = [], False
+    for arg in config.invocation_params.args:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--pd-baseline", "--pd-baseline-max-age"):
+            skip = True
+            continue
+        if arg.startswith(("--pd-baseline=", "--pd-baseline-max-age=", "--pd-save-baseline")):
+            continue
+        args.append(arg)
+    return shlex.join(["pytest", *args, "--pd-baseline=live", "--pd-save-baseline"])
