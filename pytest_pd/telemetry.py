@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -20,6 +19,7 @@ from pytest_pd.cluster import engines
 from pytest_pd.cluster.hosts import Host
 from pytest_pd.cluster.spec import ClusterSpec
 from pytest_pd.cluster.topology import Topology
+from pytest_pd.http_get import get_text
 
 NVIDIA_SMI_QUERY = [
     "nvidia-smi",
@@ -64,11 +64,6 @@ def parse_nvidia_smi(text: str) -> dict[str, dict[str, float | None]]:
                 values[name] = None
         out[cells[0]] = values
     return out
-
-
-def _fetch(url: str, timeout: float) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (cluster URLs)
-        return resp.read().decode("utf-8", errors="replace")
 
 
 class Sampler:
@@ -151,7 +146,7 @@ class Sampler:
         for name, url in self.metrics_urls.items():
             entry = self.server[name]
             try:
-                entry["samples"].append({"t": t, "values": parse_prometheus(_fetch(url, self.timeout_s))})
+                entry["samples"].append({"t": t, "values": parse_prometheus(get_text(url, self.timeout_s))})
             except Exception as exc:  # noqa: BLE001 (a failed scrape is recorded, never fatal)
                 entry["errors"] += 1
                 entry["last_error"] = f"{type(exc).__name__}: {exc}"

@@ -9,8 +9,6 @@ import sys
 import threading
 import time
 import typing
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -29,20 +27,10 @@ from pytest_pd.cluster.spec import ClusterSpec, load_cluster
 from pytest_pd.cluster.stale_runs import run_entry
 from pytest_pd.cluster.state import STATE_FILE, attach_file, read_state, save_state
 from pytest_pd.errors import BringUpError, HostError, PdError
+from pytest_pd.http_get import get_status
 from pytest_pd.redaction import scrub
 
 Say = Callable[[str], None]
-
-
-def probe(url: str, timeout: float = 2.0) -> int | None:
-    """HTTP status of a GET, or None when nothing answers."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (our own URLs)
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except (urllib.error.URLError, OSError):
-        return None
 
 
 def ports_by_host(spec: ClusterSpec) -> dict[str, list[tuple[str, str, int]]]:
@@ -384,7 +372,7 @@ class Topology:
                     raise BringUpError(
                         f"while {self.spec.label}'s router waited for its workers: " + "\n".join(dead)
                     )
-            status = probe(url)
+            status = get_status(url)
             if status == 200:
                 self.say(f"{self.spec.label}: {cmd.name} healthy after {time.monotonic() - start:.1f} s")
                 return
@@ -413,7 +401,7 @@ class Topology:
         the workers and the router named in the file answer."""
         checks = [c for c in self.plan if c.health_url]
         with ThreadPoolExecutor(max_workers=max(1, len(checks))) as pool:
-            codes = list(pool.map(lambda c: probe(typing.cast(str, c.health_url), timeout=10.0), checks))
+            codes = list(pool.map(lambda c: get_status(typing.cast(str, c.health_url), timeout=10.0), checks))
         bad = [
             f"{c.name} at {c.health_url} answered {code or 'nothing'}"
             for c, code in zip(checks, codes, strict=True)

@@ -1,0 +1,103 @@
+"""pytest_pd.http_get against a real HTTP server on 127.0.0.1 (an ephemeral port, in a thread)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from pytest_pd.http_get import get_json, get_status, get_text
+
+SLOW_S = 1.0  # how long /slow keeps the client waiting; every timeout below is well under it
+ROUTES: dict[str, tuple[int, bytes]] = {
+    "/json": (200, b'{"model": "tiny", "n": 2}'),
+    "/text": (200, "caf\u00e9 ok\n".encode() + b"\xff"),
+    "/html": (200, b"<html>not json</html>"),
+    "/missing": (404, b'{"detail": "no such thing"}'),
+}
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        if self.path == "/slow":
+            time.sleep(SLOW_S)
+            code, body = 200, b"{}"
+        else:
+            code, body = ROUTES.get(self.path, (404, b""))
+        try:
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):  # /slow: the client gave up long ago
+            pass
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def base_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def refused_url() -> str:
+    """A loopback port that was just free and has no listener: connecting is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/json"
+
+
+def test_200_json(base_url: str):
+    assert get_status(base_url + "/json") == 200
+    assert get_json(base_url + "/json") == {"model": "tiny", "n": 2}
+    assert get_text(base_url + "/json", 5.0) == '{"model": "tiny", "n": 2}'
+
+
+def test_text_replaces_undecodable_bytes(base_url: str):
+    assert get_text(base_url + "/text", 5.0) == "caf\u00e9 ok\n\ufffd"
+
+
+def test_404_status(base_url: str):
+    assert get_status(base_url + "/missing") == 404
+    assert get_json(base_url + "/missing") == {"error": "HTTPError: HTTP Error 404: Not Found"}
+    with pytest.raises(OSError, match="404"):  # HTTPError
+        get_text(base_url + "/missing", 5.0)
+
+
+def test_connection_refused(refused_url: str):
+    assert get_status(refused_url) is None
+    error = get_json(refused_url)
+    assert list(error) == ["error"] and error["error"].startswith("URLError: ")
+    assert "refused" in error["error"].lower()
+    with pytest.raises(OSError):  # URLError
+        get_text(refused_url, 5.0)
+
+
+def test_non_json_body_is_an_error_dict(base_url: str):
+    error = get_json(base_url + "/html")
+    assert list(error) == ["error"] and error["error"].startswith("JSONDecodeError: ")
+
+
+def test_timeout(base_url: str):
+    start = time.monotonic()
+    assert get_status(base_url + "/slow", timeout=0.2) is None
+    error = get_json(base_url + "/slow", timeout=0.2)
+    assert list(error) == ["error"] and "timed out" in error["error"]
+    with pytest.raises(OSError, match="timed out"):  # TimeoutError
+        get_text(base_url + "/slow", 0.2)
+    assert time.monotonic() - start < 3 * SLOW_S  # each call gave up at its timeout
