@@ -104,6 +104,71 @@ def members(entries: list[dict]) -> list[dict]:
     return sorted(out, key=lambda p: -p["age_s"])
 
 
+KILL_WAIT_S = 5.0  # how long SIGKILL gets to take effect before what is left counts as surviving
+
+
+def _escalate(
+    send: Callable[[list[dict], int], None], left: Callable[[], list[dict]], grace_s: float, every_s: float
+) -> list[dict]:
+    """How pytest-pd stops processes, everywhere: SIGTERM what ``left()`` lists (``send(found,
+    signal)``), wait up to ``grace_s`` for it to go, SIGKILL what is left, wait up to
+    ``KILL_WAIT_S`` more, confirm; what survived even that (nothing: all gone)."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, KILL_WAIT_S)):
+        found = left()
+        if not found:
+            return []
+        send(found, sig)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if not left():
+                return []
+            time.sleep(every_s)
+    return left()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return "?"
+    return raw.replace(b"\0", b" ").decode("utf-8", "replace").strip() or "?"
+
+
+def group_members(pgid: int) -> list[dict]:
+    """Live processes of process group ``pgid`` (pid, state, cmd), oldest PID first. A zombie is
+    not one: it is gone, only not yet reaped by its parent."""
+    if pgid <= 1:  # 0 and -1 would be this process's own group and every process there is
+        raise ValueError(f"not a process group pytest-pd started: {pgid}")
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return []  # not even a zombie is left
+    except PermissionError:
+        pass  # another user's group: /proc still tells
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            stat = _stat(int(name))
+            if stat is not None and stat[1] == pgid and stat[0] != "Z":
+                out.append({"pid": int(name), "state": stat[0], "cmd": _cmdline(int(name))})
+    return sorted(out, key=lambda p: p["pid"])
+
+
+def kill_group(pgid: int, grace_s: float = 10.0) -> list[dict]:
+    """Stop process group ``pgid`` (SIGTERM, SIGKILL after ``grace_s``, confirmed); the processes
+    that survived (``group_members``), none once the group is gone. A leader that is the
+    caller's child is left a zombie for the caller to reap."""
+
+    def send(found: list[dict], sig: int) -> None:
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass  # gone meanwhile, or not ours to signal: what is left tells
+
+    return _escalate(send, lambda: group_members(pgid), grace_s, every_s=0.05)
+
+
 def _signal(found: list[dict], sig: int) -> None:
     """Each process, and the whole group of each group leader (the processes a run starts lead
     their own session and group: every member is their descendant)."""
@@ -118,15 +183,7 @@ def _signal(found: list[dict], sig: int) -> None:
 def stop(folder: str, run: str, grace_s: float = 10.0) -> list[dict]:
     """SIGTERM every process of ``run``, SIGKILL what is left after ``grace_s``; what survives."""
     entries = [e for e in runs(folder) if e["run"] == run] or [{"run": run}]
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        found = members(entries)
-        if not found:
-            return []
-        _signal(found, sig)
-        deadline = time.monotonic() + wait_s
-        while members(entries) and time.monotonic() < deadline:
-            time.sleep(0.1)
-    return members(entries)
+    return _escalate(_signal, lambda: members(entries), grace_s, every_s=0.1)
 
 
 def _entry_path(folder: str, run: str) -> str:
@@ -183,7 +240,13 @@ def forget(folder: str, run: str) -> None:
         pass
 
 
-COMMANDS: dict[str, Callable[..., Any]] = {"stop": stop, "runs": runs, "record": record, "forget": forget}
+COMMANDS: dict[str, Callable[..., Any]] = {
+    "stop": stop,
+    "kill_group": kill_group,
+    "runs": runs,
+    "record": record,
+    "forget": forget,
+}
 
 
 def main(argv: list[str]) -> None:

@@ -12,7 +12,9 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
+
+from pytest_pd.errors import HostError
 
 
 @dataclass
@@ -86,3 +88,13 @@ def tail_file(path: Path, lines: int) -> str:
             return without_colours("".join(deque(fh, maxlen=lines)))
     except OSError:
         return ""
+
+
+def survived_sigkill(proc: Proc, where: str, left: list[dict[str, Any]], there: str = "") -> HostError:
+    """The error for a process group that outlived ``kill_tree``; ``left``: its survivors
+    (``host_agent.kill_group``: pid, state, cmd), named in the message."""
+    survivors = "; ".join(f"pid {p['pid']} ({p['state']}) {p['cmd']}" for p in left)
+    return HostError(
+        f"process group {proc.pid} of {proc.name} on {where} survived SIGKILL ({survivors}); "
+        f"inspect it{there} with `ps -o pid,stat,cmd -g {proc.pid}` and kill it by hand."
+    )

@@ -46,7 +46,8 @@ class RemoteAgent:
 
     def call(self, command: str, **kwargs: Any) -> Any:
         script = f"{shlex.quote(self.python)} - {command} {shlex.quote(json.dumps(kwargs))}"
-        res = self.conn.run_script(script, stdin=_AGENT_SOURCE.encode(), timeout=STOP_GRACE_S + 60.0)
+        timeout = float(kwargs.get("grace_s", STOP_GRACE_S)) + 60.0  # stop, kill_group wait that long
+        res = self.conn.run_script(script, stdin=_AGENT_SOURCE.encode(), timeout=timeout)
         try:
             if res.returncode != 0:
                 raise ValueError(f"exit code {res.returncode}")

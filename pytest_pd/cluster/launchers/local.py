@@ -6,15 +6,14 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import signal
 import socket
 import subprocess
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pytest_pd.cluster.hosts import CommandResult, Proc, tail_file
+from pytest_pd.cluster import host_agent
+from pytest_pd.cluster.hosts import CommandResult, Proc, survived_sigkill, tail_file
 from pytest_pd.cluster.launchers import Say
 from pytest_pd.cluster.locks import LocalHostLock, MachineLock, local_lock_dir
 from pytest_pd.errors import HostError
@@ -23,16 +22,6 @@ from pytest_pd.redaction import redact_argv
 if TYPE_CHECKING:
     from pytest_pd.cluster.safe_yaml import Loc
     from pytest_pd.cluster.spec import ClusterSpec
-
-
-def _group_exists(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def port_in_use(address: str, port: int) -> bool:
@@ -104,31 +93,21 @@ class LocalHost:
 
     def exit_code(self, proc: Proc) -> int | None:
         if proc.popen is None:  # adopted: not our child, only its group can be watched
-            return None if _group_exists(proc.pid) else -1
+            return None if host_agent.group_members(proc.pid) else -1
         return proc.popen.poll()
 
     def alive(self, proc: Proc) -> bool:
         return self.exit_code(proc) is None
 
     def kill_tree(self, proc: Proc, grace_s: float = 10.0) -> None:
-        """SIGTERM the process group, wait up to ``grace_s``, SIGKILL what is left, confirm."""
-        pgid = proc.pid  # start_new_session: the process leads its own group
-        for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                pass
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                if proc.popen is not None:
-                    proc.popen.poll()  # reap the leader so it does not linger as a zombie
-                if not _group_exists(pgid):
-                    return
-                time.sleep(0.05)
-        raise HostError(
-            f"process group {pgid} of {proc.name} on {self.name} survived SIGKILL; "
-            f"inspect it with `ps -o pid,stat,cmd -g {pgid}` and kill it by hand."
-        )
+        """SIGTERM the process group, wait up to ``grace_s``, SIGKILL what is left, confirm
+        (``host_agent.kill_group``); then reap the leader, our child, so no zombie lingers."""
+        left = host_agent.kill_group(proc.pid, grace_s)  # start_new_session: pid = pgid
+        if left:
+            raise survived_sigkill(proc, self.name, left)
+        if proc.popen is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.popen.wait(timeout=5.0)  # dead (a zombie at most): returns at once
 
     def tail_log(self, proc: Proc, lines: int = 40) -> str:
         return tail_file(proc.log_path, lines)

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import paramiko
 
-from pytest_pd.cluster.hosts import CommandResult, Proc, without_colours
+from pytest_pd.cluster.hosts import CommandResult, Proc, survived_sigkill, without_colours
 from pytest_pd.cluster.launchers.ssh.connection import SSHConnection
-from pytest_pd.cluster.launchers.ssh.scripts import KILL, PORTS, STATUS, WRAPPER, env_exports
+from pytest_pd.cluster.launchers.ssh.scripts import PORTS, STATUS, WRAPPER, env_exports
 from pytest_pd.cluster.spec import HostSpec
+from pytest_pd.cluster.stale_runs import RemoteAgent
 from pytest_pd.errors import HostError
 from pytest_pd.redaction import redact_argv
 
@@ -172,15 +173,11 @@ class SSHHost:
         return self.exit_code(proc) is None
 
     def kill_tree(self, proc: Proc, grace_s: float = 10.0) -> None:
-        """SIGTERM the process group, wait up to ``grace_s``, SIGKILL what is left, confirm."""
-        script = KILL.format(pgid=int(proc.pid), grace_ticks=max(1, int(grace_s * 10)))
-        res = self.conn.run_script(script, timeout=grace_s + 30.0)
-        if res.stdout.strip().splitlines()[:1] != ["gone"]:
-            raise HostError(
-                f"process group {proc.pid} of {proc.name} on host {self.name} survived SIGKILL "
-                f"({res.stdout.strip() or res.stderr.strip()}); inspect it there with "
-                f"`ps -o pid,stat,cmd -g {proc.pid}` and kill it by hand."
-            )
+        """SIGTERM the process group, wait up to ``grace_s``, SIGKILL what is left, confirm: the
+        same ``host_agent.kill_group`` as on this machine, run there by the host's Python."""
+        left = RemoteAgent(self.conn, self.python).call("kill_group", pgid=int(proc.pid), grace_s=grace_s)
+        if left:
+            raise survived_sigkill(proc, f"host {self.name}", left, " there")
 
     def tail_log(self, proc: Proc, lines: int = 40) -> str:
         r = self._remote.get(proc.name)

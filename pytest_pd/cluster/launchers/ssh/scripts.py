@@ -1,6 +1,6 @@
-"""The shell and Python an SSH host runs for its processes: start wrapper, status, group kill, port
-check, environment exports. Values are quoted with ``shlex.quote``, so values from the cluster file
-arrive verbatim and are never executed."""
+"""The shell and Python an SSH host runs for its processes: start wrapper, status, port check,
+environment exports (stopping a process group is ``host_agent.kill_group``'s). Values are quoted
+with ``shlex.quote``, so values from the cluster file arrive verbatim and are never executed."""
 
 from __future__ import annotations
 
@@ -23,20 +23,6 @@ case "$st" in
   ""|Z*) if [ -s "$ef" ]; then echo "exit $(cat "$ef")"; else echo gone; fi ;;
   *) echo running ;;
 esac
-"""
-
-# SIGTERM the group, SIGKILL what outlives the grace period; prints "gone" or what is left
-KILL = """
-pg={pgid}
-alive() {{ ps -e -o pgid=,stat= | awk -v g="$pg" '$1 == g && $2 !~ /^Z/ {{f = 1}} END {{exit !f}}'; }}
-if ! alive; then echo gone; exit 0; fi
-kill -s TERM -- "-$pg" 2>/dev/null
-n=0; while alive && [ $n -lt {grace_ticks} ]; do sleep 0.1; n=$((n + 1)); done
-if alive; then
-  kill -s KILL -- "-$pg" 2>/dev/null
-  n=0; while alive && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
-fi
-if alive; then echo alive; ps -e -o pgid=,pid=,stat=,args= | awk -v g="$pg" '$1 == g'; else echo gone; fi
 """
 
 # Run by the host's Python with ADDR:PORT arguments; prints those that cannot be bound
