@@ -95,8 +95,8 @@ def main() -> int:
                 for key, (name, _) in TOPOLOGIES.items():
                     spec = measurer.spec(name)
                     m = measurer.measure(spec, workload)
-                    if m.summary.failed:
-                        print(f"{name}: {m.summary.failed} requests failed: {m.summary.errors_by_kind}")
+                    if m.metrics["failed"]:
+                        print(f"{name}: {m.metrics['failed']} requests failed: {m.metrics['errors_by_kind']}")
                         return 1
                     prefill, decode = SEED_TOPOLOGIES[key]
                     rows[key] = {

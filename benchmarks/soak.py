@@ -50,7 +50,14 @@ def soak(measurer: Measurer, workload: Workload, minutes: float, rows: list[tupl
         measurer.forget()  # measure again: a new run each iteration
         m = measurer.measure(spec, workload)
         rows.append(
-            (i, m.summary.completed, m.summary.failed, rss_kib(), open_fds(), sum(rss_kib(p) for p in pids))
+            (
+                i,
+                m.metrics["completed"],
+                m.metrics["failed"],
+                rss_kib(),
+                open_fds(),
+                sum(rss_kib(p) for p in pids),
+            )
         )
         print(
             f"iter {i:3d}: completed {rows[-1][1]}, failed {rows[-1][2]}, "

@@ -22,12 +22,15 @@ _PUBLIC = {
     "threshold": "pytest_pd.markers",
     "clusters": "pytest_pd.markers",
     # results
+    "RunRecord": "pytest_pd.record",
+    "Failure": "pytest_pd.record",
     "RunSummary": "pytest_pd.workload.metrics",
     "Comparison": "pytest_pd.judge.comparison",
     "Bound": "pytest_pd.judge.thresholds",
     "Verdict": "pytest_pd.judge.thresholds",
     "Metric": "pytest_pd.judge.catalog",
     "CATALOG": "pytest_pd.judge.catalog",
+    "BaselinePlan": "pytest_pd.judge.baseline",  # what a pytest_pd_baseline hook returns
     # errors and warnings
     "PdError": "pytest_pd.errors",
     "ClusterFileError": "pytest_pd.errors",

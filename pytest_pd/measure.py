@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import socket
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +23,7 @@ from pytest_pd.cluster.topology import Topology
 from pytest_pd.deathwatch import DeathWatch
 from pytest_pd.environment import environment, versions_from_server_info
 from pytest_pd.errors import BringUpError, HostError, PdError
+from pytest_pd.http_get import get_json
 from pytest_pd.record import ClusterInfo, Environment, Failure, ModelInfo, RunRecord, build_record
 from pytest_pd.redaction import redact_commands, redact_env, scrub
 from pytest_pd.results import save_result
@@ -38,14 +37,6 @@ from pytest_pd.workload.tokenizer import load_tokenizer
 
 Say = Callable[[str], None]
 E = TypeVar("E", bound=BaseException)
-
-
-def get_json(url: str, timeout: float = 5.0) -> dict[str, Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (cluster URLs)
-            return json.loads(resp.read())
-    except (OSError, ValueError) as exc:
-        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def log_files(run_dir: Path) -> list[Path]:

@@ -18,6 +18,7 @@ from pytest_pd.judge.comparison import Comparison, from_dict
 from pytest_pd.record import Failure, RunRecord
 from pytest_pd.report import html as html_report
 from pytest_pd.report import summary as text_report
+from pytest_pd.report.header import report_header
 from pytest_pd.session import REPORT_FAILURE, REPORT_OUTCOME, PdSession
 
 
@@ -107,7 +108,7 @@ class ReportCollector:
         prefix.append(
             html_report.summary_section(
                 comps,
-                html_report.report_header(comps[0]) if comps else None,
+                report_header(comps[0]) if comps else None,
                 [self.details(o) for o in self.outcomes],
                 html_report.cluster_files(runs),
                 failures,

@@ -16,6 +16,7 @@ from pytest_pd.judge.catalog import HISTORY_METRICS
 from pytest_pd.judge.comparison import Comparison
 from pytest_pd.record import Failure, RunRecord
 from pytest_pd.report import charts, series
+from pytest_pd.report.header import header_section
 from pytest_pd.report.summary import (
     COLUMNS,
     baseline_lines,
@@ -144,52 +145,6 @@ def history_section(comp: Comparison) -> str:
         f'<p class="pd-note">last run: {escape(str(comp.last.path if comp.last else ""))}</p>'
         + _table(rows, "pd-table pd-history", cell_classes=classes)
     )
-
-
-def report_header(comp: Comparison) -> dict[str, Any]:
-    """The report's header: cluster, baseline, model, versions, commit, date, hardware, host."""
-    run = comp.candidate
-    env = run.environment
-    hardware = (
-        f"simulated (sim workers ×{run.speedup:g} faster than real time, behind the real "
-        "sglang-router; numbers scaled back to real time)"
-        if run.simulated
-        else "real hardware"
-    )
-    baseline = f"{comp.baseline.name}: {comp.baseline_source}" if comp.baseline is not None else "none"
-    return {
-        "cluster": f"{run.name} ({run.cluster.file or ''})",
-        "baseline": baseline,
-        "model": run.model.name,
-        "versions": {
-            "pytest-pd": env.pytest_pd,
-            "Python": env.python,
-            "sglang-router (harness)": env.sglang_router,
-            "SGLang (/get_server_info)": ", ".join(sorted(set(env.sglang.values()))) or None,
-        },
-        "commit": env.git_commit or "unknown",
-        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(run.started_at))
-        if run.started_at
-        else None,
-        "hardware": hardware,
-        "host": env.harness_host,
-    }
-
-
-def header_section(header: Mapping[str, Any]) -> str:
-    items = [
-        (k, header[k])
-        for k in ("cluster", "baseline", "model", "versions", "commit", "date", "hardware", "host")
-        if header.get(k) not in (None, "", {})
-    ]
-    body = "".join(f"<dt>{escape(k)}</dt><dd>{escape(_flat(v))}</dd>" for k, v in items)
-    return f'<dl class="pd-header">{body}</dl>'
-
-
-def _flat(value: Any) -> str:
-    if isinstance(value, Mapping):
-        return ", ".join(f"{k} {_flat(v)}" for k, v in value.items() if v not in (None, "", {}))
-    return str(value)
 
 
 # ----------------------------------------------------------------------------- details (charts…)

@@ -84,21 +84,6 @@ class RunResult:
             "client_cpu_s": self.client_cpu_s,
         }
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunResult:
-        return cls(
-            workload=Workload.from_dict(data["workload"]),
-            records=[RequestRecord.from_dict(r) for r in data["records"]],
-            started=data["started"],
-            finished=data["finished"],
-            base_url=data["base_url"],
-            warmup=[RequestRecord.from_dict(r) for r in data.get("warmup", [])],
-            model=data.get("model"),
-            not_sent=int(data.get("not_sent", 0)),
-            client_processes=int(data.get("client_processes", 1)),
-            client_cpu_s=data.get("client_cpu_s"),
-        )
-
 
 def arrival_offsets(workload: Workload, n: int) -> np.ndarray:
     """Seconds after the first dispatch at which each request is scheduled.
