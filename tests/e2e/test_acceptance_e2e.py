@@ -207,3 +207,28 @@ def test_workloads_for_other_clusters_are_skipped_and_not_measured(pytester, tmp
     assert "not for clusters sim-*; this session runs sim-tp8" in text, text
     stored = [p.name for p in (out / "results").glob("*.json")]
     assert len(stored) == 1 and "in800-" in stored[0], stored
+
+
+def test_xdist_session_reports_on_the_controller(pytester, sim_clusters):
+    """`-n 2`: the cluster tests run on one worker (one bring-up each); the controller prints the
+    comparison and renders the report's details (charts, telemetry) from the results store."""
+    pytester.makepyfile(
+        test_suite=SMALL_SUITE.format(markers='@pytest.mark.pd_threshold("mean_ttft_ms", max_ratio=4)')
+    )
+    pytester.makepyfile(test_other="def test_plain():\n    assert True\n")
+    result, out = run_session(pytester, sim_clusters, "-n", "2")
+    result.assert_outcomes(passed=3)
+    text = result.stdout.str()
+    assert (
+        "pytest-pd: candidate vs baseline" in text and "baseline: sim-tp8, measured in this session" in text
+    )
+    bring_ups = sorted(p.name.split("-", 1)[1] for p in (out / "runs").iterdir() if p.is_dir())
+    # one worker ran every cluster test in order, as without xdist: candidate, baseline, then the
+    # candidate again for test_after's pd_cluster
+    assert bring_ups == ["sim-pp2", "sim-pp2", "sim-tp8"], bring_ups
+    report = (out / "report.html").read_text()
+    for chart in ("cdf", "timeline", "tokens-per-s", "trend", "server-metrics"):
+        assert f'data-chart="{chart}"' in report, chart
+    assert "<dt>baseline</dt><dd>sim-tp8: live" in report
+    assert len(list((out / "results").glob("*.json"))) == 2
+    assert_nothing_left(out / "runs")
