@@ -7,7 +7,7 @@ import json
 import re
 import textwrap
 
-from tests.helpers import REPO, assert_nothing_left, run_session, sim_cluster_copy
+from tests.helpers import REPO, SEED_BOUNDS_SPEEDUP, assert_nothing_left, run_session, sim_cluster_copy
 
 SMALL_SUITE = """
 import pytest
@@ -25,9 +25,12 @@ def test_after(pd_cluster):
 """
 
 
-def test_seed_suite_passes_on_sim_clusters_through_real_router(pytester, sim_clusters):
+def test_seed_suite_passes_on_sim_clusters_through_real_router(pytester, tmp_path):
     """The shipped suite, unchanged, against sim-pp2 vs sim-tp8 (fresh ports)."""
-    result, out = run_session(pytester, sim_clusters, str(REPO / "suites"), "-rs")
+    folder = tmp_path / "clusters"
+    for name in ("sim-pp2", "sim-tp8"):
+        sim_cluster_copy(name, folder, sim={"speedup": SEED_BOUNDS_SPEEDUP})
+    result, out = run_session(pytester, folder, str(REPO / "suites"), "-rs")
     text = result.stdout.str()
     assert result.ret == 0, text
     result.assert_outcomes(passed=1, skipped=2)  # the cpu-* workloads are not for sim clusters

@@ -8,14 +8,14 @@ import json
 import re
 from pathlib import Path
 
-from tests.helpers import REPO, assert_nothing_left, run_session
+from tests.helpers import REPO, SEED_BOUNDS_SPEEDUP, assert_nothing_left, run_session
 from tests.helpers.sshd import SshFarm, ssh_cluster_copy
 
 
 def test_shipped_suite_passes_on_ssh_clusters_across_two_hosts(pytester, sshd_farm: SshFarm, tmp_path: Path):
     folder = tmp_path / "clusters"
-    ssh_cluster_copy("sim-pp2", folder, sshd_farm, tmp_path)
-    ssh_cluster_copy("sim-tp8", folder, sshd_farm, tmp_path)
+    for name in ("sim-pp2", "sim-tp8"):
+        ssh_cluster_copy(name, folder, sshd_farm, tmp_path, sim={"speedup": SEED_BOUNDS_SPEEDUP})
     result, out = run_session(pytester, folder, str(REPO / "suites"), "-s")  # -s: progress lines
     text = result.stdout.str()
     assert result.ret == 0, text
