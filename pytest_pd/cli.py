@@ -17,6 +17,7 @@ from pytest_pd.cluster.signals import sigterm_as_interrupt
 from pytest_pd.cluster.spec import load_cluster
 from pytest_pd.cluster.stale_runs import listing, reap_stale
 from pytest_pd.cluster.topology import Topology
+from pytest_pd.doctor import doctor
 from pytest_pd.errors import PdError
 from pytest_pd.rundir import new_run_dir
 
@@ -27,6 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (
         ("commands", "print the launch commands of a cluster, one per line"),
         ("up", "bring a cluster up and hold it until Ctrl-C, printing the router URL"),
+        (
+            "doctor",
+            "what is installed where for a cluster (Python, engine, router, model, GPUs) and what is missing",
+        ),
     ):
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("cluster", help="cluster name (file stem in --cluster-dir) or path to a YAML file")
@@ -167,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                 return _down(args)
         if args.command == "ps":
             return _machines(args, _ps)
+        if args.command == "doctor":
+            return doctor(load_cluster(args.cluster, args.cluster_dir))
         return _up(args)
     except PdError as exc:
         print(f"pytest-pd: {exc}", file=sys.stderr)

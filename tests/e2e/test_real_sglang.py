@@ -23,7 +23,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
+from pytest_pd.http_get import get_text
 from tests.helpers import (
     REPO,
     assert_nothing_left,
@@ -62,6 +64,27 @@ W = Workload(input_len=512, output_len=512, concurrency=4, num_requests=64, warm
 def test_workload(pd_run):
     pass
 """
+
+
+def wait_for_counter(metrics_url: str, name: str, n: float, proc: subprocess.Popen, timeout: float) -> None:
+    """Until the counter ``name`` (summed over its labels) on the server's /metrics reaches ``n``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the session ended before the requests finished"
+        try:
+            text = get_text(metrics_url, timeout=5)
+        except OSError:
+            text = ""
+        done = sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name
+        )
+        if done >= n:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{metrics_url}: {name} below {n} after {timeout:.0f} s")
 
 
 def run(argv: list[str], cwd: Path, timeout: float = 900) -> tuple[int, str]:
@@ -196,7 +219,14 @@ def test_process_killed_mid_run_fails_fast_and_names_it(real_sglang: Path, tmp_p
         )
         try:
             wait_for_text(log, "cpu-1p1d: running in512", proc, timeout=600)
-            time.sleep(5)  # well into the run: prefills and decodes in flight
+            # well into the run: a measured request finished, others in flight (a fixed 5 s was
+            # not enough on a loaded machine). The decode server's generated tokens: with 4 in
+            # flight, more than the warm-up's 512 + 4 × 512 (+ a few for health checks) means at
+            # least one measured request is done, whether SGLang counts them as they come or at
+            # the end of each request (finished-request counters also count health checks).
+            decode_port = yaml.safe_load((folder / "cpu-1p1d.yaml").read_text())["decode"][0]["port"]
+            metrics = f"http://127.0.0.1:{decode_port}/metrics"
+            wait_for_counter(metrics, "sglang:generation_tokens_total", 512 + 4 * 512 + 64, proc, timeout=300)
             (pid_file,) = (out / "runs").rglob(f"{victim}.pid")
             os.killpg(int(pid_file.read_text()), signal.SIGKILL)
             killed = time.monotonic()

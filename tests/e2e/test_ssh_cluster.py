@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.helpers import REPO, SEED_BOUNDS_SPEEDUP, assert_nothing_left, run_session
@@ -44,3 +46,24 @@ def test_shipped_suite_passes_on_ssh_clusters_across_two_hosts(pytester, sshd_fa
     holders = sorted((tmp_path / "locks").glob("*.holder"))
     assert [p.name for p in holders] == ["127.0.0.2.holder", "127.0.0.3.holder"]
     assert all(p.read_text() == "" for p in holders)  # both host locks released
+
+
+def test_doctor_over_ssh_reports_each_host(sshd_farm: SshFarm, tmp_path: Path):
+    """`pytest-pd doctor` reaches each host over SSH and reports its Python, modules and model."""
+    folder = tmp_path / "clusters"
+    ssh_cluster_copy("sim-pp2", folder, sshd_farm, tmp_path, baseline=None)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest_pd.cli", "doctor", "sim-pp2", "--cluster-dir", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    print(done.stdout)  # the README's example
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "launcher ssh, engine sim" in out
+    for host, runs in (("prefill-node", "prefill-0, router"), ("decode-node", "decode-0")):
+        assert re.search(rf"host {host}: Python [\d.]+ at \S+python", out), out
+        assert f"runs {runs}" in out
+    assert re.search(r"ok +sglang_router.launch_router +sglang-router ", out), out
+    assert out.rstrip().endswith("nothing missing")

@@ -60,14 +60,14 @@ def ttft_lags_ms(url: str, seed: int) -> np.ndarray:
     )
 
 
-STAMP_P99_BOUND_MS = 5.0
+STAMP_P99_BOUND_MS = 10.0
 
 
 def test_client_ttft_matches_server_emit_time(sim_proc):
     """Client TTFT close to the server's emit time at concurrency 16 (the worker serves the client
     directly: the router's own latency is not the client's error): never before it, and p99
-    within 5 ms. That bound catches a client that stamps late (a blocked loop costs tens of ms);
-    the precise figure (p50 ~0.1-0.7 ms, p99 ~0.6-2 ms on two shared cores) is what
+    within 10 ms (5 ms flaked while CI shared the cores with other work). That bound catches a
+    client that stamps late (a blocked loop costs tens of ms); the precise figure (p50 ~0.1-0.7 ms, p99 ~0.6-2 ms on two shared cores) is what
     benchmarks/accuracy.py prints, since a timing bound this tight flakes on a shared machine. A
     run disturbed by other work may be repeated (3 at most)."""
     proc, url = sim_proc("--sim-speedup", "10")
