@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pytest_pd.cli import main as cli_main
 from pytest_pd.cluster import routers
 from pytest_pd.cluster.commands import launch_plan, render_commands
 from pytest_pd.cluster.router_workers import check_workers
@@ -41,21 +42,23 @@ def with_kind(name: str, kind: str | None, tmp_path: Path) -> Path:
     return path
 
 
-def router_line(path: Path) -> str:
-    spec = load_cluster(str(path), path.parent)
-    lines = render_commands(spec).splitlines()
+def router_line(path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """The router's line as `pytest-pd commands FILE` prints it."""
+    assert cli_main(["commands", str(path), "--cluster-dir", str(path.parent)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == render_commands(load_cluster(str(path), path.parent)).splitlines()
     return lines[lines.index(next(x for x in lines if x.startswith("# router on"))) + 1]
 
 
-def test_default_kind_is_sglang_router_and_renders_the_seed_command(tmp_path):
+def test_default_kind_is_sglang_router_and_renders_the_seed_command(tmp_path, capsys):
     spec = load_cluster("h20-pp2", CLUSTERS)
     assert spec.router.kind == "sglang-router" == routers.DEFAULT
-    assert router_line(with_kind("h20-pp2", None, tmp_path)) == GOLDEN_ROUTER["sglang-router"]
+    assert router_line(with_kind("h20-pp2", None, tmp_path), capsys) == GOLDEN_ROUTER["sglang-router"]
 
 
 @pytest.mark.parametrize("kind", ["sglang-router", "smg"])
-def test_golden_router_command_per_kind(kind, tmp_path):
-    assert router_line(with_kind("h20-pp2", kind, tmp_path)) == GOLDEN_ROUTER[kind]
+def test_golden_router_command_per_kind(kind, tmp_path, capsys):
+    assert router_line(with_kind("h20-pp2", kind, tmp_path), capsys) == GOLDEN_ROUTER[kind]
 
 
 def test_smg_keeps_every_router_key_and_extra_args(tmp_path):
