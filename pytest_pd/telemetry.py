@@ -1,6 +1,7 @@
 """Telemetry sampled during a measurement, in a background thread: each worker's Prometheus
-``/metrics`` (SGLang's metric names, parsed with ``prometheus_client``'s text parser) and, on every
-host where ``nvidia-smi`` exists, GPU utilisation, memory and power once per interval.
+``/metrics`` (SGLang's metric names, parsed with ``prometheus_client``'s text parser), the router's
+own (``router``: request counts, worker health, circuit-breaker state) and, on every host where
+``nvidia-smi`` exists, GPU utilisation, memory and power once per interval.
 
 Parsing is pure (:func:`parse_prometheus`, :func:`parse_nvidia_smi`); :class:`Sampler` does the I/O.
 """
@@ -10,12 +11,12 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from pytest_pd.cluster import engines
+from pytest_pd.cluster import engines, routers
 from pytest_pd.cluster.hosts import Host
 from pytest_pd.cluster.spec import ClusterSpec
 from pytest_pd.cluster.topology import Topology
@@ -28,6 +29,9 @@ NVIDIA_SMI_QUERY = [
 ]
 GPU_FIELDS = ("utilization_pct", "memory_used_mib", "memory_total_mib", "power_w")
 
+ROUTER = "router"
+"""The router's name among the sampled targets (the workers go by their process names)."""
+
 RunCommand = Callable[[list[str]], tuple[int, str]]
 """Runs argv on a host, returns (exit code, stdout)."""
 
@@ -37,13 +41,16 @@ def _label_text(labels: Mapping[str, str]) -> str:
     return "{" + ",".join(f"{k}={v}" for k, v in sorted(shown.items())) + "}" if shown else ""
 
 
-def parse_prometheus(text: str) -> dict[str, float]:
+def parse_prometheus(text: str, families: Collection[str] = ()) -> dict[str, float]:
     """Prometheus text → {sample name (with labels other than model_name): value}; histogram
-    buckets and ``_created`` timestamps are left out (sums and counts stay)."""
+    buckets and ``_created`` timestamps are left out (sums and counts stay). With ``families``,
+    only samples of those names (a counter's with its ``_total``) are kept."""
     out: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name.endswith(("_bucket", "_created")):
+                continue
+            if families and sample.name not in families and family.name not in families:
                 continue
             out[sample.name + _label_text(sample.labels)] = float(sample.value)
     return out
@@ -70,8 +77,9 @@ class Sampler:
     """Samples every target once per ``interval_s`` from :meth:`start` to :meth:`stop` (and once
     at each end, so even a short run has a first and a last sample).
 
-    ``metrics_urls``: worker name → ``…/metrics`` URL. ``gpu_hosts``: host name → a function that
-    runs a command there, or a string saying why GPUs cannot be sampled on that host.
+    ``metrics_urls``: worker (or router) name → ``…/metrics`` URL. ``gpu_hosts``: host name → a
+    function that runs a command there, or a string saying why GPUs cannot be sampled on that host.
+    ``families``: name → the metric families kept of that target (all when not listed).
     """
 
     def __init__(
@@ -81,8 +89,10 @@ class Sampler:
         interval_s: float = 1.0,
         timeout_s: float = 2.0,
         time_scale: float = 1.0,
+        families: Mapping[str, Collection[str]] | None = None,
     ) -> None:
         self.metrics_urls = dict(metrics_urls)
+        self.families = dict(families or {})
         self.time_scale = time_scale  # model seconds per wall second (a simulation's speedup)
         self.interval_s = max(0.05, float(interval_s))
         self.timeout_s = timeout_s
@@ -146,7 +156,8 @@ class Sampler:
         for name, url in self.metrics_urls.items():
             entry = self.server[name]
             try:
-                entry["samples"].append({"t": t, "values": parse_prometheus(get_text(url, self.timeout_s))})
+                values = parse_prometheus(get_text(url, self.timeout_s), self.families.get(name, ()))
+                entry["samples"].append({"t": t, "values": values})
             except Exception as exc:  # noqa: BLE001 (a failed scrape is recorded, never fatal)
                 entry["errors"] += 1
                 entry["last_error"] = f"{type(exc).__name__}: {exc}"
@@ -184,9 +195,15 @@ def server_summary(server: Mapping[str, Any]) -> dict[str, dict[str, float]]:
 
 
 def cluster_sampler(spec: ClusterSpec, topology: Topology, interval_s: float) -> Sampler:
-    """A sampler of ``topology``'s servers that export /metrics, and of its hosts' GPUs (over the
-    bring-up's own connections); a simulated cluster is sampled as often per simulated second."""
+    """A sampler of ``topology``'s servers that export /metrics, of its router's Prometheus port
+    (``router``, when the file sets ``router.prometheus_port``; the families of its kind only) and
+    of its hosts' GPUs (over the bring-up's own connections); a simulated cluster is sampled as
+    often per simulated second."""
     urls = {cmd.name: f"{cmd.base_url}/metrics" for cmd in topology.plan if cmd.exports_metrics}
+    families: dict[str, Collection[str]] = {}
+    if spec.router_metrics_url:
+        urls[ROUTER] = spec.router_metrics_url
+        families[ROUTER] = routers.kind_of(spec).metric_families
     gpu_hosts: dict[str, Any] = {}
     for name in dict.fromkeys(c.host for c in topology.plan):
         if engines.engine_of(spec).simulated:
@@ -196,7 +213,7 @@ def cluster_sampler(spec: ClusterSpec, topology: Topology, interval_s: float) ->
         else:
             gpu_hosts[name] = _runner(topology.host(name))
     speedup = engines.time_scale(spec)
-    return Sampler(urls, gpu_hosts, interval_s / speedup, time_scale=speedup)
+    return Sampler(urls, gpu_hosts, interval_s / speedup, time_scale=speedup, families=families)
 
 
 def _runner(host: Host) -> Callable[[list[str]], tuple[int, str]]:

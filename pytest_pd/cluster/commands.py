@@ -9,12 +9,10 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pytest_pd.cluster import engines, launchers
+from pytest_pd.cluster import engines, launchers, routers
 from pytest_pd.cluster.spec import ClusterSpec, ServerSpec
 
 Role = Literal["prefill", "decode", "router"]
-
-ROUTER_MODULE = "sglang_router.launch_router"
 
 
 @dataclass(frozen=True)
@@ -30,6 +28,10 @@ class LaunchCommand:
     health_timeout_s: float = 1800.0
     base_url: str | None = None  # a server's own URL (rank 0 only): /get_server_info, /metrics
     exports_metrics: bool = False  # serves Prometheus /metrics (enable_metrics)
+    # the router only: where it lists its workers, and the (role, URL) of each one it must show
+    # registered and healthy before bring-up is done
+    workers_url: str | None = None
+    expected_workers: tuple[tuple[str, str], ...] = ()
 
     def shell_line(self) -> str:
         """The command as one copy-pasteable shell line (env assignments first)."""
@@ -97,8 +99,9 @@ def server_argv(
 
 
 def router_argv(spec: ClusterSpec, *, python: str = "python") -> list[str]:
+    """The router's command line; every kind (cluster/routers.py) takes these same flags."""
     r = spec.router
-    argv = [python, "-m", ROUTER_MODULE, "--pd-disaggregation"]
+    argv = [python, "-m", routers.kind_of(spec).module, "--pd-disaggregation"]
     for server in spec.servers("prefill"):
         argv += ["--prefill", spec.server_url(server)]
         if server.bootstrap_port is not None:
@@ -143,6 +146,7 @@ def launch_plan(spec: ClusterSpec, *, local_python: str = "python") -> list[Laun
                         and bool(server.enable_metrics or spec.server_defaults.enable_metrics),
                     )
                 )
+    kind = routers.kind_of(spec)
     plan.append(
         LaunchCommand(
             name="router",
@@ -150,11 +154,18 @@ def launch_plan(spec: ClusterSpec, *, local_python: str = "python") -> list[Laun
             host=spec.router_host,
             argv=tuple(router_argv(spec, python=interpreter(spec, spec.router_host, local_python))),
             env={**spec.env, **spec.router.env},
-            health_url=spec.router_url + "/readiness",
+            health_url=spec.router_url + kind.readiness_path,
             health_timeout_s=spec.router.readiness_timeout_s,
+            workers_url=spec.router_url + kind.workers_path,
+            expected_workers=expected_workers(spec),
         )
     )
     return plan
+
+
+def expected_workers(spec: ClusterSpec) -> tuple[tuple[str, str], ...]:
+    """(role, URL) of every worker the router is started with, as the router is told it."""
+    return tuple((role, spec.server_url(s)) for role in ("prefill", "decode") for s in spec.servers(role))
 
 
 def render_commands(spec: ClusterSpec, *, local_python: str = "python") -> str:

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError
 
 from pytest_pd import redaction
-from pytest_pd.cluster import engines, launchers, safe_yaml, spec_rules
+from pytest_pd.cluster import engines, launchers, routers, safe_yaml, spec_rules
 from pytest_pd.cluster.safe_yaml import Loc
 from pytest_pd.errors import ClusterFileError
 
@@ -134,6 +134,7 @@ class ServerSpec(ServerOptions):
 
 
 class RouterSpec(_Model):
+    kind: Annotated[str, _registered(routers.names)] = routers.DEFAULT  # cluster/routers.py
     host: str | None = None
     listen: str | None = None
     port: int = Field(default=8000, ge=1, le=65535)
@@ -203,6 +204,18 @@ class ClusterSpec(_Model):
     @property
     def router_url(self) -> str:
         return f"http://{_url_host(self.host_address(self.router_host))}:{self.router.port}"
+
+    @property
+    def router_metrics_url(self) -> str | None:
+        """The router's own Prometheus ``/metrics`` (only when the file sets its port); an
+        unspecified ``prometheus_host`` (all interfaces) is reached at the router host's address."""
+        port = self.router.prometheus_port
+        if port is None:
+            return None
+        host = self.router.prometheus_host
+        if host in (None, "", "0.0.0.0", "::"):
+            host = self.host_address(self.router_host)
+        return f"http://{_url_host(host)}:{port}/metrics"
 
     def server_url(self, server: ServerSpec) -> str:
         return f"http://{_url_host(self.host_address(server.node_hosts[0]))}:{server.port}"

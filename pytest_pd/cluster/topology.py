@@ -1,6 +1,7 @@
 """Bring a cluster up (host locks first; servers in parallel across hosts, each gated on its own
-health; the router last, gated on /readiness) and down again (reverse order, always, verified; logs
-fetched into the run directory; locks released)."""
+health; the router last, gated on /readiness and then on /workers showing every worker healthy)
+and down again (reverse order, always, verified; logs fetched into the run directory; locks
+released)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_pd.cluster import router_workers
 from pytest_pd.cluster.commands import LaunchCommand, launch_plan
 from pytest_pd.cluster.host_agent import PROC_ENV, RUN_ENV
 from pytest_pd.cluster.hosts import Host, Proc
@@ -373,28 +375,48 @@ class Topology:
                         f"while {self.spec.label}'s router waited for its workers: " + "\n".join(dead)
                     )
             status = get_status(url)
-            if status == 200:
+            workers = None
+            if status == 200 and cmd.workers_url:  # the router: ready, and showing every worker?
+                workers = router_workers.probe(cmd.workers_url, cmd.expected_workers)
+            if status == 200 and (workers is None or workers.ok):
                 self.say(f"{self.spec.label}: {cmd.name} healthy after {time.monotonic() - start:.1f} s")
                 return
             now = time.monotonic()
             if now > deadline:
+                if cmd.workers_url:
+                    workers = workers or router_workers.probe(cmd.workers_url, cmd.expected_workers)
+                    raise BringUpError(self._router_not_ready(item, status, workers))
                 raise BringUpError(
                     f"{cmd.name} on {cmd.host} did not become healthy within "
                     f"{cmd.health_timeout_s:.0f} s ({url} last answered {status or 'nothing'}). "
                     f"Last log lines ({item.proc.log_location}):\n{self.tail(item, 20)}\n"
-                    "Raise health_timeout_s (servers) or router.readiness_timeout_s in the cluster "
-                    "file if it is just slow."
+                    "Raise health_timeout_s (servers) in the cluster file if it is just slow."
                 )
             if now > next_note:
                 last = self.tail(item, 1).strip()
                 self.say(
                     f"{self.spec.label}: waiting for {cmd.name} on {cmd.host} "
-                    f"({now - start:.0f} s of {cmd.health_timeout_s:.0f} s), last log line: "
-                    f"{last or '(empty)'}"
+                    f"({now - start:.0f} s of {cmd.health_timeout_s:.0f} s)"
+                    + (f", {workers.text}" if workers else "")
+                    + f", last log line: {last or '(empty)'}"
                 )
                 next_note = now + 10.0
             cancel.wait(delay)
             delay = min(delay * 1.5, 2.0)
+
+    def _router_not_ready(
+        self, item: Running, status: int | None, workers: router_workers.WorkersView
+    ) -> str:
+        cmd = item.command
+        return (
+            f"{cmd.name} on {cmd.host} did not become ready within {cmd.health_timeout_s:.0f} s: "
+            f"{cmd.health_url} last answered {status or 'nothing'}; {workers.text} (from "
+            f"{cmd.workers_url}). Check each worker named there: its log in {self.run_dir} and its "
+            f"/health from {cmd.host} (a worker the router cannot reach shows as unhealthy or not "
+            f"registered). Last log lines of the router ({item.proc.log_location}):\n"
+            f"{self.tail(item, 20)}\nRaise router.readiness_timeout_s in the cluster file if the "
+            "workers are just slow to register."
+        )
 
     def _gate_attached(self) -> None:
         """``launcher: attach``: no bring-up, no locks, no teardown; only check (all at once) that
@@ -407,10 +429,15 @@ class Topology:
             for c, code in zip(checks, codes, strict=True)
             if code != 200
         ]
+        for c, code in zip(checks, codes, strict=True):
+            if c.workers_url and code is not None:  # a router that answers: which workers it sees
+                workers = router_workers.probe(c.workers_url, c.expected_workers)
+                if not workers.ok:
+                    bad.append(f"{workers.text} (from {c.workers_url})")
         if bad:
             raise BringUpError(
                 f"attached cluster {self.spec.label} is not healthy: {'; '.join(bad)}. Start the "
-                f"cluster first (`pytest-pd commands {self.spec.label}` prints how), or use "
-                "launcher: local/ssh to let pytest-pd bring it up."
+                f"cluster first (`pytest-pd commands {self.spec.label}` prints how) and fix any "
+                "worker named above, or use launcher: local/ssh to let pytest-pd bring it up."
             )
         self.say(f"{self.spec.label}: attached; {', '.join(c.name for c in checks)} healthy")

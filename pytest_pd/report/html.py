@@ -25,7 +25,7 @@ from pytest_pd.report.summary import (
     outcome_word,
     table_rows,
 )
-from pytest_pd.telemetry import server_summary
+from pytest_pd.telemetry import ROUTER, server_summary
 
 STYLE = """<style>
 .pd-report{font-size:13px}
@@ -229,19 +229,18 @@ def telemetry_section(runs: Sequence[tuple[str, RunRecord]]) -> str:
             )
             out.append(charts.img(png, f"server metrics of {name}", "server-metrics"))
         summary = server_summary(tele.get("server") or {})
+        router = summary.pop(ROUTER, None)
         if summary:
-            keys = sorted(
-                {
-                    k
-                    for row in summary.values()
-                    for k in row
-                    if not k.split("{", 1)[0].endswith(("_sum", "_count"))
-                }
-            )
-            rows = [("metric", *summary)] + [(k, *(_num(summary[w].get(k)) for w in summary)) for k in keys]
             out.append(
                 '<p class="pd-note">Server-side metrics over the run (counters: change; '
-                "histograms: mean; gauges: last value):</p>" + _table(rows)
+                "histograms: mean; gauges: last value):</p>" + _summary_table(summary)
+            )
+        if router:
+            out.append(
+                '<p class="pd-note">Router-side metrics over the run, from its Prometheus port '
+                "(counters: change; gauges: last value; smg_worker_health 1 = healthy; "
+                "smg_worker_cb_state 0 = circuit closed, 1 = open, 2 = half-open):</p>"
+                + _summary_table({ROUTER: router})
             )
         for worker, entry in (tele.get("server") or {}).items():
             if entry.get("errors"):
@@ -282,6 +281,15 @@ def telemetry_section(runs: Sequence[tuple[str, RunRecord]]) -> str:
                     f"{escape(str(entry.get('reason')))}</p>"
                 )
     return "".join(out)
+
+
+def _summary_table(summary: Mapping[str, Mapping[str, float]]) -> str:
+    """One row per metric, one column per scraped target (sums and counts left out)."""
+    keys = sorted(
+        {k for row in summary.values() for k in row if not k.split("{", 1)[0].endswith(("_sum", "_count"))}
+    )
+    rows = [("metric", *summary)] + [(k, *(_num(summary[w].get(k)) for w in summary)) for k in keys]
+    return _table(rows)
 
 
 def _num(value: float | None) -> str:

@@ -140,9 +140,15 @@ class SimPD:
 
 
 def start_pd(
-    log_dir: Path, speedup: float = 100.0, model: Path = SIM_MODEL, prefill_args: Sequence[str] = ()
+    log_dir: Path,
+    speedup: float = 100.0,
+    model: Path = SIM_MODEL,
+    prefill_args: Sequence[str] = (),
+    router_module: str = "sglang_router.launch_router",
+    router_args: Sequence[str] = (),
 ) -> SimPD:
-    """Prefill (TP4 PP2) + decode (TP8, prefill_pp 2) sims behind sglang-router in PD mode."""
+    """Prefill (TP4 PP2) + decode (TP8, prefill_pp 2) sims behind sglang-router (or another
+    router kind's ``router_module``, with ``router_args`` added) in PD mode."""
     host = "127.0.0.1"
     p_port, boot, d_port, r_port, prom = free_ports(5)
     speed = ["--sim-speedup", str(speedup)]
@@ -197,7 +203,7 @@ def start_pd(
                 [
                     sys.executable,
                     "-m",
-                    "sglang_router.launch_router",
+                    router_module,
                     "--pd-disaggregation",
                     "--prefill",
                     f"http://{host}:{p_port}",
@@ -215,6 +221,7 @@ def start_pd(
                     "--worker-startup-check-interval",
                     "1",
                     "--disable-circuit-breaker",
+                    *router_args,
                 ],
                 log_dir,
             )

@@ -156,3 +156,22 @@ def test_series_are_scaled_to_model_time():
     rate = series.output_rate(view, bucket_s=1.0)
     assert sum(r for _, r in rate) == 8  # 8 tokens in 1 s buckets
     assert series.server_gauges(view.telemetry)["decode-0 num_running_reqs"] == [(0.0, 0.0), (1.0, 2.0)]
+
+
+def test_router_metrics_get_their_own_table():
+    run = run_view("pp2")
+    health = "smg_worker_health{worker=http://127.0.0.1:31001}"
+    requests = "smg_router_requests_total{endpoint=generate}"
+    run.telemetry["server"]["router"] = {
+        "url": "http://127.0.0.1:39000/metrics",
+        "samples": [
+            {"t": 0.0, "values": {health: 1.0, requests: 1.0}},
+            {"t": 0.1, "values": {health: 0.0, requests: 33.0}},
+        ],
+    }
+    out = html.telemetry_section([("pp2", run)])
+    workers, router = out.split("Router-side metrics", 1)
+    assert "decode-0" in workers and "smg_" not in workers  # the workers' table has no router rows
+    assert "<th>router</th>" in router and "sglang:" not in router
+    assert re.search(r"smg_router_requests_total\{endpoint=generate\}</td><td[^>]*>32<", router)
+    assert re.search(r"smg_worker_health\{worker=http://127.0.0.1:31001\}</td><td[^>]*>0<", router)

@@ -108,3 +108,54 @@ def test_sampler_scrapes_in_background_and_reports_gpu_availability(metrics_serv
     assert summary["sglang:generation_tokens_total"] == 10.0 * (n - 1)  # change over the run
     assert summary["sglang:time_to_first_token_seconds_mean"] == pytest.approx(0.5)
     assert summary["sglang:num_running_reqs"] == 3.0
+
+
+# An excerpt of smg 1.13.0's /metrics (sglang-router 0.3.2 uses the same names).
+ROUTER_METRICS = """# HELP smg_router_requests_total Total routed requests
+# TYPE smg_router_requests_total counter
+smg_router_requests_total{router_type="http",backend_type="pd",connection_mode="http",model="m",endpoint="generate",streaming="true"} %d
+# HELP smg_worker_health Worker health status (1=healthy, 0=unhealthy)
+# TYPE smg_worker_health gauge
+smg_worker_health{worker="http://127.0.0.1:31000"} 1
+smg_worker_health{worker="http://127.0.0.1:31001"} 0
+# HELP smg_worker_cb_state Circuit breaker state per worker (0=closed, 1=open, 2=half_open)
+# TYPE smg_worker_cb_state gauge
+smg_worker_cb_state{worker="http://127.0.0.1:31001"} 1
+# HELP smg_tokio_alive_tasks Tasks alive (spawned, not yet completed)
+# TYPE smg_tokio_alive_tasks gauge
+smg_tokio_alive_tasks 28
+# HELP smg_pd_ttft_seconds PD time to first token
+# TYPE smg_pd_ttft_seconds histogram
+smg_pd_ttft_seconds_bucket{backend_type="pd",le="+Inf"} 3
+smg_pd_ttft_seconds_sum{backend_type="pd"} 0.013
+smg_pd_ttft_seconds_count{backend_type="pd"} 3
+"""
+
+
+def test_parse_prometheus_keeps_only_the_router_kinds_families():
+    from pytest_pd.cluster.routers import KINDS
+
+    for kind in KINDS.values():
+        values = parse_prometheus(ROUTER_METRICS % 33, kind.metric_families)
+        assert values == {
+            "smg_router_requests_total{backend_type=pd,connection_mode=http,endpoint=generate,"
+            "model=m,router_type=http,streaming=true}": 33.0,
+            "smg_worker_health{worker=http://127.0.0.1:31000}": 1.0,
+            "smg_worker_health{worker=http://127.0.0.1:31001}": 0.0,
+            "smg_worker_cb_state{worker=http://127.0.0.1:31001}": 1.0,
+        }
+    assert "smg_tokio_alive_tasks" in parse_prometheus(ROUTER_METRICS % 33)  # unfiltered: everything
+
+
+def test_sampler_filters_a_targets_families(metrics_server):
+    url = metrics_server
+    sampler = Sampler(
+        {"decode-0": url, "router": url},
+        {},
+        interval_s=0.05,
+        families={"router": ["sglang:num_running_reqs"]},
+    )
+    sampler.start()
+    data = sampler.stop()
+    assert set(data["server"]["router"]["samples"][-1]["values"]) == {"sglang:num_running_reqs"}
+    assert len(data["server"]["decode-0"]["samples"][-1]["values"]) > 1

@@ -1,0 +1,64 @@
+"""The shipped suite through smg (router.kind: smg) instead of sglang-router: same table, the
+router's own metrics in the stored telemetry and the report, nothing left running."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import yaml
+
+from tests.helpers import REPO, SEED_BOUNDS_SPEEDUP, assert_nothing_left, run_session, sim_cluster_copy
+
+
+def test_seed_suite_passes_on_sim_clusters_through_smg(pytester, tmp_path):
+    folder = tmp_path / "clusters"
+    for name in ("sim-pp2", "sim-tp8"):
+        path = sim_cluster_copy(name, folder, sim={"speedup": SEED_BOUNDS_SPEEDUP})
+        data = yaml.safe_load(path.read_text())
+        data["router"]["kind"] = "smg"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    result, out = run_session(pytester, folder, str(REPO / "suites"), "-rs")
+    text = result.stdout.str()
+    assert result.ret == 0, text
+    result.assert_outcomes(passed=1, skipped=2)  # the cpu-* workloads are not for sim clusters
+    assert "pytest-pd: candidate vs baseline" in text
+    assert re.search(r"sim-pp2 \(candidate, simulated ×\d+\)\s+TP=4, PP=2", text), text
+    assert re.search(r"sim-tp8 \(baseline, simulated ×\d+\)\s+TP=8", text), text
+    assert re.search(r"verdict\s+pass\s+pass\s+pass", text), text
+
+    report = (out / "report.html").read_text()
+    assert "PD acceptance: candidate vs baseline" in report
+    assert "Router-side metrics over the run" in report and "smg_worker_health{worker=" in report
+
+    results = sorted((out / "results").glob("*.json"))
+    assert [p.name.split("-", 1)[1] for p in results] == [
+        "sim-pp2-in6000-out1000-c16-n32.json",
+        "sim-tp8-in6000-out1000-c16-n32.json",
+    ]
+    for path in results:
+        data = json.loads(path.read_text())
+        assert data["metrics"]["completed"] == 32 and data["metrics"]["failed"] == 0
+        assert "-m smg.launch_router --pd-disaggregation" in data["cluster"]["commands"]
+        router = data["telemetry"]["server"]["router"]
+        assert router["errors"] == 0 and router["url"].endswith("/metrics")
+        first, last = router["samples"][0]["values"], router["samples"][-1]["values"]
+        routed = sum(
+            v - first.get(k, 0.0) for k, v in last.items() if k.startswith("smg_router_requests_total{")
+        )
+        assert routed >= 32, last  # the run's requests, counted by the router itself
+        health = {k: v for k, v in last.items() if k.startswith("smg_worker_health{")}
+        assert len(health) == 2 and set(health.values()) == {1.0}, last
+        assert all(k.split("{", 1)[0] in ROUTER_FAMILIES for k in last), sorted(last)
+    assert_nothing_left(out / "runs")
+
+
+ROUTER_FAMILIES = {
+    "smg_router_requests_total",
+    "smg_router_request_errors_total",
+    "smg_http_requests_total",
+    "smg_worker_health",
+    "smg_worker_cb_state",
+    "smg_worker_requests_active",
+    "smg_worker_requests_total",
+}
