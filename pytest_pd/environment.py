@@ -31,13 +31,21 @@ def versions_from_server_info(server_info: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def environment(cwd: Path) -> dict[str, Any]:
-    def version(dist: str) -> str | None:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return None
+def package_version(dist: str) -> str | None:
+    """The installed version of distribution ``dist`` on this machine, or None."""
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
 
+
+def router_version(package: str) -> str:
+    """'smg 1.13.0': the router kind's package as installed on this machine."""
+    return f"{package} {package_version(package) or '(not installed here)'}"
+
+
+def environment(cwd: Path) -> dict[str, Any]:
+    version = package_version
     return {
         "pytest_pd": __version__,
         "python": platform.python_version(),

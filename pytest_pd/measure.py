@@ -17,11 +17,12 @@ from typing import Any, TypeVar
 from pytest_pd.cluster import engines
 from pytest_pd.cluster.commands import render_commands
 from pytest_pd.cluster.hosts import tail_file
+from pytest_pd.cluster.routers import kind_of
 from pytest_pd.cluster.spec import ClusterSpec, load_cluster
 from pytest_pd.cluster.state import STATE_FILE
 from pytest_pd.cluster.topology import Topology
 from pytest_pd.deathwatch import DeathWatch
-from pytest_pd.environment import environment, versions_from_server_info
+from pytest_pd.environment import environment, router_version, versions_from_server_info
 from pytest_pd.errors import BringUpError, HostError, PdError
 from pytest_pd.http_get import get_json
 from pytest_pd.record import ClusterInfo, Environment, Failure, ModelInfo, RunRecord, build_record
@@ -349,8 +350,10 @@ class Measurer:
                 cmd.name: get_json(f"{cmd.base_url}/get_server_info") for cmd in topology.plan if cmd.base_url
             }
         )
-        env = self.env.model_copy(update={"sglang": versions_from_server_info(server_info)})
-        context = {**self._context(spec, started, topology.run_dir), "environment": env}
+        context = self._context(spec, started, topology.run_dir)
+        context["environment"] = context["environment"].model_copy(
+            update={"sglang": versions_from_server_info(server_info)}
+        )
         record = build_record(
             **context,
             workload=workload,
@@ -424,6 +427,7 @@ class Measurer:
                 spec=redact_env(spec.model_dump(mode="json")),
                 commands=redact_commands(render_commands(spec, local_python=sys.executable)),
                 router_url=spec.router_url,
+                router_kind=spec.router.kind,
             ),
             "model": ModelInfo(name=spec.model_name, path=spec.model_path),
             "baseline_mark": self.save_baseline,
@@ -431,5 +435,5 @@ class Measurer:
             "started_at": started,
             "host": socket.gethostname(),
             "run_dir": str(run_dir),
-            "environment": self.env,
+            "environment": self.env.model_copy(update={"router": router_version(kind_of(spec).package)}),
         }

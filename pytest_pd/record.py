@@ -93,6 +93,7 @@ class ClusterInfo(BaseModel):
     spec: dict[str, Any] | None = None  # the resolved cluster file, secrets redacted
     commands: str | None = None  # the rendered launch commands, secrets redacted
     router_url: str | None = None
+    router_kind: str | None = None  # the cluster file's router.kind (sglang-router, smg)
 
 
 class ModelInfo(BaseModel):
@@ -111,6 +112,7 @@ class Environment(BaseModel):
     harness_host: str | None = None
     git_commit: str | None = None
     sglang: dict[str, str] = Field(default_factory=dict)  # process → /get_server_info version
+    router: str | None = None  # the router kind's package and version here, e.g. "smg 1.13.0"
 
 
 class Simulated(BaseModel):

@@ -15,9 +15,10 @@ def report_header(comp: Comparison) -> dict[str, Any]:
     """The report's header: cluster, baseline, model, versions, commit, date, hardware, host."""
     run = comp.candidate
     env = run.environment
+    router = run.cluster.router_kind or "sglang-router"
     hardware = (
         f"simulated (sim workers ×{run.speedup:g} faster than real time, behind the real "
-        "sglang-router; numbers scaled back to real time)"
+        f"{router}; numbers scaled back to real time)"
         if run.simulated
         else "real hardware"
     )
@@ -29,7 +30,7 @@ def report_header(comp: Comparison) -> dict[str, Any]:
         "versions": {
             "pytest-pd": env.pytest_pd,
             "Python": env.python,
-            "sglang-router (harness)": env.sglang_router,
+            f"router ({router}, harness)": env.router or env.sglang_router,
             "SGLang (/get_server_info)": ", ".join(sorted(set(env.sglang.values()))) or None,
         },
         "commit": env.git_commit or "unknown",

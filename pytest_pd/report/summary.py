@@ -189,12 +189,21 @@ def markdown(comps: Sequence[Comparison]) -> str:
         out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
         out += [f"- {t}" for t in other_verdicts(comp)]
         out += [f"- {t}" for t in baseline_lines(comp)]
+        out.append(f"- {versions_line(comp.candidate)}")
         history = history_table(comp)
         if history:
             out += ["", "| " + " | ".join(history[0]) + " |", "| :-- | --: | --: | --: | --: | :-- |"]
             out += ["| " + " | ".join(r) + " |" for r in history[1:]]
         out.append("")
     return "\n".join(out)
+
+
+def versions_line(run: RunRecord) -> str:
+    """'versions: engine …; router …; pytest-pd …' of a run, for the step summary."""
+    engines = ", ".join(sorted(set(run.environment.sglang.values()))) or "unknown"
+    router = run.environment.router or f"sglang-router {run.environment.sglang_router}"
+    harness = run.environment.pytest_pd
+    return f"versions: engine {engines} (/get_server_info); router {router}; pytest-pd {harness}"
 
 
 def failure_lines(failure: Failure) -> list[str]:

@@ -11,13 +11,15 @@ import yaml
 from tests.helpers import REPO, SEED_BOUNDS_SPEEDUP, assert_nothing_left, run_session, sim_cluster_copy
 
 
-def test_seed_suite_passes_on_sim_clusters_through_smg(pytester, tmp_path):
+def test_seed_suite_passes_on_sim_clusters_through_smg(pytester, tmp_path, monkeypatch):
     folder = tmp_path / "clusters"
     for name in ("sim-pp2", "sim-tp8"):
         path = sim_cluster_copy(name, folder, sim={"speedup": SEED_BOUNDS_SPEEDUP})
         data = yaml.safe_load(path.read_text())
         data["router"]["kind"] = "smg"
         path.write_text(yaml.safe_dump(data, sort_keys=False))
+    summary = tmp_path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     result, out = run_session(pytester, folder, str(REPO / "suites"), "-rs")
     text = result.stdout.str()
     assert result.ret == 0, text
@@ -30,6 +32,12 @@ def test_seed_suite_passes_on_sim_clusters_through_smg(pytester, tmp_path):
     report = (out / "report.html").read_text()
     assert "PD acceptance: candidate vs baseline" in report
     assert "Router-side metrics over the run" in report and "smg_worker_health{worker=" in report
+    # the router's kind and version: in the header, the step summary and every record
+    assert re.search(r"router \(smg, harness\) smg 1\.13\.0", report), report[:2000]
+    assert "behind the real smg;" in report
+    assert re.search(
+        r"versions: engine sim \(pytest-pd\) \(/get_server_info\); router smg 1\.13\.0", summary.read_text()
+    )
 
     results = sorted((out / "results").glob("*.json"))
     assert [p.name.split("-", 1)[1] for p in results] == [
@@ -40,6 +48,7 @@ def test_seed_suite_passes_on_sim_clusters_through_smg(pytester, tmp_path):
         data = json.loads(path.read_text())
         assert data["metrics"]["completed"] == 32 and data["metrics"]["failed"] == 0
         assert "-m smg.launch_router --pd-disaggregation" in data["cluster"]["commands"]
+        assert data["cluster"]["router_kind"] == "smg" and data["environment"]["router"] == "smg 1.13.0"
         router = data["telemetry"]["server"]["router"]
         assert router["errors"] == 0 and router["url"].endswith("/metrics")
         first, last = router["samples"][0]["values"], router["samples"][-1]["values"]
