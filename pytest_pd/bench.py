@@ -311,6 +311,7 @@ def detail_table(s: RunSummary) -> str:
     row("Peak output token throughput (tok/s):", _f(s.peak_output_throughput))
     row("Total token throughput (tok/s):", _f(s.total_throughput))
     row("Concurrency:", _f(s.concurrency))
+    row("Tokens per chunk (ITL) from:", s.token_count_source or "n/a")
     if s.slo:
         row("Goodput (req/s):", _f(s.goodput))
         row("Goodput share:", _f(s.goodput_ratio, 100.0, 1) + " %")
@@ -375,7 +376,13 @@ def _run(args: argparse.Namespace) -> int:
         progress = _Progress(len(prompts), desc, enabled=not args.no_progress)
         try:
             result = run_workload_sync(
-                base_url, workload, prompts, on_progress=progress, progress_interval_s=0.5, model=model
+                base_url,
+                workload,
+                prompts,
+                on_progress=progress,
+                progress_interval_s=0.5,
+                model=model,
+                tokenizer=tokenizer,
             )
         finally:
             progress.close()

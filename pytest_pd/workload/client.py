@@ -59,7 +59,9 @@ def request_payload(
             "ignore_eos": True,
             "temperature": 0,
             "stream": True,
-            "stream_options": {"include_usage": True},
+            # a cumulative usage on every chunk: token-true ITL (SGLang honours
+            # continuous_usage_stats alone, vLLM needs include_usage too)
+            "stream_options": {"include_usage": True, "continuous_usage_stats": True},
         }
     if rid is not None:
         body["rid"] = rid

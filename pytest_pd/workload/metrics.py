@@ -8,6 +8,8 @@ latency statistic (they never contribute a TTFT of 0); statistics over no values
 - TPOT = (latency - TTFT) / (completion_tokens - 1), for completion_tokens > 1.
 - ITL = gap between successive output-bearing chunks divided by the chunk's new tokens, repeated
   once per new token, pooled over requests (one value per gap when per-chunk counts are unknown).
+  Per-chunk counts come from the server, or from the run's tokenizer; ``token_count_source`` says
+  which (``server per chunk`` | ``tokenizer`` | ``one per chunk``, or ``mixed: …`` with counts).
 - Throughputs over duration = last completion - first dispatch (measured requests only);
   concurrency = sum of latencies / duration.
 - Queue time = request start - scheduled arrival (client-side queueing, not part of TTFT).
@@ -105,6 +107,9 @@ class RunSummary:
     not_sent: int = 0
     total_cached_tokens: int = 0
     repeats: int = 1
+    token_count_source: str = ""
+    """Where the ITL's per-chunk token counts came from (see the module docstring); "" when no
+    request completed."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict keyed like bench_serving's JSON; statistics without data stay NaN."""
@@ -176,6 +181,15 @@ def _chunk_token_counts(record: RequestRecord) -> np.ndarray:
     counts = np.ones(n, dtype=np.int64)
     counts[-1] += max(0, (record.completion_tokens or 0) - n)
     return counts
+
+
+def token_count_source(records: Sequence[RequestRecord]) -> str:
+    """The one source of the per-chunk token counts of ``records`` (completed ones), or
+    ``mixed: source n, …`` when they differ."""
+    sources = Counter(r.token_source or "one per chunk" for r in records)
+    if len(sources) <= 1:
+        return next(iter(sources), "")
+    return "mixed: " + ", ".join(f"{k} {v}" for k, v in sorted(sources.items()))
 
 
 def _ok(records: Iterable[RequestRecord]) -> list[RequestRecord]:
@@ -320,6 +334,7 @@ def summarize(result: RunResult, slo: Mapping[str, float] | None = None) -> RunS
         slo=slo_ms,
         not_sent=int(getattr(result, "not_sent", 0)),
         total_cached_tokens=int(cached.sum()),
+        token_count_source=token_count_source(ok),
     )
 
 
@@ -352,6 +367,8 @@ def aggregate_repeats(summaries: Sequence[RunSummary]) -> RunSummary:
             kwargs[name] = int(sum(values))
         elif name == "mismatch_share":
             kwargs[name] = float(np.max(values))
+        elif name == "token_count_source":
+            kwargs[name] = " / ".join(dict.fromkeys(v for v in values if v))
         elif isinstance(getattr(first, name), bool):
             kwargs[name] = getattr(first, name)
         elif isinstance(getattr(first, name), int):

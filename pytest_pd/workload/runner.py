@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from .chunk_count import count_chunk_tokens
 from .client import encode_body, fetch_model_id, request_payload, send_request
 from .pacing import AbortFn, Pacer, Stop
 from .record import ABORTED, RequestRecord
@@ -73,11 +74,11 @@ class RunResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "workload": self.workload.to_dict(),
-            "records": [r.to_dict() for r in self.records],
+            "records": [r.to_dict(texts=False) for r in self.records],
             "started": self.started,
             "finished": self.finished,
             "base_url": self.base_url,
-            "warmup": [r.to_dict() for r in self.warmup],
+            "warmup": [r.to_dict(texts=False) for r in self.warmup],
             "model": self.model,
             "not_sent": self.not_sent,
             "client_processes": self.client_processes,
@@ -320,6 +321,7 @@ async def run_workload(
     rid_prefix: str | None = None,
     model: str | None = None,
     abort: AbortFn | None = None,
+    tokenizer: Any = None,
 ) -> RunResult:
     """Send ``prompts`` to ``base_url`` as ``workload`` says and record every request, in this
     event loop (one process; see :func:`run_workload_sync` for ``client_processes > 1``).
@@ -329,7 +331,9 @@ async def run_workload(
     run under a cap of ``workload.concurrency`` in flight. Request failures are recorded, not
     raised; cancellation cancels every in-flight request. ``rid_prefix`` sends ``rid`` =
     ``{rid_prefix}-{index}`` with each request (to match server-side traces). ``model`` is the
-    ``/v1/completions`` model name (default: the first of ``GET /v1/models``).
+    ``/v1/completions`` model name (default: the first of ``GET /v1/models``). With
+    ``tokenizer`` (the one that built the prompts), chunks that carried no server token count are
+    counted with it after the run (:func:`.chunk_count.count_chunk_tokens`).
     """
     base_url = check_base_url(base_url)
     if not prompts:
@@ -357,7 +361,17 @@ async def run_workload(
             rid_prefix=rid_prefix,
             stop=stop,
         )
-    return result_of(workload, part.records, base_url, warmup, model, part.not_sent, cpu_s=part.cpu_s)
+    result = result_of(workload, part.records, base_url, warmup, model, part.not_sent, cpu_s=part.cpu_s)
+    return counted(result, tokenizer)
+
+
+def counted(result: RunResult, tokenizer: Any) -> RunResult:
+    """``result`` with per-chunk token counts from ``tokenizer`` where the server sent none (and
+    the chunk texts dropped)."""
+    if tokenizer is not None:
+        count_chunk_tokens(result.records, tokenizer)
+        count_chunk_tokens(result.warmup, tokenizer)
+    return result
 
 
 def run_async(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -382,6 +396,7 @@ def run_workload_sync(
     rid_prefix: str | None = None,
     model: str | None = None,
     abort: AbortFn | None = None,
+    tokenizer: Any = None,
 ) -> RunResult:
     """:func:`run_workload` in a fresh (uvloop) event loop, for callers without one; with
     ``workload.client_processes > 1`` the measured requests are split round-robin over that many
@@ -407,11 +422,12 @@ def run_workload_sync(
                 rid_prefix=rid_prefix,
                 model=model,
                 abort=abort,
+                tokenizer=tokenizer,
             )
         )
     from .multiproc import run_multiprocess  # imports this module: loaded when first needed
 
-    return run_multiprocess(
+    result = run_multiprocess(
         base_url,
         workload,
         prompts,
@@ -420,3 +436,4 @@ def run_workload_sync(
         rid_prefix=rid_prefix,
         model=model,
     )
+    return counted(result, tokenizer)

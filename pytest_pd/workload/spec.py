@@ -15,6 +15,7 @@ from pytest_pd.errors import PdError
 
 API_GENERATE = "generate"
 API_COMPLETIONS = "completions"
+API_CHAT = "chat"
 APIS = (API_GENERATE, API_COMPLETIONS)
 PROMPT_TEXT = "text"
 PROMPT_IDS = "ids"
