@@ -25,7 +25,8 @@ class OpenAIAPI:
         return await self._handle(request, chat=True)
 
     def _chat_prompt_len(self, messages: Any) -> int:
-        """A plain chat template: one '<|role|>' header line per message, then the assistant's."""
+        """A plain chat template: one '<|role|>' header line per message, then the assistant's;
+        counted as SGLang counts a templated chat prompt (no special tokens added to it)."""
         if (
             not isinstance(messages, list)
             or not messages
@@ -33,7 +34,7 @@ class OpenAIAPI:
         ):
             raise BadRequest("messages must be a non-empty list of {role, content} objects")
         text = "".join(f"<|{m.get('role', 'user')}|>\n{m['content']}\n" for m in messages)
-        return self.worker.vocab.count(text + "<|assistant|>\n")
+        return len(self.worker.vocab.encode(text + "<|assistant|>\n"))
 
     async def _handle(self, request: web.Request, chat: bool) -> web.StreamResponse:
         w = self.worker

@@ -10,11 +10,14 @@ output chunk, strictly growing. Off the client's hot path: the stream only kept 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .record import TOKENS_ONE_PER_CHUNK, TOKENS_TOKENIZER, RequestRecord
+
+if TYPE_CHECKING:
+    from .runner import RunResult
 
 
 def cumulative_counts(tokenizer: Any, texts: Sequence[str]) -> np.ndarray:
@@ -69,3 +72,12 @@ def count_chunk_tokens(records: Iterable[RequestRecord], tokenizer: Any) -> int:
             done += 1
         r.chunk_texts = []
     return done
+
+
+def counted(result: RunResult, tokenizer: Any) -> RunResult:
+    """``result`` with per-chunk token counts from ``tokenizer`` (when given) where the server
+    sent none, and the chunk texts dropped."""
+    if tokenizer is not None:
+        count_chunk_tokens(result.records, tokenizer)
+        count_chunk_tokens(result.warmup, tokenizer)
+    return result

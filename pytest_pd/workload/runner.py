@@ -21,11 +21,11 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from .chunk_count import count_chunk_tokens
-from .client import encode_body, fetch_model_id, request_payload, send_request
+from .chunk_count import counted
+from .client import IGNORE_EOS_HINT, encode_body, fetch_model_id, request_payload, send_request
 from .pacing import AbortFn, Pacer, Stop
 from .record import ABORTED, RequestRecord
-from .spec import API_COMPLETIONS, WARMUP_OUTPUT_LEN, Prompt, Workload, WorkloadError
+from .spec import API_GENERATE, WARMUP_OUTPUT_LEN, Prompt, Workload, WorkloadError
 from .transport import Dialer
 
 __all__ = [
@@ -119,10 +119,11 @@ async def prepare(
     rid_prefix: str | None,
     model: str | None = None,
 ) -> tuple[str | None, list[RequestRecord]]:
-    """Model id (for /v1/completions) and the warm-up requests, one after the other."""
+    """Model id (for the OpenAI APIs) and the warm-up requests, one after the other; a warm-up
+    request refused for its ``ignore_eos`` raises :class:`WorkloadError` (every request would be)."""
     api = workload.api
     timeout_s = float(workload.request_timeout_s)
-    if api == API_COMPLETIONS and not model:
+    if api != API_GENERATE and not model:
         model = await fetch_model_id(dialer, base_url, min(timeout_s, MODEL_LOOKUP_TIMEOUT_S))
     warmup: list[RequestRecord] = []
     for i in range(workload.warmup_requests):
@@ -135,8 +136,18 @@ async def prepare(
         )
         rec.t_queued = time.perf_counter()
         await send_request(
-            dialer, base_url, api, p, rec, max_tokens=WARMUP_OUTPUT_LEN, timeout_s=timeout_s, model=model
+            dialer,
+            base_url,
+            api,
+            p,
+            rec,
+            max_tokens=WARMUP_OUTPUT_LEN,
+            timeout_s=timeout_s,
+            model=model,
+            ignore_eos=workload.ignore_eos,
         )
+        if IGNORE_EOS_HINT in rec.error:
+            raise WorkloadError(f"warm-up request failed: {rec.error}")
         warmup.append(rec)
     return model, warmup
 
@@ -195,7 +206,14 @@ async def drive(
             if perf() >= stop_at or stop.reason:
                 return  # the duration limit passed (or the run stopped) while it waited: never sent
             body = encode_body(
-                request_payload(api, prompt, max_tokens=prompt.output_len, model=model, rid=rec.rid)
+                request_payload(
+                    api,
+                    prompt,
+                    max_tokens=prompt.output_len,
+                    model=model,
+                    rid=rec.rid,
+                    ignore_eos=workload.ignore_eos,
+                )
             )
             sent[k] = True
             rec.t_start = perf()
@@ -363,15 +381,6 @@ async def run_workload(
         )
     result = result_of(workload, part.records, base_url, warmup, model, part.not_sent, cpu_s=part.cpu_s)
     return counted(result, tokenizer)
-
-
-def counted(result: RunResult, tokenizer: Any) -> RunResult:
-    """``result`` with per-chunk token counts from ``tokenizer`` where the server sent none (and
-    the chunk texts dropped)."""
-    if tokenizer is not None:
-        count_chunk_tokens(result.records, tokenizer)
-        count_chunk_tokens(result.warmup, tokenizer)
-    return result
 
 
 def run_async(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
