@@ -25,14 +25,13 @@ from pytest_pd.errors import PdError
 from pytest_pd.options import slos
 from pytest_pd.record import ClusterInfo, Environment, ModelInfo, build_record
 from pytest_pd.results import save_result, write_record
-from pytest_pd.workload.metrics import (
-    RunSummary,
-    summarize,
-)
+from pytest_pd.workload.api_probe import choose_api
+from pytest_pd.workload.chat import NO_TEMPLATE_NOTE, has_chat_template
+from pytest_pd.workload.metrics import RunSummary, summarize
 from pytest_pd.workload.prompts import build_prompts
 from pytest_pd.workload.runner import run_workload_sync
 from pytest_pd.workload.spec import (
-    API_GENERATE,
+    API_CHAT,
     APIS,
     DEFAULT_REQUEST_TIMEOUT_S,
     PROMPT_KINDS,
@@ -87,8 +86,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     wl.add_argument(
         "--api",
         choices=APIS,
-        default=API_GENERATE,
-        help="SGLang /generate (token ids) or OpenAI /v1/completions (default: generate)",
+        default=None,
+        help="SGLang /generate (token ids), OpenAI /v1/completions or /v1/chat/completions "
+        "(exact-length text); default: probe the server (/generate, else /v1/completions) and "
+        "say which and why",
+    )
+    wl.add_argument(
+        "--disable-ignore-eos",
+        action="store_true",
+        help="do not send ignore_eos (for servers that reject it): outputs may end early; "
+        "their lengths come from the server's usage",
     )
     wl.add_argument(
         "--completions-prompt",
@@ -210,6 +217,7 @@ def workload_from_args(args: argparse.Namespace) -> Workload:
         max_mismatch_share=args.max_mismatch_share,
         completions_prompt=args.completions_prompt,
         client_processes=args.processes,
+        ignore_eos=not args.disable_ignore_eos,
     )
 
 
@@ -302,6 +310,8 @@ def detail_table(s: RunSummary) -> str:
         row("  by kind:", ", ".join(f"{k}={v}" for k, v in s.errors_by_kind.items()))
     row("Not sent (duration limit):", s.not_sent)
     row("Input / output length mismatches:", f"{s.input_len_mismatches} / {s.output_len_mismatches}")
+    if s.input_len_unchecked:
+        row("Input lengths not checked:", f"{s.input_len_unchecked} (chat, no chat template)")
     row("Benchmark duration (s):", _f(s.duration))
     row("Total input tokens:", s.total_input_tokens)
     row("Total generated tokens:", s.total_output_tokens)
@@ -311,6 +321,7 @@ def detail_table(s: RunSummary) -> str:
     row("Peak output token throughput (tok/s):", _f(s.peak_output_throughput))
     row("Total token throughput (tok/s):", _f(s.total_throughput))
     row("Concurrency:", _f(s.concurrency))
+    row("Tokens per chunk (ITL) from:", s.token_count_source or "n/a")
     if s.slo:
         row("Goodput (req/s):", _f(s.goodput))
         row("Goodput share:", _f(s.goodput_ratio, 100.0, 1) + " %")
@@ -351,13 +362,19 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.repeats < 1:
         raise WorkloadError(f"--repeats must be >= 1 (got {args.repeats})")
-    workload = workload_from_args(args)
-    slo = {name: ms for given in args.slo for name, ms in given.items()}
+    say = print
     host = args.ip if ":" not in args.ip else f"[{args.ip}]"
     base_url = f"http://{host}:{args.port}"
+    if args.api is None:
+        choice = choose_api(base_url)
+        args.api = choice.api
+        say(f"api: {choice.api} ({choice.reason})", flush=True)
+    workload = workload_from_args(args)
+    slo = {name: ms for given in args.slo for name, ms in given.items()}
     label = args.label or f"bench-{args.ip}-{args.port}"
-    say = print
     tokenizer = load_tokenizer(args.tokenizer_path)
+    if workload.api == API_CHAT and not has_chat_template(tokenizer):
+        say(f"note: {NO_TEMPLATE_NOTE}", flush=True)
     t = time.perf_counter()
     prompts = build_prompts(tokenizer, workload)
     say(
@@ -375,7 +392,13 @@ def _run(args: argparse.Namespace) -> int:
         progress = _Progress(len(prompts), desc, enabled=not args.no_progress)
         try:
             result = run_workload_sync(
-                base_url, workload, prompts, on_progress=progress, progress_interval_s=0.5, model=model
+                base_url,
+                workload,
+                prompts,
+                on_progress=progress,
+                progress_interval_s=0.5,
+                model=model,
+                tokenizer=tokenizer,
             )
         finally:
             progress.close()

@@ -81,6 +81,7 @@ _METRICS: tuple[Metric, ...] = (
     _count("max_concurrency", "concurrency cap", "requests"),
     _count("output_len_mismatches", "output length mismatches", "requests", "lower"),
     _count("input_len_mismatches", "input length mismatches", "requests", "lower"),
+    _count("input_len_unchecked", "input lengths not checked (chat without a template)", "requests"),
     _count("mismatch_share", "share of requests with a length mismatch", "share", "lower"),
     _count("repeats", "repeats", "runs"),
 )

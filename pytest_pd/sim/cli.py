@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--enable-cache-report", action="store_true")
     a("--disable-overlap-schedule", action="store_true")
     a("--incremental-streaming-output", action="store_true")
+    a("--stream-interval", type=int, default=1)
     a("--dist-timeout", type=int, default=None)
     a("--nnodes", type=int, default=1)
     a("--node-rank", type=int, default=0)

@@ -88,6 +88,9 @@ class SimParams:
     """Wall seconds a decode request / bootstrap long-poll waits for the prefill's KV (then 504)."""
     seed: int = 0
     """Seed of the generated output token ids."""
+    ignore_continuous_usage: bool = False
+    """Send no per-chunk usage on /v1/* streams even when ``stream_options.continuous_usage_stats``
+    asks for it: what a client sees behind sglang-router 0.3.2, which drops that option."""
 
     # ---- faults on demand (set per server, e.g. ``decode: [{…, sim: {fault: crash}}]``) -------
     fault: str = ""

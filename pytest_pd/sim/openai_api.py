@@ -25,7 +25,8 @@ class OpenAIAPI:
         return await self._handle(request, chat=True)
 
     def _chat_prompt_len(self, messages: Any) -> int:
-        """A plain chat template: one '<|role|>' header line per message, then the assistant's."""
+        """A plain chat template: one '<|role|>' header line per message, then the assistant's;
+        counted as SGLang counts a templated chat prompt (no special tokens added to it)."""
         if (
             not isinstance(messages, list)
             or not messages
@@ -33,7 +34,7 @@ class OpenAIAPI:
         ):
             raise BadRequest("messages must be a non-empty list of {role, content} objects")
         text = "".join(f"<|{m.get('role', 'user')}|>\n{m['content']}\n" for m in messages)
-        return self.worker.vocab.count(text + "<|assistant|>\n")
+        return len(self.worker.vocab.encode(text + "<|assistant|>\n"))
 
     async def _handle(self, request: web.Request, chat: bool) -> web.StreamResponse:
         w = self.worker
@@ -101,7 +102,10 @@ class OpenAIAPI:
                 }
             )
         so = body.get("stream_options") or {}
-        include_usage = bool(so.get("include_usage")) if isinstance(so, dict) else False
+        so = so if isinstance(so, dict) else {}
+        include_usage = bool(so.get("include_usage"))
+        # SGLang honours continuous_usage_stats alone (vLLM wants include_usage too)
+        continuous = bool(so.get("continuous_usage_stats")) and not w.params.ignore_continuous_usage
         obj = "chat.completion.chunk" if chat else "text_completion"
         envelope = compact({"id": cid, "object": obj, "created": created, "model": name})[:-1]
         if chat:  # the first chunk announces the role, as OpenAI servers do
@@ -115,31 +119,31 @@ class OpenAIAPI:
         )
         close = b'"}' if chat else b'"'
         usage_null = b"" if chat else b',"usage":null'  # text completions: on every chunk
-        tail_open = (
-            close + b',"logprobs":null,"finish_reason":null,"matched_stop":null}]' + usage_null + b"}\n\n"
+        usage_fmt = (
+            b',"usage":{"prompt_tokens":%d,"total_tokens":%d,"completion_tokens":%d,"reasoning_tokens":0}'
         )
+        open_end = b',"logprobs":null,"finish_reason":null,"matched_stop":null}]'
         jtext = w.vocab.jtext
         offset, size = r.offset, len(jtext)
+        interval = max(1, int(getattr(w.args, "stream_interval", 1) or 1))
+        p_tok = r.prompt_tokens
         sent = 0
         while True:
             n = r.emitted
-            if n > sent:
+            fin = r.done and n >= r.max_tokens
+            if serving.stream_due(n, sent, fin, interval):
                 piece = b"".join(jtext[(offset + i) % size] for i in range(sent, n))
                 sent = n
-                fin = r.done and sent >= r.max_tokens
-                tail = (
-                    (
-                        close
-                        + b',"logprobs":null,"finish_reason":"'
-                        + r.finish_type.encode()
-                        + b'","matched_stop":null}]'
-                        + usage_null
-                        + b"}\n\n"
-                    )
+                end = (
+                    b',"logprobs":null,"finish_reason":"'
+                    + r.finish_type.encode()
+                    + b'","matched_stop":null}]'
                     if fin
-                    else tail_open
+                    else open_end
                 )
-                if not await serving.send_chunk(w, request, resp, r, b"data: " + head + piece + tail):
+                per_chunk = usage_fmt % (p_tok, p_tok + n, n) if continuous else usage_null
+                chunk = b"data: " + head + piece + close + end + per_chunk + b"}\n\n"
+                if not await serving.send_chunk(w, request, resp, r, chunk):
                     return resp
                 if fin:
                     break

@@ -76,3 +76,13 @@ async def send_chunk(
             return False
         await faults.maybe_malformed(resp, r, worker.params)
     return True
+
+
+def stream_due(n: int, sent: int, done: bool, interval: int) -> bool:
+    """Whether a stream that sent ``sent`` of the ``n`` tokens emitted so far sends a chunk now,
+    as SGLang's ``--stream-interval`` does: the first token at once, then whenever the count
+    reaches 1 + a multiple of ``interval`` (every token when it is 1), and the last one. The
+    chunk carries every token emitted since the previous one."""
+    if n <= sent:
+        return False
+    return done or interval <= 1 or (n - 1) // interval > (sent - 1) // interval

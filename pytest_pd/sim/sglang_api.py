@@ -133,6 +133,7 @@ class SGLangAPI:
         text_buf = bytearray()
         ids_buf = bytearray()
         sent = 0
+        interval = max(1, int(getattr(w.args, "stream_interval", 1) or 1))
         # meta_info of the chunks before the last one, formatted without a dict and json.dumps
         # per chunk (the same keys and values as meta(r, False); the first token is out, so
         # everything but the count is fixed)
@@ -149,7 +150,9 @@ class SGLangAPI:
         )
         while True:
             n = r.emitted
-            if n > sent:
+            if n > sent and (
+                interval == 1 or serving.stream_due(n, sent, r.done and n >= r.max_tokens, interval)
+            ):
                 if incremental:
                     text_buf.clear()
                     ids_buf.clear()

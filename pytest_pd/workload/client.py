@@ -1,5 +1,6 @@
-"""One streaming request, SGLang ``/generate`` or OpenAI ``/v1/completions``: its body, the model
-lookup the completions API needs, and :func:`send_request`, which sends it and fills its record.
+"""One streaming request, SGLang ``/generate`` or OpenAI ``/v1/completions`` /
+``/v1/chat/completions``: its body, the model lookup the OpenAI APIs need, and
+:func:`send_request`, which sends it and fills its record.
 
 Per request: the body is serialized once with orjson; the transport (:mod:`.transport`) stamps
 every socket read and hands the body bytes to the request's SSE decoder (:mod:`.sse`) in the
@@ -14,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from .chat import chat_messages
 from .record import (
     CONNECTION,
     DROPPED_CONNECTION,
@@ -22,7 +24,7 @@ from .record import (
     TIMEOUT,
     RequestRecord,
 )
-from .spec import API_GENERATE, Prompt, WorkloadError
+from .spec import API_CHAT, API_GENERATE, Prompt, WorkloadError
 from .sse import MAX_SSE_LINE_BYTES, InBandError, LineTooLong, SSEStream, ended_stream_failure
 from .transport import BodyCut, Dialer, Exchange, HTTPError, deadline
 
@@ -30,46 +32,76 @@ BODY_EXCERPT_CHARS = 500
 MODEL_LIST_MAX_BYTES = 1 << 20
 JSON_HEADERS = (("Content-Type", "application/json"), ("Accept", "text/event-stream"))
 _DUMPS_OPTS = orjson.OPT_SERIALIZE_NUMPY
+PATHS = {API_GENERATE: "/generate", API_CHAT: "/v1/chat/completions"}
+# a cumulative usage on every chunk: token-true ITL (SGLang honours continuous_usage_stats alone,
+# vLLM needs include_usage too)
+STREAM_OPTIONS = {"include_usage": True, "continuous_usage_stats": True}
+IGNORE_EOS_HINT = (
+    "the server rejects ignore_eos: run without it (pytest-pd bench --disable-ignore-eos, "
+    "Workload(ignore_eos=False)); outputs may then end early, their lengths taken from the "
+    "server's usage"
+)
 
 
 def endpoint_url(base_url: str, api: str) -> str:
-    path = "/generate" if api == API_GENERATE else "/v1/completions"
-    return base_url.rstrip("/") + path
+    return base_url.rstrip("/") + PATHS.get(api, "/v1/completions")
 
 
 def request_payload(
-    api: str, prompt: Prompt, *, max_tokens: int, model: str | None, rid: str | None = None
+    api: str,
+    prompt: Prompt,
+    *,
+    max_tokens: int,
+    model: str | None,
+    rid: str | None = None,
+    ignore_eos: bool = True,
 ) -> dict[str, Any]:
-    """The JSON body (token ids may stay a numpy array: :func:`encode_body` serializes it)."""
+    """The JSON body (token ids may stay a numpy array: :func:`encode_body` serializes it). The
+    chat API sends the text as one user message and ``max_completion_tokens`` (SGLang's chat API
+    prefers it over ``max_tokens``)."""
+    body: dict[str, Any]
     if api == API_GENERATE:
-        body: dict[str, Any] = {
-            "input_ids": prompt.token_ids,
-            "sampling_params": {
-                "max_new_tokens": max_tokens,
-                "ignore_eos": True,
-                "temperature": 0,
-            },
+        sampling: dict[str, Any] = {"max_new_tokens": max_tokens, "temperature": 0}
+        if ignore_eos:
+            sampling["ignore_eos"] = True
+        body = {"input_ids": prompt.token_ids, "sampling_params": sampling, "stream": True}
+    elif api == API_CHAT:
+        if prompt.text is None:
+            raise WorkloadError("the chat API needs text prompts; this prompt has token ids only")
+        body = {
+            "model": model,
+            "messages": chat_messages(prompt.text),
+            "max_completion_tokens": max_tokens,
+            "temperature": 0,
             "stream": True,
+            "stream_options": STREAM_OPTIONS,
         }
     else:
         body = {
             "model": model,
             "prompt": prompt.text if prompt.text is not None else prompt.token_ids,
             "max_tokens": max_tokens,
-            "ignore_eos": True,
             "temperature": 0,
             "stream": True,
-            "stream_options": {"include_usage": True},
+            "stream_options": STREAM_OPTIONS,
         }
+    if ignore_eos and api != API_GENERATE:
+        body["ignore_eos"] = True
     if rid is not None:
         body["rid"] = rid
     return body
 
 
+def ignore_eos_rejected(status: int, answer: bytes, request_body: bytes) -> bool:
+    """Whether an error answer refuses the ``ignore_eos`` the request sent (HTTP 400/422 naming
+    the field, as strict OpenAI-compatible servers answer unknown fields)."""
+    return status in (400, 422) and b"ignore_eos" in answer and b'"ignore_eos"' in request_body
+
+
 def encode_body(payload: dict[str, Any]) -> bytes:
-    if not isinstance(payload.get("input_ids", payload.get("prompt")), (str, list)):
-        key = "input_ids" if "input_ids" in payload else "prompt"
-        ids = payload[key]
+    key = "input_ids" if "input_ids" in payload else "prompt"
+    ids = payload.get(key)  # none for the chat API (messages)
+    if ids is not None and not isinstance(ids, (str, list)):
         if not hasattr(ids, "dtype"):  # tuples and other sequences
             payload = {**payload, key: [int(t) for t in ids]}
     return orjson.dumps(payload, option=_DUMPS_OPTS)
@@ -88,7 +120,7 @@ async def fetch_model_id(dialer: Dialer, base_url: str, timeout_s: float) -> str
             text = body.decode("utf-8", errors="replace")
             raise WorkloadError(
                 f"GET {url} returned HTTP {exchange.status}: {text[:BODY_EXCERPT_CHARS]!r}. "
-                "The completions API needs a model id; check the server/router, or use "
+                "The OpenAI APIs need a model id; check the server/router, or use "
                 "api='generate'."
             )
         data = orjson.loads(body)
@@ -121,16 +153,21 @@ async def send_request(
     timeout_s: float,
     model: str | None = None,
     body: bytes | None = None,
+    ignore_eos: bool = True,
 ) -> RequestRecord:
     """Send one streaming request and fill ``record``. Never raises for request failures.
 
     ``record.t_start`` is set here unless the caller already set it (the runner sets it right
     after acquiring the concurrency slot). ``body`` is the serialized request when the caller
-    prepared it.
+    prepared it (else it is built here, with ``ignore_eos`` as given).
     """
     url = endpoint_url(base_url, api)
     if body is None:
-        body = encode_body(request_payload(api, prompt, max_tokens=max_tokens, model=model, rid=record.rid))
+        body = encode_body(
+            request_payload(
+                api, prompt, max_tokens=max_tokens, model=model, rid=record.rid, ignore_eos=ignore_eos
+            )
+        )
     stream = SSEStream(api, record)
     exchange: Exchange | None = None
     got_response = False
@@ -145,7 +182,10 @@ async def send_request(
             if exchange.status // 100 != 2:
                 raw = await exchange.excerpt(BODY_EXCERPT_CHARS * 4)
                 text = raw.decode("utf-8", errors="replace")
-                record.fail(HTTP_STATUS, f"HTTP {exchange.status} from {url}: {text[:BODY_EXCERPT_CHARS]}")
+                hint = f" ({IGNORE_EOS_HINT})" if ignore_eos_rejected(exchange.status, raw, body) else ""
+                record.fail(
+                    HTTP_STATUS, f"HTTP {exchange.status} from {url}: {text[:BODY_EXCERPT_CHARS]}{hint}"
+                )
                 return record
             content_type = exchange.headers.get("content-type", "")
             if content_type and not content_type.lower().startswith("text/event-stream"):

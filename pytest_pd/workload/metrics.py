@@ -8,6 +8,8 @@ latency statistic (they never contribute a TTFT of 0); statistics over no values
 - TPOT = (latency - TTFT) / (completion_tokens - 1), for completion_tokens > 1.
 - ITL = gap between successive output-bearing chunks divided by the chunk's new tokens, repeated
   once per new token, pooled over requests (one value per gap when per-chunk counts are unknown).
+  Per-chunk counts come from the server, or from the run's tokenizer; ``token_count_source`` says
+  which (``server per chunk`` | ``tokenizer`` | ``one per chunk``, or ``mixed: …`` with counts).
 - Throughputs over duration = last completion - first dispatch (measured requests only);
   concurrency = sum of latencies / duration.
 - Queue time = request start - scheduled arrival (client-side queueing, not part of TTFT).
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .request_table import request_table as request_table  # re-exported: its old home
 from .spec import WorkloadError
 
 if TYPE_CHECKING:
@@ -41,7 +44,13 @@ EXAMPLE_CHARS = 300
 SLO_KEYS = {"ttft_ms": "ttft", "tpot_ms": "tpot", "e2e_ms": "e2e", "e2e_latency_ms": "e2e", "itl_ms": "itl"}
 """SLO names accepted by :func:`summarize` (``itl_ms`` bounds a request's largest ITL)."""
 
-SUMMED_ON_REPEAT = ("failed", "output_len_mismatches", "input_len_mismatches", "not_sent")
+SUMMED_ON_REPEAT = (
+    "failed",
+    "output_len_mismatches",
+    "input_len_mismatches",
+    "input_len_unchecked",
+    "not_sent",
+)
 """Counters :func:`aggregate_repeats` adds up over repeats (so no error hides behind a median)."""
 
 
@@ -105,6 +114,12 @@ class RunSummary:
     not_sent: int = 0
     total_cached_tokens: int = 0
     repeats: int = 1
+    input_len_unchecked: int = 0
+    """Completed requests whose prompt length the client could not predict (the chat API with a
+    tokenizer that has no chat template): not in ``input_len_mismatches``."""
+    token_count_source: str = ""
+    """Where the ITL's per-chunk token counts came from (see the module docstring); "" when no
+    request completed."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict keyed like bench_serving's JSON; statistics without data stay NaN."""
@@ -176,6 +191,15 @@ def _chunk_token_counts(record: RequestRecord) -> np.ndarray:
     counts = np.ones(n, dtype=np.int64)
     counts[-1] += max(0, (record.completion_tokens or 0) - n)
     return counts
+
+
+def token_count_source(records: Sequence[RequestRecord]) -> str:
+    """The one source of the per-chunk token counts of ``records`` (completed ones), or
+    ``mixed: source n, …`` when they differ."""
+    sources = Counter(r.token_source or "one per chunk" for r in records)
+    if len(sources) <= 1:
+        return next(iter(sources), "")
+    return "mixed: " + ", ".join(f"{k} {v}" for k, v in sorted(sources.items()))
 
 
 def _ok(records: Iterable[RequestRecord]) -> list[RequestRecord]:
@@ -259,7 +283,8 @@ def summarize(result: RunResult, slo: Mapping[str, float] | None = None) -> RunS
     itl_parts = [request_itls(r) for r in ok]
     itl = np.concatenate(itl_parts) if ok else np.empty(0)
     out_bad = out_tokens != expected_out
-    in_bad = (server_in >= 0) & (server_in != prompt_len)
+    unknown_in = prompt_len <= 0  # a chat prompt without a chat template to count it
+    in_bad = (server_in >= 0) & ~unknown_in & (server_in != prompt_len)
 
     starts = [r.t_start for r in records if r.t_start is not None]
     ends = [r.t_end for r in records if r.t_end is not None]
@@ -320,6 +345,8 @@ def summarize(result: RunResult, slo: Mapping[str, float] | None = None) -> RunS
         slo=slo_ms,
         not_sent=int(getattr(result, "not_sent", 0)),
         total_cached_tokens=int(cached.sum()),
+        input_len_unchecked=int(unknown_in.sum()),
+        token_count_source=token_count_source(ok),
     )
 
 
@@ -352,6 +379,8 @@ def aggregate_repeats(summaries: Sequence[RunSummary]) -> RunSummary:
             kwargs[name] = int(sum(values))
         elif name == "mismatch_share":
             kwargs[name] = float(np.max(values))
+        elif name == "token_count_source":
+            kwargs[name] = " / ".join(dict.fromkeys(v for v in values if v))
         elif isinstance(getattr(first, name), bool):
             kwargs[name] = getattr(first, name)
         elif isinstance(getattr(first, name), int):
@@ -394,38 +423,3 @@ def run_problems(summary: RunSummary | Mapping[str, Any], max_mismatch_share: fl
             f"{m['not_sent']} request(s) not sent (duration limit reached, or the run was stopped)"
         )
     return problems
-
-
-def request_table(result: RunResult) -> list[dict[str, Any]]:
-    """One row per measured request, times relative to ``result.started`` (for charts/reports)."""
-    t0 = result.started
-    rows = []
-    for r in result.records:
-        ok = r.error_kind is None and r.t_first_token is not None and r.t_start is not None
-        ct = r.completion_tokens or 0
-        ttft = e2e = None
-        if ok and r.t_first_token is not None and r.t_start is not None:
-            ttft = r.t_first_token - r.t_start
-            e2e = (r.t_end - r.t_start) if r.t_end is not None else None
-        tpot = ((e2e - ttft) / (ct - 1)) if e2e is not None and ttft is not None and ct > 1 else None
-        rows.append(
-            {
-                "index": r.index,
-                "ok": ok,
-                "error_kind": r.error_kind,
-                "status": r.status,
-                "prompt_len": r.prompt_len,
-                "prompt_tokens": r.prompt_tokens,
-                "completion_tokens": r.completion_tokens,
-                "expected_output_len": r.expected_output_len,
-                "queue_ms": None
-                if r.t_start is None or r.t_queued is None
-                else (r.t_start - r.t_queued) * 1000.0,
-                "start_s": None if r.t_start is None else r.t_start - t0,
-                "end_s": None if r.t_end is None else r.t_end - t0,
-                "ttft_ms": None if ttft is None else ttft * 1000.0,
-                "tpot_ms": None if tpot is None else tpot * 1000.0,
-                "e2e_latency_ms": None if e2e is None else e2e * 1000.0,
-            }
-        )
-    return rows

@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from .chat import chat_prompts
 from .dataset import dataset_prompts
-from .spec import Prompt, Workload, WorkloadError, sample_lengths
+from .spec import API_CHAT, Prompt, Workload, WorkloadError, sample_lengths
 from .text import TextBuilder, text_builder
 from .tokenizer import candidate_token_ids, vocab_size
 
@@ -73,10 +74,17 @@ def build_prompts(tokenizer: Any, workload: Workload, *, verify: bool = True) ->
     """``workload.num_requests`` token-exact prompts, reproducible from ``workload.seed``.
 
     Token-id prompts for ``/generate`` (and ``completions_prompt='ids'``); exact-length text for
-    ``/v1/completions``. Results are cached in memory per (tokenizer, workload lengths and seed).
-    ``verify`` re-encodes text prompts (all, or a seeded sample above
-    :data:`VERIFY_ALL_MAX_TOKENS` tokens) and raises :class:`WorkloadError` on any difference.
+    ``/v1/completions`` and the chat API (there each prompt's length is what the server counts
+    with the tokenizer's chat template, or unknown without one: :mod:`.chat`). Results are cached
+    in memory per (tokenizer, workload lengths and seed). ``verify`` re-encodes text prompts (all,
+    or a seeded sample above :data:`VERIFY_ALL_MAX_TOKENS` tokens) and raises
+    :class:`WorkloadError` on any difference.
     """
+    prompts = _build_prompts(tokenizer, workload, verify)
+    return chat_prompts(tokenizer, prompts) if workload.api == API_CHAT else prompts
+
+
+def _build_prompts(tokenizer: Any, workload: Workload, verify: bool) -> list[Prompt]:
     key = _cache_key(tokenizer, workload)
     if key is not None and key in _PROMPT_CACHE:
         _PROMPT_CACHE.move_to_end(key)

@@ -35,6 +35,14 @@ other or the output chunks streamed; no_tokens: the stream finished without outp
 incomplete_stream: the body ended cleanly but without ``data: [DONE]``; aborted: still in flight when
 the run was stopped (the caller's ``abort`` said why, e.g. a server process died)."""
 
+TOKENS_SERVER = "server per chunk"
+TOKENS_TOKENIZER = "tokenizer"
+TOKENS_ONE_PER_CHUNK = "one per chunk"
+TOKEN_COUNT_SOURCES = (TOKENS_SERVER, TOKENS_TOKENIZER, TOKENS_ONE_PER_CHUNK)
+"""Where a request's per-chunk token counts (``chunk_tokens``) came from: the server's cumulative
+count on every chunk (``meta_info`` / continuous ``usage``), the run's tokenizer over the chunks'
+texts (after the run), or nowhere (each chunk counts as one token gap in the ITL)."""
+
 
 @dataclass
 class RequestRecord:
@@ -51,6 +59,11 @@ class RequestRecord:
     # cumulative server-reported completion tokens, parallel to chunk_times; empty when the API
     # did not report a count on every output-bearing chunk (then each chunk counts as one gap)
     chunk_tokens: list[int] = field(default_factory=list)
+    token_source: str = ""
+    """One of :data:`TOKEN_COUNT_SOURCES` once the stream is decoded ("" before)."""
+    chunk_texts: list[str] = field(default_factory=list)
+    # the output text of each output chunk (OpenAI APIs), parallel to chunk_times, kept until the
+    # tokenizer counted them after the run; never stored (RunResult.to_dict leaves it out)
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     error_kind: str | None = None
@@ -68,8 +81,11 @@ class RequestRecord:
         self.error = message
         self.t_end = time.perf_counter() if t is None else t
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self, *, texts: bool = True) -> dict[str, Any]:
+        d = asdict(self)
+        if not texts:
+            del d["chunk_texts"]
+        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RequestRecord:

@@ -21,10 +21,11 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from .client import encode_body, fetch_model_id, request_payload, send_request
+from .chunk_count import counted
+from .client import IGNORE_EOS_HINT, encode_body, fetch_model_id, request_payload, send_request
 from .pacing import AbortFn, Pacer, Stop
 from .record import ABORTED, RequestRecord
-from .spec import API_COMPLETIONS, WARMUP_OUTPUT_LEN, Prompt, Workload, WorkloadError
+from .spec import API_GENERATE, WARMUP_OUTPUT_LEN, Prompt, Workload, WorkloadError
 from .transport import Dialer
 
 __all__ = [
@@ -73,11 +74,11 @@ class RunResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "workload": self.workload.to_dict(),
-            "records": [r.to_dict() for r in self.records],
+            "records": [r.to_dict(texts=False) for r in self.records],
             "started": self.started,
             "finished": self.finished,
             "base_url": self.base_url,
-            "warmup": [r.to_dict() for r in self.warmup],
+            "warmup": [r.to_dict(texts=False) for r in self.warmup],
             "model": self.model,
             "not_sent": self.not_sent,
             "client_processes": self.client_processes,
@@ -118,10 +119,11 @@ async def prepare(
     rid_prefix: str | None,
     model: str | None = None,
 ) -> tuple[str | None, list[RequestRecord]]:
-    """Model id (for /v1/completions) and the warm-up requests, one after the other."""
+    """Model id (for the OpenAI APIs) and the warm-up requests, one after the other; a warm-up
+    request refused for its ``ignore_eos`` raises :class:`WorkloadError` (every request would be)."""
     api = workload.api
     timeout_s = float(workload.request_timeout_s)
-    if api == API_COMPLETIONS and not model:
+    if api != API_GENERATE and not model:
         model = await fetch_model_id(dialer, base_url, min(timeout_s, MODEL_LOOKUP_TIMEOUT_S))
     warmup: list[RequestRecord] = []
     for i in range(workload.warmup_requests):
@@ -134,8 +136,18 @@ async def prepare(
         )
         rec.t_queued = time.perf_counter()
         await send_request(
-            dialer, base_url, api, p, rec, max_tokens=WARMUP_OUTPUT_LEN, timeout_s=timeout_s, model=model
+            dialer,
+            base_url,
+            api,
+            p,
+            rec,
+            max_tokens=WARMUP_OUTPUT_LEN,
+            timeout_s=timeout_s,
+            model=model,
+            ignore_eos=workload.ignore_eos,
         )
+        if IGNORE_EOS_HINT in rec.error:
+            raise WorkloadError(f"warm-up request failed: {rec.error}")
         warmup.append(rec)
     return model, warmup
 
@@ -194,7 +206,14 @@ async def drive(
             if perf() >= stop_at or stop.reason:
                 return  # the duration limit passed (or the run stopped) while it waited: never sent
             body = encode_body(
-                request_payload(api, prompt, max_tokens=prompt.output_len, model=model, rid=rec.rid)
+                request_payload(
+                    api,
+                    prompt,
+                    max_tokens=prompt.output_len,
+                    model=model,
+                    rid=rec.rid,
+                    ignore_eos=workload.ignore_eos,
+                )
             )
             sent[k] = True
             rec.t_start = perf()
@@ -320,6 +339,7 @@ async def run_workload(
     rid_prefix: str | None = None,
     model: str | None = None,
     abort: AbortFn | None = None,
+    tokenizer: Any = None,
 ) -> RunResult:
     """Send ``prompts`` to ``base_url`` as ``workload`` says and record every request, in this
     event loop (one process; see :func:`run_workload_sync` for ``client_processes > 1``).
@@ -329,7 +349,9 @@ async def run_workload(
     run under a cap of ``workload.concurrency`` in flight. Request failures are recorded, not
     raised; cancellation cancels every in-flight request. ``rid_prefix`` sends ``rid`` =
     ``{rid_prefix}-{index}`` with each request (to match server-side traces). ``model`` is the
-    ``/v1/completions`` model name (default: the first of ``GET /v1/models``).
+    ``/v1/completions`` model name (default: the first of ``GET /v1/models``). With
+    ``tokenizer`` (the one that built the prompts), chunks that carried no server token count are
+    counted with it after the run (:func:`.chunk_count.count_chunk_tokens`).
     """
     base_url = check_base_url(base_url)
     if not prompts:
@@ -357,7 +379,8 @@ async def run_workload(
             rid_prefix=rid_prefix,
             stop=stop,
         )
-    return result_of(workload, part.records, base_url, warmup, model, part.not_sent, cpu_s=part.cpu_s)
+    result = result_of(workload, part.records, base_url, warmup, model, part.not_sent, cpu_s=part.cpu_s)
+    return counted(result, tokenizer)
 
 
 def run_async(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -382,6 +405,7 @@ def run_workload_sync(
     rid_prefix: str | None = None,
     model: str | None = None,
     abort: AbortFn | None = None,
+    tokenizer: Any = None,
 ) -> RunResult:
     """:func:`run_workload` in a fresh (uvloop) event loop, for callers without one; with
     ``workload.client_processes > 1`` the measured requests are split round-robin over that many
@@ -407,11 +431,12 @@ def run_workload_sync(
                 rid_prefix=rid_prefix,
                 model=model,
                 abort=abort,
+                tokenizer=tokenizer,
             )
         )
     from .multiproc import run_multiprocess  # imports this module: loaded when first needed
 
-    return run_multiprocess(
+    result = run_multiprocess(
         base_url,
         workload,
         prompts,
@@ -420,3 +445,4 @@ def run_workload_sync(
         rid_prefix=rid_prefix,
         model=model,
     )
+    return counted(result, tokenizer)

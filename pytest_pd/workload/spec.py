@@ -15,7 +15,8 @@ from pytest_pd.errors import PdError
 
 API_GENERATE = "generate"
 API_COMPLETIONS = "completions"
-APIS = (API_GENERATE, API_COMPLETIONS)
+API_CHAT = "chat"
+APIS = (API_GENERATE, API_COMPLETIONS, API_CHAT)
 PROMPT_TEXT = "text"
 PROMPT_IDS = "ids"
 PROMPT_KINDS = (PROMPT_TEXT, PROMPT_IDS)
@@ -73,6 +74,10 @@ class Workload:
     (BOS, as SGLang's server counts text) equals the requested length."""
     client_processes: int = 1
     """Client processes driving the load (results merged); for loads one core cannot drive."""
+    ignore_eos: bool = True
+    """Send ``ignore_eos`` so that every output has ``output_len`` tokens; False for servers that
+    reject the field (outputs may then end early: their lengths come from the server's usage and
+    a shorter one counts as a mismatch)."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -91,6 +96,10 @@ class Workload:
             problems.append(f"request_rate must be > 0 or inf (got {self.request_rate!r})")
         if self.api not in APIS:
             problems.append(f"api must be one of {', '.join(APIS)} (got {self.api!r})")
+        if self.api == API_CHAT and self.completions_prompt != PROMPT_TEXT:
+            problems.append(
+                f"the chat API takes text prompts only (got completions_prompt={self.completions_prompt!r})"
+            )
         if self.completions_prompt not in PROMPT_KINDS:
             problems.append(
                 f"completions_prompt must be one of {', '.join(PROMPT_KINDS)} "
@@ -138,7 +147,8 @@ class Workload:
 
         Suffixes appear only for non-default values: range ratio (``-r0.5``), finite request rate
         (``-rate2``, burstiness ``-b0.5``), shared prefix (``-px4x512``), dataset (``-ds<stem>``),
-        completions API (``-completions``, ``-ids`` for token-id prompts), duration limit
+        OpenAI API (``-completions`` / ``-chat``, ``-ids`` for token-id prompts), no ignore_eos
+        (``-eos``), duration limit
         (``-t60``), prompt seed (``-s1``) and warm-up count (``-w0``): two workloads that would
         measure differently never share an id (it keys caches and stored results).
         """
@@ -163,6 +173,8 @@ class Workload:
             parts.append(self.api)
             if self.completions_prompt != PROMPT_TEXT:
                 parts.append(self.completions_prompt)
+        if not self.ignore_eos:
+            parts.append("eos")
         if not math.isinf(self.duration_limit_s):
             parts.append(f"t{_fmt(self.duration_limit_s)}")
         if self.seed != 0:
@@ -173,8 +185,9 @@ class Workload:
 
     @property
     def sends_text(self) -> bool:
-        """Whether requests carry text prompts (``/v1/completions`` with ``completions_prompt='text'``)."""
-        return self.api == API_COMPLETIONS and self.completions_prompt == PROMPT_TEXT
+        """Whether requests carry text prompts (the chat API, ``/v1/completions`` with
+        ``completions_prompt='text'``)."""
+        return self.api in (API_COMPLETIONS, API_CHAT) and self.completions_prompt == PROMPT_TEXT
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (infinite rate / duration limit are written as the string ``"inf"``)."""

@@ -2,7 +2,10 @@
 :class:`RequestRecord`: output chunks with their arrival times, server token counts, ``[DONE]``.
 
 Pure: no I/O and no clock; the transport hands over body bytes with the time they were read.
-Token counts come from the server (``meta_info`` / ``usage``), never from counting events.
+Token counts come from the server (``meta_info`` / ``usage``), never from counting events. On the
+OpenAI APIs (``/v1/completions``, ``/v1/chat/completions``) a chunk carries a cumulative count only
+when the server sends continuous usage; each output chunk's text is kept too, so that without
+counts the run's tokenizer can count them after the run (:mod:`.chunk_count`).
 """
 
 from __future__ import annotations
@@ -11,8 +14,15 @@ from typing import Any
 
 import orjson
 
-from .record import INCOMPLETE_STREAM, MALFORMED_STREAM, NO_TOKENS, RequestRecord
-from .spec import API_GENERATE
+from .record import (
+    INCOMPLETE_STREAM,
+    MALFORMED_STREAM,
+    NO_TOKENS,
+    TOKENS_ONE_PER_CHUNK,
+    TOKENS_SERVER,
+    RequestRecord,
+)
+from .spec import API_CHAT, API_GENERATE
 
 MAX_SSE_LINE_BYTES = 8 << 20
 """Longest SSE line the client holds while waiting for its end; a longer one fails the request
@@ -40,6 +50,8 @@ class SSEStream:
 
     __slots__ = (
         "generate",
+        "chat",
+        "texts",
         "rec",
         "tail",
         "text_len",
@@ -52,6 +64,8 @@ class SSEStream:
 
     def __init__(self, api: str, record: RequestRecord) -> None:
         self.generate = api == API_GENERATE
+        self.chat = api == API_CHAT
+        self.texts = record.chunk_texts
         self.rec = record
         self.tail = bytearray()  # an incomplete last line (grows in place: no copy per read)
         self.text_len = 0
@@ -118,10 +132,15 @@ class SSEStream:
             self.feed(tail + b"\n", t)
 
     def close(self) -> None:
-        """Drop the per-chunk counts unless every output chunk carried one."""
+        """Drop the per-chunk counts unless every output chunk carried one, and say where the
+        counts came from (the tokenizer may count the kept chunk texts later)."""
         rec = self.rec
         if not self.counts_complete or len(rec.chunk_tokens) != len(rec.chunk_times):
             rec.chunk_tokens.clear()
+            rec.token_source = TOKENS_ONE_PER_CHUNK
+        else:
+            rec.token_source = TOKENS_SERVER
+            rec.chunk_texts.clear()  # the server counted: nothing left to count
 
     def _hold(self, data: bytes | bytearray) -> None:
         """Add ``data`` to the incomplete last line, up to the line cap."""
@@ -219,10 +238,16 @@ class SSEStream:
         choices = obj.get("choices") or []
         if type(choices) is not list:
             raise ValueError("'choices' is not a list")
-        delta = False
+        text = ""
         for choice in choices:
-            if type(choice) is dict and choice.get("text"):
-                delta = True
+            if type(choice) is dict:
+                if self.chat:
+                    d = choice.get("delta")
+                    piece = d.get("content") if type(d) is dict else None
+                else:
+                    piece = choice.get("text")
+                if piece and type(piece) is str:
+                    text = piece if not text else text + piece
         tokens = None
         usage = obj.get("usage")
         if type(usage) is dict:
@@ -238,8 +263,9 @@ class SSEStream:
                 self.rec.cached_tokens = details["cached_tokens"]
         grew = tokens is not None and tokens > self.last_tokens
         # a usage-only chunk (no choices) reports the total but carries no output
-        if choices and (delta or grew):
+        if choices and (text or grew):
             self._chunk(t, tokens)
+            self.texts.append(text)
         if tokens is not None and tokens > self.last_tokens:
             self.last_tokens = tokens
 

@@ -185,6 +185,7 @@ class Exchange:
     prompt_tokens: int
     max_tokens: int
     writer: asyncio.StreamWriter
+    ignore_eos: bool = False  # the request asked for ignore_eos
     left: asyncio.Event = field(default_factory=asyncio.Event)  # the client closed
     # perf_counter just before the write of the newline ending each event's data line (a client
     # cannot have decoded the event earlier)
@@ -456,6 +457,30 @@ async def reset_in_headers(x: Exchange) -> None:
     x.reset()
 
 
+IGNORE_EOS_REJECTION = {  # what a strict OpenAI-compatible server (FastAPI validation) answers
+    "detail": [
+        {
+            "type": "extra_forbidden",
+            "loc": ["body", "ignore_eos"],
+            "msg": "Extra inputs are not permitted",
+            "input": True,
+        }
+    ]
+}
+
+
+@case("answers 422 naming ignore_eos when the request asks for it; streams well otherwise")
+async def rejects_ignore_eos(x: Exchange) -> None:
+    if not x.ignore_eos:
+        await ok(x)
+        return
+    body = json.dumps(IGNORE_EOS_REJECTION).encode()
+    await x.send(
+        b"HTTP/1.1 422 Unprocessable Entity\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body
+    )
+
+
 def prompt_for(case_name: str, *, input_len: int = 8, output_len: int = 4, seed: int = 0) -> Prompt:
     """A prompt that gets ``case_name``'s behaviour (``"ok"``: a well-behaved stream)."""
     first = CASES[case_name].token
@@ -534,10 +559,12 @@ class HostileServer:
         api = GENERATE if path == "/generate" else COMPLETIONS
         if api == GENERATE:
             ids, max_tokens = body["input_ids"], body["sampling_params"]["max_new_tokens"]
+            ignore_eos = "ignore_eos" in body["sampling_params"]
         else:
             ids, max_tokens = body["prompt"], body["max_tokens"]
+            ignore_eos = "ignore_eos" in body
         chosen = self.by_token.get(ids[0], CASES["ok"])
-        return Exchange(chosen.name, api, len(ids), max_tokens, writer)
+        return Exchange(chosen.name, api, len(ids), max_tokens, writer, ignore_eos)
 
 
 async def read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes]:

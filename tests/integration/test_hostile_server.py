@@ -47,12 +47,16 @@ FAILS = {  # case -> the kind it must end in, and words of its message
     "wrong_counts": ("malformed_stream", "has token counts that contradict"),
     "no_headers": ("timeout", "within 1.5 s (no response headers received)"),
     "reset_in_headers": ("connection", "Connection reset by peer"),
+    "rejects_ignore_eos": (
+        "http_status",
+        "the server rejects ignore_eos: run without it (pytest-pd bench --disable-ignore-eos",
+    ),
 }
 SUCCEEDS = {"ok", "long_event", "byte_writes", "byte_chunks", "extra_tokens", "bad_utf8"}
 BAD_UTF8_COMPLETIONS = ("malformed_stream", "not valid UTF-8")
 # bad_utf8 on /generate succeeds: the client decodes only meta_info of SGLang's events (the
 # counts it needs), never the text the bytes are in
-STATUS_OF = {"json_error": 400, "error_event": 503, "abort_event": 500}
+STATUS_OF = {"json_error": 400, "error_event": 503, "abort_event": 500, "rejects_ignore_eos": 422}
 
 
 def expected(case_name: str, api: str) -> tuple[str, str] | None:

@@ -290,11 +290,12 @@ async def test_good_completions_run(server):
         assert r.completion_tokens == 10 and r.prompt_tokens == 20
         assert len(r.chunk_times) == 10
         assert r.chunk_tokens == []  # no per-chunk usage from this server
+        assert r.token_source == "one per chunk" and len(r.chunk_texts) == 10
         assert r.t_first_token - r.t_start >= FIRST_DELAY
     body = [b for m, a, b in server.requests if a == "completions"][0]
     assert body["model"] == MODEL and body["prompt"] == list(range(3, 23))
     assert body["max_tokens"] == 10 and body["ignore_eos"] is True
-    assert body["stream_options"] == {"include_usage": True}
+    assert body["stream_options"] == {"include_usage": True, "continuous_usage_stats": True}
     s = summarize(result)
     assert s.completed == 4 and s.total_output_tokens == 40
     assert s.mean_ttft_ms >= FIRST_DELAY * 1000

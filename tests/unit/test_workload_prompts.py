@@ -116,7 +116,7 @@ def test_workload_id_and_dict():
         {"num_requests": 0},
         {"range_ratio": 1.5},
         {"request_rate": 0.0},
-        {"api": "chat"},
+        {"api": "chat/v2"},
         {"request_timeout_s": 0},
         {"warmup_requests": -1},
     ],
