@@ -325,7 +325,13 @@ class Measurer:
         watchdog = DeathWatch(topology, lambda why: self.say(f"{spec.label}: {why}; {then}")).start()
         try:
             for _ in range(self.repeats):
-                result = run_workload_sync(topology.router_url, run_as, prompts, abort=watchdog.reason)
+                result = run_workload_sync(  # the tokenizer counts tokens per chunk where the API does not
+                    topology.router_url,
+                    run_as,
+                    prompts,
+                    abort=watchdog.reason,
+                    tokenizer=self._tokenizer(spec),
+                )
                 results.append(result)
                 summary = summarize(result, slo=slo or None)
                 summaries.append(
