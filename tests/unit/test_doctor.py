@@ -55,6 +55,6 @@ def test_assess_reads_ok_missing_and_unreachable():
     assert f"{needs.host}: no GPU visible (nvidia-smi not found)" in missing
     assert any(f"folder {model}" in m for m in missing)
 
-    lines, missing = assess(needs, None, "could not connect to root@172.31.0.5:22")
-    assert lines == [f"host {needs.host}: not reachable: could not connect to root@172.31.0.5:22"]
-    assert missing == [f"{needs.host}: not reachable (could not connect to root@172.31.0.5:22)"]
+    lines, missing = assess(needs, None, "could not connect to root@qjhs0.example:22")
+    assert lines == [f"host {needs.host}: not reachable: could not connect to root@qjhs0.example:22"]
+    assert missing == [f"{needs.host}: not reachable (could not connect to root@qjhs0.example:22)"]
