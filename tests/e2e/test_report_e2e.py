@@ -32,7 +32,9 @@ SUITE = textwrap.dedent("""
 
     @pytest.mark.pd_threshold("mean_ttft_ms", max_ratio=4)
     @pytest.mark.pd_threshold("output_throughput", min_ratio=0.2)
-    @pytest.mark.pd_threshold("mean_tpot_ms", max_ratio=1.6)
+    # sim-pp2's TPOT is ~1.3x sim-tp8's; 2.2x leaves room for the repeats' noise interval, and
+    # the slowed decode (step 4, 3x) lands near 3.8x, a clear FAIL
+    @pytest.mark.pd_threshold("mean_tpot_ms", max_ratio=2.2)
     @pytest.mark.parametrize("pd_workload", [SMALL], ids=lambda w: w.id)
     def test_small(pd_run):
         assert pd_run.candidate.metrics["completed"] == 8
@@ -203,16 +205,16 @@ def test_slowed_candidate_fails_tpot_with_red_row_values_bound_and_log_tail(chai
     assert s.ret == 1, s.out
     m = re.search(
         r"mean_tpot_ms: candidate ([\d.]+) vs baseline ([\d.]+) = ([\d.]+)× .*"
-        r"bound ≤ 1.6× baseline → FAIL",
+        r"bound ≤ 2.2× baseline → FAIL",
         s.out,
     )
-    assert m and float(m.group(3)) > 1.6, s.out
+    assert m and float(m.group(3)) > 2.2, s.out
     assert "1 failed" in s.out, s.out
     html = s.report.read_text()
     row = re.search(
         r'<tr class="pd-fail-row"><td>mean_tpot_ms</td>'
         r'<td class="num">([\d.]+)</td><td class="num">([\d.]+)</td>'
-        r'<td class="num">[\d.]+×</td><td class="num">≤ 1.6× baseline</td>',
+        r'<td class="num">[\d.]+×</td><td class="num">≤ 2.2× baseline</td>',
         html,
     )
     assert row, "no red TPOT row with both values and the bound"
