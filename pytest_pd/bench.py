@@ -366,7 +366,7 @@ def _run(args: argparse.Namespace) -> int:
     host = args.ip if ":" not in args.ip else f"[{args.ip}]"
     base_url = f"http://{host}:{args.port}"
     if args.api is None:
-        choice = choose_api(base_url)
+        choice = choose_api(base_url, model=args.model)
         args.api = choice.api
         say(f"api: {choice.api} ({choice.reason})", flush=True)
     workload = workload_from_args(args)

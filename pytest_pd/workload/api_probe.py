@@ -1,6 +1,7 @@
 """Which API a server serves, for ``pytest-pd bench`` without ``--api``: a 1-token ``/generate``
-probe (SGLang's native API: token-id prompts, exact lengths, the cheapest to drive) and ``GET
-/v1/models`` (an OpenAI-compatible API), with the reason for the choice in words."""
+probe (SGLang's native API: token-id prompts, exact lengths, the cheapest to drive), then ``GET
+/v1/models`` or a 1-token ``/v1/completions`` (an OpenAI-compatible API), with the reason for the
+choice in words."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from typing import Any
 
 from pytest_pd.http_get import get_json
 
@@ -23,26 +25,29 @@ class ApiChoice:
     reason: str
 
 
-def probe_generate(base_url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
-    """None when ``POST /generate`` answered a 1-token request with a completion count, else
-    what happened instead."""
+def _one_token(url: str, body: dict[str, Any], counts_in: str, timeout: float) -> str | None:
+    """None when a 1-token POST to ``url`` answered a JSON object whose ``counts_in`` part holds
+    an int ``completion_tokens``, else what happened instead."""
     req = urllib.request.Request(
-        base_url.rstrip("/") + "/generate",
-        data=json.dumps(GENERATE_PROBE).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
     )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (the user's server)
-            body = json.loads(resp.read(1 << 20))
+            answer = json.loads(resp.read(1 << 20))
     except urllib.error.HTTPError as exc:
         return f"HTTP {exc.code}"
     except (OSError, ValueError) as exc:
         return f"{type(exc).__name__}: {exc}"
-    meta = body.get("meta_info") if isinstance(body, dict) else None
-    if not isinstance(meta, dict) or not isinstance(meta.get("completion_tokens"), int):
-        return "an answer without meta_info.completion_tokens"
+    part = answer.get(counts_in) if isinstance(answer, dict) else None
+    if not isinstance(part, dict) or not isinstance(part.get("completion_tokens"), int):
+        return f"an answer without {counts_in}.completion_tokens"
     return None
+
+
+def probe_generate(base_url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """None when ``POST /generate`` answered a 1-token request with SGLang's completion count,
+    else what happened instead."""
+    return _one_token(base_url.rstrip("/") + "/generate", GENERATE_PROBE, "meta_info", timeout)
 
 
 def probe_models(base_url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
@@ -56,27 +61,46 @@ def probe_models(base_url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
     return None
 
 
-def choose_api(base_url: str, timeout: float = PROBE_TIMEOUT_S) -> ApiChoice:
-    """``generate`` when ``/generate`` works, else ``completions`` when ``/v1/models`` lists a
-    model, else ``generate`` (the default), saying that neither probe succeeded."""
+def probe_completions(base_url: str, model: str | None, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """None when ``POST /v1/completions`` answered a 1-token request (naming ``model`` when
+    given; a server serving one model takes none) with its usage, else what happened instead."""
+    probe: dict[str, Any] = {"prompt": "Hello", "max_tokens": 1, "temperature": 0}
+    if model:
+        probe["model"] = model
+    return _one_token(base_url.rstrip("/") + "/v1/completions", probe, "usage", timeout)
+
+
+def choose_api(base_url: str, timeout: float = PROBE_TIMEOUT_S, model: str | None = None) -> ApiChoice:
+    """``generate`` when ``/generate`` works; else ``completions`` when ``GET /v1/models`` lists a
+    model or, where it does not (``transformers serve`` may answer it with HTTP 500), a 1-token
+    ``POST /v1/completions`` works; else ``generate`` (the default), saying that no probe
+    succeeded."""
     gen = probe_generate(base_url, timeout)
-    models = probe_models(base_url, timeout)
-    seen_models = "GET /v1/models listed a model" if models is None else f"GET /v1/models: {models}"
     if gen is None:
         return ApiChoice(
             API_GENERATE,
-            f"POST /generate answered a 1-token probe with SGLang's meta_info ({seen_models}); "
-            "token-id prompts there have exact lengths; pass --api to choose another",
+            "POST /generate answered a 1-token probe with SGLang's meta_info; token-id prompts there "
+            "have exact lengths; pass --api to choose another",
         )
+    openai_hint = (
+        "the OpenAI completions API, with exact-length text prompts; pass --api chat for /v1/chat/completions"
+    )
+    models = probe_models(base_url, timeout)
     if models is None:
         return ApiChoice(
             API_COMPLETIONS,
-            f"POST /generate is not served ({gen}) but GET /v1/models listed a model: the "
-            "OpenAI completions API, with exact-length text prompts; pass --api chat for "
-            "/v1/chat/completions",
+            f"POST /generate is not served ({gen}) but GET /v1/models listed a model: {openai_hint}",
+        )
+    completions = probe_completions(base_url, model, timeout)
+    if completions is None:
+        return ApiChoice(
+            API_COMPLETIONS,
+            f"POST /generate is not served ({gen}) and GET /v1/models failed ({models}), but POST "
+            f"/v1/completions answered a 1-token probe: {openai_hint}",
         )
     return ApiChoice(
         API_GENERATE,
-        f"neither probe succeeded (POST /generate: {gen}; {seen_models}); trying generate, the "
-        "default; check --ip/--port, or pass --api",
+        f"no probe succeeded (POST /generate: {gen}; GET /v1/models: {models}; POST "
+        f"/v1/completions: {completions}); trying generate, the default; check --ip/--port, or "
+        "pass --api",
     )

@@ -57,8 +57,10 @@ def request_payload(
     ignore_eos: bool = True,
 ) -> dict[str, Any]:
     """The JSON body (token ids may stay a numpy array: :func:`encode_body` serializes it). The
-    chat API sends the text as one user message and ``max_completion_tokens`` (SGLang's chat API
-    prefers it over ``max_tokens``)."""
+    chat API sends the text as one user message, with the output cap as both
+    ``max_completion_tokens`` (OpenAI's current name; SGLang and vLLM take it first) and
+    ``max_tokens`` (the deprecated name, the only one ``transformers serve`` honours: it ignores
+    the other and generates up to its own default, 1024 tokens)."""
     body: dict[str, Any]
     if api == API_GENERATE:
         sampling: dict[str, Any] = {"max_new_tokens": max_tokens, "temperature": 0}
@@ -69,22 +71,23 @@ def request_payload(
         if prompt.text is None:
             raise WorkloadError("the chat API needs text prompts; this prompt has token ids only")
         body = {
-            "model": model,
             "messages": chat_messages(prompt.text),
             "max_completion_tokens": max_tokens,
+            "max_tokens": max_tokens,
             "temperature": 0,
             "stream": True,
             "stream_options": STREAM_OPTIONS,
         }
     else:
         body = {
-            "model": model,
             "prompt": prompt.text if prompt.text is not None else prompt.token_ids,
             "max_tokens": max_tokens,
             "temperature": 0,
             "stream": True,
             "stream_options": STREAM_OPTIONS,
         }
+    if model is not None and api != API_GENERATE:
+        body["model"] = model
     if ignore_eos and api != API_GENERATE:
         body["ignore_eos"] = True
     if rid is not None:
@@ -107,8 +110,12 @@ def encode_body(payload: dict[str, Any]) -> bytes:
     return orjson.dumps(payload, option=_DUMPS_OPTS)
 
 
-async def fetch_model_id(dialer: Dialer, base_url: str, timeout_s: float) -> str:
-    """First model id from ``GET /v1/models`` (needed by ``/v1/completions``)."""
+async def fetch_model_id(dialer: Dialer, base_url: str, timeout_s: float) -> str | None:
+    """First model id from ``GET /v1/models`` (the OpenAI APIs' ``model`` field); None when the
+    answer is an error or lists no model (``transformers serve`` may answer it with HTTP 500):
+    the requests then name no model, which a server serving one model accepts (one that needs
+    the name refuses the first request, saying so). Raises :class:`WorkloadError` when nothing
+    answers."""
     url = base_url.rstrip("/") + "/v1/models"
     exchange: Exchange | None = None
     try:
@@ -117,26 +124,15 @@ async def fetch_model_id(dialer: Dialer, base_url: str, timeout_s: float) -> str
             await exchange.head()
             body = await exchange.excerpt(MODEL_LIST_MAX_BYTES)
         if exchange.status // 100 != 2:
-            text = body.decode("utf-8", errors="replace")
-            raise WorkloadError(
-                f"GET {url} returned HTTP {exchange.status}: {text[:BODY_EXCERPT_CHARS]!r}. "
-                "The OpenAI APIs need a model id; check the server/router, or use "
-                "api='generate'."
-            )
-        data = orjson.loads(body)
-        return str(data["data"][0]["id"])
-    except WorkloadError:
-        raise
+            return None
+        return str(orjson.loads(body)["data"][0]["id"])
     except (asyncio.TimeoutError, HTTPError, OSError) as exc:
         raise WorkloadError(
             f"Cannot reach {url} to look up the model id: {type(exc).__name__}: {exc}. "
             "Check that the server/router is up and the base URL is right."
         ) from exc
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise WorkloadError(
-            f"GET {url} did not return an OpenAI model list with at least one model "
-            f"({type(exc).__name__}: {exc}); check the server, or use api='generate'."
-        ) from exc
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
     finally:
         if exchange is not None:
             exchange.close()

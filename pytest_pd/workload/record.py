@@ -32,8 +32,9 @@ or closed mid-chunk, or its framing broken); malformed_stream: a data line that 
 object, an SSE line over the client's cap (``sse.MAX_SSE_LINE_BYTES``), a 2xx answer that is not an
 event stream, output without a server token count, or server token counts that contradict each
 other or the output chunks streamed; no_tokens: the stream finished without output;
-incomplete_stream: the body ended cleanly but without ``data: [DONE]``; aborted: still in flight when
-the run was stopped (the caller's ``abort`` said why, e.g. a server process died)."""
+incomplete_stream: the body ended cleanly but without ``data: [DONE]`` or a finish reason;
+aborted: still in flight when the run was stopped (the caller's ``abort`` said why, e.g. a server
+process died)."""
 
 TOKENS_SERVER = "server per chunk"
 TOKENS_TOKENIZER = "tokenizer"

@@ -6,6 +6,10 @@ Token counts come from the server (``meta_info`` / ``usage``), never from counti
 OpenAI APIs (``/v1/completions``, ``/v1/chat/completions``) a chunk carries a cumulative count only
 when the server sends continuous usage; each output chunk's text is kept too, so that without
 counts the run's tokenizer can count them after the run (:mod:`.chunk_count`).
+
+A stream is complete at ``[DONE]``, or, for servers that never send it (``transformers serve``
+ends its streams after the last chunk), when its body ended cleanly after a finish reason; a
+body that just stops (a router closing the stream of a killed worker) is incomplete.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ class SSEStream:
         "last_tokens",
         "counts_complete",
         "done",
+        "finished",
         "times",
         "tokens",
     )
@@ -72,6 +77,7 @@ class SSEStream:
         self.last_tokens = 0
         self.counts_complete = True  # every output-bearing chunk carried a server count
         self.done = False
+        self.finished = False  # a finish reason came (the stream may end without [DONE])
         self.times = record.chunk_times
         self.tokens = record.chunk_tokens
 
@@ -193,8 +199,10 @@ class SSEStream:
         if type(cached) is int:
             rec.cached_tokens = cached
         finish = meta.get("finish_reason")
-        if type(finish) is dict and finish.get("type") == "abort":
-            self._abort(finish)
+        if finish:
+            self.finished = True
+            if type(finish) is dict and finish.get("type") == "abort":
+                self._abort(finish)
         return ct
 
     def _error(self, obj: dict[str, Any]) -> None:
@@ -241,6 +249,8 @@ class SSEStream:
         text = ""
         for choice in choices:
             if type(choice) is dict:
+                if choice.get("finish_reason"):
+                    self.finished = True
                 if self.chat:
                     d = choice.get("delta")
                     piece = d.get("content") if type(d) is dict else None
@@ -262,8 +272,10 @@ class SSEStream:
             if type(details) is dict and type(details.get("cached_tokens")) is int:
                 self.rec.cached_tokens = details["cached_tokens"]
         grew = tokens is not None and tokens > self.last_tokens
-        # a usage-only chunk (no choices) reports the total but carries no output
-        if choices and (text or grew):
+        # a usage-only chunk (no choices) reports the total but carries no output; so does a
+        # text-less finish chunk with the first count of a stream whose chunks had none (a
+        # server without continuous usage that puts the total on its last choice chunk)
+        if choices and (text or (grew and self.counts_complete)):
             self._chunk(t, tokens)
             self.texts.append(text)
         if tokens is not None and tokens > self.last_tokens:
@@ -284,9 +296,10 @@ def ended_stream_failure(stream: SSEStream, url: str) -> tuple[str, str] | None:
     """The kind and message a stream whose body ended cleanly fails with, if it does: no
     ``[DONE]``, output without a server count, counts that contradict the stream, no output."""
     record = stream.rec
-    if not stream.done:
+    if not stream.done and not stream.finished:
         return INCOMPLETE_STREAM, (
-            f"stream from {url} ended without 'data: [DONE]' after {len(record.chunk_times)} output chunks"
+            f"stream from {url} ended without 'data: [DONE]' or a finish reason after "
+            f"{len(record.chunk_times)} output chunks"
         )
     if record.t_first_token is not None and record.completion_tokens is None:
         what = "meta_info.completion_tokens" if stream.generate else "usage.completion_tokens"

@@ -481,6 +481,16 @@ async def rejects_ignore_eos(x: Exchange) -> None:
     )
 
 
+@case(
+    "streams a whole response (finish reason and usage included), then ends the body cleanly "
+    "without [DONE], as transformers serve does"
+)
+async def finish_without_done(x: Exchange) -> None:
+    await x.send(head())
+    await x.send_events(events(x.api, x.max_tokens, x.prompt_tokens)[:-1])
+    await x.send(LAST_CHUNK)
+
+
 def prompt_for(case_name: str, *, input_len: int = 8, output_len: int = 4, seed: int = 0) -> Prompt:
     """A prompt that gets ``case_name``'s behaviour (``"ok"``: a well-behaved stream)."""
     first = CASES[case_name].token

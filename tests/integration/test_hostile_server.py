@@ -32,7 +32,10 @@ OUTPUT_LEN = 4
 
 FAILS = {  # case -> the kind it must end in, and words of its message
     "stall": ("timeout", "within 1.5 s (2 output chunks received)"),
-    "no_done_close": ("incomplete_stream", "ended without 'data: [DONE]' after 2 output chunks"),
+    "no_done_close": (
+        "incomplete_stream",
+        "ended without 'data: [DONE]' or a finish reason after 2 output chunks",
+    ),
     "huge_line": (
         "malformed_stream",
         "sent an SSE line over the client's 8 MiB cap (no newline in its first",
@@ -52,7 +55,15 @@ FAILS = {  # case -> the kind it must end in, and words of its message
         "the server rejects ignore_eos: run without it (pytest-pd bench --disable-ignore-eos",
     ),
 }
-SUCCEEDS = {"ok", "long_event", "byte_writes", "byte_chunks", "extra_tokens", "bad_utf8"}
+SUCCEEDS = {
+    "ok",
+    "finish_without_done",
+    "long_event",
+    "byte_writes",
+    "byte_chunks",
+    "extra_tokens",
+    "bad_utf8",
+}
 BAD_UTF8_COMPLETIONS = ("malformed_stream", "not valid UTF-8")
 # bad_utf8 on /generate succeeds: the client decodes only meta_info of SGLang's events (the
 # counts it needs), never the text the bytes are in

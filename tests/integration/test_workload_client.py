@@ -31,6 +31,7 @@ from pytest_pd.workload import (
 from pytest_pd.workload.client import send_request
 from pytest_pd.workload.record import RequestRecord
 from pytest_pd.workload.transport import Dialer
+from tests.helpers import free_port
 
 FIRST_DELAY = 0.05  # s before the first token
 STEP_DELAY = 0.004  # s between tokens
@@ -419,9 +420,18 @@ async def test_finite_request_rate_spaces_arrivals(server):
 
 
 @pytest.mark.asyncio
-async def test_completions_without_models_is_a_clear_error(server):
-    with pytest.raises(WorkloadError, match="v1/models"):
-        await run_workload(server.base + "/nomodels", wl(api="completions"), prompts(4))
+async def test_completions_without_a_listed_model_send_no_model_name(server):
+    """A server whose /v1/models lists none (or fails) serves one model: the requests name none."""
+    result = await run_workload(server.base + "/nomodels", wl(api="completions"), prompts(4))
+    assert result.model is None and all(r.ok for r in result.records)
+    sent = [b for m, a, b in server.requests if m == "nomodels" and a == "completions"]
+    assert len(sent) == 4 and not any("model" in b for b in sent)
+
+
+@pytest.mark.asyncio
+async def test_completions_against_nothing_is_a_clear_error():
+    with pytest.raises(WorkloadError, match="Cannot reach http://127.0.0.1:.*/v1/models"):
+        await run_workload(f"http://127.0.0.1:{free_port()}", wl(api="completions"), prompts(4))
 
 
 def test_sync_wrapper_against_server_in_thread():

@@ -30,10 +30,10 @@ class NoTemplateTokenizer:
     chat_template = None
 
 
-def test_chat_payload_uses_messages_and_max_completion_tokens():
+def test_chat_payload_uses_messages_and_both_output_cap_names():
     body = request_payload("chat", PROMPT, max_tokens=9, model="m", rid="r1")
     assert body["messages"] == [{"role": "user", "content": "hello there"}]
-    assert body["max_completion_tokens"] == 9 and "max_tokens" not in body
+    assert body["max_completion_tokens"] == 9 == body["max_tokens"]
     assert body["ignore_eos"] is True and body["stream"] is True and body["model"] == "m"
     assert body["stream_options"] == {"include_usage": True, "continuous_usage_stats": True}
     assert body["rid"] == "r1"

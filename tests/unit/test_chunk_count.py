@@ -13,7 +13,7 @@ from pytest_pd.workload import RequestRecord, RunResult, Workload, summarize
 from pytest_pd.workload.chunk_count import count_chunk_tokens, cumulative_counts, reconcile
 from pytest_pd.workload.metrics import request_itls, token_count_source
 from pytest_pd.workload.record import TOKENS_ONE_PER_CHUNK, TOKENS_SERVER, TOKENS_TOKENIZER
-from pytest_pd.workload.sse import SSEStream
+from pytest_pd.workload.sse import SSEStream, ended_stream_failure
 from tests.helpers import SIM_MODEL
 
 
@@ -112,6 +112,28 @@ def test_chat_deltas_role_chunk_and_finish_chunk():
     )
     assert len(rec.chunk_times) == 2 and rec.t_first_token == 2.0
     assert rec.chunk_texts == [" a b", " c"] and rec.completion_tokens == 3 and rec.prompt_tokens == 31
+
+
+@pytest.mark.parametrize("api", ["completions", "chat"])
+def test_total_on_the_last_choice_chunk_and_no_done_as_transformers_serve_sends(api):
+    """No per-chunk usage; the count comes on the finish chunk, which has no text, and the body
+    ends without [DONE]: three output chunks, a finished stream."""
+    piece = completions_chunk if api == "completions" else chat_chunk
+    last = (
+        completions_chunk("", usage(6), finish="length")
+        if api == "completions"
+        else {"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}], "usage": usage(6)}
+    )
+    rec = RequestRecord(index=0, prompt_len=20, expected_output_len=6)
+    stream = SSEStream(api, rec)
+    for i, e in enumerate([piece(" a"), piece(" b c d"), piece(" e f"), last]):
+        stream.feed(sse(e), 1.0 + i)
+    stream.finish(5.0)
+    stream.close()
+    assert rec.chunk_times == [1.0, 2.0, 3.0] and rec.completion_tokens == 6
+    assert rec.token_source == TOKENS_ONE_PER_CHUNK and rec.chunk_texts == [" a", " b c d", " e f"]
+    assert not stream.done and stream.finished
+    assert ended_stream_failure(stream, "http://h/x") is None
 
 
 def test_cumulative_counts_count_a_straddling_token_where_it_ends():

@@ -3,9 +3,9 @@
 # (clusters/cpu-*.yaml, tests marked real_sglang). Run it as `make real-sglang`.
 #
 # Creates, once, a separate virtualenv with pinned SGLang, its router and Mooncake's TCP transfer
-# engine, installs the two CPU workarounds (fixups/: each file says what it works around) into
-# that environment only, and makes a tiny random-weight Llama with the simulator's tokenizer
-# (never downloaded).
+# engine (and accelerate, which `transformers serve` from the same environment needs), installs
+# the two CPU workarounds (fixups/: each file says what it works around) into that environment
+# only, and makes a tiny random-weight Llama with the simulator's tokenizer (never downloaded).
 # Everything lands in $PD_SGLANG_HOME (default ~/.cache/pytest-pd/sglang-0.5.23-cpu), which the
 # cpu-* cluster files name; a second run with nothing changed takes a second.
 set -euo pipefail
@@ -16,6 +16,7 @@ SGLANG_VERSION=0.5.23
 ROUTER_VERSION=0.3.2
 MOONCAKE_VERSION=0.3.13.post1
 TORCH_VERSION=2.14.1      # what sglang 0.5.23 pins
+ACCELERATE_VERSION=1.15.0 # for `transformers serve` (an OpenAI-compatible engine that is not SGLang)
 home="${PD_SGLANG_HOME:-$HOME/.cache/pytest-pd/sglang-${SGLANG_VERSION}-cpu}"
 venv="$home/venv"
 model="$home/tiny-llama"
@@ -53,7 +54,8 @@ fi
 echo "installing sglang==$SGLANG_VERSION sglang-router==$ROUTER_VERSION into $venv (about 5 min, 11 GB, once)"
 "$venv/bin/pip" install --quiet --no-warn-script-location \
   "sglang==$SGLANG_VERSION" "sglang-router==$ROUTER_VERSION" \
-  "mooncake-transfer-engine-non-cuda==$MOONCAKE_VERSION" "torch==$TORCH_VERSION"
+  "mooncake-transfer-engine-non-cuda==$MOONCAKE_VERSION" "torch==$TORCH_VERSION" \
+  "accelerate==$ACCELERATE_VERSION"
 
 # The workarounds, in this environment only.
 site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
