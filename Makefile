@@ -4,7 +4,8 @@
 #   make test   runs the plugin's own tests, every tier: sets up real SGLang on this CPU first
 #               (make real-sglang, once: ~5 min, 11 GB in ~/.cache/pytest-pd)
 # For your edit-test loop:
-#   make test-fast     the quick tier (no real SGLang, no sshd, no browser): under 2 minutes
+#   make test-fast     the quick tier (no real SGLang, no sshd, no browser), on two pytest-xdist
+#                      workers: about 90 s
 #   make test-real     only the real-SGLang tier (tests marked real_sglang)
 #   make real-sglang   set up (once) the pinned real SGLang environment the cpu-* clusters use
 #   make lint          ruff check, ruff format --check, mypy (strict on the pure core); .ci/run
@@ -36,7 +37,7 @@ test: $(STAMP) real-sglang
 	$(VENV)/bin/pytest tests/ $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(VENV)/bin/pytest tests/ -m "$(FAST)" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest tests/ -m "$(FAST)" -n 2 $(PYTEST_ARGS)
 
 test-real: $(STAMP) real-sglang
 	$(VENV)/bin/pytest tests/ -m real_sglang $(PYTEST_ARGS)
