@@ -67,7 +67,8 @@ def main() -> None:
         finally:
             pd.stop()
     print(f"{INPUT_LEN}-token prompts through sglang-router (PD, cache-aware), {args.requests} requests each")
-    print(f"{'api':<12} {'concurrency':>11} {'chars/prompt':>13} {'router CPU ms/req':>18} {'mean TTFT ms':>13}")
+    head = ("concurrency", "chars/prompt", "router CPU ms/req", "mean TTFT ms")
+    print(f"{'api':<12} {head[0]:>11} {head[1]:>13} {head[2]:>18} {head[3]:>13}")
     for api, c, chars, cpu, ttft in rows:
         shown = "ids" if np.isnan(chars) else f"{chars:.0f}"
         print(f"{api:<12} {c:>11} {shown:>13} {cpu:>18.2f} {ttft:>13.1f}")

@@ -7,12 +7,15 @@ mean latency (s); rows for candidate and baseline, then the delta in %, the boun
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pytest_pd.judge.comparison import Comparison
 from pytest_pd.judge.thresholds import delta_percent
 from pytest_pd.record import Failure, RunRecord
+from pytest_pd.workload.chat import NO_TEMPLATE_NOTE
+from pytest_pd.workload.record import TOKENS_ONE_PER_CHUNK, TOKENS_SERVER, TOKENS_TOKENIZER
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,27 @@ def other_verdicts(comp: Comparison) -> list[str]:
             f"note: {names} simulated faster than real time; times and rates above are "
             "scaled back to real time"
         )
+    for run in (comp.candidate, comp.baseline):
+        if run is not None:
+            out += [f"note: {run.name}: {n}" for n in measurement_notes(run.metrics)]
     return out
+
+
+def measurement_notes(metrics: Mapping[str, Any]) -> list[str]:
+    """How a run's numbers were counted where that is not the server's own per-token count: the
+    per-chunk token counts behind ITL/TPOT, and input lengths the client could not check."""
+    notes = []
+    source = metrics.get("token_count_source")
+    if source and source != TOKENS_SERVER:
+        how = {
+            TOKENS_TOKENIZER: "counted with the tokenizer from each chunk's text (no per-chunk usage)",
+            TOKENS_ONE_PER_CHUNK: "one per chunk (no per-chunk usage, no tokenizer): ITL/TPOT may be off",
+        }.get(source, source)
+        notes.append(f"tokens per chunk {how}")
+    unchecked = metrics.get("input_len_unchecked") or 0
+    if unchecked:
+        notes.append(f"{NO_TEMPLATE_NOTE} ({unchecked:.0f} requests)")
+    return notes
 
 
 def _render(rows: list[tuple[str, ...]], line: Callable[[Sequence[str], list[int]], str]) -> list[str]:

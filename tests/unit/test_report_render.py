@@ -9,7 +9,7 @@ import re
 from pytest_pd.judge.comparison import compare
 from pytest_pd.judge.thresholds import bounds_from_marker
 from pytest_pd.record import ClusterInfo, RunRecord, Simulated, encode_requests
-from pytest_pd.report import html, series
+from pytest_pd.report import html, series, summary
 from pytest_pd.workload.spec import Workload
 from tests.helpers.records import run_record
 
@@ -175,3 +175,17 @@ def test_router_metrics_get_their_own_table():
     assert "<th>router</th>" in router and "sglang:" not in router
     assert re.search(r"smg_router_requests_total\{endpoint=generate\}</td><td[^>]*>32<", router)
     assert re.search(r"smg_worker_health\{worker=http://127.0.0.1:31001\}</td><td[^>]*>0<", router)
+
+
+def test_notes_say_how_tokens_were_counted_where_not_by_the_server():
+    b = bounds_from_marker(("mean_ttft_ms",), {"max_ratio": 1.5}, KNOWN)
+    candidate = run_record("pp2", "", {**PP2, "token_count_source": "tokenizer", "input_len_unchecked": 8})
+    baseline = run_record("tp8", "", {**TP8, "token_count_source": "server per chunk"})
+    notes = summary.other_verdicts(compare("t", "w", candidate, baseline, b))
+    assert "note: pp2: tokens per chunk counted with the tokenizer from each chunk's text" in "\n".join(notes)
+    assert any(
+        n.startswith("note: pp2: input lengths not checked") and n.endswith("(8 requests)") for n in notes
+    )
+    assert not any("tp8" in n for n in notes)  # the server counted: nothing to say
+    html_notes = html.comparison_table(compare("t", "w", candidate, baseline, b))
+    assert "tokens per chunk counted with the tokenizer" in html_notes
