@@ -1,12 +1,14 @@
 """A whole benchmark run evaluated on the timing model as a pure discrete-event simulation (no
-clock, no I/O), and the seed workload and measured table the model's defaults are calibrated to."""
+clock, no I/O) — any number of prefill and decode servers behind a modelled router, closed or open
+loop, any lengths per request — and the seed workload and measured table the model's defaults are
+calibrated to."""
 
 from __future__ import annotations
 
 import heapq
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_pd.sim.model import (
@@ -18,17 +20,195 @@ from pytest_pd.sim.model import (
     max_running,
 )
 
+POLICIES = ("round_robin", "least_load")
+"""How the modelled router picks a prefill and a decode server for each request (separately, as
+sglang-router does in PD mode): in turn, or the one with the fewest requests in flight (lowest
+index on a tie; what cache-aware and power-of-two routing come to for prompts sharing no prefix)."""
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The servers a modelled run spreads over: any number of prefill and decode servers (xPyD),
+    each with its own shape, behind a router with one of :data:`POLICIES`."""
+
+    prefill: tuple[ServerShape, ...]
+    decode: tuple[ServerShape, ...]
+    policy: str = "round_robin"
+
+    def __post_init__(self) -> None:
+        if not self.prefill or not self.decode:
+            raise ValueError("a topology needs at least one prefill and one decode server")
+        if self.policy not in POLICIES:
+            raise ValueError(f"unknown routing policy {self.policy!r}; known: {', '.join(POLICIES)}")
+
 
 @dataclass
 class _Req:
     idx: int
-    client: int
-    send: float
+    arrival: float
     input_len: int
     output_len: int
+    send: float = -1.0
     first: float = -1.0
     finish: float = -1.0
     emitted: int = 0
+    decode: int = 0
+
+
+class _Router:
+    def __init__(self, n: int, policy: str) -> None:
+        self.load = [0] * n
+        self.turn = 0
+        self.policy = policy
+
+    def pick(self) -> int:
+        if self.policy == "round_robin":
+            i = self.turn % len(self.load)
+            self.turn += 1
+        else:
+            i = min(range(len(self.load)), key=self.load.__getitem__)
+        self.load[i] += 1
+        return i
+
+    def done(self, i: int) -> None:
+        self.load[i] -= 1
+
+
+@dataclass
+class _Decode:
+    shape: ServerShape
+    limit: int
+    waiting: deque[_Req] = field(default_factory=deque)  # KV arrived, not yet admitted
+    running: list[_Req] = field(default_factory=list)
+    active: bool = False
+
+
+def simulate(
+    params: SimParams,
+    topology: Topology,
+    input_lens: Sequence[int],
+    output_lens: Sequence[int],
+    *,
+    concurrency: int | None = None,
+    arrivals: Sequence[float] | None = None,
+) -> dict[str, Any]:
+    """Evaluate a benchmark run on ``topology``: request ``i`` has ``input_lens[i]`` prompt and
+    ``output_lens[i]`` output tokens and is due at ``arrivals[i]`` (model seconds; default: all
+    at 0, a closed loop); at most ``concurrency`` are in flight (default: no cap), the rest wait
+    in arrival order and are sent as earlier ones complete, as bench_serving's client does.
+
+    Each request goes to a prefill server (FIFO chunked prefill, pipeline stages) and a decode
+    server picked by the router policy; its KV moves to the decode when its prefill is done, its
+    first token comes then, and it joins that decode's running batch at the next step boundary.
+    Returns :func:`summarize`'s means and per-request times (``send``, ``ttft``, ``latency``,
+    ``finish``), in model seconds divided by ``params.speedup``.
+    """
+    n = len(input_lens)
+    if len(output_lens) != n or (arrivals is not None and len(arrivals) != n):
+        raise ValueError("input_lens, output_lens and arrivals must have one entry per request")
+    due = list(arrivals) if arrivals is not None else [0.0] * n
+    reqs = [_Req(i, float(due[i]), int(input_lens[i]), int(output_lens[i])) for i in range(n)]
+    prefills = [PrefillScheduler(params, s.tp, s.pp, s.chunked_prefill_size) for s in topology.prefill]
+    prefill_wake = [False] * len(prefills)
+    decodes = [_Decode(s, max_running(params, s)) for s in topology.decode]
+    to_prefill = _Router(len(prefills), topology.policy)
+    to_decode = _Router(len(decodes), topology.policy)
+    cap = n if concurrency is None else max(1, concurrency)
+    queued: deque[_Req] = deque()  # due, waiting for a free slot
+    in_flight = 0
+    events: list[tuple[float, int, str, Any]] = []
+    seq = 0
+
+    def push(t: float, kind: str, data: Any = None) -> None:
+        nonlocal seq
+        heapq.heappush(events, (t, seq, kind, data))
+        seq += 1
+
+    def send(r: _Req, t: float) -> None:
+        nonlocal in_flight
+        in_flight += 1
+        r.send = t
+        p = to_prefill.pick()
+        r.decode = to_decode.pick()
+        prefills[p].submit((r, p), r.input_len)
+        wake_prefill(p, t)
+
+    def complete(r: _Req, t: float) -> None:
+        nonlocal in_flight
+        r.finish = t
+        in_flight -= 1
+        to_decode.done(r.decode)
+        if queued:
+            send(queued.popleft(), t)
+
+    def wake_prefill(p: int, t: float) -> None:
+        # a wake event (not an immediate batch) so that all sends at the same instant are queued
+        # before the batch forms
+        if prefills[p].has_work() and not prefill_wake[p]:
+            prefill_wake[p] = True
+            push(max(t, prefills[p].stage0_free_at), "prefill_wake", p)
+
+    def run_prefill(p: int, t: float) -> None:
+        sched = prefills[p]
+        if not sched.has_work():
+            return
+        if t < sched.stage0_free_at:
+            wake_prefill(p, t)
+            return
+        batch = sched.next_batch(t)
+        assert batch is not None
+        for r, _ in batch.finished:
+            to_prefill.done(p)
+            prefill_pp = decodes[r.decode].shape.prefill_pp
+            push(batch.done_at + kv_transfer_time(params, r.input_len, prefill_pp), "kv_arrive", r)
+        wake_prefill(p, t)
+
+    def start_step(d: _Decode, t: float) -> None:
+        while d.waiting and len(d.running) < d.limit:
+            d.running.append(d.waiting.popleft())
+        if not d.running:
+            d.active = False
+            return
+        mean_ctx = sum(r.input_len + r.emitted for r in d.running) / len(d.running)
+        d.active = True
+        push(t + decode_step_time(params, len(d.running), mean_ctx, d.shape.tp), "step_end", d)
+
+    for r in reqs:
+        push(r.arrival, "due", r)
+    while events:
+        t, _, kind, data = heapq.heappop(events)
+        if kind == "due":
+            if in_flight < cap:
+                send(data, t)
+            else:
+                queued.append(data)
+        elif kind == "prefill_wake":
+            prefill_wake[data] = False
+            run_prefill(data, t)
+        elif kind == "kv_arrive":
+            r = data
+            r.first = t
+            r.emitted = 1
+            if r.emitted >= r.output_len:
+                complete(r, t)
+                continue
+            d = decodes[r.decode]
+            d.waiting.append(r)
+            if not d.active:
+                start_step(d, t)
+        elif kind == "step_end":
+            d = data
+            still: list[_Req] = []
+            for r in d.running:
+                r.emitted += 1
+                if r.emitted >= r.output_len:
+                    complete(r, t)
+                else:
+                    still.append(r)
+            d.running[:] = still
+            start_step(d, t)
+
+    return summarize(reqs, scale=1.0 / params.speedup)
 
 
 def simulate_closed_loop(
@@ -40,108 +220,18 @@ def simulate_closed_loop(
     concurrency: int,
     num_requests: int,
 ) -> dict[str, Any]:
-    """Evaluate a closed-loop benchmark against one prefill and one decode server.
-
-    ``concurrency`` clients each send their next request as soon as their previous one completes,
-    until ``num_requests`` were sent. Returns per-request ``ttft``/``latency`` and the
-    bench_serving-style means: ``mean_ttft_s``, ``output_throughput`` (tok/s, total output tokens /
-    (last completion - first send)), ``mean_tpot_ms``, ``mean_e2e_latency_s``, ``duration_s``.
-    Times are model seconds divided by ``params.speedup`` (what a simulated cluster shows).
-    """
-    sched = PrefillScheduler(params, prefill.tp, prefill.pp, prefill.chunked_prefill_size)
-    limit = max_running(params, decode)
-    events: list[tuple[float, int, str, Any]] = []
-    seq = 0
-
-    def push(t: float, kind: str, data: Any = None) -> None:
-        nonlocal seq
-        heapq.heappush(events, (t, seq, kind, data))
-        seq += 1
-
-    reqs: list[_Req] = []
-    sent = 0
-
-    def send(client: int, t: float) -> None:
-        nonlocal sent
-        r = _Req(sent, client, t, input_len, output_len)
-        reqs.append(r)
-        sent += 1
-        push(t, "arrive", r)
-
-    for c in range(min(concurrency, num_requests)):
-        send(c, 0.0)
-
-    waiting: deque[_Req] = deque()  # KV arrived at decode, not yet admitted
-    running: list[_Req] = []
-    step_active = False
-    prefill_wake_pending = False
-
-    def complete(r: _Req, t: float) -> None:
-        r.finish = t
-        if sent < num_requests:
-            send(r.client, t)
-
-    def wake_prefill(t: float) -> None:
-        # a wake event (not an immediate batch) so that all arrivals at the same instant are queued
-        # before the batch forms
-        nonlocal prefill_wake_pending
-        if sched.has_work() and not prefill_wake_pending:
-            prefill_wake_pending = True
-            push(max(t, sched.stage0_free_at), "prefill_wake")
-
-    def run_prefill(t: float) -> None:
-        if not sched.has_work():
-            return
-        if t < sched.stage0_free_at:
-            wake_prefill(t)
-            return
-        batch = sched.next_batch(t)
-        assert batch is not None
-        for r in batch.finished:
-            push(batch.done_at + kv_transfer_time(params, r.input_len, decode.prefill_pp), "kv_arrive", r)
-        wake_prefill(t)
-
-    def start_step(t: float) -> None:
-        nonlocal step_active
-        while waiting and len(running) < limit:
-            running.append(waiting.popleft())
-        if not running:
-            step_active = False
-            return
-        mean_ctx = sum(r.input_len + r.emitted for r in running) / len(running)
-        step_active = True
-        push(t + decode_step_time(params, len(running), mean_ctx, decode.tp), "step_end")
-
-    while events:
-        t, _, kind, data = heapq.heappop(events)
-        if kind == "arrive":
-            sched.submit(data, data.input_len)
-            wake_prefill(t)
-        elif kind == "prefill_wake":
-            prefill_wake_pending = False
-            run_prefill(t)
-        elif kind == "kv_arrive":
-            r = data
-            r.first = t
-            r.emitted = 1
-            if r.emitted >= r.output_len:
-                complete(r, t)
-                continue
-            waiting.append(r)
-            if not step_active:
-                start_step(t)
-        elif kind == "step_end":
-            still: list[_Req] = []
-            for r in running:
-                r.emitted += 1
-                if r.emitted >= r.output_len:
-                    complete(r, t)
-                else:
-                    still.append(r)
-            running[:] = still
-            start_step(t)
-
-    return summarize(reqs, scale=1.0 / params.speedup)
+    """:func:`simulate` of a closed-loop benchmark of fixed lengths against one prefill and one
+    decode server: ``concurrency`` clients, each sending its next request as soon as its previous
+    one completes, until ``num_requests`` were sent. Means as bench_serving reports them:
+    ``mean_ttft_s``, ``output_throughput`` (tok/s, total output tokens / (last completion - first
+    send)), ``mean_tpot_ms``, ``mean_e2e_latency_s``, ``duration_s``."""
+    return simulate(
+        params,
+        Topology((prefill,), (decode,)),
+        [input_len] * num_requests,
+        [output_len] * num_requests,
+        concurrency=concurrency,
+    )
 
 
 def summarize(reqs: Sequence[Any], scale: float = 1.0) -> dict[str, Any]:

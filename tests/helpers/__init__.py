@@ -146,37 +146,43 @@ def start_pd(
     prefill_args: Sequence[str] = (),
     router_module: str = "sglang_router.launch_router",
     router_args: Sequence[str] = (),
+    prefills: int = 1,
 ) -> SimPD:
-    """Prefill (TP4 PP2) + decode (TP8, prefill_pp 2) sims behind sglang-router (or another
-    router kind's ``router_module``, with ``router_args`` added) in PD mode."""
+    """``prefills`` prefill (TP4 PP2) sims + a decode (TP8, prefill_pp 2) sim behind sglang-router
+    (or another router kind's ``router_module``, with ``router_args`` added) in PD mode;
+    ``SimPD.prefill``/``boot`` are the first prefill's."""
     host = "127.0.0.1"
-    p_port, boot, d_port, r_port, prom = free_ports(5)
+    d_port, r_port, prom, *prefill_ports = free_ports(3 + 2 * prefills)
     speed = ["--sim-speedup", str(speedup)]
     procs: list[Proc] = []
+    prefill_urls: list[str] = []
     try:
-        procs.append(
-            Proc(
-                "prefill",
-                sim_argv(
-                    model,
-                    "--port",
-                    str(p_port),
-                    "--disaggregation-mode",
-                    "prefill",
-                    "--disaggregation-bootstrap-port",
-                    str(boot),
-                    "--tp-size",
-                    "4",
-                    "--pp-size",
-                    "2",
-                    "--context-length",
-                    "65535",
-                    *prefill_args,
-                    *speed,
-                ),
-                log_dir,
+        for k in range(prefills):
+            p_port, boot = prefill_ports[2 * k], prefill_ports[2 * k + 1]
+            procs.append(
+                Proc(
+                    "prefill" if k == 0 else f"prefill-{k}",
+                    sim_argv(
+                        model,
+                        "--port",
+                        str(p_port),
+                        "--disaggregation-mode",
+                        "prefill",
+                        "--disaggregation-bootstrap-port",
+                        str(boot),
+                        "--tp-size",
+                        "4",
+                        "--pp-size",
+                        "2",
+                        "--context-length",
+                        "65535",
+                        *prefill_args,
+                        *speed,
+                    ),
+                    log_dir,
+                )
             )
-        )
+            prefill_urls += ["--prefill", f"http://{host}:{p_port}", str(boot)]
         procs.append(
             Proc(
                 "decode",
@@ -205,9 +211,7 @@ def start_pd(
                     "-m",
                     router_module,
                     "--pd-disaggregation",
-                    "--prefill",
-                    f"http://{host}:{p_port}",
-                    str(boot),
+                    *prefill_urls,
                     "--decode",
                     f"http://{host}:{d_port}",
                     "--host",
@@ -231,7 +235,10 @@ def start_pd(
         for p in reversed(procs):
             p.stop()
         raise
-    return SimPD(f"http://{host}:{r_port}", f"http://{host}:{p_port}", f"http://{host}:{d_port}", boot, procs)
+    first, first_boot = prefill_ports[0], prefill_ports[1]
+    return SimPD(
+        f"http://{host}:{r_port}", f"http://{host}:{first}", f"http://{host}:{d_port}", first_boot, procs
+    )
 
 
 def wait_for_text(path: Path, text: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:

@@ -428,3 +428,45 @@ def test_startup_delay_and_sigterm(tmp_path: Path) -> None:
         assert "role=null" in p.tail() and "speedup=1" in p.tail()
     finally:
         p.stop()
+
+
+def test_2p1d_round_robin_matches_discrete_event_model(tmp_path: Path) -> None:
+    """Two prefill servers and one decode behind the real router with round-robin routing: the
+    client's means agree with the discrete-event simulation of the same topology."""
+    from pytest_pd.workload import Workload, build_prompts, load_tokenizer, run_workload_sync, summarize
+
+    pd = start_pd(
+        tmp_path,
+        speedup=PD_SPEEDUP,
+        model=MODEL,
+        prefill_args=("--chunked-prefill-size", "16384"),
+        router_args=("--policy", "round_robin"),
+        prefills=2,
+    )
+    try:
+        w = Workload(input_len=6000, output_len=40, concurrency=8, num_requests=16, warmup_requests=0)
+        result = run_workload_sync(pd.router, w, build_prompts(load_tokenizer(MODEL), w))
+    finally:
+        pd.stop()
+    got = summarize(result)
+    assert got.completed == 16
+    pre = model.ServerShape(tp=4, pp=2, chunked_prefill_size=16384)
+    want = closed_loop.simulate(
+        model.SimParams(speedup=PD_SPEEDUP),
+        closed_loop.Topology((pre, pre), (model.ServerShape(tp=8, prefill_pp=2),)),
+        [6000] * 16,
+        [40] * 16,
+        concurrency=8,
+    )
+    assert got.mean_ttft_ms / 1000 == pytest.approx(want["mean_ttft_s"], rel=0.2, abs=0.03)
+    assert got.mean_e2e_latency_ms / 1000 == pytest.approx(want["mean_e2e_latency_s"], rel=0.2, abs=0.03)
+    one_prefill = closed_loop.simulate(
+        model.SimParams(speedup=PD_SPEEDUP),
+        closed_loop.Topology((pre,), (model.ServerShape(tp=8, prefill_pp=2),)),
+        [6000] * 16,
+        [40] * 16,
+        concurrency=8,
+    )
+    # the second prefill shows: the measurement is nearer the 2P1D prediction than the 1P1D one
+    measured = got.mean_ttft_ms / 1000
+    assert abs(measured - want["mean_ttft_s"]) < abs(measured - one_prefill["mean_ttft_s"])

@@ -1,0 +1,28 @@
+"""Candidate topologies within a GPU budget (sim/candidates.py)."""
+
+from __future__ import annotations
+
+from pytest_pd.sim.candidates import candidate_topologies, fits
+
+
+def test_servers_pack_onto_nodes_without_spanning_them():
+    assert fits([8, 8], 2, 8) and fits([4, 4, 4, 2, 2], 2, 8)
+    assert not fits([8, 8, 1], 2, 8) and not fits([16], 2, 8)
+
+
+def test_every_candidate_fits_and_the_seed_topologies_are_among_them():
+    found = list(candidate_topologies(2, 8))
+    assert len(found) >= 500
+    for t in found:
+        sizes = [s.tp * s.pp for s in t.prefill] + [s.tp for s in t.decode]
+        assert fits(sizes, 2, 8) and sum(sizes) <= 16
+        assert all(d.prefill_pp == t.prefill[0].pp for d in t.decode)
+    shapes = {
+        ((p.tp, p.pp, p.chunked_prefill_size), len(t.prefill), t.decode[0].tp, len(t.decode))
+        for t in found
+        for p in t.prefill[:1]
+    }
+    assert ((4, 2, 16384), 1, 8, 1) in shapes  # the seed's PP2
+    assert ((8, 1, 16384), 1, 8, 1) in shapes  # the seed's TP8
+    gpus = [sum(s.tp * s.pp for s in t.prefill) + sum(s.tp for s in t.decode) for t in found]
+    assert gpus == sorted(gpus)
