@@ -1,5 +1,6 @@
 """`pytest-pd` command line: render a cluster's commands, hold a cluster up for manual use, list
-what pytest-pd runs on a cluster's hosts, tear down what a session left behind, and benchmark."""
+what pytest-pd runs on a cluster's hosts, tear down what a session left behind, benchmark, and
+calibrate the timing model to stored runs."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from pytest_pd.cluster.topology import Topology
 from pytest_pd.doctor import doctor
 from pytest_pd.errors import PdError
 from pytest_pd.rundir import new_run_dir
+from pytest_pd.twin import cli as twin_cli
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -83,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
             help="folder holding cluster files (default: ./clusters)",
         )
     bench.add_parser(sub)
+    twin_cli.add_parser(sub)
     return parser
 
 
@@ -162,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "bench":
         return bench.run(args)
+    if args.command == "calibrate":
+        return twin_cli.run(args)
     try:
         if args.command == "commands":
             spec = load_cluster(args.cluster, args.cluster_dir)

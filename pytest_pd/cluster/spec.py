@@ -20,6 +20,7 @@ from pytest_pd import redaction
 from pytest_pd.cluster import engines, launchers, routers, safe_yaml, spec_rules
 from pytest_pd.cluster.safe_yaml import Loc
 from pytest_pd.errors import ClusterFileError
+from pytest_pd.twin.profile import ProfileError, load_profile
 
 
 def _env_value(value: Any) -> Any:
@@ -345,10 +346,43 @@ def parse_cluster(text: str, source: Path) -> ClusterSpec:
         found = [(document.line_of(tuple(e["loc"])), tuple(e["loc"]), _describe(e)) for e in exc.errors()]
         raise ClusterFileError(_format(where, found)) from None
     spec._source = source
+    folder = source.parent if source.name else Path.cwd()
+    profile_problems = _expand_profiles(spec, folder)
+    if profile_problems:
+        raise ClusterFileError(
+            _format(where, [(document.line_of(loc), loc, msg) for loc, msg in profile_problems])
+        )
     semantic = spec_rules.problems(spec, source.parent if source.name else None)
     if semantic:
         raise ClusterFileError(_format(where, [(document.line_of(loc), loc, msg) for loc, msg in semantic]))
     return spec
+
+
+def _expand_profiles(spec: ClusterSpec, folder: Path) -> list[tuple[Loc, str]]:
+    """Replace ``profile: FILE`` in each ``sim:`` block by the profile's timing parameters (the
+    block's own values win); FILE is relative to the cluster file's folder."""
+    blocks: list[tuple[Loc, dict[str, bool | int | float | str]]] = [
+        (("sim",), spec.sim),
+        (("server_defaults", "sim"), spec.server_defaults.sim),
+    ]
+    for role in ("prefill", "decode"):
+        servers = spec.prefill if role == "prefill" else spec.decode
+        blocks += [((role, i, "sim"), server.sim) for i, server in enumerate(servers)]
+    problems: list[tuple[Loc, str]] = []
+    for loc, block in blocks:
+        if "profile" not in block:
+            continue
+        name = block.pop("profile")
+        path = Path(str(name)).expanduser()
+        try:
+            profile = load_profile(path if path.is_absolute() else folder / path)
+        except ProfileError as exc:
+            problems.append((loc + ("profile",), str(exc)))
+            continue
+        merged = {**profile.params, **block}
+        block.clear()
+        block.update(merged)
+    return problems
 
 
 MAX_LISTED_PROBLEMS = 20  # an aliased block repeats its problems once per use

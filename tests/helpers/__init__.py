@@ -46,6 +46,17 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
+def pd_cli(*args: str, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
+    """``pytest-pd ARGS`` as its own process, from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_pd.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
+
+
 class Proc:
     """A process in its own group, logging to a file; ``stop`` kills the group."""
 

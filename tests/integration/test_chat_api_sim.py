@@ -8,7 +8,6 @@ import asyncio
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,10 +23,9 @@ from pytest_pd.workload import (
     summarize,
 )
 from pytest_pd.workload.api_probe import choose_api
-from tests.helpers import SIM_MODEL, Proc, free_port, sim_argv, wait_ok
+from tests.helpers import SIM_MODEL, Proc, free_port, pd_cli, sim_argv, wait_ok
 from tests.helpers.hostile_server import HostileServer, prompt_for
 
-REPO = Path(__file__).resolve().parents[2]
 # the simulator's chat template (sim/openai_api.py), as a tokenizer's jinja template
 SIM_CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
@@ -100,13 +98,7 @@ async def test_openai_only_server_gets_completions():
 
 
 def bench(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_pd.cli", "bench", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-    )
+    return pd_cli("bench", *args, timeout=120)
 
 
 def test_bench_without_api_says_what_it_picked_and_chat_works(sim: str, tmp_path: Path):
