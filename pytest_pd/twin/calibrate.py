@@ -106,6 +106,13 @@ def _typed(base: SimParams, name: str, value: float) -> float | int:
 def check_identifiable(base: SimParams, runs: Sequence[Observed], names: Sequence[str]) -> None:
     """Raise :class:`NotIdentifiable` when the runs do not exercise a named parameter, or two
     named parameters move the predictions the same way (measured at ``base``)."""
+    tp_sizes = {s.tp for r in runs for s in (*r.topology.prefill, *r.topology.decode)}
+    if "tp_scaling" in names and len(tp_sizes) < 2:
+        raise NotIdentifiable(
+            f"the runs ({', '.join(r.label for r in runs)}) do not exercise tp_scaling: every "
+            f"server in them has TP={tp_sizes.pop()}, so its TP factor is one constant the other "
+            "rates absorb. Leave it out of --fit, or add runs on topologies with different TP sizes."
+        )
     r0 = _residuals(base, runs)
     cols = []
     for i in range(len(names)):
