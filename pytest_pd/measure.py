@@ -30,6 +30,7 @@ from pytest_pd.redaction import redact_commands, redact_env, scrub
 from pytest_pd.results import save_result
 from pytest_pd.rundir import new_run_dir
 from pytest_pd.telemetry import cluster_sampler
+from pytest_pd.twin.predict import prediction_of
 from pytest_pd.workload.metrics import RunSummary, summarize
 from pytest_pd.workload.prompts import build_prompts
 from pytest_pd.workload.runner import RunResult, run_workload_sync
@@ -374,6 +375,8 @@ class Measurer:
         )
         if dead:  # a process died: the cluster is gone for the rest of the session
             raise self._lost_process(spec, topology, record, dead, repeat=len(results))
+        if spec.twin is not None:
+            record.prediction = prediction_of(record, spec.resolve_path(spec.twin.profile))
         self._save(record)
         shown = record.metrics
         scaled = f" (simulated ×{speedup:g}, scaled back)" if speedup != 1.0 else ""

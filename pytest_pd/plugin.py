@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import fnmatch
 import warnings
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,9 @@ from pytest_pd.fixtures import (  # noqa: F401  (fixtures are found in the plugi
 from pytest_pd.judge.catalog import judgeable
 from pytest_pd.judge.thresholds import ThresholdError, bounds_from_marker
 from pytest_pd.report.collector import ReportCollector
-from pytest_pd.session import BOUNDS_KEY, COMPARISON_KEY, SESSION_KEY, PdSession, session_of
+from pytest_pd.session import BOUNDS_KEY, COMPARISON_KEY, PREDICTION_KEY, SESSION_KEY, PdSession, session_of
+from pytest_pd.twin.observed import STATS
+from pytest_pd.twin.predict import JUDGED
 from pytest_pd.workload.spec import Workload
 
 MISUSE_KEY = pytest.StashKey[str]()
@@ -32,6 +35,11 @@ MARKER = "pd_threshold"
 MARKER_HELP = (
     "pd_threshold(metric, max_ratio=, min_ratio=, max=, min=, noise='fail'|'pass'|'xfail'): bound "
     "a metric of the candidate cluster relative to its baseline (ratios) or absolutely; stackable"
+)
+PREDICTION_MARKER = "pd_prediction"
+PREDICTION_HELP = (
+    "pd_prediction(max_error=0.1, stats=('mean_ttft_ms', 'mean_tpot_ms', 'output_throughput')): fail "
+    "when the cluster's twin profile (twin: {profile: FILE}) mispredicts a statistic of the run by more"
 )
 CLUSTERS_MARKER = "pd_clusters"
 CLUSTERS_HELP = (
@@ -49,6 +57,7 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.addinivalue_line("markers", CLUSTERS_HELP)
+    config.addinivalue_line("markers", PREDICTION_HELP)
     session = PdSession(config, options.settings(config))  # bad option values fail here, first
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "pytest-pd-session")
@@ -90,14 +99,21 @@ def pytest_collection_modifyitems(
             item.add_marker(pytest.mark.skip(reason=not_here))
             continue
         markers = list(item.iter_markers(MARKER))
+        prediction = item.get_closest_marker(PREDICTION_MARKER)
         fixtures = set(getattr(item, "fixturenames", ()))
         uses_run = "pd_run" in fixtures
         uses_pd = bool(fixtures & PD_FIXTURES)
-        if markers and not uses_run:
+        if (markers or prediction) and not uses_run:
+            name = MARKER if markers else PREDICTION_MARKER
             item.stash[MISUSE_KEY] = (
-                f"{MARKER} markers need the pd_run fixture: add `pd_run` to the test's arguments"
+                f"{name} markers need the pd_run fixture: add `pd_run` to the test's arguments"
             )
             continue
+        if prediction is not None:
+            try:
+                item.stash[PREDICTION_KEY] = prediction_bound(prediction.args, prediction.kwargs)
+            except ThresholdError as exc:
+                item.stash[MISUSE_KEY] = str(exc)
         if uses_pd:
             item.add_marker(pytest.mark.xdist_group(name=f"pd-{cluster}"))
         if not uses_run:
@@ -152,3 +168,25 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if config.getoption("pd_cluster") is None:
         return None
     return f"pytest-pd: cluster {session_of(config).settings.cluster}"
+
+
+def prediction_bound(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[float, tuple[str, ...]]:
+    """``pd_prediction``'s (max_error, statistics), checked."""
+    unknown = sorted(set(kwargs) - {"max_error", "stats"})
+    if args or unknown:
+        raise ThresholdError(
+            f"{PREDICTION_MARKER} takes keyword arguments max_error= and stats= only, e.g. "
+            f"{PREDICTION_MARKER}(max_error=0.1); got {args!r} {', '.join(unknown)}"
+        )
+    max_error = kwargs.get("max_error", 0.1)
+    if isinstance(max_error, bool) or not isinstance(max_error, (int, float)) or not max_error > 0:
+        raise ThresholdError(
+            f"{PREDICTION_MARKER}(max_error=…) must be a number > 0 (0.1 = 10 %), got {max_error!r}"
+        )
+    stats = tuple(kwargs.get("stats", JUDGED))
+    bad = [x for x in stats if x not in STATS]
+    if bad:
+        raise ThresholdError(
+            f"{PREDICTION_MARKER}: unknown statistic(s) {', '.join(map(str, bad))}; known: {', '.join(STATS)}"
+        )
+    return float(max_error), stats

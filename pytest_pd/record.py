@@ -148,6 +148,7 @@ class RunRecord(BaseModel):
     telemetry: dict[str, Any] | None = None
     command: list[str] | None = None  # the command line of a bench run
     extra: dict[str, Any] = Field(default_factory=dict)  # what hooks add (pytest_pd_record)
+    prediction: dict[str, Any] | None = None  # the cluster's twin profile's: twin/predict.py
     requests: list[dict[str, Any]] | None = None  # per repeat: encode_requests(RunResult.to_dict())
     path: str | None = None  # the file it was read from or saved to (not written to the file)
     _runs: list[dict[str, Any]] | None = PrivateAttr(default=None)

@@ -28,10 +28,12 @@ from pytest_pd.options import Settings
 from pytest_pd.record import Failure, RunRecord
 from pytest_pd.report import html as html_report
 from pytest_pd.report import summary as text_report
+from pytest_pd.twin.predict import prediction_misses
 from pytest_pd.workload.spec import Workload
 
 SESSION_KEY = pytest.StashKey["PdSession"]()
 BOUNDS_KEY = pytest.StashKey[list[Bound]]()
+PREDICTION_KEY = pytest.StashKey[tuple[float, tuple[str, ...]]]()
 COMPARISON_KEY = pytest.StashKey[Comparison]()
 EVIDENCE_KEY = pytest.StashKey["Evidence"]()
 # Attributes of a test report (they travel from xdist workers to the controller with it)
@@ -142,6 +144,9 @@ class PdSession:
             max_mismatch_share=workload.max_mismatch_share,
             baseline_source=plan.source if plan else "none (no ratio bound)",
         )
+        if PREDICTION_KEY in item.stash:
+            max_error, stats = item.stash[PREDICTION_KEY]
+            comp.problems += prediction_misses(candidate.prediction, max_error, stats)
         trend = history[-opts.trend_runs :] if opts.trend_runs > 0 else []
         for record in (candidate, baseline, *trend):
             if record is not None and record.path:

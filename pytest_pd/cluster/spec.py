@@ -152,6 +152,13 @@ class RouterSpec(_Model):
     env: EnvBlock = {}
 
 
+class TwinSpec(_Model):
+    """``twin: {profile: FILE}``: the timing-model profile that predicts this cluster's runs (FILE
+    relative to the cluster file); each run stores its prediction beside what it measured."""
+
+    profile: str
+
+
 class ClusterSpec(_Model):
     name: str | None = None
     description: str = ""
@@ -166,6 +173,7 @@ class ClusterSpec(_Model):
     decode: list[ServerSpec] = Field(min_length=1)
     router: RouterSpec = RouterSpec()
     sim: dict[str, bool | int | float | str] = {}
+    twin: TwinSpec | None = None
 
     # Set by parse_cluster, never by the file itself.
     _source: Path | None = PrivateAttr(default=None)
@@ -348,6 +356,11 @@ def parse_cluster(text: str, source: Path) -> ClusterSpec:
     spec._source = source
     folder = source.parent if source.name else Path.cwd()
     profile_problems = _expand_profiles(spec, folder)
+    if spec.twin is not None:
+        try:
+            load_profile(Path(spec.resolve_path(spec.twin.profile)))
+        except ProfileError as exc:
+            profile_problems.append((("twin", "profile"), str(exc)))
     if profile_problems:
         raise ClusterFileError(
             _format(where, [(document.line_of(loc), loc, msg) for loc, msg in profile_problems])

@@ -14,6 +14,7 @@ from typing import Any
 from pytest_pd.judge.comparison import Comparison
 from pytest_pd.judge.thresholds import delta_percent
 from pytest_pd.record import Failure, RunRecord
+from pytest_pd.twin.predict import prediction_line
 from pytest_pd.workload.chat import NO_TEMPLATE_NOTE
 from pytest_pd.workload.record import TOKENS_ONE_PER_CHUNK, TOKENS_SERVER, TOKENS_TOKENIZER
 
@@ -144,6 +145,8 @@ def other_verdicts(comp: Comparison) -> list[str]:
     for run in (comp.candidate, comp.baseline):
         if run is not None:
             out += [f"note: {run.name}: {n}" for n in measurement_notes(run.metrics)]
+            if run.prediction is not None:
+                out.append(f"note: {run.name}: {prediction_line(run.prediction)}")
     return out
 
 

@@ -136,3 +136,36 @@ def test_a_sim_cluster_takes_its_timing_from_a_profile(tmp_path: Path):
     (tmp_path / "sim-pp2.yaml").write_text(text.replace("profiles/hidden.yaml", "profiles/nope.yaml"))
     with pytest.raises(ClusterFileError, match=r"sim\.profile: cannot read profile .*nope\.yaml"):
         load_cluster("sim-pp2", tmp_path)
+
+
+def test_prediction_misses_and_the_marker_arguments():
+    from pytest_pd.judge.thresholds import ThresholdError
+    from pytest_pd.plugin import prediction_bound
+    from pytest_pd.twin.predict import prediction_line, prediction_misses
+
+    pred = {
+        "profile": "/p/h20.yaml",
+        "stats": {
+            "mean_ttft_ms": {"predicted": 110.0, "measured": 100.0, "error": 0.1},
+            "output_throughput": {"predicted": 99.0, "measured": 100.0, "error": -0.01},
+        },
+    }
+    assert prediction_misses(pred, 0.15, ("mean_ttft_ms", "output_throughput")) == []
+    (miss,) = prediction_misses(pred, 0.05, ("mean_ttft_ms",))
+    assert (
+        miss
+        == "prediction missed: mean_ttft_ms predicted 110 vs measured 100 (+10.0 %), bound ±5 % (profile /p/h20.yaml)"
+    )
+    assert prediction_misses(pred, 0.5, ("mean_tpot_ms",)) == ["pd_prediction: mean_tpot_ms was not measured"]
+    assert "names no twin profile" in prediction_misses(None, 0.1)[0]
+    assert (
+        prediction_line(pred, ("mean_ttft_ms",))
+        == "predicted vs measured (profile h20.yaml): mean_ttft_ms 110 vs 100 (+10.0 %)"
+    )
+    assert prediction_bound((), {}) == (0.1, ("mean_ttft_ms", "mean_tpot_ms", "output_throughput"))
+    with pytest.raises(ThresholdError, match="max_error=…\\) must be a number > 0"):
+        prediction_bound((), {"max_error": -1})
+    with pytest.raises(ThresholdError, match="unknown statistic\\(s\\) p99_ttft_ms"):
+        prediction_bound((), {"stats": ["p99_ttft_ms"]})
+    with pytest.raises(ThresholdError, match="keyword arguments max_error= and stats= only"):
+        prediction_bound((0.1,), {})

@@ -1,0 +1,69 @@
+"""A run's prediction by its cluster's twin profile (``twin: {profile: FILE}``), stored in the
+record beside what the run measured, and judged by ``@pytest.mark.pd_prediction``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pytest_pd.record import RunRecord
+
+from .observed import NotModelled, observe, predict
+from .profile import ProfileError, load_profile
+
+JUDGED = ("mean_ttft_ms", "mean_tpot_ms", "output_throughput")
+"""What ``pd_prediction`` checks unless told otherwise."""
+
+
+def prediction_of(record: RunRecord, profile_path: str) -> dict[str, Any]:
+    """``{"profile", "stats": {stat: {"predicted", "measured", "error"}}}``, or ``{"profile",
+    "unavailable": why}`` when the run cannot be predicted."""
+    out: dict[str, Any] = {"profile": profile_path}
+    try:
+        profile = load_profile(Path(profile_path))
+        run = observe(record)
+    except (ProfileError, NotModelled) as exc:
+        return {**out, "unavailable": str(exc)}
+    got = predict(profile.sim_params(), run)
+    out["stats"] = {
+        k: {"predicted": got[k], "measured": v, "error": got[k] / v - 1.0}
+        for k, v in run.measured.items()
+        if k in got and v > 0
+    }
+    return out
+
+
+def prediction_misses(
+    prediction: Mapping[str, Any] | None, max_error: float, stats: Sequence[str] = JUDGED
+) -> list[str]:
+    """Why the prediction fails a ``pd_prediction(max_error=…)`` marker; empty when it holds."""
+    if prediction is None:
+        return ["pd_prediction: the cluster file names no twin profile (add twin: {profile: FILE})"]
+    if "unavailable" in prediction:
+        return [f"pd_prediction: no prediction: {prediction['unavailable']}"]
+    misses = []
+    for stat in stats:
+        cell = prediction.get("stats", {}).get(stat)
+        if cell is None:
+            misses.append(f"pd_prediction: {stat} was not measured")
+        elif abs(cell["error"]) > max_error:
+            misses.append(
+                f"prediction missed: {stat} predicted {cell['predicted']:.4g} vs measured "
+                f"{cell['measured']:.4g} ({100 * cell['error']:+.1f} %), bound ±{100 * max_error:g} % "
+                f"(profile {prediction['profile']})"
+            )
+    return misses
+
+
+def prediction_line(prediction: Mapping[str, Any], stats: Sequence[str] = JUDGED) -> str:
+    """One line for the report: each judged statistic's prediction error."""
+    if "unavailable" in prediction:
+        return f"no prediction: {prediction['unavailable']}"
+    cells = prediction.get("stats", {})
+    parts = [
+        f"{s} {cells[s]['predicted']:.4g} vs {cells[s]['measured']:.4g} ({100 * cells[s]['error']:+.1f} %)"
+        for s in stats
+        if s in cells
+    ]
+    return f"predicted vs measured (profile {Path(str(prediction['profile'])).name}): " + ", ".join(parts)
