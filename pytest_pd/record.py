@@ -12,7 +12,8 @@ Schema history (:func:`migrate` reads every version): 0 — no ``schema_version`
 cluster, workload, environment, server_info; 2 — ``repeats``, ``baseline_mark``, ``requests``
 (compressed per-request records), ``telemetry``, ``session``, ``host``, ISO times; 3 — ``failure``
 and ``source`` (``suite`` or ``bench``); 4 — the typed record: ``problems`` and ``extra`` for every
-run, ``failure.recorded`` (workload id → results file) not written to files.
+run, ``failure.recorded`` (workload id → results file) not written to files; since, with no new
+version (older files have none): ``prediction``, the cluster's twin profile's.
 """
 
 from __future__ import annotations
