@@ -165,11 +165,24 @@ def test_a_reused_pid_or_a_live_run_is_never_touched(tmp_path):
             proc.wait()
 
 
+def wait_until_seen(ledger: RunLedger, run: str, pid: int, timeout: float = 5.0) -> None:
+    """Until the ledger lists ``pid`` among ``run``'s live processes (on a loaded CI machine a
+    just-started process once was not listed yet: the entry was then forgotten as finished)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        entry = next((e for e in ledger.runs() if e["run"] == run), {})
+        if any(p["pid"] == pid for p in entry.get("processes", [])):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the ledger never listed pid {pid} as a process of {run}: {ledger.runs()}")
+
+
 def test_a_kept_cluster_is_reported_not_stopped(tmp_path):
     ledger = RunLedger(LocalAgent(), str(tmp_path / "localhost.runs"), "this machine")
     kept = _tagged_sleep("kept-run")
     try:
         ledger.record(run_entry("kept-run", "sim-tp8", tmp_path / "run", "me", kept=True))
+        wait_until_seen(ledger, "kept-run", kept.pid)
         said: list[str] = []
         assert reap_stale(ledger, said.append) == 0
         time.sleep(0.2)
