@@ -111,10 +111,10 @@ def zero_compute_args(step_s: float, max_running: int = 8192) -> list[str]:
         "0",
         "--sim-decode-step-base-s",
         str(step_s),
-        "--sim-decode-step-per-req-s",
-        "0",
-        "--sim-decode-step-per-kv-token-s",
-        "0",
+        "--sim-hbm-gb-s",
+        "1e12",
+        "--sim-gpu-tflops",
+        "1e12",
     ]
 
 

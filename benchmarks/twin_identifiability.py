@@ -40,7 +40,7 @@ HIDDEN = {
     "kv_bootstrap_s": 0.4,
     "tp_scaling": 0.85,
     "decode_step_base_s": 0.004,
-    "decode_step_per_req_s": 1.4e-4,
+    "decode_memory_efficiency": 0.35,
 }
 SEED = Workload(input_len=6000, output_len=1000, concurrency=16, num_requests=32)
 DOUBLE = Workload(input_len=6000, output_len=1000, concurrency=32, num_requests=64)

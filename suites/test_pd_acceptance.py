@@ -21,11 +21,13 @@ CPU = Workload(input_len=1024, output_len=256, concurrency=8, num_requests=32)
 CPU_TEXT = Workload(input_len=1024, output_len=256, concurrency=8, num_requests=32, api="completions")
 
 
-# The bounds are those the seed's own result satisfies: PP=2 had 1.40× the TTFT of TP=8,
-# 1.009× its throughput and 0.957× its TPOT.
+# The bounds are those the seed's own result satisfies, with room for run-to-run noise: PP=2 had
+# 1.40x the TTFT of TP=8, 1.009x its throughput and 0.957x its TPOT in one run each. Both share
+# the same decode server, so throughput differs only by how full PP's decode batch is; the
+# simulator's physical model puts PP=2 at 0.97x, and "at most 5 % less throughput" is the claim.
 @clusters(exclude="cpu-*")
 @threshold("mean_ttft_ms", max_ratio=1.5)
-@threshold("output_throughput", min_ratio=0.97)
+@threshold("output_throughput", min_ratio=0.95)
 @threshold("mean_tpot_ms", max_ratio=1.05)
 @pytest.mark.parametrize("pd_workload", [SEED], ids=lambda w: w.id)
 def test_seed_workload_within_bounds_of_baseline(pd_run):

@@ -13,9 +13,12 @@ work plus an activation hand-off; batches flow through the stages one after anot
 pipeline fills (latency = pp stages) while successive batches overlap (throughput = one stage).
 When a request's last chunk leaves the last stage its KV cache is sent to decode: a fixed bootstrap
 latency per prefill PP rank plus bytes / bandwidth. A decode server runs one loop: each step emits
-one token to every running request and takes ``base + per_req * B**exponent + per_kv_token *
-sum(context)`` (a fitted exponent > 1 makes step time grow faster than the batch);
-new requests join at step boundaries, up to ``max_running_requests`` (the rest wait).
+one token to every running request and is bound by memory or by compute, roofline-style: it reads
+the weights its batch needs (the dense part always; of a mixture of experts, the share of experts
+that ``B`` tokens route to, ``1 - (1 - k/E)**B``) split over the TP ranks, plus every running
+request's KV cache, at an effective HBM bandwidth, or computes ``B`` tokens' FLOPs at an effective
+rate, whichever takes longer, plus a fixed per-step cost. New requests join at step boundaries, up
+to ``max_running_requests`` (the rest wait).
 """
 
 from __future__ import annotations
@@ -44,11 +47,11 @@ class SimParams:
     """TP size at which the compute rates below are given (other sizes scale with tp_scaling)."""
     tp_scaling: float = 0.74
     """Exponent a: going from reference_tp to tp GPUs makes compute (tp/reference_tp)**a faster."""
-    prefill_tokens_per_s: float = 17250.0
+    prefill_tokens_per_s: float = 18100.0
     """Linear prefill throughput at reference_tp, pp=1 (tokens/s), excluding attention."""
     prefill_attn_s_per_token2: float = 2.25e-9
     """Attention cost at reference_tp: seconds per (new token x context token it attends to)."""
-    prefill_batch_overhead_s: float = 0.174
+    prefill_batch_overhead_s: float = 0.212
     """Fixed cost of one prefill forward batch (scheduling, kernel launches), seconds."""
     pp_stage_overhead_s: float = 0.04
     """Per pipeline stage, per batch, with pp > 1: activation hand-off and scheduling, seconds."""
@@ -58,20 +61,40 @@ class SimParams:
     """KV cache size of one token over all layers, bytes (DeepSeek-V3 MLA: 61 x 576 x 2)."""
     kv_bandwidth_gb_s: float = 20.0
     """Effective prefill -> decode transfer bandwidth, GB/s (1e9 bytes/s)."""
-    kv_bootstrap_s: float = 0.68
+    kv_bootstrap_s: float = 0.71
     """Fixed handshake latency per request and per prefill PP rank, seconds."""
 
-    # ---- decode ----------------------------------------------------------------------------
-    decode_step_base_s: float = 0.002
-    """Fixed time of one decode step at reference_tp (weights read, launches), seconds."""
-    decode_step_per_req_s: float = 9.7e-5
-    """Batch cost of a decode step at reference_tp: this many seconds x B**decode_batch_exponent
-    for B running requests."""
-    decode_batch_exponent: float = 2.15
-    """Exponent of the batch cost (1 = linear). Fitted > 1: step time grows faster than the batch,
-    so staggered arrivals (smaller early batches) lower TPOT as on the seed's H20 cluster."""
-    decode_step_per_kv_token_s: float = 0.0
-    """Extra decode step time per KV token attended (summed over the batch), seconds."""
+    # ---- decode (roofline: memory or compute, whichever takes longer) ------------------------
+    decode_step_base_s: float = 0.005
+    """Fixed time of one decode step whatever the batch (scheduling, kernel launches, the TP
+    all-reduces' latency), seconds."""
+    weights_dense_gb: float = 18.0
+    """GB of weights every decode step reads whatever the batch: attention, dense layers, shared
+    experts, embeddings (DeepSeek-V3 in FP8: ~18)."""
+    weights_experts_gb: float = 653.0
+    """GB of all routed experts of a mixture-of-experts model (DeepSeek-V3 in FP8: ~653); 0 for a
+    dense model. A step reads the share its batch routes to."""
+    experts_total: int = 256
+    """Routed experts per MoE layer (E)."""
+    experts_per_token: int = 8
+    """Routed experts each token uses (k): B tokens touch ``1 - (1 - k/E)**B`` of them."""
+    hbm_gb_s: float = 4000.0
+    """HBM bandwidth of one GPU, GB/s (H20: 4.0 TB/s)."""
+    decode_memory_efficiency: float = 0.437
+    """Share of ``hbm_gb_s`` a decode step achieves (fitted to the seed)."""
+    kv_read_per_rank: bool = True
+    """Every TP rank reads the whole KV cache of the batch (MLA's single latent head, as in
+    DeepSeek); false: each reads 1/tp of it (attention heads split across ranks)."""
+    decode_gflop_per_token: float = 74.0
+    """FLOPs of one decoded token's matrix multiplies (2 x active parameters: DeepSeek-V3's 37 B),
+    GFLOP."""
+    decode_attn_mflop_per_context_token: float = 17.0
+    """Attention FLOPs of one decoded token per token of its context, all layers, MFLOP
+    (DeepSeek-V3's absorbed MLA: 61 layers x 128 heads x 2 x (576 + 512) ~ 17); split over TP."""
+    gpu_tflops: float = 148.0
+    """Dense throughput of one GPU, TFLOP/s (H20: 148 in BF16)."""
+    decode_compute_efficiency: float = 0.5
+    """Share of ``gpu_tflops`` a decode kernel achieves when it is compute-bound."""
     default_max_running_requests: int = 256
     """Decode batch limit when --max-running-requests is not given."""
 
@@ -230,17 +253,37 @@ def kv_transfer_time(params: SimParams, tokens: int, prefill_pp: int = 1) -> flo
     return params.kv_bootstrap_s * max(1, prefill_pp) + nbytes / (params.kv_bandwidth_gb_s * 1e9)
 
 
+def experts_touched(params: SimParams, batch_size: int) -> float:
+    """Expected share of a MoE layer's routed experts that ``batch_size`` tokens route to
+    (uniform routing): ``1 - (1 - k/E)**B``; 1 for a dense model."""
+    if params.weights_experts_gb <= 0 or params.experts_total <= 0:
+        return 1.0
+    k = min(params.experts_per_token, params.experts_total) / params.experts_total
+    return float(1.0 - (1.0 - k) ** max(0, batch_size))
+
+
 def decode_step_time(params: SimParams, batch_size: int, mean_context: float, tp: int) -> float:
     """One decode step emitting one token to each of ``batch_size`` running requests whose mean
-    context (prompt + generated so far) is ``mean_context`` tokens; seconds."""
+    context (prompt + generated so far) is ``mean_context`` tokens, on ``tp`` GPUs; seconds.
+
+    Two kinds of kernels, each bound by memory or by compute (roofline), one after the other, plus
+    the fixed per-step cost: the matrix multiplies read, per GPU, ``1/tp`` of the weights the batch
+    needs and compute ``batch_size`` tokens; attention reads the batch's KV cache (all of it per
+    rank with ``kv_read_per_rank``, else ``1/tp``) and computes each token against its context."""
     if batch_size <= 0:
         return 0.0
-    t = (
-        params.decode_step_base_s
-        + params.decode_step_per_req_s * batch_size**params.decode_batch_exponent
-        + params.decode_step_per_kv_token_s * batch_size * mean_context
+    tp = max(1, tp)
+    bandwidth = params.hbm_gb_s * 1e9 * params.decode_memory_efficiency  # bytes/s
+    flops = params.gpu_tflops * 1e12 * params.decode_compute_efficiency  # FLOP/s
+    weights = params.weights_dense_gb + params.weights_experts_gb * experts_touched(params, batch_size)
+    matmul = max(
+        weights * 1e9 / tp / bandwidth,
+        batch_size * params.decode_gflop_per_token * 1e9 / tp / flops,
     )
-    return float(t * tp_time_factor(params, tp))
+    context = batch_size * max(0.0, mean_context)
+    kv = context * params.kv_bytes_per_token / (1 if params.kv_read_per_rank else tp)
+    attention = max(kv / bandwidth, context * params.decode_attn_mflop_per_context_token * 1e6 / tp / flops)
+    return float(params.decode_step_base_s + matmul + attention)
 
 
 def max_running(params: SimParams, shape: ServerShape) -> int:

@@ -27,10 +27,10 @@ DEFAULT_FIT = (
     "kv_bootstrap_s",
     "tp_scaling",
     "decode_step_base_s",
-    "decode_step_per_req_s",
+    "decode_memory_efficiency",
 )
 """What ``pytest-pd calibrate`` fits unless told otherwise: the prefill rate and per-batch cost,
-the KV hand-off, TP scaling and the decode step's two terms."""
+the KV hand-off, TP scaling, and the decode step's fixed cost and achieved memory bandwidth."""
 
 SPAN = math.log(20.0)
 STEP = 0.02  # finite-difference step in log space: 2 % of a parameter
@@ -50,9 +50,10 @@ WHAT_SHOWS_IT = {
     "kv_bootstrap_s": "runs whose prefill PP sizes differ",
     "kv_bandwidth_gb_s": "runs with very different input lengths",
     "decode_step_base_s": "runs at different concurrencies (decode batch sizes)",
-    "decode_step_per_req_s": "runs at different concurrencies (decode batch sizes)",
-    "decode_batch_exponent": "runs at three or more concurrencies",
-    "decode_step_per_kv_token_s": "runs with different input lengths at the same concurrency",
+    "decode_memory_efficiency": "runs at different concurrencies (decode batch sizes)",
+    "decode_compute_efficiency": "runs whose decode batches are large enough to be compute-bound",
+    "gpu_tflops": "runs whose decode batches are large enough to be compute-bound",
+    "hbm_gb_s": "runs at different concurrencies (decode batch sizes)",
 }
 
 

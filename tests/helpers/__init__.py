@@ -23,10 +23,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 CLUSTERS = REPO / "clusters"
 SIM_MODEL = CLUSTERS / "models" / "sim-tiny"
-SEED_BOUNDS_SPEEDUP = 5
+SEED_BOUNDS_SPEEDUP = 4
 """Simulated speedup for tests that run the shipped suite with the seed's bounds: throughput
-≥ 0.97× the baseline leaves 3 % of room, and at the sim-* files' ×10 the timing jitter of a loaded
-2-core CI machine reached 3.6 % (a decode step of 26 ms runs in 2.6 ms there)."""
+≥ 0.95× the baseline leaves ~1.7 % of room over the model's PP=2/TP=8 ratio (0.967), and at the
+sim-* files' ×10 the timing jitter of a loaded 2-core CI machine reached 3.6 % (a decode step of
+27 ms runs in 2.7 ms there); jitter shrinks with the speedup."""
 
 
 def free_ports(n: int) -> list[int]:

@@ -15,7 +15,8 @@ from pytest_pd.workload import Workload, build_prompts, load_tokenizer, run_work
 from tests.helpers import SIM_MODEL, Proc, free_port, sim_argv, wait_ok
 
 INTERVAL = 4
-STEP = ["--sim-speedup", "1", "--sim-decode-step-base-s", "0.004", "--sim-decode-step-per-req-s", "0"]
+STEP = ["--sim-speedup", "1", "--sim-decode-step-base-s", "0.004", "--sim-hbm-gb-s", "1e12",
+        "--sim-gpu-tflops", "1e12"]  # fmt: skip
 W = Workload(
     input_len=64,
     output_len=60,

@@ -23,7 +23,7 @@ HIDDEN = dataclasses.replace(
     kv_bootstrap_s=0.4,
     tp_scaling=0.85,
     decode_step_base_s=0.004,
-    decode_step_per_req_s=1.4e-4,
+    decode_memory_efficiency=0.35,
 )
 PP2 = Topology((ServerShape(tp=4, pp=2, chunked_prefill_size=16384),), (ServerShape(tp=8, prefill_pp=2),))
 TP8 = Topology((ServerShape(tp=8, chunked_prefill_size=16384),), (ServerShape(tp=8),))
