@@ -19,18 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_pd.sim.candidates import candidate_topologies  # noqa: E402
-from pytest_pd.sim.closed_loop import SEED_WORKLOAD, Topology, simulate  # noqa: E402
+from pytest_pd.sim.candidates import candidate_topologies, describe, gpu_count  # noqa: E402
+from pytest_pd.sim.closed_loop import SEED_WORKLOAD, simulate  # noqa: E402
 from pytest_pd.sim.model import SimParams  # noqa: E402
-
-
-def label(t: Topology) -> str:
-    p, d = t.prefill[0], t.decode[0]
-    return f"{len(t.prefill)}P(TP{p.tp} PP{p.pp} chunk {p.chunked_prefill_size}) {len(t.decode)}D(TP{d.tp})"
-
-
-def gpus(t: Topology) -> int:
-    return sum(s.tp * s.pp for s in t.prefill) + sum(s.tp for s in t.decode)
 
 
 def main() -> None:
@@ -48,7 +39,7 @@ def main() -> None:
     t0 = time.perf_counter()
     for topo in topologies:
         r = simulate(params, topo, lens_in, lens_out, concurrency=SEED_WORKLOAD["concurrency"])
-        scored.append((r["output_throughput"] / gpus(topo), r, topo))
+        scored.append((r["output_throughput"] / gpu_count(topo), r, topo))
     took = time.perf_counter() - t0
     print(
         f"{len(topologies)} candidate topologies on {args.nodes} x {args.gpus_per_node} GPUs "
@@ -61,7 +52,7 @@ def main() -> None:
     print("best output throughput per GPU on the seed workload:")
     for per_gpu, r, topo in sorted(scored, key=lambda s: -s[0])[:5]:
         print(
-            f"  {label(topo):<40} {gpus(topo):>2} GPUs  {per_gpu:6.1f} tok/s/GPU  "
+            f"  {describe(topo):<40} {gpu_count(topo):>2} GPUs  {per_gpu:6.1f} tok/s/GPU  "
             f"TTFT {r['mean_ttft_s']:.2f} s  TPOT {r['mean_tpot_ms']:.1f} ms"
         )
 

@@ -22,6 +22,7 @@ from pytest_pd.doctor import doctor
 from pytest_pd.errors import PdError
 from pytest_pd.rundir import new_run_dir
 from pytest_pd.twin import cli as twin_cli
+from pytest_pd.twin import plan_cli
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
         )
     bench.add_parser(sub)
     twin_cli.add_parser(sub)
+    plan_cli.add_parser(sub)
     return parser
 
 
@@ -167,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         return bench.run(args)
     if args.command == "calibrate":
         return twin_cli.run(args)
+    if args.command == "plan":
+        return plan_cli.run(args)
     try:
         if args.command == "commands":
             spec = load_cluster(args.cluster, args.cluster_dir)

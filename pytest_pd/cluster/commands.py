@@ -78,6 +78,7 @@ def server_argv(
     _flag(argv, "--tp-size", server.tp)
     _flag(argv, "--pp-size", server.pp)
     _flag(argv, "--dp-size", server.dp)
+    _flag(argv, "--base-gpu-id", server.base_gpu_id)
     _flag(argv, "--disable-overlap-schedule", server.disable_overlap_schedule)
     _flag(argv, "--trust-remote-code", server.trust_remote_code)
     _flag(argv, "--page-size", server.page_size)

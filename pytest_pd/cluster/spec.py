@@ -100,6 +100,8 @@ class ServerOptions(_Model):
     tp: int | None = Field(default=None, ge=1)
     pp: int | None = Field(default=None, ge=1)
     dp: int | None = Field(default=None, ge=1)
+    base_gpu_id: int | None = Field(default=None, ge=0)
+    """First GPU of this server on its node (SGLang's --base-gpu-id), for servers sharing a node."""
     transfer_backend: str | None = None
     ib_device: str | None = None
     trust_remote_code: bool | None = None

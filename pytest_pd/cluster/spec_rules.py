@@ -38,6 +38,7 @@ def problems(spec: ClusterSpec, cluster_dir: Path | None) -> list[tuple[Loc, str
             used[key] = what
 
     prefill_pps = set()
+    gpus_used: dict[str, dict[str, tuple[int, int]]] = {}  # host -> server -> [first, end) GPU
     for role in ("prefill", "decode"):
         raw_list = spec.prefill if role == "prefill" else spec.decode
         for i, (raw, server) in enumerate(zip(raw_list, spec.servers(role), strict=True)):
@@ -62,16 +63,28 @@ def problems(spec: ClusterSpec, cluster_dir: Path | None) -> list[tuple[Loc, str
                 if raw.prefill_pp is not None:
                     problems.append((base + ("prefill_pp",), "`prefill_pp` belongs on decode servers"))
             gpus_per_node = (server.tp or 1) * (server.pp or 1) // max(len(server.node_hosts), 1)
+            first = server.base_gpu_id or 0
             for h in server.node_hosts:
                 declared = hosts[h].gpus if h in hosts else None
-                if declared is not None and gpus_per_node > declared:
+                if declared is not None and first + gpus_per_node > declared:
+                    where = f"GPUs {first}..{first + gpus_per_node - 1}" if first else f"{gpus_per_node} GPUs"
                     problems.append(
                         (
-                            base + ("tp",),
-                            f"tp×pp needs {gpus_per_node} GPUs per node but host "
-                            f"{h!r} declares gpus: {declared}",
+                            base + (("base_gpu_id",) if first else ("tp",)),
+                            f"tp×pp needs {where} per node but host {h!r} declares gpus: {declared}",
                         )
                     )
+                elif declared is not None:
+                    for other, (lo, hi) in gpus_used.get(h, {}).items():
+                        if first < hi and lo < first + gpus_per_node:
+                            problems.append(
+                                (
+                                    base + ("base_gpu_id",),
+                                    f"GPUs {first}..{first + gpus_per_node - 1} on {h} overlap {other}'s "
+                                    f"{lo}..{hi - 1}; give each server sharing a host its own base_gpu_id",
+                                )
+                            )
+                    gpus_used.setdefault(h, {})[f"{role}[{i}]"] = (first, first + gpus_per_node)
     if len(prefill_pps) == 1:
         pp = prefill_pps.pop()
         for i, server in enumerate(spec.servers("decode")):

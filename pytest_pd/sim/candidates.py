@@ -10,8 +10,30 @@ from .closed_loop import Topology
 from .model import ServerShape
 
 TP_SIZES = (1, 2, 4, 8)
-PP_SIZES = (1, 2)
+PP_SIZES = (1, 2, 4)
 CHUNK_SIZES = (8192, 16384)
+
+
+def gpu_count(topology: Topology) -> int:
+    """GPUs a topology occupies: TP x PP per prefill server, TP x PP per decode server."""
+    return sum(s.tp * s.pp for s in topology.prefill + topology.decode)
+
+
+def describe(topology: Topology) -> str:
+    """A topology in one short line, e.g. ``1P TP4xPP2 c16384 + 1D TP8``."""
+
+    def shape(s: ServerShape, prefill: bool) -> str:
+        text = f"TP{s.tp}" + (f"xPP{s.pp}" if s.pp > 1 else "")
+        if prefill:
+            text += f" c{s.chunked_prefill_size}"
+        elif s.max_running_requests:
+            text += f" max{s.max_running_requests}"
+        return text
+
+    p, d = topology.prefill, topology.decode
+    pre = " ".join(sorted({shape(s, True) for s in p}))
+    dec = " ".join(sorted({shape(s, False) for s in d}))
+    return f"{len(p)}P {pre} + {len(d)}D {dec}"
 
 
 def fits(sizes: Sequence[int], nodes: int, gpus_per_node: int) -> bool:

@@ -97,6 +97,10 @@ class SimParams:
     """Share of ``gpu_tflops`` a decode kernel achieves when it is compute-bound."""
     default_max_running_requests: int = 256
     """Decode batch limit when --max-running-requests is not given."""
+    gpu_memory_gb: float = 141.0
+    """Memory of one GPU, GB (H20-3e: 141; the seed's 16 requests x 7000 tokens of DeepSeek-V3.2
+    on TP8 would not fit in 96). The planner's memory check: weights over TP x PP plus the KV
+    cache must fit in ``--mem-fraction-static`` of it; the simulated servers do not enforce it."""
 
     # ---- behaviour -------------------------------------------------------------------------
     arrival_window_s: float = 0.02

@@ -67,10 +67,12 @@ def _shape(server: Mapping[str, Any], defaults: Mapping[str, Any]) -> ServerShap
 def topology_of(spec: Mapping[str, Any]) -> Topology:
     """The servers of a cluster file (as a record keeps it) and its router's policy."""
     defaults = spec.get("server_defaults") or {}
-    args = list((spec.get("router") or {}).get("extra_args") or [])
-    policy = "least_load"
-    if "--policy" in args and args.index("--policy") + 1 < len(args):
-        policy = ROUTER_POLICY.get(str(args[args.index("--policy") + 1]), "least_load")
+    router = spec.get("router") or {}
+    args = list(router.get("extra_args") or [])
+    named = router.get("policy")
+    if named is None and "--policy" in args and args.index("--policy") + 1 < len(args):
+        named = args[args.index("--policy") + 1]
+    policy = ROUTER_POLICY.get(str(named), "least_load")
     prefill = tuple(_shape(s, defaults) for s in spec.get("prefill") or [])
     decode = tuple(_shape(s, defaults) for s in spec.get("decode") or [])
     return Topology(prefill, decode, policy)

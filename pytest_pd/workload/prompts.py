@@ -29,7 +29,7 @@ import numpy as np
 
 from .chat import chat_prompts
 from .dataset import dataset_prompts
-from .spec import API_CHAT, Prompt, Workload, WorkloadError, sample_lengths
+from .spec import API_CHAT, Prompt, Workload, WorkloadError, draw_lengths
 from .text import TextBuilder, text_builder
 from .tokenizer import candidate_token_ids, vocab_size
 
@@ -102,18 +102,11 @@ def _build_prompts(tokenizer: Any, workload: Workload, verify: bool) -> list[Pro
     return list(prompts)
 
 
-def _lengths(workload: Workload, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    n = workload.num_requests
-    input_lens = sample_lengths(rng, workload.input_len, workload.range_ratio, n)
-    output_lens = sample_lengths(rng, workload.output_len, workload.range_ratio, n)
-    return input_lens, output_lens
-
-
 def _id_prompts(tokenizer: Any, workload: Workload) -> list[Prompt]:
     rng = np.random.default_rng(workload.seed)
     candidates = candidate_token_ids(tokenizer)
     dtype = np.int32 if candidates[-1] < 2**31 else np.int64
-    input_lens, output_lens = _lengths(workload, rng)
+    input_lens, output_lens = draw_lengths(workload, rng)
     plen = workload.prefix_len
     groups = workload.prefix_groups
     prefixes = (
@@ -132,7 +125,7 @@ def _id_prompts(tokenizer: Any, workload: Workload) -> list[Prompt]:
 def _text_prompts(tokenizer: Any, workload: Workload, *, verify: bool) -> list[Prompt]:
     tb = text_builder(tokenizer, workload.text_special_tokens)
     rng = np.random.default_rng(workload.seed)
-    input_lens, output_lens = _lengths(workload, rng)
+    input_lens, output_lens = draw_lengths(workload, rng)
     groups, plen = workload.prefix_groups, workload.prefix_len
     prompts: list[Prompt] = []
     if tb.exact_by_construction:

@@ -30,6 +30,18 @@ class WorkloadError(PdError):
     """A workload that cannot be built or run (bad parameters, missing tokenizer, bad endpoint)."""
 
 
+_ID_HEAD = (("in", "input_len"), ("out", "output_len"), ("c", "concurrency"), ("n", "num_requests"))
+_ID_SUFFIXES: tuple[tuple[str, str, type], ...] = (
+    ("rate", "request_rate", float),
+    ("r", "range_ratio", float),
+    ("b", "burstiness", float),
+    ("t", "duration_limit_s", float),
+    ("s", "seed", int),
+    ("w", "warmup_requests", int),
+)
+"""Id suffixes ``<prefix><number>`` and the field each sets (``rate`` before ``r``)."""
+
+
 def _fmt(x: float) -> str:
     """Compact, filename-safe number: 0.5 -> '0.5', 2.0 -> '2'."""
     return f"{x:g}"
@@ -208,6 +220,46 @@ class Workload:
                 kwargs[name] = float(kwargs[name])
         return cls(**kwargs)
 
+    @classmethod
+    def from_id(cls, text: str) -> Workload:
+        """The workload an :attr:`id` names (inverse of it), e.g. ``in6000-out1000-c16-n32-rate2``.
+
+        Raises WorkloadError for text that is not an id, or names a dataset (``-ds…`` keeps only
+        the file's stem: give the dataset itself)."""
+        parts = text.strip().split("-")
+        kw: dict[str, Any] = {}
+        try:
+            for place, (key, name) in enumerate(_ID_HEAD):
+                token = parts[place] if place < len(parts) else ""
+                if not token.startswith(key):
+                    raise ValueError(f"part {place + 1} should be {key}<number>")
+                kw[name] = int(token[len(key) :])
+            for token in parts[4:]:
+                if token in APIS:
+                    kw["api"] = token
+                elif token in PROMPT_KINDS:
+                    kw["completions_prompt"] = token
+                elif token == "eos":
+                    kw["ignore_eos"] = False
+                elif token.startswith("ds"):
+                    raise ValueError("a dataset workload (-ds…) names only the file's stem; give the dataset")
+                elif token.startswith("px"):
+                    groups, _, length = token[2:].partition("x")
+                    kw["prefix_groups"], kw["prefix_len"] = int(groups), int(length)
+                else:
+                    for prefix, name, kind in _ID_SUFFIXES:
+                        if token.startswith(prefix):
+                            kw[name] = kind(token[len(prefix) :])
+                            break
+                    else:
+                        raise ValueError(f"unknown part {token!r}")
+        except ValueError as exc:
+            raise WorkloadError(
+                f"{text!r} is not a workload id ({exc}); ids look like in6000-out1000-c16-n32, "
+                "optionally followed by -r0.5 -rate2 -b0.5 -px4x512 -completions -eos -t60 -s1 -w0"
+            ) from None
+        return cls(**kw)
+
 
 @dataclass(frozen=True, eq=False)
 class Prompt:
@@ -245,3 +297,12 @@ def sample_lengths(rng: np.random.Generator, length: int, ratio: float, n: int) 
     if low >= length:
         return np.full(n, length, dtype=np.int64)
     return rng.integers(low, length, size=n, endpoint=True)
+
+
+def draw_lengths(workload: Workload, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Every request's (prompt, output) length, drawn as the prompt builder draws them (from an
+    rng seeded with ``workload.seed``, prompts first)."""
+    n = workload.num_requests
+    input_lens = sample_lengths(rng, workload.input_len, workload.range_ratio, n)
+    output_lens = sample_lengths(rng, workload.output_len, workload.range_ratio, n)
+    return input_lens, output_lens

@@ -13,19 +13,7 @@ import yaml
 
 from pytest_pd.sim.model import SimParams
 from pytest_pd.twin.profile import profile_of, save_profile
-from tests.helpers import run_session, sim_cluster_copy
-
-SUITE = """
-import pytest
-from pytest_pd import Workload
-
-W = Workload(input_len=2000, output_len=50, concurrency=4, num_requests=8)
-
-@pytest.mark.pd_prediction(max_error=0.25, stats=("mean_ttft_ms", "output_throughput"))
-@pytest.mark.parametrize("pd_workload", [W], ids=lambda w: w.id)
-def test_predicted(pd_run):
-    assert pd_run.candidate.metrics["completed"] == 8
-"""
+from tests.helpers import PREDICTION_SUITE, run_session, sim_cluster_copy
 
 
 @pytest.fixture
@@ -36,7 +24,7 @@ def twin_cluster(pytester: pytest.Pytester):
     data.pop("baseline", None)
     data["twin"] = {"profile": "profiles/twin.yaml"}
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-    pytester.makepyfile(test_suite=SUITE)
+    pytester.makepyfile(test_suite=PREDICTION_SUITE)
     return folder
 
 

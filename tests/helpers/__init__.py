@@ -371,3 +371,17 @@ def run_session(
     out = pytester.path / "out"
     result = pytester.runpytest_subprocess(*session_args(cluster_dir, out, cluster), *args, timeout=300)
     return result, out
+
+
+PREDICTION_SUITE = """
+import pytest
+from pytest_pd import Workload
+
+W = Workload(input_len=2000, output_len=50, concurrency=4, num_requests=8)
+
+@pytest.mark.pd_prediction(max_error=0.25, stats=("mean_ttft_ms", "output_throughput"))
+@pytest.mark.parametrize("pd_workload", [W], ids=lambda w: w.id)
+def test_predicted(pd_run):
+    assert pd_run.candidate.metrics["completed"] == 8
+"""
+"""A suite holding a cluster's twin prediction to 25 % on a small workload (in2000-out50-c4-n8)."""

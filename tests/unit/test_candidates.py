@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pytest_pd.sim.candidates import candidate_topologies, fits
+from pytest_pd.sim.candidates import candidate_topologies, describe, fits, gpu_count
 
 
 def test_servers_pack_onto_nodes_without_spanning_them():
@@ -24,5 +24,6 @@ def test_every_candidate_fits_and_the_seed_topologies_are_among_them():
     }
     assert ((4, 2, 16384), 1, 8, 1) in shapes  # the seed's PP2
     assert ((8, 1, 16384), 1, 8, 1) in shapes  # the seed's TP8
-    gpus = [sum(s.tp * s.pp for s in t.prefill) + sum(s.tp for s in t.decode) for t in found]
+    gpus = [gpu_count(t) for t in found]
     assert gpus == sorted(gpus)
+    assert describe(found[-1]).count("P ") == 1 and "D TP" in describe(found[-1])

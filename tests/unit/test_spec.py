@@ -51,6 +51,14 @@ def test_shipped_clusters_validate(name):
     assert [c.role for c in plan][-1] == "router"
 
 
+def test_servers_sharing_a_host_take_their_own_gpus(tmp_path):
+    text = MINIMAL.replace("{address: 127.0.0.1}", "{address: 127.0.0.1, gpus: 8}").replace(
+        "port: 30001, tp: 1}", "port: 30001, tp: 4, base_gpu_id: 4}"
+    )
+    spec = parse(text, tmp_path)
+    assert "--tp-size 4 --base-gpu-id 4" in render_commands(spec)
+
+
 def test_minimal_file_parses(tmp_path):
     spec = parse(MINIMAL, tmp_path)
     assert spec.router_url == "http://127.0.0.1:8000"
@@ -103,6 +111,20 @@ def test_minimal_file_parses(tmp_path):
             ),
             8,
             "tp×pp needs 8 GPUs per node but host 'a' declares gpus: 4",
+        ),
+        (
+            MINIMAL.replace("{address: 127.0.0.1}", "{address: 127.0.0.1, gpus: 8}").replace(
+                " tp: 1}", " tp: 4}"
+            ),
+            10,
+            "GPUs 0..3 on a overlap prefill[0]'s 0..3; give each server sharing a host its own base_gpu_id",
+        ),
+        (
+            MINIMAL.replace("{address: 127.0.0.1}", "{address: 127.0.0.1, gpus: 8}").replace(
+                "port: 30001, tp: 1}", "port: 30001, tp: 4, base_gpu_id: 6}"
+            ),
+            10,
+            "tp×pp needs GPUs 6..9 per node but host 'a' declares gpus: 8",
         ),
         (MINIMAL.replace("127.0.0.1", "10.0.0.7"), 6, "address must be loopback"),
         (MINIMAL + "router: {port: 8001}\n", 12, "duplicate key"),
