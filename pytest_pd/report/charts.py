@@ -109,10 +109,12 @@ def rates(
 
 
 def trend(
-    panels: Sequence[tuple[str, Sequence[float], Sequence[float | None]]], labels: Sequence[str]
+    panels: Sequence[tuple[str, Sequence[float], Sequence[float | None]]],
+    labels: Sequence[str],
+    bound_label: str = "bound",
 ) -> str:
     """One panel per (title, values of the last runs, bound lines): the metric per run, oldest
-    first, with each bound drawn as a red dashed line."""
+    first, with each bound drawn as a red dashed line (labelled ``bound_label``)."""
     fig = Figure(figsize=(10.4, 2.6 * math.ceil(len(panels) / 2)), layout="constrained")
     axes = fig.subplots(math.ceil(len(panels) / 2), 2, squeeze=False).ravel()
     xs = list(range(1, len(labels) + 1))
@@ -120,7 +122,7 @@ def trend(
         ax.plot(xs, values, marker="o", color=CANDIDATE_COLOR)
         for b in bounds:
             if b is not None and math.isfinite(b):
-                ax.axhline(b, color=BOUND_COLOR, linestyle="--", linewidth=1.2, label="bound")
+                ax.axhline(b, color=BOUND_COLOR, linestyle="--", linewidth=1.2, label=bound_label)
         ax.set_title(title, fontsize=10)
         ax.set_xticks(xs)
         ax.set_xticklabels(labels, fontsize=7, rotation=30, ha="right")

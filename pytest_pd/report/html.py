@@ -26,6 +26,7 @@ from pytest_pd.report.summary import (
     table_rows,
 )
 from pytest_pd.telemetry import ROUTER, server_summary
+from pytest_pd.twin.predict import JUDGED
 
 STYLE = """<style>
 .pd-report{font-size:13px}
@@ -183,6 +184,27 @@ def trend_chart(comp: Comparison, trend: Sequence[RunRecord]) -> str:
     )
 
 
+def prediction_trend_chart(name: str, trend: Sequence[RunRecord]) -> str:
+    """The twin's prediction error per run (predicted vs measured, %), one panel per judged
+    statistic: a jump is a finding even when performance did not regress. Empty when no run in
+    the trend carries a prediction."""
+    predicted = [r for r in trend if r.prediction and r.prediction.get("stats")]
+    if not predicted:
+        return ""
+    labels = [time.strftime("%m-%d %H:%M", time.gmtime(r.started_at)) for r in predicted]
+    panels = []
+    for stat in JUDGED:
+        errors = [
+            100 * float(r.prediction["stats"][stat]["error"]) if stat in r.prediction["stats"] else math.nan
+            for r in predicted
+            if r.prediction
+        ]
+        panels.append((f"prediction error (%) — {stat}", errors, [0.0]))
+    png = charts.trend(panels, labels, bound_label="exact")
+    title = f"prediction error of the last {len(predicted)} predicted runs of {name}"
+    return f"<h4>{escape(title)}</h4>" + charts.img(png, title, "prediction-trend", points=len(predicted))
+
+
 def run_charts(comp: Comparison, candidate: RunRecord, baseline: RunRecord | None) -> str:
     cname = f"{comp.candidate.name} (candidate)"
     bname = f"{comp.baseline.name} (baseline)" if comp.baseline else "baseline"
@@ -329,6 +351,7 @@ def details_section(
         run_charts(comp, candidate, baseline),
         f"<h4>trend: last {len(trend)} run(s) of {escape(comp.candidate.name)}</h4>",
         trend_chart(comp, trend),
+        prediction_trend_chart(comp.candidate.name, trend),
         f"<h3>{escape(comp.workload_id)}: server-side metrics and host telemetry</h3>",
         telemetry_section(runs),
     ]

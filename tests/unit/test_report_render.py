@@ -130,6 +130,29 @@ def test_details_have_inline_charts_trend_bound_telemetry_and_escaped_logs():
     assert "decode-0 (last lines of its log)" in out
 
 
+def test_prediction_error_has_its_own_trend_when_runs_were_predicted():
+    comp = comparison()
+
+    def predicted(i: int, error: float):
+        stats = {
+            s: {"predicted": 1.0, "measured": 1.0, "error": error}
+            for s in ("mean_ttft_ms", "output_throughput")
+        }
+        return run_record(
+            "pp2", "", PP2, started_at=1.8e9 + i, prediction={"profile": "p.yaml", "stats": stats}
+        )
+
+    trend = [run_record("pp2", "", PP2, started_at=1.8e9 - 1), predicted(0, 0.02), predicted(1, 0.3)]
+    out = html.details_section(comp, run_view("pp2"), run_view("tp8"), trend)
+    kinds = re.findall(r'data-chart="([^"]+)"', out)
+    assert (
+        kinds.count("prediction-trend") == 1 and kinds.index("prediction-trend") == kinds.index("trend") + 1
+    )
+    assert "prediction error of the last 2 predicted runs of pp2" in out
+    plain = [run_record("pp2", "", PP2, started_at=1.8e9)]
+    assert "prediction-trend" not in html.details_section(comp, run_view("pp2"), run_view("tp8"), plain)
+
+
 def test_summary_section_header_and_cluster_files_escaped_and_redacted():
     comp = comparison()
     clusters = html.cluster_files([run_view("pp2"), run_view("tp8")])
