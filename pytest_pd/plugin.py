@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import fnmatch
 import warnings
-from collections.abc import Generator, Mapping
+from collections.abc import Generator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -25,8 +24,8 @@ from pytest_pd.judge.catalog import judgeable
 from pytest_pd.judge.thresholds import ThresholdError, bounds_from_marker
 from pytest_pd.report.collector import ReportCollector
 from pytest_pd.session import BOUNDS_KEY, COMPARISON_KEY, PREDICTION_KEY, SESSION_KEY, PdSession, session_of
-from pytest_pd.twin.observed import STATS
-from pytest_pd.twin.predict import JUDGED
+from pytest_pd.twin.predict import MARKER as PREDICTION_MARKER
+from pytest_pd.twin.predict import prediction_bound
 from pytest_pd.workload.spec import Workload
 
 MISUSE_KEY = pytest.StashKey[str]()
@@ -36,7 +35,6 @@ MARKER_HELP = (
     "pd_threshold(metric, max_ratio=, min_ratio=, max=, min=, noise='fail'|'pass'|'xfail'): bound "
     "a metric of the candidate cluster relative to its baseline (ratios) or absolutely; stackable"
 )
-PREDICTION_MARKER = "pd_prediction"
 PREDICTION_HELP = (
     "pd_prediction(max_error=0.1, stats=('mean_ttft_ms', 'mean_tpot_ms', 'output_throughput')): fail "
     "when the cluster's twin profile (twin: {profile: FILE}) mispredicts a statistic of the run by more"
@@ -168,25 +166,3 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if config.getoption("pd_cluster") is None:
         return None
     return f"pytest-pd: cluster {session_of(config).settings.cluster}"
-
-
-def prediction_bound(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[float, tuple[str, ...]]:
-    """``pd_prediction``'s (max_error, statistics), checked."""
-    unknown = sorted(set(kwargs) - {"max_error", "stats"})
-    if args or unknown:
-        raise ThresholdError(
-            f"{PREDICTION_MARKER} takes keyword arguments max_error= and stats= only, e.g. "
-            f"{PREDICTION_MARKER}(max_error=0.1); got {args!r} {', '.join(unknown)}"
-        )
-    max_error = kwargs.get("max_error", 0.1)
-    if isinstance(max_error, bool) or not isinstance(max_error, (int, float)) or not max_error > 0:
-        raise ThresholdError(
-            f"{PREDICTION_MARKER}(max_error=…) must be a number > 0 (0.1 = 10 %), got {max_error!r}"
-        )
-    stats = tuple(kwargs.get("stats", JUDGED))
-    bad = [x for x in stats if x not in STATS]
-    if bad:
-        raise ThresholdError(
-            f"{PREDICTION_MARKER}: unknown statistic(s) {', '.join(map(str, bad))}; known: {', '.join(STATS)}"
-        )
-    return float(max_error), stats

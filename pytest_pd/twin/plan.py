@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pytest_pd.judge.slo import slo_misses
 from pytest_pd.sim.candidates import gpu_count
 from pytest_pd.sim.closed_loop import Topology, simulate
 from pytest_pd.sim.model import ServerShape, SimParams, max_running
@@ -50,46 +51,6 @@ class Candidate:
     @property
     def feasible(self) -> bool:
         return not self.problem
-
-
-# ---------------------------------------------------------------------------------------------
-# SLOs
-# ---------------------------------------------------------------------------------------------
-
-
-def parse_slos(text: str) -> dict[str, float]:
-    """``"p90_ttft_ms=6000,p90_tpot_ms=40"`` -> bounds; ``ttft_p90_ms`` is read as ``p90_ttft_ms``.
-    Raises PlanError naming what is wrong and what is known."""
-    slos: dict[str, float] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, sep, value = item.partition("=")
-        name = _canonical(name.strip())
-        if not sep or name not in SLO_STATS:
-            raise PlanError(f"SLO {item!r}: give NAME=VALUE with NAME one of {', '.join(SLO_STATS)}")
-        try:
-            slos[name] = float(value)
-        except ValueError:
-            raise PlanError(f"SLO {item!r}: {value!r} is not a number") from None
-    return slos
-
-
-def _canonical(name: str) -> str:
-    """``ttft_p90_ms`` -> ``p90_ttft_ms`` (the order users often write), else unchanged."""
-    parts = name.split("_")
-    if len(parts) == 3 and parts[1] in ("mean", "median", "p90"):
-        return f"{parts[1]}_{parts[0]}_{parts[2]}"
-    return name
-
-
-def slo_misses(stats: Mapping[str, float], slos: Mapping[str, float]) -> list[str]:
-    misses = []
-    for name, bound in slos.items():
-        value = stats.get(name, math.nan)
-        higher_better = "throughput" in name
-        ok = value >= bound if higher_better else value <= bound
-        if not ok:
-            misses.append(f"{name} {value:.4g} {'<' if higher_better else '>'} {bound:g}")
-    return misses
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,13 +26,14 @@ from typing import Any
 from pytest_pd.cluster import safe_yaml
 from pytest_pd.cluster.spec import ClusterSpec, find_cluster_file, load_cluster
 from pytest_pd.errors import PdError
+from pytest_pd.judge.slo import parse_slos
 from pytest_pd.sim.candidates import CHUNK_SIZES, PP_SIZES, TP_SIZES, candidate_topologies, describe
 from pytest_pd.sim.closed_loop import Topology
 from pytest_pd.sim.model import SimParams
 from pytest_pd.workload.spec import Workload
 
 from .observed import topology_of
-from .plan import DEFAULT_MEM_FRACTION, Candidate, PlanError, evaluate, parse_slos, ranked, same_servers
+from .plan import DEFAULT_MEM_FRACTION, SLO_STATS, Candidate, PlanError, evaluate, ranked, same_servers
 from .plan_output import chart, dump, plan_cluster, rebase_paths, summary, table
 from .profile import ProfileError, load_profile, profile_of, save_profile
 
@@ -107,7 +108,7 @@ def _plan(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile) if args.profile else None
     params = profile.sim_params() if profile else SimParams()
     workload = Workload.from_id(args.workload)
-    slos = parse_slos(args.slo)
+    slos = parse_slos(args.slo, SLO_STATS)
     host_gpus = _host_gpus(template, args.gpus_per_node)
     per_node = args.gpus_per_node or min(g for _, g in host_gpus)
     budget = args.gpus if args.gpus is not None else sum(g for _, g in host_gpus)

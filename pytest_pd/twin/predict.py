@@ -7,11 +7,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pytest_pd.judge.thresholds import ThresholdError
 from pytest_pd.record import RunRecord
 
-from .observed import NotModelled, observe, predict
+from .observed import STATS, NotModelled, observe, predict
 from .profile import ProfileError, load_profile
 
+MARKER = "pd_prediction"
 JUDGED = ("mean_ttft_ms", "mean_tpot_ms", "output_throughput")
 """What ``pd_prediction`` checks unless told otherwise."""
 
@@ -67,3 +69,23 @@ def prediction_line(prediction: Mapping[str, Any], stats: Sequence[str] = JUDGED
         if s in cells
     ]
     return f"predicted vs measured (profile {Path(str(prediction['profile'])).name}): " + ", ".join(parts)
+
+
+def prediction_bound(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[float, tuple[str, ...]]:
+    """``pd_prediction``'s (max_error, statistics), checked."""
+    unknown = sorted(set(kwargs) - {"max_error", "stats"})
+    if args or unknown:
+        raise ThresholdError(
+            f"{MARKER} takes keyword arguments max_error= and stats= only, e.g. "
+            f"{MARKER}(max_error=0.1); got {args!r} {', '.join(unknown)}"
+        )
+    max_error = kwargs.get("max_error", 0.1)
+    if isinstance(max_error, bool) or not isinstance(max_error, (int, float)) or not max_error > 0:
+        raise ThresholdError(f"{MARKER}(max_error=…) must be a number > 0 (0.1 = 10 %), got {max_error!r}")
+    stats = tuple(kwargs.get("stats", JUDGED))
+    bad = [x for x in stats if x not in STATS]
+    if bad:
+        raise ThresholdError(
+            f"{MARKER}: unknown statistic(s) {', '.join(map(str, bad))}; known: {', '.join(STATS)}"
+        )
+    return float(max_error), stats

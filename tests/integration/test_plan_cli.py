@@ -52,7 +52,7 @@ def test_plan_ranks_candidates_and_writes_runnable_cluster_files(tmp_path: Path)
 
 def test_plan_refuses_what_it_cannot_do_and_says_what_to_change(tmp_path: Path):
     cases = [
-        (["--slo", "ttft=5"], "SLO 'ttft=5': give NAME=VALUE"),
+        (["--slo", "ttft=5"], "SLO 'ttft': unknown statistic"),
         (["--gpus", "40"], "40 GPUs need 5 nodes of 8"),
         (["--workload", "six-thousand"], "is not a workload id"),
         (["--template", "nope"], "nope"),

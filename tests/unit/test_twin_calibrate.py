@@ -140,8 +140,7 @@ def test_a_sim_cluster_takes_its_timing_from_a_profile(tmp_path: Path):
 
 def test_prediction_misses_and_the_marker_arguments():
     from pytest_pd.judge.thresholds import ThresholdError
-    from pytest_pd.plugin import prediction_bound
-    from pytest_pd.twin.predict import prediction_line, prediction_misses
+    from pytest_pd.twin.predict import prediction_bound, prediction_line, prediction_misses
 
     pred = {
         "profile": "/p/h20.yaml",

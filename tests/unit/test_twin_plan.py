@@ -10,18 +10,18 @@ import pytest
 
 from pytest_pd.cluster import safe_yaml
 from pytest_pd.cluster.spec import parse_cluster
+from pytest_pd.judge.slo import SloError, parse_slos, slo_misses
 from pytest_pd.sim.candidates import candidate_topologies
 from pytest_pd.sim.closed_loop import Topology, simulate
 from pytest_pd.sim.model import ServerShape, SimParams
 from pytest_pd.twin.observed import stats_of, topology_of
 from pytest_pd.twin.plan import (
     PER_GPU,
-    PlanError,
+    SLO_STATS,
     evaluate,
     fit_memory,
     kv_capacity_tokens,
     pareto_front,
-    parse_slos,
     ranked,
     same_servers,
 )
@@ -35,16 +35,17 @@ PP2 = Topology((ServerShape(tp=4, pp=2, chunked_prefill_size=16384),), (ServerSh
 
 
 def test_slos_read_both_name_orders_and_refuse_unknown_names():
-    assert parse_slos("ttft_p90_ms=6000, p90_tpot_ms=40,output_throughput_per_gpu=25") == {
-        "p90_ttft_ms": 6000.0,
-        "p90_tpot_ms": 40.0,
-        "output_throughput_per_gpu": 25.0,
-    }
-    assert parse_slos("") == {}
-    with pytest.raises(PlanError, match="one of mean_ttft_ms"):
-        parse_slos("ttft=5")
-    with pytest.raises(PlanError, match="'fast' is not a number"):
-        parse_slos("p90_ttft_ms=fast")
+    slos = parse_slos("ttft_p90_ms=6000, p90_tpot_ms=40,output_throughput_per_gpu=25", SLO_STATS)
+    assert slos == {"p90_ttft_ms": 6000.0, "p90_tpot_ms": 40.0, "output_throughput_per_gpu": 25.0}
+    assert parse_slos("", SLO_STATS) == {}
+    with pytest.raises(SloError, match="'ttft': unknown statistic; known: mean_tpot_ms"):
+        parse_slos("ttft=5", SLO_STATS)
+    with pytest.raises(SloError, match="'fast' is not a number"):
+        parse_slos("p90_ttft_ms=fast", SLO_STATS)
+    with pytest.raises(SloError, match="give NAME=VALUE"):
+        parse_slos("p90_ttft_ms", SLO_STATS)
+    stats = {"p90_ttft_ms": 7000.0, "p90_tpot_ms": 30.0, "output_throughput_per_gpu": 20.0}
+    assert slo_misses(stats, slos) == ["p90_ttft_ms 7000 > 6000", "output_throughput_per_gpu 20 < 25"]
 
 
 def test_workload_ids_read_back_as_the_workloads_they_name():
@@ -93,7 +94,7 @@ def test_the_pareto_front_keeps_exactly_the_undominated():
 
 def test_evaluation_is_the_discrete_event_model_with_memory_and_slos():
     topologies = list(candidate_topologies(2, 8))
-    out = evaluate(P, topologies, SEED, parse_slos("p90_tpot_ms=40"))
+    out = evaluate(P, topologies, SEED, parse_slos("p90_tpot_ms=40", SLO_STATS))
     assert len(out) == len(topologies)
     feasible = [c for c in out if c.feasible]
     assert feasible and all(c.gpus == 16 for c in feasible)  # DeepSeek-V3 needs 8 GPUs per server
@@ -107,7 +108,7 @@ def test_evaluation_is_the_discrete_event_model_with_memory_and_slos():
     best = ranked(out)
     assert best and all(c.pareto for c in best)
     assert [c.stats[PER_GPU] for c in best] == sorted((c.stats[PER_GPU] for c in best), reverse=True)
-    strict = evaluate(P, [PP2], SEED, parse_slos("p90_ttft_ms=1000"))
+    strict = evaluate(P, [PP2], SEED, parse_slos("p90_ttft_ms=1000", SLO_STATS))
     assert strict[0].problem.startswith("SLO: p90_ttft_ms") and not strict[0].pareto
 
 

@@ -1,0 +1,80 @@
+"""Capacity under an SLO (judge/capacity.py), the loads of a sweep (workload/sweep.py), and the
+timing model's answer to the same search (twin/capacity.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_pd.judge.capacity import search
+from pytest_pd.sim.closed_loop import Topology
+from pytest_pd.sim.model import ServerShape, SimParams
+from pytest_pd.twin.capacity import model_capacity, model_stats
+from pytest_pd.workload.spec import Workload, WorkloadError
+from pytest_pd.workload.sweep import at_load, geometric, sweep
+
+SLO = {"p90_ttft_ms": 2500.0}
+
+
+def knee_at_20(load: float):
+    """p90 TTFT grows with load and jumps past 20: the true capacity is 19 requests."""
+    return {"p90_ttft_ms": 100 * load * (1 if load < 20 else 3)}, 0
+
+
+def test_bracketing_then_bisection_within_the_point_budget():
+    c = search(knee_at_20, SLO, start=1, max_points=12)
+    assert [p.load for p in c.points][:6] == [1, 2, 4, 8, 16, 32]  # doubling until a miss
+    assert c.capacity == 19 and c.bracket == (19, 20)
+    assert len(c.points) <= 12 and not c.limited_by_search
+    few = search(knee_at_20, SLO, start=1, max_points=6)
+    assert len(few.points) == 6 and few.bracket == (16, 32)  # budget spent: the bracket says so
+
+
+def test_a_rate_search_stops_at_its_resolution():
+    c = search(knee_at_20, SLO, over="request_rate", start=1.5, resolution=0.05, max_points=20)
+    low, high = c.bracket
+    assert low is not None and high is not None and low <= 19.99 < high
+    assert (high - low) / low <= 0.05
+
+
+def test_a_load_that_misses_from_the_start_searches_down_and_failed_requests_miss():
+    c = search(knee_at_20, {"p90_ttft_ms": 50.0}, start=4)
+    assert [p.load for p in c.points] == [4, 2, 1] and c.capacity is None
+    failing = search(lambda load: ({"p90_ttft_ms": 1.0}, 1 if load > 3 else 0), SLO, start=1)
+    assert failing.capacity == 3
+    assert "1 failed request(s)" in next(p for p in failing.points if p.load == 4).misses
+
+
+def test_a_search_that_never_misses_says_its_figure_is_a_floor():
+    c = search(knee_at_20, {"p90_ttft_ms": 1e9}, start=4, highest=40)
+    assert c.capacity == 40 and c.limited_by_search and [p.load for p in c.points][-1] == 40
+
+
+def test_bad_search_arguments_are_refused():
+    with pytest.raises(ValueError, match="concurrency, request_rate"):
+        search(knee_at_20, SLO, over="tokens")
+    with pytest.raises(ValueError, match="growth > 1"):
+        search(knee_at_20, SLO, growth=1.0)
+
+
+def test_sweep_points_are_the_workload_at_each_load():
+    base = Workload(input_len=100, output_len=10, concurrency=4, num_requests=8)
+    assert at_load(base, "concurrency", 16.4).concurrency == 16
+    assert at_load(base, "concurrency", 16).num_requests == 32  # every slot turns over
+    assert at_load(base, "request_rate", 2.5).request_rate == 2.5
+    assert [w.concurrency for w in sweep(base, "concurrency", [8, 1, 2, 2.2, 4])] == [1, 2, 4, 8]
+    assert geometric(1, 16, 5) == pytest.approx([1, 2, 4, 8, 16])
+    with pytest.raises(WorkloadError, match="concurrency or request_rate"):
+        at_load(base, "tokens", 3)
+    with pytest.raises(WorkloadError, match="finite rate > 0"):
+        at_load(base, "request_rate", 0)
+
+
+def test_the_model_capacity_is_the_search_run_on_simulations():
+    pp2 = Topology((ServerShape(tp=4, pp=2, chunked_prefill_size=16384),), (ServerShape(tp=8, prefill_pp=2),))
+    slo = {"p90_ttft_ms": 10000.0, "p90_tpot_ms": 50.0}
+    c = model_capacity(SimParams(), pp2, Workload(), slo, start=4)
+    assert c.capacity is not None and 8 <= c.capacity < 32
+    for p in c.points:  # each point is the model's statistics at that load
+        assert p.stats == model_stats(SimParams(), pp2, at_load(Workload(), "concurrency", p.load))
+    low, high = c.bracket
+    assert high is not None and next(p for p in c.points if p.load == high).misses
