@@ -1,7 +1,7 @@
 """The fixtures a suite uses; each borrows the session object (``session.py``): ``pd_measurer``
 (owns the clusters), ``pd_spec`` (the candidate's cluster file), ``pd_cluster`` (the candidate,
-up), ``pd_workload`` (what to run; parametrize it) and ``pd_run`` (candidate vs baseline,
-judged)."""
+up), ``pd_workload`` (what to run; parametrize it), ``pd_run`` (candidate vs baseline,
+judged) and ``pd_capacity`` (their capacity under SLOs, judged)."""
 
 from __future__ import annotations
 
@@ -64,3 +64,18 @@ def pd_run(
     baseline (live, stored or from a file: ``--pd-baseline``), then judges every ``pd_threshold``
     marker and compares with the last run. The plugin fails the test on any failed verdict."""
     return pd_session.run(request.node, pd_spec, pd_workload)
+
+
+@pytest.fixture
+def pd_capacity(
+    request: pytest.FixtureRequest,
+    pd_session: PdSession,
+    pd_measurer: Measurer,
+    pd_spec: ClusterSpec,
+    pd_workload: Workload,
+) -> Comparison:
+    """Searches the highest load at which ``pd_workload`` meets the SLOs of the test's
+    ``pd_capacity`` marker, on the candidate and (when a ratio bound asks for it) on its baseline,
+    each load measured on one bring-up; judged like ``pd_run``: ``.candidate.metrics`` holds
+    ``capacity_<over>`` and the statistics at that load, ``.candidate.capacity`` every load."""
+    return pd_session.capacity(request.node, pd_spec, pd_workload)

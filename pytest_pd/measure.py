@@ -121,8 +121,15 @@ class Measurer:
             )
         return self.spec(spec.baseline)
 
-    def cached(self, spec: ClusterSpec, workload: Workload) -> RunRecord | None:
-        return self._cache.get((spec.label, workload.id))
+    def cached(self, spec: ClusterSpec, workload: Workload | str) -> RunRecord | None:
+        """The record measured in this session of a workload (or of a :attr:`RunRecord.key`)."""
+        return self._cache.get((spec.label, workload if isinstance(workload, str) else workload.id))
+
+    def remember(self, spec: ClusterSpec, record: RunRecord) -> Path | None:
+        """Keep a record derived from this session's runs (a capacity search) as if measured:
+        cached under its key, passed to the record hook, saved to the results store."""
+        self._cache[(spec.label, record.key)] = record
+        return self._save(record)
 
     def measure(self, spec: ClusterSpec, workload: Workload, also: Sequence[Workload] = ()) -> RunRecord:
         """The record of ``workload`` run on ``spec``; ``also`` are workloads to run in the same

@@ -13,6 +13,7 @@ from pytest_pd import hookspec, options
 from pytest_pd.cluster.signals import sigterm_as_interrupt
 from pytest_pd.errors import PdRegressionWarning
 from pytest_pd.fixtures import (  # noqa: F401  (fixtures are found in the plugin's namespace)
+    pd_capacity,
     pd_cluster,
     pd_measurer,
     pd_run,
@@ -20,16 +21,27 @@ from pytest_pd.fixtures import (  # noqa: F401  (fixtures are found in the plugi
     pd_spec,
     pd_workload,
 )
+from pytest_pd.judge.capacity import MARKER as CAPACITY_MARKER
+from pytest_pd.judge.capacity import capacity_spec
 from pytest_pd.judge.catalog import judgeable
 from pytest_pd.judge.thresholds import ThresholdError, bounds_from_marker
+from pytest_pd.record import capacity_metric
 from pytest_pd.report.collector import ReportCollector
-from pytest_pd.session import BOUNDS_KEY, COMPARISON_KEY, PREDICTION_KEY, SESSION_KEY, PdSession, session_of
+from pytest_pd.session import (
+    BOUNDS_KEY,
+    CAPACITY_KEY,
+    COMPARISON_KEY,
+    PREDICTION_KEY,
+    SESSION_KEY,
+    PdSession,
+    session_of,
+)
 from pytest_pd.twin.predict import MARKER as PREDICTION_MARKER
 from pytest_pd.twin.predict import prediction_bound
 from pytest_pd.workload.spec import Workload
 
 MISUSE_KEY = pytest.StashKey[str]()
-PD_FIXTURES = {"pd_run", "pd_cluster", "pd_spec", "pd_measurer"}
+PD_FIXTURES = {"pd_run", "pd_capacity", "pd_cluster", "pd_spec", "pd_measurer"}
 MARKER = "pd_threshold"
 MARKER_HELP = (
     "pd_threshold(metric, max_ratio=, min_ratio=, max=, min=, noise='fail'|'pass'|'xfail'): bound "
@@ -38,6 +50,12 @@ MARKER_HELP = (
 PREDICTION_HELP = (
     "pd_prediction(max_error=0.1, stats=('mean_ttft_ms', 'mean_tpot_ms', 'output_throughput')): fail "
     "when the cluster's twin profile (twin: {profile: FILE}) mispredicts a statistic of the run by more"
+)
+CAPACITY_HELP = (
+    "pd_capacity(slo={'p90_ttft_ms': 2000, 'p90_tpot_ms': 50}, over='concurrency'|'request_rate', "
+    "start=1, growth=2, max_points=8, resolution=0.1, min_ratio=None): search the highest load at "
+    "which the run meets the SLOs with no failed request (use the pd_capacity fixture); min_ratio "
+    "bounds it against the baseline's"
 )
 CLUSTERS_MARKER = "pd_clusters"
 CLUSTERS_HELP = (
@@ -56,6 +74,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.addinivalue_line("markers", CLUSTERS_HELP)
     config.addinivalue_line("markers", PREDICTION_HELP)
+    config.addinivalue_line("markers", CAPACITY_HELP)
     session = PdSession(config, options.settings(config))  # bad option values fail here, first
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "pytest-pd-session")
@@ -98,14 +117,21 @@ def pytest_collection_modifyitems(
             continue
         markers = list(item.iter_markers(MARKER))
         prediction = item.get_closest_marker(PREDICTION_MARKER)
+        capacity = item.get_closest_marker(CAPACITY_MARKER)
         fixtures = set(getattr(item, "fixturenames", ()))
-        uses_run = "pd_run" in fixtures
+        uses_run = bool(fixtures & {"pd_run", "pd_capacity"})
         uses_pd = bool(fixtures & PD_FIXTURES)
+        misuse = None
         if (markers or prediction) and not uses_run:
             name = MARKER if markers else PREDICTION_MARKER
-            item.stash[MISUSE_KEY] = (
-                f"{name} markers need the pd_run fixture: add `pd_run` to the test's arguments"
+            misuse = f"{name} markers need the pd_run fixture: add `pd_run` to the test's arguments"
+        elif (capacity is not None) != ("pd_capacity" in fixtures):
+            misuse = (
+                f"the pd_capacity fixture and the {CAPACITY_MARKER}(slo=…) marker go together: "
+                "the marker says what to search, the fixture runs the search"
             )
+        if misuse is not None:
+            item.stash[MISUSE_KEY] = misuse
             continue
         if prediction is not None:
             try:
@@ -120,12 +146,18 @@ def pytest_collection_modifyitems(
         try:
             for marker in reversed(markers):  # decorator order, top first
                 bounds += bounds_from_marker(marker.args, marker.kwargs, known)
-        except ThresholdError as exc:
+            if capacity is not None:
+                wanted = capacity_spec(capacity.args, capacity.kwargs)
+                item.stash[CAPACITY_KEY] = wanted
+                if wanted.min_ratio is not None:
+                    ratio = {"min_ratio": wanted.min_ratio}
+                    bounds += bounds_from_marker((capacity_metric(wanted.over),), ratio, known)
+        except (ThresholdError, ValueError) as exc:
             item.stash[MISUSE_KEY] = str(exc)
         item.stash[BOUNDS_KEY] = bounds
         callspec = getattr(item, "callspec", None)
         workload = callspec.params.get("pd_workload") if callspec else None
-        if isinstance(workload, Workload):
+        if isinstance(workload, Workload) and capacity is None:  # a search runs its own loads
             workloads.setdefault(workload.id, workload)
     session_of(config).planned = list(workloads.values())
 

@@ -13,7 +13,9 @@ cluster, workload, environment, server_info; 2 — ``repeats``, ``baseline_mark`
 (compressed per-request records), ``telemetry``, ``session``, ``host``, ISO times; 3 — ``failure``
 and ``source`` (``suite`` or ``bench``); 4 — the typed record: ``problems`` and ``extra`` for every
 run, ``failure.recorded`` (workload id → results file) not written to files; since, with no new
-version (older files have none): ``prediction``, the cluster's twin profile's.
+version (older files have none): ``prediction``, the cluster's twin profile's; ``capacity``, a
+capacity search's result (such a record's metrics hold the capacity; it is stored and looked up
+under :attr:`RunRecord.key`, not the workload's id).
 """
 
 from __future__ import annotations
@@ -121,6 +123,38 @@ class Simulated(BaseModel):
     measured_metrics: Metrics = Field(default_factory=dict)  # as the client measured them
 
 
+class CapacitySearch(BaseModel):
+    """A capacity search (judge/capacity.py) as stored: what was varied, the SLOs, every load
+    measured (its statistics in model time, failed requests, why it missed, its results file),
+    the capacity found and the bracket the knee lies in."""
+
+    over: str
+    slo: dict[str, float]
+    points: list[dict[str, Any]] = Field(default_factory=list)
+    capacity: float | None = None
+    bracket: list[float | None] = Field(default_factory=list)
+    limited_by_search: bool = False
+    """Every load measured met the SLOs: the capacity is at least the figure given."""
+    predicted: float | None = None
+    """The timing model's capacity for the same search (simulated clusters and twin profiles)."""
+
+    @property
+    def metric(self) -> str:
+        return capacity_metric(self.over)
+
+
+def capacity_metric(over: str) -> str:
+    """The metric a capacity over ``over`` is recorded as: capacity_concurrency, capacity_request_rate."""
+    return f"capacity_{over}"
+
+
+def capacity_key(workload_id: str, over: str, slo: Mapping[str, float]) -> str:
+    """The results key of a capacity search of a workload: what it varied and its SLOs, e.g.
+    ``in6000-out1000-c16-n32-capacity-concurrency-p90_ttft_ms10000-p90_tpot_ms50``."""
+    bounds = "-".join(f"{k}{v:g}" for k, v in sorted(slo.items()))
+    return f"{workload_id}-capacity-{over}-{bounds}"
+
+
 class RunRecord(BaseModel):
     """One workload on one cluster: its metrics (the median over repeats), each repeat's, where
     and with what it ran, and its per-request records; or the failure that stopped it."""
@@ -150,6 +184,7 @@ class RunRecord(BaseModel):
     command: list[str] | None = None  # the command line of a bench run
     extra: dict[str, Any] = Field(default_factory=dict)  # what hooks add (pytest_pd_record)
     prediction: dict[str, Any] | None = None  # the cluster's twin profile's: twin/predict.py
+    capacity: CapacitySearch | None = None  # a capacity search's result (judge/capacity.py)
     requests: list[dict[str, Any]] | None = None  # per repeat: encode_requests(RunResult.to_dict())
     path: str | None = None  # the file it was read from or saved to (not written to the file)
     _runs: list[dict[str, Any]] | None = PrivateAttr(default=None)
@@ -177,6 +212,14 @@ class RunRecord(BaseModel):
     @property
     def name(self) -> str:
         return self.cluster.name
+
+    @property
+    def key(self) -> str:
+        """What the record is stored and looked up under: the workload's id, or for a capacity
+        search :func:`capacity_key`."""
+        if self.capacity is not None:
+            return capacity_key(self.workload.id, self.capacity.over, self.capacity.slo)
+        return self.workload.id
 
     @property
     def speedup(self) -> float:

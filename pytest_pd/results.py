@@ -65,7 +65,7 @@ def save_result(results_dir: Path, record: RunRecord, *, with_requests: bool = T
     into place, which fails instead of replacing; the loser takes the next suffix). Sets
     ``record.path``."""
     results_dir.mkdir(parents=True, exist_ok=True)
-    name = result_filename(record.cluster.name, record.workload.id, record.started_at)
+    name = result_filename(record.cluster.name, record.key, record.started_at)
     tmp = _write_temp(results_dir, name, record.to_json(with_requests=with_requests))
     try:
         for n in range(10_000):
@@ -125,7 +125,8 @@ def find_runs(
     *,
     include_failed: bool = False,
 ) -> list[RunRecord]:
-    """Stored runs of ``cluster`` on ``workload_id`` (and ``model``, when given), oldest first;
+    """Stored runs of ``cluster`` on ``workload_id`` (a :attr:`RunRecord.key`: a workload's id, or
+    a capacity search's key) (and ``model``, when given), oldest first;
     runs that did not complete (a ``failure`` record) only with ``include_failed``; ad hoc
     ``pytest-pd bench`` runs never."""
     # file names hold cluster and workload (result_filename): read only those files
@@ -134,7 +135,7 @@ def find_runs(
         r
         for r in iter_results(results_dir, f"*{pattern}*.json")
         if r.cluster.name == cluster
-        and r.workload.id == workload_id
+        and r.key == workload_id
         and (model is None or r.model.name == model)
         and (include_failed or r.failure is None)
         and r.source != "bench"

@@ -21,19 +21,23 @@ from pytest_pd.cluster.spec import ClusterSpec
 from pytest_pd.cluster.topology import Topology
 from pytest_pd.errors import PdError
 from pytest_pd.judge.baseline import BaselinePlan, plan_baseline
+from pytest_pd.judge.capacity import CapacitySpec, capacity_record, search
 from pytest_pd.judge.comparison import Comparison, compare, to_dict
 from pytest_pd.judge.thresholds import Bound
 from pytest_pd.measure import Hooks, Measurer
 from pytest_pd.options import Settings
-from pytest_pd.record import Failure, RunRecord
+from pytest_pd.record import Failure, RunRecord, capacity_key
 from pytest_pd.report import html as html_report
 from pytest_pd.report import summary as text_report
+from pytest_pd.twin.capacity import predicted_capacity
 from pytest_pd.twin.predict import prediction_misses
 from pytest_pd.workload.spec import Workload
+from pytest_pd.workload.sweep import at_load
 
 SESSION_KEY = pytest.StashKey["PdSession"]()
 BOUNDS_KEY = pytest.StashKey[list[Bound]]()
 PREDICTION_KEY = pytest.StashKey[tuple[float, tuple[str, ...]]]()
+CAPACITY_KEY = pytest.StashKey[CapacitySpec]()
 COMPARISON_KEY = pytest.StashKey[Comparison]()
 EVIDENCE_KEY = pytest.StashKey["Evidence"]()
 # Attributes of a test report (they travel from xdist workers to the controller with it)
@@ -118,23 +122,47 @@ class PdSession:
     def run(self, item: pytest.Item, spec: ClusterSpec, workload: Workload) -> Comparison:
         """``workload`` on the candidate ``spec`` and (when a ratio bound asks for it) on its
         baseline, judged against the test's bounds and the candidate's last run."""
-        opts, measurer = self.settings, self.measurer
+
+        def measure(cluster: ClusterSpec) -> RunRecord:
+            return self.measurer.measure(cluster, workload, also=self.planned)
+
+        return self._compare(item, spec, workload, workload.id, measure)
+
+    def capacity(self, item: pytest.Item, spec: ClusterSpec, workload: Workload) -> Comparison:
+        """The capacity search of the test's ``pd_capacity`` marker on the candidate and (when a
+        ratio bound asks for it) on its baseline, judged like a run: its record's metrics are the
+        capacity and the statistics at that load."""
+        wanted = item.stash[CAPACITY_KEY]
+        key = capacity_key(workload.id, wanted.over, wanted.slo)
+        return self._compare(
+            item, spec, workload, key, lambda cluster: self._capacity(cluster, workload, wanted)
+        )
+
+    def _compare(
+        self,
+        item: pytest.Item,
+        spec: ClusterSpec,
+        workload: Workload,
+        key: str,
+        measure: Callable[[ClusterSpec], RunRecord],
+    ) -> Comparison:
+        opts = self.settings
         bounds = item.stash.get(BOUNDS_KEY, [])
-        plan = self._baseline_plan(spec, workload) if any(b.is_ratio for b in bounds) else None
-        candidate = measurer.measure(spec, workload, also=self.planned)
+        plan = self._baseline_plan(spec, workload, key) if any(b.is_ratio for b in bounds) else None
+        candidate = measure(spec)
         baseline, log_runs = None, [(spec, Path(candidate.run_dir) if candidate.run_dir else None)]
         if plan is not None and plan.live is not None:
-            baseline = measurer.measure(plan.live, workload, also=self.planned)
+            baseline = measure(plan.live)
             log_runs.append((plan.live, Path(baseline.run_dir) if baseline.run_dir else None))
         elif plan is not None:
             baseline = plan.stored
-        history = store.find_runs(opts.results_dir, spec.label, workload.id, spec.model_name)
+        history = store.find_runs(opts.results_dir, spec.label, key, spec.model_name)
         last = None
         if opts.compare_last:
-            last = store.previous_run(history, measurer.session, candidate.started_at)
+            last = store.previous_run(history, self.measurer.session, candidate.started_at)
         comp = compare(
             item.nodeid,
-            workload.id,
+            key,
             candidate,
             baseline,
             bounds,
@@ -155,7 +183,26 @@ class PdSession:
         item.stash[EVIDENCE_KEY] = Evidence([r.path for r in trend if r.path], log_runs)
         return comp
 
-    def _baseline_plan(self, spec: ClusterSpec, workload: Workload) -> BaselinePlan:
+    def _capacity(self, spec: ClusterSpec, workload: Workload, wanted: CapacitySpec) -> RunRecord:
+        """The capacity record of ``spec`` (searched now, one load after another on one
+        bring-up, each load's run stored as usual), or this session's."""
+        key = capacity_key(workload.id, wanted.over, wanted.slo)
+        hit = self.measurer.cached(spec, key)
+        if hit is not None:
+            return hit
+        runs: dict[float, RunRecord] = {}
+
+        def evaluate(load: float) -> tuple[dict[str, float], int]:
+            record = self.measurer.measure(spec, at_load(workload, wanted.over, load))
+            runs[load] = record
+            return dict(record.metrics), int(record.metrics.get("failed") or 0)
+
+        found = search(evaluate, wanted.slo, **wanted.search_args())  # type: ignore[arg-type]
+        record = capacity_record(found, runs, workload, predicted_capacity(spec, workload, wanted))
+        self.measurer.remember(spec, record)
+        return record
+
+    def _baseline_plan(self, spec: ClusterSpec, workload: Workload, key: str) -> BaselinePlan:
         opts = self.settings
         planned = plan_baseline(
             opts.baseline,
@@ -164,6 +211,7 @@ class PdSession:
             spec,
             workload,
             create_baseline_command(self.config),
+            key,
         )
         chosen = self.config.hook.pytest_pd_baseline(
             config=self.config, spec=spec, workload=workload, planned=planned

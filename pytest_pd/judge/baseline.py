@@ -24,7 +24,7 @@ class Measurements(Protocol):
 
     def baseline_of(self, spec: ClusterSpec) -> ClusterSpec: ...
 
-    def cached(self, spec: ClusterSpec, workload: Workload) -> object | None: ...
+    def cached(self, spec: ClusterSpec, workload: Workload | str) -> object | None: ...
 
 
 @dataclass
@@ -41,15 +41,18 @@ def plan_baseline(
     spec: ClusterSpec,
     workload: Workload,
     create_command: str,
+    key: str | None = None,
 ) -> BaselinePlan:
     """``mode``: auto, live, stored or a path; ``create_command``: the command line that would
-    measure the baseline live and mark it stored (said when none is stored)."""
+    measure the baseline live and mark it stored (said when none is stored); ``key``: what the
+    baseline record is stored under (default the workload's id; a capacity search's key)."""
+    key = key or workload.id
     bspec = measurer.baseline_of(spec)
-    if mode == "live" or measurer.cached(bspec, workload) is not None:
+    if mode == "live" or measurer.cached(bspec, key) is not None:
         return BaselinePlan(live=bspec, source="live (measured in this session)")
     path = None if mode in ("auto", "stored") else Path(mode)
     if path is not None and path.is_file():
-        return BaselinePlan(stored=_from_file(path, mode, workload), source=f"file {path}")
+        return BaselinePlan(stored=_from_file(path, mode, key), source=f"file {path}")
     folder = path if path is not None else measurer.results_dir
     if path is not None and not path.is_dir():
         raise BaselineError(
@@ -57,7 +60,7 @@ def plan_baseline(
             "results JSON file, or a folder of them."
         )
     limit = max_age_s if path is None else math.inf
-    runs = store.find_runs(folder, bspec.label, workload.id, bspec.model_name) if folder else []
+    runs = store.find_runs(folder, bspec.label, key, bspec.model_name) if folder else []
     pick = store.pick_baseline(runs, time.time(), limit)
     if pick.run is not None:
         return BaselinePlan(stored=pick.run, source=f"stored ({pick.reason}: {pick.run.path})")
@@ -65,22 +68,22 @@ def plan_baseline(
         return BaselinePlan(live=bspec, source=f"live (no usable stored run: {pick.reason})")
     raise BaselineError(
         f"no stored baseline for {spec.label}: its baseline cluster {bspec.label} has "
-        f"{pick.reason} of workload {workload.id} with model {bspec.model_name} in {folder}. "
+        f"{pick.reason} of workload {key} with model {bspec.model_name} in {folder}. "
         f"Create one by measuring it live and marking it as the baseline:\n"
         f"    {create_command}\n"
         "or run with --pd-baseline=live."
     )
 
 
-def _from_file(path: Path, mode: str, workload: Workload) -> RunRecord:
+def _from_file(path: Path, mode: str, key: str) -> RunRecord:
     try:
         record = store.load_result(path)
     except (OSError, ValueError) as exc:
         raise BaselineError(f"--pd-baseline={mode}: cannot read that results file: {exc}") from None
-    if record.workload.id != workload.id:
+    if record.key != key:
         raise BaselineError(
-            f"--pd-baseline={mode} holds workload {record.workload.id!r}, but this "
-            f"test runs {workload.id!r}; give a results file of the same workload (or a "
+            f"--pd-baseline={mode} holds workload {record.key!r}, but this "
+            f"test runs {key!r}; give a results file of the same workload (or a "
             "folder of results to search)."
         )
     return record

@@ -10,9 +10,70 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from .slo import slo_misses
+from pytest_pd.record import CapacitySearch, RunRecord, capacity_metric
+from pytest_pd.workload.spec import Workload
+
+from .slo import SloError, check_slos, slo_misses
 
 LOADS = ("concurrency", "request_rate")
+MARKER = "pd_capacity"
+SLO_STATS = tuple(
+    f"{stat}_{what}_ms"
+    for what in ("ttft", "tpot", "itl", "e2e_latency")
+    for stat in ("mean", "median", "p90", "p99")
+) + ("output_throughput", "request_throughput", "goodput")
+"""What a capacity SLO may bound: latency statistics from above, throughputs from below."""
+
+
+@dataclass(frozen=True)
+class CapacitySpec:
+    """What ``@pytest.mark.pd_capacity(...)`` asks: the SLOs, what to vary and how to search."""
+
+    slo: Mapping[str, float]
+    over: str = "concurrency"
+    start: float = 1.0
+    growth: float = 2.0
+    max_points: int = 8
+    resolution: float = 0.1
+    min_ratio: float | None = None
+    """Shorthand for ``pd_threshold("capacity_<over>", min_ratio=…)``."""
+
+    def search_args(self) -> dict[str, float | int | str]:
+        return {
+            "over": self.over,
+            "start": self.start,
+            "growth": self.growth,
+            "max_points": self.max_points,
+            "resolution": self.resolution,
+        }
+
+
+def capacity_spec(args: tuple[object, ...], kwargs: Mapping[str, object]) -> CapacitySpec:
+    """The marker's arguments, checked; ValueError naming what is wrong and how to write it."""
+    example = f'{MARKER}(slo={{"p90_ttft_ms": 2000, "p90_tpot_ms": 50}}, over="concurrency", min_ratio=0.95)'
+    fields = {"slo", "over", "start", "growth", "max_points", "resolution", "min_ratio"}
+    unknown = sorted(set(kwargs) - fields)
+    if args or unknown or not isinstance(kwargs.get("slo"), Mapping) or not kwargs["slo"]:
+        raise ValueError(
+            f"{MARKER} takes keyword arguments ({', '.join(sorted(fields))}) with slo= a "
+            f"non-empty dict, e.g. {example}"
+        )
+    try:
+        slo = check_slos(kwargs["slo"], SLO_STATS)  # type: ignore[arg-type]
+    except SloError as exc:
+        raise ValueError(f"{MARKER}: {exc}") from None
+    values = {k: v for k, v in kwargs.items() if k != "slo"}
+    for name, value in values.items():
+        if name != "over" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"{MARKER}({name}=…) must be a number, got {value!r}")
+    spec = CapacitySpec(slo=slo, **values)  # type: ignore[arg-type]
+    if spec.over not in LOADS:
+        raise ValueError(f"{MARKER}(over=…) must be one of {', '.join(LOADS)}, got {spec.over!r}")
+    if not (spec.start > 0 and spec.growth > 1 and spec.max_points >= 2 and 0 < spec.resolution < 1):
+        raise ValueError(f"{MARKER}: needs start > 0, growth > 1, max_points >= 2, 0 < resolution < 1")
+    if spec.min_ratio is not None and not spec.min_ratio > 0:
+        raise ValueError(f"{MARKER}(min_ratio=…) must be > 0, got {spec.min_ratio!r}")
+    return spec
 
 
 @dataclass(frozen=True)
@@ -129,3 +190,64 @@ def search(
         else:
             hi = mid
     return Capacity(over, dict(slo), tuple(points))
+
+
+POINT_STATS = (
+    "completed",
+    "failed",
+    "request_throughput",
+    "output_throughput",
+    "mean_ttft_ms",
+    "p90_ttft_ms",
+    "mean_tpot_ms",
+    "p90_tpot_ms",
+)
+"""What a stored capacity record keeps of each load (besides the SLOs' statistics)."""
+
+
+def capacity_record(
+    found: Capacity, runs: Mapping[float, RunRecord], workload: Workload, predicted: float | None = None
+) -> RunRecord:
+    """The record of a capacity search: the cluster, model and environment of its runs, metrics
+    of the run at the capacity (else of the lowest load) plus ``capacity_<over>`` (NaN when no
+    load met the SLOs), and every load with its statistics and results file."""
+    capacity = found.capacity
+    at = runs[capacity if capacity is not None else min(runs)]
+    first, last = min(r.started_at for r in runs.values()), max(r.finished_at or 0.0 for r in runs.values())
+    keep = set(POINT_STATS) | set(found.slo)
+    points = [
+        {
+            "load": p.load,
+            "stats": {k: v for k, v in p.stats.items() if k in keep},
+            "failed": p.failed,
+            "misses": list(p.misses),
+            "path": runs[p.load].path,
+        }
+        for p in found.points
+    ]
+    low, high = found.bracket
+    info = CapacitySearch(
+        over=found.over,
+        slo=dict(found.slo),
+        points=points,
+        capacity=capacity,
+        bracket=[low, high],
+        limited_by_search=found.limited_by_search,
+        predicted=predicted,
+    )
+    metrics = dict(at.metrics)
+    metrics[capacity_metric(found.over)] = math.nan if capacity is None else capacity
+    return at.model_copy(
+        update={
+            "workload": workload,
+            "metrics": metrics,
+            "repeats": [],
+            "capacity": info,
+            "requests": None,
+            "telemetry": None,
+            "prediction": None,
+            "started_at": first,
+            "finished_at": last or None,
+            "path": None,
+        }
+    )

@@ -84,6 +84,9 @@ _METRICS: tuple[Metric, ...] = (
     _count("input_len_unchecked", "input lengths not checked (chat without a template)", "requests"),
     _count("mismatch_share", "share of requests with a length mismatch", "share", "lower"),
     _count("repeats", "repeats", "runs"),
+    # a capacity search's result (judge/capacity.py), in the cluster's own time
+    _count("capacity_concurrency", "capacity: highest concurrency within the SLOs", "requests", "higher"),
+    _rate("capacity_request_rate", "capacity: highest request rate within the SLOs", "req/s"),
 )
 CATALOG: Mapping[str, Metric] = {m.name: m for m in _METRICS}
 HISTORY_METRICS: tuple[str, ...] = tuple(  # the seed report's columns, in its order

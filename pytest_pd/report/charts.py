@@ -108,6 +108,30 @@ def rates(
     return _png(fig)
 
 
+def curves(
+    panels: Sequence[tuple[str, Mapping[str, Sequence[tuple[float, float]]], float | None]],
+    xlabel: str,
+) -> str:
+    """One panel per (title, {label: (x, y) points}, bound): a latency-throughput curve per side
+    (candidate first), the bound drawn as a red dashed line."""
+    fig = Figure(figsize=(10.4, 2.8 * math.ceil(len(panels) / 2)), layout="constrained")
+    axes = fig.subplots(math.ceil(len(panels) / 2), 2, squeeze=False).ravel()
+    for ax, (title, series, bound) in zip(axes, panels, strict=False):
+        for n, (label, points) in enumerate(series.items()):
+            pts = sorted(points)
+            color = CANDIDATE_COLOR if n == 0 else BASELINE_COLOR if n == 1 else None
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label, color=color)
+        if bound is not None and math.isfinite(bound):
+            ax.axhline(bound, color=BOUND_COLOR, linestyle="--", linewidth=1.2, label="SLO")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    return _png(fig)
+
+
 def trend(
     panels: Sequence[tuple[str, Sequence[float], Sequence[float | None]]],
     labels: Sequence[str],

@@ -205,6 +205,43 @@ def prediction_trend_chart(name: str, trend: Sequence[RunRecord]) -> str:
     return f"<h4>{escape(title)}</h4>" + charts.img(png, title, "prediction-trend", points=len(predicted))
 
 
+CURVE_STATS = ("p90_ttft_ms", "p90_tpot_ms", "mean_ttft_ms", "mean_tpot_ms")
+
+
+def capacity_chart(comp: Comparison) -> str:
+    """Latency against output throughput at every load a capacity search measured, candidate
+    and baseline on one chart per statistic (each SLO drawn); empty for an ordinary run."""
+    sides = ((comp.candidate, "candidate"), (comp.baseline, "baseline"))
+    searched = [
+        (f"{r.name} ({role})", r.capacity) for r, role in sides if r is not None and r.capacity is not None
+    ]
+    if not searched:
+        return ""
+    slo = searched[0][1].slo
+    shown = [s for s in CURVE_STATS if s in slo] or list(CURVE_STATS[:2])
+    panels = []
+    for stat in shown:
+        series = {
+            label: [
+                (float(p["stats"]["output_throughput"]), _display(stat, float(p["stats"][stat])))
+                for p in cap.points
+                if isinstance(p["stats"].get(stat), (int, float)) and "output_throughput" in p["stats"]
+            ]
+            for label, cap in searched
+        }
+        bound = _display(stat, slo[stat]) if stat in slo else None
+        panels.append((_title(stat), series, bound))
+    png = charts.curves(panels, "output throughput (tok/s)")
+    loads = "; ".join(
+        label + ": " + ", ".join(f"{p['load']:g}" for p in sorted(cap.points, key=lambda p: p["load"]))
+        for label, cap in searched
+    )
+    return (
+        f"<h4>{escape(comp.workload_id)}: latency against throughput at each load ({escape(loads)})</h4>"
+        + charts.img(png, "capacity search: latency against throughput", "capacity", points=len(searched))
+    )
+
+
 def run_charts(comp: Comparison, candidate: RunRecord, baseline: RunRecord | None) -> str:
     cname = f"{comp.candidate.name} (candidate)"
     bname = f"{comp.baseline.name} (baseline)" if comp.baseline else "baseline"
@@ -348,6 +385,7 @@ def details_section(
     parts = [
         f'<div class="pd-details" data-workload="{escape(comp.workload_id)}">',
         f"<h3>{escape(comp.workload_id)}: charts</h3>",
+        capacity_chart(comp),
         run_charts(comp, candidate, baseline),
         f"<h4>trend: last {len(trend)} run(s) of {escape(comp.candidate.name)}</h4>",
         trend_chart(comp, trend),

@@ -11,9 +11,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_pd.judge.catalog import higher_is_better
 from pytest_pd.judge.comparison import Comparison
 from pytest_pd.judge.thresholds import delta_percent
-from pytest_pd.record import Failure, RunRecord
+from pytest_pd.record import CapacitySearch, Failure, RunRecord
 from pytest_pd.twin.predict import prediction_line
 from pytest_pd.workload.chat import NO_TEMPLATE_NOTE
 from pytest_pd.workload.record import TOKENS_ONE_PER_CHUNK, TOKENS_SERVER, TOKENS_TOKENIZER
@@ -147,7 +148,24 @@ def other_verdicts(comp: Comparison) -> list[str]:
             out += [f"note: {run.name}: {n}" for n in measurement_notes(run.metrics)]
             if run.prediction is not None:
                 out.append(f"note: {run.name}: {prediction_line(run.prediction)}")
+            if run.capacity is not None:
+                out.append(f"note: {run.name}: {capacity_line(run.capacity)}")
     return out
+
+
+def capacity_line(cap: CapacitySearch) -> str:
+    """What a capacity search found, in one line: the figure, the SLOs, the bracket, the model's."""
+    unit = "requests in flight" if cap.over == "concurrency" else "requests/s"
+    slo = ", ".join(f"{k} {'≥' if higher_is_better(k) else '≤'} {v:g}" for k, v in cap.slo.items())
+    low, high = (cap.bracket + [None, None])[:2]
+    if cap.capacity is None:
+        found = f"no load met {slo} (lowest tried: {min((p['load'] for p in cap.points), default=0):g})"
+    elif cap.limited_by_search:
+        found = f"capacity at least {cap.capacity:g} {unit} under {slo} (every load tried met them)"
+    else:
+        found = f"capacity {cap.capacity:g} {unit} under {slo}; the knee lies below {high:g}"
+    model = f"; the timing model says {cap.predicted:g}" if cap.predicted is not None else ""
+    return f"{found} ({len(cap.points)} loads measured){model}"
 
 
 def measurement_notes(metrics: Mapping[str, Any]) -> list[str]:

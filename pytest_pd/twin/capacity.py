@@ -4,17 +4,21 @@ model's. Pure but for CPU time."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from pytest_pd.judge.capacity import Capacity, search
+from pytest_pd.cluster.spec import ClusterSpec
+from pytest_pd.judge.capacity import Capacity, CapacitySpec, search
 from pytest_pd.sim.closed_loop import Topology, simulate
 from pytest_pd.sim.model import SimParams
 from pytest_pd.workload.spec import Workload
 from pytest_pd.workload.sweep import at_load
 
-from .observed import stats_of
+from .observed import stats_of, topology_of
 from .plan import workload_requests
+from .profile import TIMING_PARAMS, load_profile
 
 
 def model_stats(params: SimParams, topology: Topology, workload: Workload) -> dict[str, float]:
@@ -38,3 +42,24 @@ def model_capacity(
         return model_stats(params, topology, at_load(base, over, load)), 0
 
     return search(evaluate, slo, over=over, **search_args)
+
+
+def model_of(spec: ClusterSpec) -> SimParams | None:
+    """The timing model that stands for a cluster: its twin profile's (``twin: {profile: …}``),
+    else a simulated cluster's own parameters (its ``sim:`` block), else None."""
+    if spec.twin is not None:
+        return load_profile(Path(spec.resolve_path(spec.twin.profile))).sim_params()
+    if spec.engine == "sim":
+        values: dict[str, Any] = {k: v for k, v in spec.sim.items() if k in TIMING_PARAMS}
+        return dataclasses.replace(SimParams(), **values)
+    return None
+
+
+def predicted_capacity(spec: ClusterSpec, base: Workload, wanted: CapacitySpec) -> float | None:
+    """The model's answer to the capacity search ``wanted`` on this cluster, or None when no
+    model stands for it (or the search finds no load within the SLOs)."""
+    params = model_of(spec)
+    if params is None:
+        return None
+    topology = topology_of(spec.model_dump(mode="json"))
+    return model_capacity(params, topology, base, wanted.slo, **wanted.search_args()).capacity  # type: ignore[arg-type]

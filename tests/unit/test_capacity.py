@@ -3,14 +3,18 @@ timing model's answer to the same search (twin/capacity.py)."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from pytest_pd.judge.capacity import search
+from pytest_pd.judge.capacity import capacity_record, capacity_spec, search
+from pytest_pd.record import RunRecord, capacity_key
 from pytest_pd.sim.closed_loop import Topology
 from pytest_pd.sim.model import ServerShape, SimParams
 from pytest_pd.twin.capacity import model_capacity, model_stats
 from pytest_pd.workload.spec import Workload, WorkloadError
 from pytest_pd.workload.sweep import at_load, geometric, sweep
+from tests.helpers.records import run_record
 
 SLO = {"p90_ttft_ms": 2500.0}
 
@@ -78,3 +82,51 @@ def test_the_model_capacity_is_the_search_run_on_simulations():
         assert p.stats == model_stats(SimParams(), pp2, at_load(Workload(), "concurrency", p.load))
     low, high = c.bracket
     assert high is not None and next(p for p in c.points if p.load == high).misses
+
+
+def test_the_marker_arguments_are_checked_with_a_hint():
+    spec = capacity_spec(
+        (), {"slo": {"ttft_p90_ms": 2000, "p90_tpot_ms": 50}, "over": "request_rate", "min_ratio": 0.9}
+    )
+    assert spec.slo == {"p90_ttft_ms": 2000.0, "p90_tpot_ms": 50.0} and spec.over == "request_rate"
+    assert spec.search_args()["max_points"] == 8
+    for args, kwargs, why in (
+        ((), {}, "slo= a non-empty dict"),
+        (({"p90_ttft_ms": 1},), {}, "takes keyword arguments"),
+        ((), {"slo": {"ttft": 1}}, "unknown statistic"),
+        ((), {"slo": {"p90_ttft_ms": "fast"}}, "finite number"),
+        ((), {"slo": {"p90_ttft_ms": 1}, "over": "tokens"}, "one of concurrency, request_rate"),
+        ((), {"slo": {"p90_ttft_ms": 1}, "growth": 1}, "growth > 1"),
+        ((), {"slo": {"p90_ttft_ms": 1}, "min_ratio": 0}, "min_ratio"),
+        ((), {"slo": {"p90_ttft_ms": 1}, "budget": 3}, "takes keyword arguments"),
+    ):
+        with pytest.raises(ValueError, match=why):
+            capacity_spec(args, kwargs)
+
+
+def test_a_search_becomes_one_record_keyed_apart_from_its_runs():
+    base = Workload(input_len=100, output_len=10, concurrency=4, num_requests=8)
+    runs = {}
+
+    def evaluate(load):
+        stats, failed = knee_at_20(load)
+        metrics = {**stats, "completed": 10, "failed": failed, "output_throughput": 10 * load}
+        w = at_load(base, "concurrency", load)
+        runs[load] = run_record(
+            "sim-pp2", "", metrics, workload=w, started_at=1000 + load, path=f"/r/{w.id}.json"
+        )
+        return metrics, failed
+
+    found = search(evaluate, SLO, start=4, max_points=5)
+    record = capacity_record(found, runs, base, predicted=18.0)
+    assert record.key == capacity_key(base.id, "concurrency", SLO) != base.id
+    assert record.workload == base and record.metrics["capacity_concurrency"] == found.capacity
+    assert record.metrics["p90_ttft_ms"] == runs[found.capacity].metrics["p90_ttft_ms"]  # at capacity
+    assert record.capacity is not None and record.capacity.predicted == 18.0
+    assert [p["load"] for p in record.capacity.points] == [p.load for p in found.points]
+    assert record.capacity.points[0]["path"] == runs[4.0].path
+    assert record.started_at == 1004 and record.requests is None
+    assert RunRecord.model_validate_json(record.model_dump_json()).key == record.key
+    nothing = search(lambda load: ({"p90_ttft_ms": 1e9}, 0), SLO, start=2, max_points=2)
+    empty = capacity_record(nothing, {p.load: runs[4.0] for p in nothing.points}, base)
+    assert math.isnan(empty.metrics["capacity_concurrency"])

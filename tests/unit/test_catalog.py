@@ -8,15 +8,18 @@ import math
 
 import pytest
 
+from pytest_pd.judge.capacity import LOADS
 from pytest_pd.judge.catalog import CATALOG, HISTORY_METRICS, higher_is_better, judgeable, to_model_time
+from pytest_pd.record import capacity_metric
 from pytest_pd.report.summary import COLUMNS
 from pytest_pd.workload.metrics import RunSummary
 
 
 def test_every_number_a_run_reports_is_catalogued_and_nothing_else():
     numeric = {f.name for f in dataclasses.fields(RunSummary) if f.type in ("float", "int")}
-    assert numeric == set(CATALOG)
-    assert judgeable() == numeric  # what pd_threshold may bound
+    capacities = {capacity_metric(over) for over in LOADS}  # what a capacity search records
+    assert numeric | capacities == set(CATALOG)
+    assert judgeable() == numeric | capacities  # what pd_threshold may bound
 
 
 def test_history_follows_the_seed_table_columns_in_their_order():
