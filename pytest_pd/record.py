@@ -130,6 +130,8 @@ class CapacitySearch(BaseModel):
 
     over: str
     slo: dict[str, float]
+    loads: list[float] = Field(default_factory=list)
+    """A sweep's loads (measured as given); empty for a search."""
     points: list[dict[str, Any]] = Field(default_factory=list)
     capacity: float | None = None
     bracket: list[float | None] = Field(default_factory=list)
@@ -148,11 +150,14 @@ def capacity_metric(over: str) -> str:
     return f"capacity_{over}"
 
 
-def capacity_key(workload_id: str, over: str, slo: Mapping[str, float]) -> str:
-    """The results key of a capacity search of a workload: what it varied and its SLOs, e.g.
-    ``in6000-out1000-c16-n32-capacity-concurrency-p90_ttft_ms10000-p90_tpot_ms50``."""
-    bounds = "-".join(f"{k}{v:g}" for k, v in sorted(slo.items()))
-    return f"{workload_id}-capacity-{over}-{bounds}"
+def capacity_key(workload_id: str, over: str, slo: Mapping[str, float], loads: Sequence[float] = ()) -> str:
+    """The results key of a capacity search (or sweep) of a workload: what it varied, its SLOs
+    and a sweep's loads, e.g.
+    ``in6000-out1000-c16-n32-capacity-concurrency-p90_tpot_ms50-p90_ttft_ms10000``."""
+    parts = [f"{k}{v:g}" for k, v in sorted(slo.items())]
+    if loads:
+        parts.append("at" + "_".join(f"{x:g}" for x in loads))
+    return "-".join([f"{workload_id}-capacity-{over}", *parts])
 
 
 class RunRecord(BaseModel):
@@ -218,7 +223,7 @@ class RunRecord(BaseModel):
         """What the record is stored and looked up under: the workload's id, or for a capacity
         search :func:`capacity_key`."""
         if self.capacity is not None:
-            return capacity_key(self.workload.id, self.capacity.over, self.capacity.slo)
+            return capacity_key(self.workload.id, self.capacity.over, self.capacity.slo, self.capacity.loads)
         return self.workload.id
 
     @property

@@ -21,7 +21,7 @@ from pytest_pd.cluster.spec import ClusterSpec
 from pytest_pd.cluster.topology import Topology
 from pytest_pd.errors import PdError
 from pytest_pd.judge.baseline import BaselinePlan, plan_baseline
-from pytest_pd.judge.capacity import CapacitySpec, capacity_record, search
+from pytest_pd.judge.capacity import CapacitySpec, capacity_record
 from pytest_pd.judge.comparison import Comparison, compare, to_dict
 from pytest_pd.judge.thresholds import Bound
 from pytest_pd.measure import Hooks, Measurer
@@ -133,7 +133,7 @@ class PdSession:
         ratio bound asks for it) on its baseline, judged like a run: its record's metrics are the
         capacity and the statistics at that load."""
         wanted = item.stash[CAPACITY_KEY]
-        key = capacity_key(workload.id, wanted.over, wanted.slo)
+        key = capacity_key(workload.id, wanted.over, wanted.slo, wanted.loads)
         return self._compare(
             item, spec, workload, key, lambda cluster: self._capacity(cluster, workload, wanted)
         )
@@ -186,7 +186,7 @@ class PdSession:
     def _capacity(self, spec: ClusterSpec, workload: Workload, wanted: CapacitySpec) -> RunRecord:
         """The capacity record of ``spec`` (searched now, one load after another on one
         bring-up, each load's run stored as usual), or this session's."""
-        key = capacity_key(workload.id, wanted.over, wanted.slo)
+        key = capacity_key(workload.id, wanted.over, wanted.slo, wanted.loads)
         hit = self.measurer.cached(spec, key)
         if hit is not None:
             return hit
@@ -197,8 +197,10 @@ class PdSession:
             runs[load] = record
             return dict(record.metrics), int(record.metrics.get("failed") or 0)
 
-        found = search(evaluate, wanted.slo, **wanted.search_args())  # type: ignore[arg-type]
-        record = capacity_record(found, runs, workload, predicted_capacity(spec, workload, wanted))
+        found = wanted.run(evaluate)
+        record = capacity_record(
+            found, runs, workload, predicted_capacity(spec, workload, wanted), wanted.loads
+        )
         self.measurer.remember(spec, record)
         return record
 

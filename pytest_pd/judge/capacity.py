@@ -7,7 +7,7 @@ miss until the bracket is narrow enough or the point budget is spent. Pure: the 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pytest_pd.record import CapacitySearch, RunRecord, capacity_metric
@@ -37,36 +37,51 @@ class CapacitySpec:
     resolution: float = 0.1
     min_ratio: float | None = None
     """Shorthand for ``pd_threshold("capacity_<over>", min_ratio=…)``."""
+    loads: tuple[float, ...] = ()
+    """A sweep: measure exactly these loads, in order, instead of searching."""
 
-    def search_args(self) -> dict[str, float | int | str]:
-        return {
-            "over": self.over,
-            "start": self.start,
-            "growth": self.growth,
-            "max_points": self.max_points,
-            "resolution": self.resolution,
-        }
+    def run(self, evaluate: Callable[[float], tuple[Mapping[str, float], int]]) -> Capacity:
+        """The sweep of ``loads`` when given, else the search, with ``evaluate`` measuring a load."""
+        if self.loads:
+            return measure_loads(evaluate, self.slo, self.loads, over=self.over)
+        return search(
+            evaluate,
+            self.slo,
+            over=self.over,
+            start=self.start,
+            growth=self.growth,
+            max_points=self.max_points,
+            resolution=self.resolution,
+        )
 
 
 def capacity_spec(args: tuple[object, ...], kwargs: Mapping[str, object]) -> CapacitySpec:
     """The marker's arguments, checked; ValueError naming what is wrong and how to write it."""
     example = f'{MARKER}(slo={{"p90_ttft_ms": 2000, "p90_tpot_ms": 50}}, over="concurrency", min_ratio=0.95)'
-    fields = {"slo", "over", "start", "growth", "max_points", "resolution", "min_ratio"}
+    fields = {"slo", "over", "start", "growth", "max_points", "resolution", "min_ratio", "loads"}
     unknown = sorted(set(kwargs) - fields)
-    if args or unknown or not isinstance(kwargs.get("slo"), Mapping) or not kwargs["slo"]:
+    loads = kwargs.get("loads", ())
+    if not isinstance(loads, (list, tuple)) or not all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < math.inf for x in loads
+    ):
+        raise ValueError(
+            f"{MARKER}(loads=…) must be a list of loads > 0, e.g. loads=[1, 2, 4, 8]; got {loads!r}"
+        )
+    slo_given = kwargs.get("slo", {})
+    if args or unknown or not isinstance(slo_given, Mapping) or not (slo_given or loads):
         raise ValueError(
             f"{MARKER} takes keyword arguments ({', '.join(sorted(fields))}) with slo= a "
-            f"non-empty dict, e.g. {example}"
+            f"non-empty dict (optional for a sweep of loads=[…]), e.g. {example}"
         )
     try:
-        slo = check_slos(kwargs["slo"], SLO_STATS)  # type: ignore[arg-type]
+        slo = check_slos(slo_given, SLO_STATS)
     except SloError as exc:
         raise ValueError(f"{MARKER}: {exc}") from None
-    values = {k: v for k, v in kwargs.items() if k != "slo"}
+    values = {k: v for k, v in kwargs.items() if k not in ("slo", "loads")}
     for name, value in values.items():
         if name != "over" and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise ValueError(f"{MARKER}({name}=…) must be a number, got {value!r}")
-    spec = CapacitySpec(slo=slo, **values)  # type: ignore[arg-type]
+    spec = CapacitySpec(slo=slo, loads=tuple(float(x) for x in loads), **values)  # type: ignore[arg-type]
     if spec.over not in LOADS:
         raise ValueError(f"{MARKER}(over=…) must be one of {', '.join(LOADS)}, got {spec.over!r}")
     if not (spec.start > 0 and spec.growth > 1 and spec.max_points >= 2 and 0 < spec.resolution < 1):
@@ -126,6 +141,23 @@ def judge(load: float, stats: Mapping[str, float], failed: int, slo: Mapping[str
     if failed:
         misses.append(f"{failed} failed request(s)")
     return LoadPoint(load, dict(stats), failed, tuple(misses))
+
+
+def measure_loads(
+    evaluate: Callable[[float], tuple[Mapping[str, float], int]],
+    slo: Mapping[str, float],
+    loads: Sequence[float],
+    *,
+    over: str = "concurrency",
+) -> Capacity:
+    """A sweep: every load measured in order (concurrency rounded to whole requests, repeats
+    dropped); the capacity is the highest load below the first that misses an SLO."""
+    if over not in LOADS:
+        raise ValueError(f"a sweep varies one of {', '.join(LOADS)}, not {over!r}")
+    points: list[LoadPoint] = []
+    for load in dict.fromkeys(float(max(1, round(x))) if over == "concurrency" else float(x) for x in loads):
+        points.append(judge(load, *evaluate(load), slo))
+    return Capacity(over, dict(slo), tuple(points))
 
 
 def search(
@@ -206,7 +238,11 @@ POINT_STATS = (
 
 
 def capacity_record(
-    found: Capacity, runs: Mapping[float, RunRecord], workload: Workload, predicted: float | None = None
+    found: Capacity,
+    runs: Mapping[float, RunRecord],
+    workload: Workload,
+    predicted: float | None = None,
+    loads: Sequence[float] = (),
 ) -> RunRecord:
     """The record of a capacity search: the cluster, model and environment of its runs, metrics
     of the run at the capacity (else of the lowest load) plus ``capacity_<over>`` (NaN when no
@@ -227,6 +263,7 @@ def capacity_record(
     ]
     low, high = found.bracket
     info = CapacitySearch(
+        loads=list(loads),
         over=found.over,
         slo=dict(found.slo),
         points=points,

@@ -5,12 +5,11 @@ model's. Pure but for CPU time."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pytest_pd.cluster.spec import ClusterSpec
-from pytest_pd.judge.capacity import Capacity, CapacitySpec, search
+from pytest_pd.judge.capacity import Capacity, CapacitySpec
 from pytest_pd.sim.closed_loop import Topology, simulate
 from pytest_pd.sim.model import SimParams
 from pytest_pd.workload.spec import Workload
@@ -28,20 +27,13 @@ def model_stats(params: SimParams, topology: Topology, workload: Workload) -> di
     return stats_of(run["requests"], run["duration_s"])
 
 
-def model_capacity(
-    params: SimParams,
-    topology: Topology,
-    base: Workload,
-    slo: Mapping[str, float],
-    over: str = "concurrency",
-    **search_args: Any,
-) -> Capacity:
-    """:func:`judge.capacity.search` over ``over`` with every load simulated (no request fails)."""
+def model_capacity(params: SimParams, topology: Topology, base: Workload, wanted: CapacitySpec) -> Capacity:
+    """The search (or sweep) ``wanted`` with every load simulated (no request fails)."""
 
     def evaluate(load: float) -> tuple[dict[str, float], int]:
-        return model_stats(params, topology, at_load(base, over, load)), 0
+        return model_stats(params, topology, at_load(base, wanted.over, load)), 0
 
-    return search(evaluate, slo, over=over, **search_args)
+    return wanted.run(evaluate)
 
 
 def model_of(spec: ClusterSpec) -> SimParams | None:
@@ -62,4 +54,4 @@ def predicted_capacity(spec: ClusterSpec, base: Workload, wanted: CapacitySpec) 
     if params is None:
         return None
     topology = topology_of(spec.model_dump(mode="json"))
-    return model_capacity(params, topology, base, wanted.slo, **wanted.search_args()).capacity  # type: ignore[arg-type]
+    return model_capacity(params, topology, base, wanted).capacity

@@ -123,14 +123,19 @@ def test_shipped_suite_on_real_sglang_1p1d_and_2p1d(real_sglang: Path, tmp_path:
 
     # cpu-2p1d against cpu-1p1d measured live (the probe first: one bring-up of the candidate
     # serves both), then cpu-1p1d against the stored cpu-2p1d run
-    code, text = run(pytest_argv(folder, out, "cpu-2p1d", str(probe), str(REPO / "suites")), tmp_path)
+    code, text = run(
+        pytest_argv(folder, out, "cpu-2p1d", str(probe), str(REPO / "suites" / "test_pd_acceptance.py")),
+        tmp_path,
+    )
     assert code == 0, text
     assert re.search(r"3 passed, 1 skipped", text), text
     assert "process names:" in text and "sglang::schedul" in text, text
     assert re.search(r"cpu-2p1d \(candidate\)\s+TP=1 \(2P1D\)", text), text
     assert re.search(r"cpu-1p1d \(baseline\)\s+TP=1\s", text), text
     assert "baseline: cpu-1p1d, measured in this session" in text
-    code, text1 = run(pytest_argv(folder, out, "cpu-1p1d", str(REPO / "suites")), tmp_path)
+    code, text1 = run(
+        pytest_argv(folder, out, "cpu-1p1d", str(REPO / "suites" / "test_pd_acceptance.py")), tmp_path
+    )
     assert code == 0, text1
     assert re.search(r"2 passed, 1 skipped", text1), text1
     assert re.search(r"baseline: cpu-2p1d, stored", text1), text1

@@ -21,7 +21,7 @@ def test_seed_suite_passes_on_sim_clusters_through_smg(pytester, tmp_path, monke
         path.write_text(yaml.safe_dump(data, sort_keys=False))
     summary = tmp_path / "step-summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
-    result, out = run_session(pytester, folder, str(REPO / "suites"), "-rs")
+    result, out = run_session(pytester, folder, str(REPO / "suites" / "test_pd_acceptance.py"), "-rs")
     text = result.stdout.str()
     assert result.ret == 0, text
     result.assert_outcomes(passed=1, skipped=2)  # the cpu-* workloads are not for sim clusters

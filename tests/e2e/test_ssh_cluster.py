@@ -18,7 +18,9 @@ def test_shipped_suite_passes_on_ssh_clusters_across_two_hosts(pytester, sshd_fa
     folder = tmp_path / "clusters"
     for name in ("sim-pp2", "sim-tp8"):
         ssh_cluster_copy(name, folder, sshd_farm, tmp_path, sim={"speedup": SEED_BOUNDS_SPEEDUP})
-    result, out = run_session(pytester, folder, str(REPO / "suites"), "-s")  # -s: progress lines
+    result, out = run_session(
+        pytester, folder, str(REPO / "suites" / "test_pd_acceptance.py"), "-s"
+    )  # -s: progress lines
     text = result.stdout.str()
     assert result.ret == 0, text
     result.assert_outcomes(passed=1, skipped=2)  # the cpu-* workloads are not for sim clusters

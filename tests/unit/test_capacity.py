@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from pytest_pd.judge.capacity import capacity_record, capacity_spec, search
+from pytest_pd.judge.capacity import CapacitySpec, capacity_record, capacity_spec, measure_loads, search
 from pytest_pd.record import RunRecord, capacity_key
 from pytest_pd.sim.closed_loop import Topology
 from pytest_pd.sim.model import ServerShape, SimParams
@@ -76,7 +76,7 @@ def test_sweep_points_are_the_workload_at_each_load():
 def test_the_model_capacity_is_the_search_run_on_simulations():
     pp2 = Topology((ServerShape(tp=4, pp=2, chunked_prefill_size=16384),), (ServerShape(tp=8, prefill_pp=2),))
     slo = {"p90_ttft_ms": 10000.0, "p90_tpot_ms": 50.0}
-    c = model_capacity(SimParams(), pp2, Workload(), slo, start=4)
+    c = model_capacity(SimParams(), pp2, Workload(), CapacitySpec(slo=slo, start=4))
     assert c.capacity is not None and 8 <= c.capacity < 32
     for p in c.points:  # each point is the model's statistics at that load
         assert p.stats == model_stats(SimParams(), pp2, at_load(Workload(), "concurrency", p.load))
@@ -89,9 +89,11 @@ def test_the_marker_arguments_are_checked_with_a_hint():
         (), {"slo": {"ttft_p90_ms": 2000, "p90_tpot_ms": 50}, "over": "request_rate", "min_ratio": 0.9}
     )
     assert spec.slo == {"p90_ttft_ms": 2000.0, "p90_tpot_ms": 50.0} and spec.over == "request_rate"
-    assert spec.search_args()["max_points"] == 8
+    assert spec.max_points == 8 and spec.loads == ()
     for args, kwargs, why in (
         ((), {}, "slo= a non-empty dict"),
+        ((), {"loads": [1, "two"]}, "list of loads > 0"),
+        ((), {"loads": 4}, "list of loads > 0"),
         (({"p90_ttft_ms": 1},), {}, "takes keyword arguments"),
         ((), {"slo": {"ttft": 1}}, "unknown statistic"),
         ((), {"slo": {"p90_ttft_ms": "fast"}}, "finite number"),
@@ -130,3 +132,21 @@ def test_a_search_becomes_one_record_keyed_apart_from_its_runs():
     nothing = search(lambda load: ({"p90_ttft_ms": 1e9}, 0), SLO, start=2, max_points=2)
     empty = capacity_record(nothing, {p.load: runs[4.0] for p in nothing.points}, base)
     assert math.isnan(empty.metrics["capacity_concurrency"])
+
+
+def test_a_sweep_measures_exactly_its_loads_and_keys_apart_from_a_search():
+    seen = []
+
+    def evaluate(load):
+        seen.append(load)
+        return knee_at_20(load)
+
+    swept = measure_loads(evaluate, SLO, [16, 4, 4.2, 25, 8])
+    assert seen == [16, 4, 25, 8] and [p.ok for p in swept.points] == [True, True, False, True]
+    assert swept.capacity == 16 and [p.load for p in swept.curve()] == [4, 8, 16, 25]
+    spec = capacity_spec((), {"loads": [1, 2, 4]})  # a sweep needs no SLO
+    assert spec.slo == {} and spec.loads == (1.0, 2.0, 4.0)
+    plain = spec.run(lambda load: ({"p90_ttft_ms": load}, 0))
+    assert plain.capacity == 4 and plain.limited_by_search
+    assert capacity_key("w", "concurrency", SLO, (1, 2)) == "w-capacity-concurrency-p90_ttft_ms2500-at1_2"
+    assert capacity_key("w", "concurrency", SLO) == "w-capacity-concurrency-p90_ttft_ms2500"
