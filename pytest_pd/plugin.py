@@ -53,9 +53,9 @@ PREDICTION_HELP = (
 )
 CAPACITY_HELP = (
     "pd_capacity(slo={'p90_ttft_ms': 2000, 'p90_tpot_ms': 50}, over='concurrency'|'request_rate', "
-    "start=1, growth=2, max_points=8, resolution=0.1, min_ratio=None): search the highest load at "
-    "which the run meets the SLOs with no failed request (use the pd_capacity fixture); min_ratio "
-    "bounds it against the baseline's"
+    "start=1, growth=2, max_points=8, resolution=0.1, min_ratio=None, loads=()): search the highest "
+    "load at which the run meets the SLOs with no failed request, or measure exactly loads=[...] "
+    "(a sweep); use the pd_capacity fixture; min_ratio bounds it against the baseline's"
 )
 CLUSTERS_MARKER = "pd_clusters"
 CLUSTERS_HELP = (
@@ -125,6 +125,11 @@ def pytest_collection_modifyitems(
         if (markers or prediction) and not uses_run:
             name = MARKER if markers else PREDICTION_MARKER
             misuse = f"{name} markers need the pd_run fixture: add `pd_run` to the test's arguments"
+        elif capacity is not None and prediction is not None:
+            misuse = (
+                f"{PREDICTION_MARKER} judges one run's prediction; a {CAPACITY_MARKER} test runs a "
+                "search of many (the terminal says the model's capacity): use it on a pd_run test"
+            )
         elif (capacity is not None) != ("pd_capacity" in fixtures):
             misuse = (
                 f"the pd_capacity fixture and the {CAPACITY_MARKER}(slo=…) marker go together: "

@@ -151,7 +151,7 @@ def measure_loads(
     over: str = "concurrency",
 ) -> Capacity:
     """A sweep: every load measured in order (concurrency rounded to whole requests, repeats
-    dropped); the capacity is the highest load below the first that misses an SLO."""
+    dropped); the capacity is the highest load that met the SLOs below the lowest that missed."""
     if over not in LOADS:
         raise ValueError(f"a sweep varies one of {', '.join(LOADS)}, not {over!r}")
     points: list[LoadPoint] = []
@@ -197,11 +197,15 @@ def search(
     while len(points) < max_points:
         if lo is not None and hi is None:
             nxt = snap(min(lo * growth, highest))
+            if whole:
+                nxt = min(max(nxt, lo + 1), highest)  # a small growth still moves
             if nxt <= lo:
                 break  # at the ceiling we were given
         elif hi is not None and lo is None:
             nxt = snap(hi / growth)
-            if nxt >= hi:
+            if whole:
+                nxt = min(nxt, hi - 1)
+            if nxt >= hi or nxt < 1:
                 break  # concurrency 1 misses: no capacity
         else:
             break

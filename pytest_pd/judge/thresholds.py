@@ -147,10 +147,10 @@ def evaluate(
 ) -> Verdict:
     """One bound against the candidate's (and, for ratios, the baseline's) numbers. The samples
     are per-repeat values of each metric; with two or more, the verdict uses a bootstrap interval."""
-    value = float(candidate[bound.metric])
+    value = float(candidate.get(bound.metric, math.nan))  # not measured: "no data" below
     cand_s = (candidate_samples or {}).get(bound.metric)
     if not bound.is_ratio:
-        base = None if baseline is None else float(baseline[bound.metric])
+        base = None if baseline is None else float(baseline.get(bound.metric, math.nan))
         if not math.isfinite(value):
             return Verdict(
                 bound,
@@ -167,7 +167,7 @@ def evaluate(
         return Verdict(bound, value, base, ok, msg, status, ci)
     if baseline is None:
         raise ThresholdError(f"{bound.metric}: a ratio bound needs a baseline measurement")
-    base = float(baseline[bound.metric])
+    base = float(baseline.get(bound.metric, math.nan))
     if not (math.isfinite(value) and math.isfinite(base)) or base == 0:
         return Verdict(
             bound,

@@ -27,7 +27,14 @@ from pytest_pd.cluster import safe_yaml
 from pytest_pd.cluster.spec import ClusterSpec, find_cluster_file, load_cluster
 from pytest_pd.errors import PdError
 from pytest_pd.judge.slo import parse_slos
-from pytest_pd.sim.candidates import CHUNK_SIZES, PP_SIZES, TP_SIZES, candidate_topologies, describe
+from pytest_pd.sim.candidates import (
+    CHUNK_SIZES,
+    PP_SIZES,
+    TP_SIZES,
+    candidate_topologies,
+    describe,
+    gpu_count,
+)
 from pytest_pd.sim.closed_loop import Topology
 from pytest_pd.sim.model import SimParams
 from pytest_pd.workload.spec import Workload
@@ -131,9 +138,12 @@ def _plan(args: argparse.Namespace) -> int:
             chunk_sizes=args.chunk_sizes,
             policy=topology_of(template.model_dump(mode="json")).policy,
         )
-        if sum(s.tp * s.pp for s in t.prefill + t.decode) <= budget
+        if gpu_count(t) <= budget
     ]
-    topologies += [t for _, t in marked if not any(same_servers(t, c) for c in topologies)]
+    # the template's and baseline's topologies for comparison, when they fit the budget
+    topologies += [
+        t for _, t in marked if gpu_count(t) <= budget and not any(same_servers(t, c) for c in topologies)
+    ]
     candidates = evaluate(params, topologies, workload, slos, mem_fraction)
     marks = {id(c): label for c in candidates for label, t in marked if same_servers(c.topology, t)}
 
@@ -203,9 +213,12 @@ def _slug(topology: Topology) -> str:
 
 
 def _copy_baseline(template: ClusterSpec, template_path: Path, raw: dict[str, Any], out: Path) -> str:
-    """The plans' baseline: the template's own baseline (else the template), copied beside them."""
+    """The plans' baseline: the template's own baseline (else, or when its file is missing, the
+    template), copied beside them."""
     name = template.baseline or template_path.stem
     source = template_path.parent / f"{name}.yaml"
+    if not source.is_file():
+        name, source = template_path.stem, template_path
     target = out / f"{name}.yaml"
     if target.resolve() == source.resolve():
         return name

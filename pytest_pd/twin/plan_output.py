@@ -147,6 +147,9 @@ def rebase_paths(raw: Mapping[str, Any], src: Path, dst: Path) -> dict[str, Any]
         out.get("server_defaults", {}).get("sim") if isinstance(out.get("server_defaults"), dict) else None,
         "profile",
     )
+    for role in ("prefill", "decode"):
+        for server in out.get(role) or []:
+            fix(server.get("sim") if isinstance(server, dict) else None, "profile")
     for host in (out.get("hosts") or {}).values():
         fix(host, "lock_dir")
         if isinstance(host, dict):
@@ -192,6 +195,9 @@ def plan_cluster(
     """The template's data with its servers replaced by ``topology``'s, placed on its hosts; ports
     start at the template's and skip those already taken on the same address."""
     out = {k: copy.deepcopy(v) for k, v in template.items() if k not in ("prefill", "decode")}
+    if isinstance(out.get("server_defaults"), dict):  # each server says its own shape
+        for key in ("tp", "pp", "base_gpu_id", "prefill_pp", "chunked_prefill_size"):
+            out["server_defaults"].pop(key, None)
     out["name"] = name
     out.update(extra)
     taken: set[tuple[str, int]] = set()

@@ -38,6 +38,10 @@ TIMING_PARAMS = tuple(f.name for f in dataclasses.fields(SimParams) if f.name no
 """The parameters a profile holds, in SimParams order."""
 
 
+REMOVED_PARAMS = frozenset({"decode_step_per_req_s", "decode_batch_exponent", "decode_step_per_kv_token_s"})
+"""Parameters profiles held before the decode step became physical (refused with a hint)."""
+
+
 class ProfileError(ValueError):
     """A profile file that cannot be used; the message names the file and what to fix."""
 
@@ -65,6 +69,13 @@ class Profile(BaseModel):
     @field_validator("params")
     @classmethod
     def _known(cls, params: dict[str, Any]) -> dict[str, Any]:
+        removed = sorted(set(params) & REMOVED_PARAMS)
+        if removed:
+            raise ValueError(
+                f"{', '.join(removed)}: parameters of the earlier power-law decode model, replaced "
+                "by the physical one (weights and KV read per step, compute); fit a new profile "
+                "with `pytest-pd calibrate` from the same stored runs"
+            )
         unknown = sorted(set(params) - set(TIMING_PARAMS))
         if unknown:
             raise ValueError(

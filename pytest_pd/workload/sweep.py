@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
 
 from .spec import Workload, WorkloadError
 
@@ -15,7 +14,8 @@ least once, so the run is not just the first burst."""
 
 def at_load(base: Workload, over: str, load: float) -> Workload:
     """``base`` with its concurrency (whole requests, at least ``REQUESTS_PER_SLOT`` x that many
-    requests) or its request rate (open loop, same number of requests) set to ``load``."""
+    requests) or its request rate set to ``load``: open loop, the same number of requests and no
+    client-side cap (a capped client would queue requests where TTFT does not see it)."""
     if over == "concurrency":
         c = max(1, int(round(load)))
         return dataclasses.replace(
@@ -24,7 +24,7 @@ def at_load(base: Workload, over: str, load: float) -> Workload:
     if over == "request_rate":
         if not load > 0 or math.isinf(load):
             raise WorkloadError(f"a request-rate point must be a finite rate > 0, got {load!r}")
-        return dataclasses.replace(base, request_rate=float(load))
+        return dataclasses.replace(base, request_rate=float(load), concurrency=base.num_requests)
     raise WorkloadError(f"a sweep varies concurrency or request_rate, not {over!r}")
 
 
@@ -36,12 +36,3 @@ def geometric(low: float, high: float, points: int) -> list[float]:
         )
     ratio = (high / low) ** (1 / (points - 1))
     return [low * ratio**i for i in range(points)]
-
-
-def sweep(base: Workload, over: str, loads: Sequence[float]) -> list[Workload]:
-    """The workloads of a sweep, in load order, duplicates (after rounding) dropped."""
-    out: dict[str, Workload] = {}
-    for load in sorted(loads):
-        w = at_load(base, over, load)
-        out.setdefault(w.id, w)
-    return list(out.values())

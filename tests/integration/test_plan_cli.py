@@ -62,3 +62,12 @@ def test_plan_refuses_what_it_cannot_do_and_says_what_to_change(tmp_path: Path):
         done = pd_cli(*args)
         assert done.returncode == 2, (extra, done.stdout, done.stderr)
         assert message in done.stderr and "Traceback" not in done.stderr, (extra, done.stderr)
+
+
+def test_a_budget_nothing_fits_in_writes_no_plan_and_says_so(tmp_path: Path):
+    out = tmp_path / "plans"
+    done = pd_cli("plan", "--template", "sim-pp2", "--gpus", "8", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "no candidate meets the SLOs and fits in memory" in done.stdout, done.stdout
+    assert "template sim-pp2" not in done.stdout  # its 16 GPUs are over this budget
+    assert not list(out.glob("plan[0-9]*.yaml"))

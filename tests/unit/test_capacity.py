@@ -13,7 +13,7 @@ from pytest_pd.sim.closed_loop import Topology
 from pytest_pd.sim.model import ServerShape, SimParams
 from pytest_pd.twin.capacity import model_capacity, model_stats
 from pytest_pd.workload.spec import Workload, WorkloadError
-from pytest_pd.workload.sweep import at_load, geometric, sweep
+from pytest_pd.workload.sweep import at_load, geometric
 from tests.helpers.records import run_record
 
 SLO = {"p90_ttft_ms": 2500.0}
@@ -53,6 +53,13 @@ def test_a_search_that_never_misses_says_its_figure_is_a_floor():
     assert c.capacity == 40 and c.limited_by_search and [p.load for p in c.points][-1] == 40
 
 
+def test_a_small_growth_still_moves_the_load():
+    up = search(knee_at_20, SLO, start=1, growth=1.3, max_points=30)
+    assert up.capacity == 19 and len({p.load for p in up.points}) == len(up.points)
+    down = search(knee_at_20, {"p90_ttft_ms": 150.0}, start=2, growth=1.3)
+    assert [p.load for p in down.points] == [2, 1] and down.capacity == 1
+
+
 def test_bad_search_arguments_are_refused():
     with pytest.raises(ValueError, match="concurrency, request_rate"):
         search(knee_at_20, SLO, over="tokens")
@@ -65,7 +72,8 @@ def test_sweep_points_are_the_workload_at_each_load():
     assert at_load(base, "concurrency", 16.4).concurrency == 16
     assert at_load(base, "concurrency", 16).num_requests == 32  # every slot turns over
     assert at_load(base, "request_rate", 2.5).request_rate == 2.5
-    assert [w.concurrency for w in sweep(base, "concurrency", [8, 1, 2, 2.2, 4])] == [1, 2, 4, 8]
+    rate = at_load(base, "request_rate", 2.5)
+    assert rate.concurrency == rate.num_requests == 8  # open loop: no client-side cap
     assert geometric(1, 16, 5) == pytest.approx([1, 2, 4, 8, 16])
     with pytest.raises(WorkloadError, match="concurrency or request_rate"):
         at_load(base, "tokens", 3)

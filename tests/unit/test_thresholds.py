@@ -99,6 +99,10 @@ def test_nan_never_passes():
     assert not evaluate(bound, {**SEED_PP2, "mean_ttft_ms": math.nan}, SEED_TP8).passed
     (absolute,) = bounds(("mean_ttft_ms", {"max": 1e9}))
     assert not evaluate(absolute, {**SEED_PP2, "mean_ttft_ms": math.nan}, None).passed
+    # a metric the run does not have (a capacity bound on an ordinary run): no data, not a crash
+    (capacity,) = bounds_from_marker(("capacity_concurrency",), {"min_ratio": 0.9}, {"capacity_concurrency"})
+    missing = evaluate(capacity, SEED_PP2, SEED_TP8)
+    assert not missing.passed and "cannot form a ratio" in missing.message
 
 
 def test_failed_requests_fail_the_comparison_even_within_bounds():

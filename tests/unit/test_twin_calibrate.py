@@ -110,6 +110,9 @@ def test_profiles_round_trip_and_bad_ones_are_named(tmp_path: Path):
     path.write_text("name: x\nparams: {prefill_tokens_per_s: 1.0, speedup: 3}\n")
     with pytest.raises(ProfileError, match=r"p\.yaml: params: .*unknown timing parameter\(s\) speedup"):
         load_profile(path)
+    path.write_text("name: x\nparams: {decode_batch_exponent: 2.15}\n")
+    with pytest.raises(ProfileError, match="earlier power-law decode model.*pytest-pd calibrate"):
+        load_profile(path)
     path.write_text("name: [unclosed\n")
     with pytest.raises(ProfileError, match="not valid YAML"):
         load_profile(path)
