@@ -114,8 +114,8 @@ def test_evaluation_is_the_discrete_event_model_with_memory_and_slos():
 
 def test_a_smaller_model_opens_the_candidate_space():
     dense = dataclasses.replace(P, weights_dense_gb=16.0, weights_experts_gb=0.0, kv_bytes_per_token=131072.0)
-    out = evaluate(dense, candidate_topologies(2, 8), Workload(2000, 200, 8, 16))
-    assert sum(c.feasible for c in out) > 500
+    out = evaluate(dense, candidate_topologies(1, 8), Workload(2000, 200, 8, 16))
+    assert all(c.feasible for c in out) and len(out) > 100  # every one fits, even TP1
     assert any(len(c.topology.prefill) > 1 or len(c.topology.decode) > 1 for c in ranked(out))
 
 
