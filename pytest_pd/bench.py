@@ -34,6 +34,7 @@ from pytest_pd.workload.spec import (
     API_CHAT,
     APIS,
     DEFAULT_REQUEST_TIMEOUT_S,
+    DISTRIBUTIONS,
     PROMPT_KINDS,
     PROMPT_TEXT,
     Workload,
@@ -109,6 +110,20 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=float,
         default=1.0,
         help="lengths uniform in [L*ratio, L]; 1.0 = fixed (default: 1.0)",
+    )
+    wl.add_argument(
+        "--length-distribution",
+        choices=DISTRIBUTIONS,
+        default="uniform",
+        help="uniform (within --range-ratio), or normal / lognormal around the lengths with "
+        "--input-std / --output-std tokens (default: uniform)",
+    )
+    wl.add_argument("--input-std", type=float, default=0.0, help="prompt length deviation, tokens")
+    wl.add_argument("--output-std", type=float, default=0.0, help="output length deviation, tokens")
+    wl.add_argument(
+        "--lengths-file",
+        default=None,
+        help="CSV length histogram (input_len,output_len[,count]): each request draws a row",
     )
     wl.add_argument(
         "--request-rate",
@@ -204,6 +219,10 @@ def workload_from_args(args: argparse.Namespace) -> Workload:
         concurrency=args.parallel,
         num_requests=args.number,
         range_ratio=args.range_ratio,
+        length_distribution=args.length_distribution,
+        input_std=args.input_std,
+        output_std=args.output_std,
+        lengths_path=str(Path(args.lengths_file).expanduser().resolve()) if args.lengths_file else None,
         request_rate=args.request_rate,
         seed=args.seed,
         api=args.api,

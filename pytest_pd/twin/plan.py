@@ -16,8 +16,9 @@ from pytest_pd.judge.slo import slo_misses
 from pytest_pd.sim.candidates import gpu_count
 from pytest_pd.sim.closed_loop import Topology, simulate
 from pytest_pd.sim.model import ServerShape, SimParams, max_running
+from pytest_pd.workload.lengths import draw_lengths
 from pytest_pd.workload.runner import arrival_offsets
-from pytest_pd.workload.spec import Workload, draw_lengths
+from pytest_pd.workload.spec import Workload
 
 from .observed import STATS, stats_of
 

@@ -29,7 +29,8 @@ import numpy as np
 
 from .chat import chat_prompts
 from .dataset import dataset_prompts
-from .spec import API_CHAT, Prompt, Workload, WorkloadError, draw_lengths
+from .lengths import draw_lengths
+from .spec import API_CHAT, Prompt, Workload, WorkloadError
 from .text import TextBuilder, text_builder
 from .tokenizer import candidate_token_ids, vocab_size
 

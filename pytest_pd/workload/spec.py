@@ -42,6 +42,14 @@ _ID_SUFFIXES: tuple[tuple[str, str, type], ...] = (
 """Id suffixes ``<prefix><number>`` and the field each sets (``rate`` before ``r``)."""
 
 
+DISTRIBUTIONS = ("uniform", "normal", "lognormal")
+
+
+def _stem(path: str) -> str:
+    """A file's stem, filename-safe, at most 32 characters (for workload ids)."""
+    return "".join(c if c.isalnum() or c in "_." else "_" for c in Path(path).stem)[:32]
+
+
 def _fmt(x: float) -> str:
     """Compact, filename-safe number: 0.5 -> '0.5', 2.0 -> '2'."""
     return f"{x:g}"
@@ -56,6 +64,15 @@ class Workload:
     concurrency: int = 16
     num_requests: int = 32
     range_ratio: float = 1.0
+    length_distribution: str = "uniform"
+    """How prompt and output lengths vary: ``uniform`` within [L x range_ratio, L] (bench_serving's
+    random dataset), or ``normal`` / ``lognormal`` around L with standard deviations
+    ``input_std`` / ``output_std`` tokens (genai-perf's synthetic lengths; at least 1 token)."""
+    input_std: float = 0.0
+    output_std: float = 0.0
+    lengths_path: str | None = None
+    """A length histogram: a CSV file with columns ``input_len,output_len`` and optionally
+    ``count``; each request draws one row, weighted by its count (real traffic's shape)."""
     request_rate: float = math.inf
     seed: int = 0
     api: str = API_GENERATE
@@ -103,6 +120,17 @@ class Workload:
                 problems.append(f"{name} must be an integer >= 0 (got {value!r})")
         if not (0.0 <= float(self.range_ratio) <= 1.0):
             problems.append(f"range_ratio must be in [0, 1] (got {self.range_ratio!r})")
+        if self.length_distribution not in DISTRIBUTIONS:
+            known = ", ".join(DISTRIBUTIONS)
+            problems.append(f"length_distribution must be one of {known} (got {self.length_distribution!r})")
+        elif self.length_distribution == "uniform" and (self.input_std or self.output_std):
+            problems.append("input_std / output_std need length_distribution='normal' or 'lognormal'")
+        if not (self.input_std >= 0 and self.output_std >= 0):
+            problems.append(
+                f"input_std and output_std must be >= 0 (got {self.input_std}, {self.output_std})"
+            )
+        if self.lengths_path and (self.dataset_path or self.length_distribution != "uniform"):
+            problems.append("a lengths histogram excludes a dataset file and a length_distribution")
         rate = float(self.request_rate)
         if math.isnan(rate) or rate <= 0:
             problems.append(f"request_rate must be > 0 or inf (got {self.request_rate!r})")
@@ -172,6 +200,10 @@ class Workload:
         ]
         if self.range_ratio != 1.0:
             parts.append(f"r{_fmt(self.range_ratio)}")
+        if self.length_distribution != "uniform":
+            parts.append(f"{self.length_distribution}{_fmt(self.input_std)}x{_fmt(self.output_std)}")
+        if self.lengths_path:
+            parts.append(f"lh{_stem(self.lengths_path)}")
         if not math.isinf(self.request_rate):
             parts.append(f"rate{_fmt(self.request_rate)}")
             if self.burstiness != 1.0:
@@ -179,8 +211,7 @@ class Workload:
         if self.prefix_groups:
             parts.append(f"px{self.prefix_groups}x{self.prefix_len}")
         if self.dataset_path:
-            stem = "".join(c if c.isalnum() or c in "_." else "_" for c in Path(self.dataset_path).stem)[:32]
-            parts.append(f"ds{stem}")
+            parts.append(f"ds{_stem(self.dataset_path)}")
         if self.api != API_GENERATE:
             parts.append(self.api)
             if self.completions_prompt != PROMPT_TEXT:
@@ -241,8 +272,18 @@ class Workload:
                     kw["completions_prompt"] = token
                 elif token == "eos":
                     kw["ignore_eos"] = False
-                elif token.startswith("ds"):
-                    raise ValueError("a dataset workload (-ds…) names only the file's stem; give the dataset")
+                elif token.startswith(("ds", "lh")):
+                    raise ValueError(
+                        "a dataset or lengths-file workload names only the file's stem; give the file"
+                    )
+                elif token.startswith(("normal", "lognormal")):
+                    dist = "lognormal" if token.startswith("lognormal") else "normal"
+                    sd_in, _, sd_out = token[len(dist) :].partition("x")
+                    kw["length_distribution"], kw["input_std"], kw["output_std"] = (
+                        dist,
+                        float(sd_in),
+                        float(sd_out),
+                    )
                 elif token.startswith("px"):
                     groups, _, length = token[2:].partition("x")
                     kw["prefix_groups"], kw["prefix_len"] = int(groups), int(length)
@@ -255,8 +296,8 @@ class Workload:
                         raise ValueError(f"unknown part {token!r}")
         except ValueError as exc:
             raise WorkloadError(
-                f"{text!r} is not a workload id ({exc}); ids look like in6000-out1000-c16-n32, "
-                "optionally followed by -r0.5 -rate2 -b0.5 -px4x512 -completions -eos -t60 -s1 -w0"
+                f"{text!r} is not a workload id ({exc}); ids look like in6000-out1000-c16-n32, optionally "
+                "followed by -r0.5 -normal600x100 -rate2 -b0.5 -px4x512 -completions -eos -t60 -s1 -w0"
             ) from None
         return cls(**kw)
 
@@ -297,12 +338,3 @@ def sample_lengths(rng: np.random.Generator, length: int, ratio: float, n: int) 
     if low >= length:
         return np.full(n, length, dtype=np.int64)
     return rng.integers(low, length, size=n, endpoint=True)
-
-
-def draw_lengths(workload: Workload, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Every request's (prompt, output) length, drawn as the prompt builder draws them (from an
-    rng seeded with ``workload.seed``, prompts first)."""
-    n = workload.num_requests
-    input_lens = sample_lengths(rng, workload.input_len, workload.range_ratio, n)
-    output_lens = sample_lengths(rng, workload.output_len, workload.range_ratio, n)
-    return input_lens, output_lens

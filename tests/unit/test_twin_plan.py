@@ -59,7 +59,7 @@ def test_workload_ids_read_back_as_the_workloads_they_name():
     for bad, why in (
         ("in1-out2-c3", "part 4 should be n<number>"),
         ("in1-out2-c3-n4-zz", "unknown part 'zz'"),
-        ("in1-out2-c3-n4-dsprompts", "give the dataset"),
+        ("in1-out2-c3-n4-dsprompts", "give the file"),
     ):
         with pytest.raises(WorkloadError, match=why):
             Workload.from_id(bad)
