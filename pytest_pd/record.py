@@ -15,7 +15,7 @@ and ``source`` (``suite`` or ``bench``); 4 — the typed record: ``problems`` an
 run, ``failure.recorded`` (workload id → results file) not written to files; since, with no new
 version (older files have none): ``prediction``, the cluster's twin profile's; ``capacity``, a
 capacity search's result (such a record's metrics hold the capacity; it is stored and looked up
-under :attr:`RunRecord.key`, not the workload's id).
+under :attr:`RunRecord.key`, not the workload's id); ``ttft_breakdown``, where the mean TTFT went.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from pydantic import (
 )
 
 from pytest_pd.judge.catalog import to_model_time
+from pytest_pd.ttft_breakdown import ttft_breakdown
 from pytest_pd.workload.metrics import RunSummary, aggregate_repeats, run_problems
 from pytest_pd.workload.spec import Workload
 
@@ -190,6 +191,7 @@ class RunRecord(BaseModel):
     extra: dict[str, Any] = Field(default_factory=dict)  # what hooks add (pytest_pd_record)
     prediction: dict[str, Any] | None = None  # the cluster's twin profile's: twin/predict.py
     capacity: CapacitySearch | None = None  # a capacity search's result (judge/capacity.py)
+    ttft_breakdown: dict[str, Any] | None = None  # where the mean TTFT went (ttft_breakdown.py)
     requests: list[dict[str, Any]] | None = None  # per repeat: encode_requests(RunResult.to_dict())
     path: str | None = None  # the file it was read from or saved to (not written to the file)
     _runs: list[dict[str, Any]] | None = PrivateAttr(default=None)
@@ -336,10 +338,12 @@ def build_record(
             out["slo"] = dict(slo)
         return out
 
+    metrics = model_time(agg)
     return RunRecord(
         cluster=cluster,
         workload=workload,
-        metrics=model_time(agg),
+        metrics=metrics,
+        ttft_breakdown=ttft_breakdown(context.get("telemetry"), metrics["mean_ttft_ms"] / 1000.0),
         repeats=[model_time(s) for s in summaries] if len(summaries) > 1 else [],
         slo=dict(slo) if slo else None,
         simulated=Simulated(speedup=speedup, measured_metrics=agg.to_dict()) if simulated else None,

@@ -156,3 +156,33 @@ def trend(
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
     return _png(fig)
+
+
+PART_COLORS = ("#8c8c8c", "#d9822b", "#1f5fbf", "#2e9e6a", "#9467bd", "#c44e52")
+
+
+def stacked_bars(bars: Sequence[tuple[str, Sequence[float | None]]], parts: Sequence[str], unit: str) -> str:
+    """One horizontal bar per (label, value of each part), the parts stacked left to right in
+    the order of ``parts`` (a part without a value is left out of its bar)."""
+    fig = Figure(figsize=(10.4, 0.9 + 0.7 * len(bars)), layout="constrained")
+    ax = fig.subplots()
+    labels = [label for label, _ in bars]
+    for i, part in enumerate(parts):
+        lefts: list[float] = []
+        widths: list[float] = []
+        rows: list[int] = []
+        for row, (_, values) in enumerate(bars):
+            value = values[i]
+            if value is None:
+                continue
+            lefts.append(sum(v for v in values[:i] if v is not None))
+            widths.append(value)
+            rows.append(row)
+        ax.barh(rows, widths, left=lefts, color=PART_COLORS[i % len(PART_COLORS)], label=part, height=0.6)
+    ax.set_yticks(range(len(bars)))
+    ax.set_yticklabels(labels, fontsize=9)
+    ax.invert_yaxis()
+    ax.set_xlabel(unit)
+    ax.grid(alpha=0.3, axis="x")
+    fig.legend(fontsize=8, ncol=min(len(parts), 5), loc="outside lower center")
+    return _png(fig)

@@ -26,6 +26,7 @@ from pytest_pd.report.summary import (
     table_rows,
 )
 from pytest_pd.telemetry import ROUTER, server_summary
+from pytest_pd.ttft_breakdown import PART_TITLES, PARTS
 from pytest_pd.twin.predict import JUDGED
 
 STYLE = """<style>
@@ -242,6 +243,53 @@ def capacity_chart(comp: Comparison) -> str:
     )
 
 
+def ttft_breakdown_chart(comp: Comparison) -> str:
+    """Where the mean TTFT went on each side (stacked bars) and the parts in a table with the
+    candidate's difference; empty when neither side has a breakdown."""
+    sides = [
+        (f"{r.name} ({role})", r)
+        for r, role in ((comp.candidate, "candidate"), (comp.baseline, "baseline"))
+        if r is not None
+    ]
+    shown = [(label, r.ttft_breakdown) for label, r in sides if r.ttft_breakdown]
+    if not shown:
+        return ""
+    titles = [PART_TITLES[p] for p in PARTS]
+    png = charts.stacked_bars(
+        [(label, [b["parts"].get(p) for p in PARTS]) for label, b in shown], titles, "seconds"
+    )
+    head = ["part", *(label for label, _ in shown)] + (["difference"] if len(shown) == 2 else [])
+    rows = []
+    for part, title in zip(PARTS, titles, strict=True):
+        values = [b["parts"].get(part) for _, b in shown]
+        cells = [title, *("—" if v is None else f"{v:.3f}" for v in values)]
+        if len(shown) == 2:
+            a, b = values
+            cells.append(f"{a - b:+.3f}" if a is not None and b is not None else "")
+        rows.append(cells)
+    rows.append(
+        ["TTFT (client, mean)", *(f"{b['ttft_s']:.3f}" for _, b in shown)] + ([""] if len(shown) == 2 else [])
+    )
+    notes = [
+        f"{label}: {PART_TITLES[p]} not measured: {why}"
+        for label, b in shown
+        for p, why in b.get("missing", {}).items()
+    ]
+    if any(r.simulated for _, r in sides):
+        notes.append(
+            "a simulated cluster's times are scaled back by its speedup, its client and router "
+            "overhead too: that part is larger than a real cluster's would be"
+        )
+    note = "".join(f'<p class="pd-note">{escape(n)}.</p>' for n in notes)
+    return (
+        f"<h4>{escape(comp.workload_id)}: where the time to first token goes (mean, seconds; "
+        "from the servers' /metrics)</h4>"
+        + charts.img(png, "TTFT breakdown", "ttft-breakdown", sides=len(shown))
+        + _table([head, *rows])
+        + note
+    )
+
+
 def run_charts(comp: Comparison, candidate: RunRecord, baseline: RunRecord | None) -> str:
     cname = f"{comp.candidate.name} (candidate)"
     bname = f"{comp.baseline.name} (baseline)" if comp.baseline else "baseline"
@@ -386,6 +434,7 @@ def details_section(
         f'<div class="pd-details" data-workload="{escape(comp.workload_id)}">',
         f"<h3>{escape(comp.workload_id)}: charts</h3>",
         capacity_chart(comp),
+        ttft_breakdown_chart(comp),
         run_charts(comp, candidate, baseline),
         f"<h4>trend: last {len(trend)} run(s) of {escape(comp.candidate.name)}</h4>",
         trend_chart(comp, trend),

@@ -125,3 +125,4 @@ class KvFetcher:
         self.metrics.kv_transfer(transfer, r.prompt_tokens * self.params.kv_bytes_per_token)
         await clock.sleep_until(arrive)
         r.kv_arrived = arrive
+        self.metrics.kv_received(self.metrics.model_seconds(arrive - asked))

@@ -111,6 +111,9 @@ class SimMetrics:
             self._gauge(name).set(value)
         self._gauge("gen_throughput").set_function(self.gen_throughput)
         self.queue_time = self._hist("queue_time_seconds", SCHEDULER_LABELS, LATENCY_BUCKETS)
+        self.stage_latency = self._family(
+            Histogram, "per_stage_req_latency_seconds", (*SCHEDULER_LABELS, "stage"), buckets=LATENCY_BUCKETS
+        )
         self.kv_alloc_ms = self._hist("kv_transfer_alloc_ms", SCHEDULER_LABELS, MS_BUCKETS)
         self.kv_bootstrap_ms = self._hist("kv_transfer_bootstrap_ms", SCHEDULER_LABELS, MS_BUCKETS)
         if role == "prefill":
@@ -170,11 +173,23 @@ class SimMetrics:
         self.uncached_hist.observe(prompt_tokens)
 
     def first_token(self, streaming: bool, ttft_wall: float) -> None:
-        """The request's first token (in PD: counted by the decode worker)."""
+        """The request's first token (in PD: counted by the decode worker, whose first token
+        comes with the KV: no wait in its own queue)."""
         self._req(self.generation_tokens, streaming).inc()
-        self.queue_time.observe(0.0)
+        if self.role == "decode":
+            self.queue_time.observe(0.0)
         if self.role != "prefill":
             self._req(self.ttft, streaming).observe(self.model_seconds(ttft_wall))
+
+    def _stage(self, stage: str, model_s: float) -> None:
+        self.stage_latency.labels(*self._sched, stage).observe(model_s)
+
+    def prefill_finished(self, queue_model_s: float, forward_model_s: float) -> None:
+        """A prefill left the pipeline: it waited ``queue_model_s`` for its first forward batch,
+        and its forward batches took ``forward_model_s`` (SGLang's queue time and
+        ``prefill_forward`` stage)."""
+        self.queue_time.observe(queue_model_s)
+        self._stage("prefill_forward", forward_model_s)
 
     def request_finished(self, streaming: bool, e2e_wall: float, ttft_wall: float, tokens: int) -> None:
         self._req(self.e2e, streaming).observe(self.model_seconds(e2e_wall))
@@ -200,12 +215,18 @@ class SimMetrics:
         """A KV transfer of ``nbytes`` that took ``model_s`` model seconds."""
         speed = nbytes / model_s / 1e9 if model_s > 0 else 0.0
         if self.role == "prefill":
+            self._stage("prefill_transfer_kv_cache", model_s)
             self.kv_latency_ms.observe(model_s * 1000.0)
             self.kv_speed_gb_s.observe(speed)
             self.kv_total_mb.observe(nbytes / 1e6)
         elif self.role == "decode":
             self.last_kv_latency_ms.set(model_s * 1000.0)
             self.last_kv_speed_gb_s.set(speed)
+
+    def kv_received(self, model_s: float) -> None:
+        """Decode side: a request's KV arrived ``model_s`` after the decode asked for it (its
+        prefill's queue and compute, then the transfer: SGLang's ``decode_transferred`` stage)."""
+        self._stage("decode_transferred", model_s)
 
     def failed(self, what: str) -> None:
         """``what``: "bootstrap" or "transfer"; the counter family appears with its first use."""

@@ -29,6 +29,7 @@ class Scheduler:
         self.prefill = model.PrefillScheduler(params, shape.tp, shape.pp, shape.chunked_prefill_size)
         self.prefill_futs: dict[int, asyncio.Future[float]] = {}
         self.prefill_arrival: dict[int, float] = {}  # model time
+        self.forward_entry: dict[int, float] = {}  # model time its first chunk entered a batch
         self.prefill_wake = asyncio.Event()
         self.prefill_keys = itertools.count()
         # decode
@@ -81,9 +82,12 @@ class Scheduler:
         self.prefill_wake.set()
         return fut
 
-    def _prefill_finish(self, key: int, wall: float) -> None:
+    def _prefill_finish(self, key: int, wall: float, done_at: float) -> None:
         fut = self.prefill_futs.pop(key, None)
-        self.prefill_arrival.pop(key, None)
+        arrival = self.prefill_arrival.pop(key, None)
+        entry = self.forward_entry.pop(key, None)
+        if arrival is not None and entry is not None:
+            self.metrics.prefill_finished(max(0.0, entry - arrival), done_at - entry)
         if fut is not None and not fut.done():
             fut.set_result(wall)
 
@@ -117,9 +121,11 @@ class Scheduler:
             if batch is None:  # pragma: no cover - defensive
                 await asyncio.sleep(0.001)
                 continue
+            for key, _, _ in batch.pieces:
+                self.forward_entry.setdefault(key, batch.start)
             done_wall = clock.to_wall(batch.done_at)
             for key in batch.finished:
-                clock.loop.call_at(done_wall, self._prefill_finish, key, done_wall)
+                clock.loop.call_at(done_wall, self._prefill_finish, key, done_wall, batch.done_at)
 
     # -- decode ----------------------------------------------------------------------------
     def join_decode(self, r: Req) -> None:

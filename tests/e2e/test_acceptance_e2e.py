@@ -7,6 +7,8 @@ import json
 import re
 import textwrap
 
+import pytest
+
 from tests.helpers import REPO, SEED_BOUNDS_SPEEDUP, assert_nothing_left, run_session, sim_cluster_copy
 
 SMALL_SUITE = """
@@ -73,6 +75,16 @@ def test_seed_suite_passes_on_sim_clusters_through_real_router(pytester, tmp_pat
         ):
             assert m[key] > 0, key
         assert data["server_info"]["decode-0"]["disaggregation_mode"] == "decode"
+    # where TTFT goes: the parts add up to the client's mean TTFT, and PP2's extra TTFT over TP8
+    # is in its prefill (the pipeline) and KV transfer (a handshake per PP rank), not in queueing
+    pp2, tp8 = (json.loads(p.read_text())["ttft_breakdown"] for p in results)
+    for b in (pp2, tp8):
+        assert b["missing"] == {} and all(v >= 0 for v in b["parts"].values()), b
+        assert sum(b["parts"].values()) == pytest.approx(b["ttft_s"], rel=1e-6)
+    extra = {k: pp2["parts"][k] - tp8["parts"][k] for k in pp2["parts"]}
+    gap = pp2["ttft_s"] - tp8["ttft_s"]
+    assert gap > 0.5 and extra["prefill"] > 0.4 * gap and extra["prefill"] == max(extra.values()), extra
+    assert 'data-chart="ttft-breakdown" data-sides="2"' in report
     assert_nothing_left(out / "runs")
 
 

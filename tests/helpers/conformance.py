@@ -621,6 +621,7 @@ CORE_METRICS = (
     "num_decode_prealloc_queue_reqs",
     "num_decode_transfer_queue_reqs",
     "queue_time_seconds",
+    "per_stage_req_latency_seconds",
     "kv_transfer_alloc_ms",
     "kv_transfer_bootstrap_ms",
     "kv_transfer_latency_ms",

@@ -1,0 +1,96 @@
+"""Where TTFT goes (ttft_breakdown.py): parts from histogram deltas between the first and last
+telemetry sample, the remainder for the decode side, honest gaps."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_pd.ttft_breakdown import PARTS, ttft_breakdown
+
+P = "engine_type=prefill,moe_ep_rank=0,pp_rank={pp},tp_rank=0"
+D = "engine_type=decode,moe_ep_rank=0,pp_rank=0,tp_rank=0"
+
+
+def hist(name: str, labels: str, total: float, count: float) -> dict[str, float]:
+    return {f"{name}_sum{{{labels}}}": total, f"{name}_count{{{labels}}}": count}
+
+
+def telemetry(**workers: tuple[dict[str, float], dict[str, float]]) -> dict:
+    return {
+        "server": {
+            name: {"samples": [{"t": 0.0, "values": first}, {"t": 9.0, "values": last}]}
+            for name, (first, last) in workers.items()
+        }
+    }
+
+
+def stage(labels: str, stage: str, total: float, count: float) -> dict[str, float]:
+    return hist("sglang:per_stage_req_latency_seconds", f"{labels},stage={stage}", total, count)
+
+
+def pd_telemetry(**drop: bool) -> dict:
+    """A PD run: 10 requests; the prefill's two PP ranks both report (the means pool them)."""
+    before = {
+        **hist("sglang:queue_time_seconds", P.format(pp=0), 5.0, 5),  # before the run: ignored
+        **stage(P.format(pp=0), "prefill_forward", 5.0, 5),
+    }
+    prefill = {
+        **hist("sglang:queue_time_seconds", P.format(pp=0), 5.0 + 10 * 0.5, 15),
+        **stage(P.format(pp=0), "prefill_forward", 5.0 + 10 * 2.0, 15),
+        **stage(P.format(pp=1), "prefill_forward", 10 * 2.0, 10),
+        **stage(P.format(pp=0), "prefill_transfer_kv_cache", 10 * 0.25, 10),
+        **hist("sglang:kv_transfer_latency_ms", P.format(pp=0), 10 * 400.0, 10),
+    }
+    for key in [k for k in prefill if any(d in k for d, on in drop.items() if on)]:
+        del prefill[key]
+    decode = hist("sglang:time_to_first_token_seconds", "engine_type=decode,is_streaming=true", 10 * 2.9, 10)
+    return telemetry(**{"prefill-0": (before, prefill), "decode-0": ({}, decode)})
+
+
+def test_pd_parts_add_up_to_the_client_ttft():
+    b = ttft_breakdown(pd_telemetry(), 3.0)
+    assert b is not None and b["missing"] == {}
+    assert b["parts"] == pytest.approx(
+        {
+            "queueing": 0.5,
+            "prefill": 2.0,
+            "kv_transfer": 0.25,
+            "decode_first_step": 0.15,
+            "client_router": 0.1,
+        }
+    )
+    assert list(b["parts"]) == list(PARTS)
+    assert sum(b["parts"].values()) == pytest.approx(3.0)
+    assert b["server_ttft_s"] == pytest.approx(2.9)
+
+
+def test_kv_transfer_falls_back_to_the_latency_histogram():
+    b = ttft_breakdown(pd_telemetry(prefill_transfer_kv_cache=True), 3.0)
+    assert b["parts"]["kv_transfer"] == pytest.approx(0.4)
+
+
+def test_a_part_the_servers_do_not_export_is_missing_with_the_reason():
+    b = ttft_breakdown(pd_telemetry(queue_time=True), 3.0)
+    assert b["parts"]["queueing"] is None and b["parts"]["decode_first_step"] is None
+    assert "sglang:queue_time_seconds" in b["missing"]["queueing"]
+    assert "needs the queueing" in b["missing"]["decode_first_step"]
+    assert b["parts"]["client_router"] == pytest.approx(0.1)  # still known
+
+
+def test_unified_server_has_no_kv_transfer():
+    u = "engine_type=unified,moe_ep_rank=0,pp_rank=0,tp_rank=0"
+    last = {
+        **hist("sglang:queue_time_seconds", u, 2.0, 4),
+        **stage(u, "prefill_forward", 4.0, 4),
+        **hist("sglang:time_to_first_token_seconds", "engine_type=unified,is_streaming=true", 6.0, 4),
+    }
+    b = ttft_breakdown(telemetry(server=({}, last)), 1.6)
+    assert b["parts"] == pytest.approx(
+        {"client_router": 0.1, "queueing": 0.5, "prefill": 1.0, "kv_transfer": 0.0, "decode_first_step": 0.0}
+    )
+
+
+def test_no_telemetry_or_no_ttft_gives_none():
+    assert ttft_breakdown(None, 1.0) is None
+    assert ttft_breakdown({"server": {}}, 1.0) is None
+    assert ttft_breakdown(pd_telemetry(), float("nan")) is None
