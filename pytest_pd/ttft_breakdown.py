@@ -7,7 +7,8 @@ it (sum and count deltas between the first and last telemetry sample, so the war
 included):
 
 - ``queueing``: ``sglang:queue_time_seconds`` of the prefill (or unified) servers: arrival in the
-  scheduler's waiting queue to the first forward batch;
+  scheduler's waiting queue to the first forward batch; on a PD prefill plus the bootstrap queue
+  before it (``{stage="prefill_bootstrap"}``: waiting for the decode's handshake), when exported;
 - ``prefill``: ``sglang:per_stage_req_latency_seconds{stage="prefill_forward"}``: first forward
   batch to the prefill's end (all chunks, the pipeline of a PP prefill included);
 - ``kv_transfer``: ``{stage="prefill_transfer_kv_cache"}`` of the prefill servers, else
@@ -79,7 +80,9 @@ def ttft_breakdown(telemetry: Mapping[str, Any] | None, client_ttft_s: float | N
     unified = "unified" in engines and "prefill" not in engines
     parts: dict[str, float | None] = dict.fromkeys(PARTS)
     missing: dict[str, str] = {}
-    parts["queueing"] = _mean(rows, "sglang:queue_time_seconds", PREFILL_SIDE)
+    queue = _mean(rows, "sglang:queue_time_seconds", PREFILL_SIDE)
+    bootstrap = _mean(rows, _STAGE, ("prefill",), stage="prefill_bootstrap") or 0.0
+    parts["queueing"] = None if queue is None else queue + bootstrap
     parts["prefill"] = _mean(rows, _STAGE, PREFILL_SIDE, stage="prefill_forward")
     if unified:
         parts["kv_transfer"] = 0.0

@@ -159,6 +159,9 @@ def test_shipped_suite_on_real_sglang_1p1d_and_2p1d(real_sglang: Path, tmp_path:
         assert r["environment"]["sglang"] == {name: "0.5.23" for name in r["server_info"]}
         scraped = json.dumps(r["telemetry"])
         assert "sglang:num_running_reqs" in scraped and "sglang:kv_transfer" in scraped
+        # where TTFT goes: SGLang's own histograms give every part
+        assert r["ttft_breakdown"]["missing"] == {}, r["ttft_breakdown"]
+        assert sum(r["ttft_breakdown"]["parts"].values()) == pytest.approx(r["ttft_breakdown"]["ttft_s"])
     runs = sorted(p for p in (out / "runs").iterdir() if p.is_dir())
     assert len(runs) == 3, runs
     for run_dir in runs:

@@ -3,9 +3,12 @@ telemetry sample, the remainder for the decode side, honest gaps."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from pytest_pd.ttft_breakdown import PARTS, ttft_breakdown
+from tests.helpers import REPO
 
 P = "engine_type=prefill,moe_ep_rank=0,pp_rank={pp},tp_rank=0"
 D = "engine_type=decode,moe_ep_rank=0,pp_rank=0,tp_rank=0"
@@ -94,3 +97,18 @@ def test_no_telemetry_or_no_ttft_gives_none():
     assert ttft_breakdown(None, 1.0) is None
     assert ttft_breakdown({"server": {}}, 1.0) is None
     assert ttft_breakdown(pd_telemetry(), float("nan")) is None
+
+
+def test_real_sglang_pd_metrics_give_every_part():
+    """Telemetry of a real SGLang 0.5.23 PD run (cpu-1p1d, recorded): every part is measured,
+    the bootstrap queue counts as queueing, and the decode's remainder is its own small
+    waiting + first-step stages (decode_waiting 0.6 ms + fake_output 0.7 ms, plus its bootstrap)."""
+    data = json.loads((REPO / "tests" / "data" / "sglang_0.5.23_ttft_telemetry.json").read_text())
+    b = ttft_breakdown(data["telemetry"], data["mean_ttft_s"])
+    assert b["missing"] == {}
+    parts = b["parts"]
+    assert parts["queueing"] == pytest.approx(0.0292 + 0.0569, abs=1e-3)  # waiting + bootstrap queue
+    assert parts["prefill"] == pytest.approx(0.0677, abs=1e-3)
+    assert parts["kv_transfer"] == pytest.approx(0.0833, abs=1e-3)
+    assert 0 < parts["decode_first_step"] < 0.02
+    assert sum(parts.values()) == pytest.approx(b["ttft_s"])
