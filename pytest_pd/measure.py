@@ -24,7 +24,7 @@ from pytest_pd.cluster.topology import Topology
 from pytest_pd.deathwatch import DeathWatch
 from pytest_pd.environment import environment, router_version, versions_from_server_info
 from pytest_pd.errors import BringUpError, HostError, PdError
-from pytest_pd.http_get import get_json
+from pytest_pd.http_get import get_json, get_status
 from pytest_pd.record import ClusterInfo, Environment, Failure, ModelInfo, RunRecord, build_record
 from pytest_pd.redaction import redact_commands, redact_env, scrub
 from pytest_pd.results import save_result
@@ -339,6 +339,7 @@ class Measurer:
                     prompts,
                     abort=watchdog.reason,
                     tokenizer=self._tokenizer(spec),
+                    after_warmup=lambda: self._flush_caches(spec, topology),
                 )
                 results.append(result)
                 summary = summarize(result, slo=slo or None)
@@ -428,6 +429,16 @@ class Measurer:
         if self.results_dir is None:
             return None
         return save_result(self.results_dir, record, with_requests=self.store_requests)
+
+    def _flush_caches(self, spec: ClusterSpec, topology: Topology) -> None:
+        """Empty every server's prefix cache (SGLang's ``/flush_cache``) after the warm-up, so
+        that each repeat starts cold and no measured request finds a warm-up prompt cached; a
+        server that refuses is named, the run goes on."""
+        for cmd in topology.plan:
+            if cmd.base_url:
+                status = get_status(f"{cmd.base_url}/flush_cache", timeout=10.0)
+                if status != 200:
+                    self.say(f"{spec.label}: {cmd.name}: prefix cache not flushed (/flush_cache: {status})")
 
     def _context(self, spec: ClusterSpec, started: float, run_dir: Path) -> dict[str, Any]:
         """The fields every record of ``spec`` holds, measured or failed."""

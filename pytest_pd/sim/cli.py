@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--attention-backend", default=None)
     a("--trust-remote-code", action="store_true")
     a("--enable-cache-report", action="store_true")
+    a("--disable-radix-cache", action="store_true")
     a("--disable-overlap-schedule", action="store_true")
     a("--incremental-streaming-output", action="store_true")
     a("--stream-interval", type=int, default=1)

@@ -120,6 +120,8 @@ class InfoAPI:
     async def flush_cache(self, request: web.Request) -> web.Response:
         if not self.worker.scheduler.idle():
             return web.Response(status=400, text="Cache not flushed: requests are running.")
+        if self.worker.prefix_cache is not None:
+            self.worker.prefix_cache.flush()
         return web.Response(text="Cache flushed.")
 
     async def metrics(self, request: web.Request) -> web.Response:

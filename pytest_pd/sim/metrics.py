@@ -125,6 +125,12 @@ class SimMetrics:
             self.last_kv_latency_ms = self._gauge("kv_transfer_latency_ms")
             self.last_kv_speed_gb_s = self._gauge("kv_transfer_speed_gb_s")
 
+        effective = self._family(
+            Counter, "prefill_effective_tokens", (*SCHEDULER_LABELS[:1], "mode", *SCHEDULER_LABELS[1:])
+        )
+        # prompt tokens computed (``input``) and found in the prefix cache (``device_hit``)
+        self.computed_tokens = effective.labels(self.engine, "input", *self._sched[1:])
+        self.hit_tokens = effective.labels(self.engine, "device_hit", *self._sched[1:])
         self.prompt_tokens = self._family(Counter, "prompt_tokens", REQUEST_LABELS)
         self.generation_tokens = self._family(Counter, "generation_tokens", REQUEST_LABELS)
         self.requests = self._family(Counter, "num_requests", REQUEST_LABELS)
@@ -166,11 +172,15 @@ class SimMetrics:
     def model_seconds(self, wall_seconds: float) -> float:
         return wall_seconds * self.speedup
 
-    def request_arrived(self, streaming: bool, prompt_tokens: int) -> None:
+    def request_arrived(self, streaming: bool, prompt_tokens: int, cached: int = 0) -> None:
+        """A request was admitted, ``cached`` of its prompt tokens found in the prefix cache."""
         self._req(self.requests, streaming).inc()
         self._req(self.prompt_tokens, streaming).inc(prompt_tokens)
         self.prompt_hist.observe(prompt_tokens)
-        self.uncached_hist.observe(prompt_tokens)
+        self.uncached_hist.observe(prompt_tokens - cached)
+        if self.role != "decode":  # the prefill computes the prompt
+            self.computed_tokens.inc(prompt_tokens - cached)
+            self.hit_tokens.inc(cached)
 
     def first_token(self, streaming: bool, ttft_wall: float) -> None:
         """The request's first token (in PD: counted by the decode worker, whose first token

@@ -341,8 +341,11 @@ class PrefillScheduler:
         if not self.stage_free:
             self.stage_free = [0.0] * self.pp
 
-    def submit(self, key: Any, tokens: int) -> None:
-        self.queue.append(_Pending(key, max(1, tokens)))
+    def submit(self, key: Any, tokens: int, cached: int = 0) -> None:
+        """Queue a prefill of ``tokens``, the first ``cached`` of them already in the KV cache
+        (computed from there on, with them as context)."""
+        total = max(1, tokens)
+        self.queue.append(_Pending(key, total, min(max(0, cached), total - 1)))
 
     @property
     def stage0_free_at(self) -> float:

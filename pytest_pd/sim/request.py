@@ -36,6 +36,8 @@ class Req:
         "streaming",
         "first_token_at",
         "first_sent_ts",
+        "cached",
+        "cache_keys",
     )
 
     def __init__(
@@ -72,6 +74,8 @@ class Req:
         self.streaming = False
         self.first_token_at: float | None = None
         self.first_sent_ts: float | None = None  # unix time the first chunk went out
+        self.cached = 0  # prompt tokens found in the prefix cache
+        self.cache_keys: list[int] | None = None  # its prompt's blocks (prefix_cache.block_keys)
 
     def emit(self, t: float) -> None:
         if self.first_token_at is None:

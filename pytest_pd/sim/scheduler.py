@@ -64,21 +64,22 @@ class Scheduler:
     # -- prefill ---------------------------------------------------------------------------
     async def run_prefill(self, r: Req) -> float:
         """Run ``r``'s prefill; the wall time it finished (stretched under ``fault: slow``)."""
-        done = await self.submit_prefill(r.prompt_tokens, r.arrival)
+        done = await self.submit_prefill(r.prompt_tokens, r.arrival, r.cached)
         if self.time_factor != 1.0:
             done += (done - r.arrival) * (self.time_factor - 1.0)
             await self.clock.sleep_until(done)
         return done
 
-    def submit_prefill(self, tokens: int, arrival: float) -> asyncio.Future[float]:
-        """Queue a prefill that arrived at wall time ``arrival`` (before parsing/tokenizing);
-        the future resolves to the wall time its compute finished."""
+    def submit_prefill(self, tokens: int, arrival: float, cached: int = 0) -> asyncio.Future[float]:
+        """Queue a prefill that arrived at wall time ``arrival`` (before parsing/tokenizing),
+        its first ``cached`` tokens found in the prefix cache; the future resolves to the wall
+        time its compute finished."""
         assert self.clock.loop is not None
         key = next(self.prefill_keys)
         fut: asyncio.Future[float] = self.clock.loop.create_future()
         self.prefill_futs[key] = fut
         self.prefill_arrival[key] = self.clock.to_model(arrival)
-        self.prefill.submit(key, tokens)
+        self.prefill.submit(key, tokens, cached)
         self.prefill_wake.set()
         return fut
 

@@ -138,15 +138,13 @@ class SGLangAPI:
         # per chunk (the same keys and values as meta(r, False); the first token is out, so
         # everything but the count is fixed)
         fixed = self.meta(r, False)
-        del (
-            fixed["completion_tokens"],
-            fixed["cached_tokens"],
-            fixed["cached_tokens_details"],
-            fixed["dp_rank"],
+        cached = b'"cached_tokens":%d,"cached_tokens_details":%s,' % (
+            fixed.pop("cached_tokens"),
+            compact(fixed.pop("cached_tokens_details")).encode(),
         )
+        del fixed["completion_tokens"], fixed["dp_rank"]
         meta_fmt = (
-            compact(fixed)[:-1].encode() + b',"completion_tokens":%d,'
-            b'"cached_tokens":0,"cached_tokens_details":null,"dp_rank":null%s}}\n\n'
+            compact(fixed)[:-1].encode() + b',"completion_tokens":%d,' + cached + b'"dp_rank":null%s}}\n\n'
         )
         while True:
             n = r.emitted
@@ -210,8 +208,8 @@ class SGLangAPI:
             "queue_time": max(0.0, (r.first_token_at or entry) - entry),
             "reasoning_tokens": 0,
             "completion_tokens": r.emitted,
-            "cached_tokens": 0,
-            "cached_tokens_details": None,
+            "cached_tokens": r.cached,
+            "cached_tokens_details": {"device": r.cached, "host": 0} if r.cached else None,
             "dp_rank": None,
         }
         if not finished:

@@ -21,6 +21,7 @@ from pytest_pd.sim.clock import Clock
 from pytest_pd.sim.kv import KvFetcher, KvRooms
 from pytest_pd.sim.metrics import SimMetrics
 from pytest_pd.sim.model import SimParams
+from pytest_pd.sim.prefix_cache import PrefixCache, block_keys
 from pytest_pd.sim.request import BadRequest, Req
 from pytest_pd.sim.scheduler import Scheduler
 from pytest_pd.sim.vocab import Vocab
@@ -55,6 +56,8 @@ class SimWorker:
         self.max_total_tokens = args.max_total_tokens or model.max_running(params, shape) * min(
             self.context_length, 8192
         )
+        caches = self.role != "decode" and not args.disable_radix_cache
+        self.prefix_cache = PrefixCache(self.max_total_tokens) if caches else None
         self.metrics = self._make_metrics()
         self.scheduler = Scheduler(params, shape, self.clock, self.metrics)
         self.kv_rooms = KvRooms(params, args.pp_size, self.clock, self.metrics)
@@ -74,7 +77,7 @@ class SimWorker:
             "num_queue_reqs": lambda: self.scheduler.queued(),
             "num_used_tokens": used,
             "token_usage": lambda: used() / self.max_total_tokens,
-            "cache_hit_rate": lambda: 0.0,
+            "cache_hit_rate": lambda: self.prefix_cache.hit_rate() if self.prefix_cache else 0.0,
             "num_prefill_bootstrap_queue_reqs": lambda: 0,
             "num_prefill_inflight_queue_reqs": lambda: len(self.kv_rooms.waiters),
             "num_decode_prealloc_queue_reqs": lambda: 0,
@@ -145,9 +148,27 @@ class SimWorker:
         if model.fault_strikes(self.params, self.admitted):
             r.fault = self.params.fault
         self.admitted += 1
-        self.metrics.request_arrived(r.streaming, prompt_tokens)
+        if self.prefix_cache is not None:
+            tokens = self._prompt_tokens(body)
+            if tokens:
+                r.cache_keys = block_keys(tokens)
+                r.cached = self.prefix_cache.match(r.cache_keys, prompt_tokens)
+        self.metrics.request_arrived(r.streaming, prompt_tokens, r.cached)
         self.trace_buf.append(r)
         return r
+
+    def _prompt_tokens(self, body: dict[str, Any]) -> list[int] | None:
+        """The prompt's token ids (text prompts encoded) for the prefix cache; None for a chat."""
+        prompt = body.get("input_ids", body.get("prompt", body.get("text")))
+        if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
+            prompt = prompt[0]
+        if isinstance(prompt, str):
+            return self.vocab.encode(prompt)
+        return prompt if isinstance(prompt, list) else None
+
+    def _prefilled(self, r: Req) -> None:
+        if self.prefix_cache is not None and r.cache_keys:
+            self.prefix_cache.insert(r.cache_keys)
 
     def unpaired(self, r: Req) -> bool:
         """A decode worker serves only requests the router paired with a prefill (a room)."""
@@ -161,6 +182,7 @@ class SimWorker:
         if self.role == "prefill":
             done = await scheduler.run_prefill(r)
             r.prefill_done = done
+            self._prefilled(r)
             if r.room is not None:
                 self.kv_rooms.ready(str(r.room), r.prompt_tokens, done)
             r.max_tokens = 1
@@ -176,6 +198,7 @@ class SimWorker:
         else:
             r.prefill_done = await scheduler.run_prefill(r)
             r.kv_arrived = r.prefill_done
+            self._prefilled(r)
         now = self.clock.now()
         r.emit(now)
         self.metrics.first_token(r.streaming, now - r.arrival)

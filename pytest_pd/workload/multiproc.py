@@ -7,7 +7,7 @@ from __future__ import annotations
 import multiprocessing
 import queue as queue_mod
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .record import RequestRecord
@@ -74,6 +74,7 @@ def run_multiprocess(
     progress_interval_s: float | None,
     rid_prefix: str | None,
     model: str | None,
+    after_warmup: Callable[[], None] | None = None,
 ) -> RunResult:
     base_url = check_base_url(base_url)
     if not prompts:
@@ -89,6 +90,8 @@ def run_multiprocess(
         return await prepare(Dialer(), base_url, workload, prompts, rid_prefix, model)
 
     model, warmup = run_async(prep)
+    if after_warmup is not None:
+        after_warmup()
     n = len(prompts)
     offsets = arrival_offsets(workload, n)
     caps = _shares(workload.concurrency, procs_n)

@@ -340,6 +340,7 @@ async def run_workload(
     model: str | None = None,
     abort: AbortFn | None = None,
     tokenizer: Any = None,
+    after_warmup: Callable[[], None] | None = None,
 ) -> RunResult:
     """Send ``prompts`` to ``base_url`` as ``workload`` says and record every request, in this
     event loop (one process; see :func:`run_workload_sync` for ``client_processes > 1``).
@@ -351,7 +352,9 @@ async def run_workload(
     ``{rid_prefix}-{index}`` with each request (to match server-side traces). ``model`` is the
     ``/v1/completions`` model name (default: the first of ``GET /v1/models``). With
     ``tokenizer`` (the one that built the prompts), chunks that carried no server token count are
-    counted with it after the run (:func:`.chunk_count.count_chunk_tokens`).
+    counted with it after the run (:func:`.chunk_count.count_chunk_tokens`). ``after_warmup``
+    (blocking, run in a thread) is called between the warm-up and the measured requests, e.g. to
+    flush the servers' prefix caches so that no measured request finds a warm-up prompt cached.
     """
     base_url = check_base_url(base_url)
     if not prompts:
@@ -363,6 +366,8 @@ async def run_workload(
         if prepared is None:  # stopped during the model lookup or the warm-up: nothing sent
             return result_of(workload, [], base_url, [], model, n)
         model, warmup = prepared
+        if after_warmup is not None:
+            await asyncio.to_thread(after_warmup)
         part = await drive(
             dialer,
             base_url,
@@ -406,6 +411,7 @@ def run_workload_sync(
     model: str | None = None,
     abort: AbortFn | None = None,
     tokenizer: Any = None,
+    after_warmup: Callable[[], None] | None = None,
 ) -> RunResult:
     """:func:`run_workload` in a fresh (uvloop) event loop, for callers without one; with
     ``workload.client_processes > 1`` the measured requests are split round-robin over that many
@@ -432,6 +438,7 @@ def run_workload_sync(
                 model=model,
                 abort=abort,
                 tokenizer=tokenizer,
+                after_warmup=after_warmup,
             )
         )
     from .multiproc import run_multiprocess  # imports this module: loaded when first needed
@@ -444,5 +451,6 @@ def run_workload_sync(
         progress_interval_s=progress_interval_s,
         rid_prefix=rid_prefix,
         model=model,
+        after_warmup=after_warmup,
     )
     return counted(result, tokenizer)

@@ -622,6 +622,7 @@ CORE_METRICS = (
     "num_decode_transfer_queue_reqs",
     "queue_time_seconds",
     "per_stage_req_latency_seconds",
+    "prefill_effective_tokens",
     "kv_transfer_alloc_ms",
     "kv_transfer_bootstrap_ms",
     "kv_transfer_latency_ms",

@@ -239,3 +239,38 @@ def test_multiprocess_client_merges_results(logs: Path) -> None:
     assert result.client_processes == 3 and len(result.warmup) == 1
     assert progress and progress[-1][0] == 30 and progress[-1][2] == 600
     assert s.duration > 0 and s.output_len_mismatches == 0
+
+
+def test_prefix_cache_hits_show_per_request_and_in_server_metrics(logs: Path) -> None:
+    """The sim's prefix cache (SGLang's radix cache): prompts sharing a 1024-token prefix find
+    it cached once a prompt of their group was prefilled; the hits show in ``meta_info`` and in
+    SGLang's metrics, and make the prefill shorter. Flushing after the warm-up (what the suites
+    do) keeps the warm-up's prompt from being a hit for the first measured request."""
+    from pytest_pd.http_get import get_status, get_text
+    from pytest_pd.telemetry import parse_prometheus
+
+    url, proc = start_unified(logs, SIM_TINY, "--enable-metrics", "--sim-speedup", "20")
+    tok = load_tokenizer(SIM_TINY)
+    w = Workload(
+        input_len=1500, output_len=4, concurrency=1, num_requests=6, prefix_groups=2, prefix_len=1024
+    )
+    try:
+        result = run_workload_sync(
+            url, w, build_prompts(tok, w), after_warmup=lambda: get_status(url + "/flush_cache")
+        )
+        cached = [r.cached_tokens for r in result.records]
+        assert cached == [0, 0, 1024, 1024, 1024, 1024], cached  # groups alternate: 0 1 0 1 0 1
+        ttft = [r.t_first_token - r.t_start for r in result.records]
+        assert max(ttft[2:]) < min(ttft[:2]), ttft  # a third of the prompt left to compute
+        metrics = parse_prometheus(get_text(url + "/metrics", timeout=5))
+        hits = {k: v for k, v in metrics.items() if k.startswith("sglang:prefill_effective_tokens_total")}
+        device_hit = next(v for k, v in hits.items() if "mode=device_hit" in k)
+        computed = next(v for k, v in hits.items() if "mode=input" in k)
+        assert device_hit == 4 * 1024 and computed == 7 * 1500 - 4 * 1024, hits  # warm-up included
+        rate = next(v for k, v in metrics.items() if k.startswith("sglang:cache_hit_rate"))
+        assert rate == pytest.approx(4 * 1024 / (6 * 1500))  # since the flush
+        # without the flush the warm-up's prompt (the first one) is cached for request 0
+        again = run_workload_sync(url, w, build_prompts(tok, w))
+        assert again.records[0].cached_tokens == 1488  # 1499 rounded down to whole 16-token blocks
+    finally:
+        proc.stop()
