@@ -1,7 +1,7 @@
 """`pytest-pd bench`: an ad-hoc benchmark of a running router (or SGLang server), with the seed's
 ``perf_bench.py`` options plus the load generator's own.
 
-    pytest-pd bench --tokenizer-path clusters/models/sim-tiny --port 38000 \\
+    pytest-pd bench --tokenizer-path clusters/models/sim-tiny --port 31100 \\
         --parallel 16 --number 32 --input-length 6000 --output-length 1000
 
 Prints the seed-style result line and table plus bench_serving's metrics, and writes the same run
@@ -154,6 +154,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help='prompts from a JSONL file ({"prompt": text | [ids], "output_len": N})',
     )
     wl.add_argument(
+        "--trace",
+        default=None,
+        metavar="JSONL",
+        help="replay a request trace in the Mooncake format (timestamp ms, input_length, "
+        "output_length, hash_ids): its first --number rows, at their timestamps",
+    )
+    wl.add_argument(
+        "--trace-time-scale",
+        type=float,
+        default=1.0,
+        help="replay the trace this many times faster (default: 1)",
+    )
+    wl.add_argument(
         "--warmup-requests", type=int, default=1, help="unmeasured warm-up requests sent first (default: 1)"
     )
     wl.add_argument(
@@ -232,6 +245,8 @@ def workload_from_args(args: argparse.Namespace) -> Workload:
         prefix_groups=args.prefix_groups,
         prefix_len=args.prefix_len,
         dataset_path=str(Path(args.dataset).expanduser().resolve()) if args.dataset else None,
+        trace_path=str(Path(args.trace).expanduser().resolve()) if args.trace else None,
+        trace_time_scale=args.trace_time_scale,
         duration_limit_s=args.duration_limit,
         max_mismatch_share=args.max_mismatch_share,
         completions_prompt=args.completions_prompt,

@@ -1,6 +1,6 @@
 """`pytest-pd` command line: render a cluster's commands, hold a cluster up for manual use, list
 what pytest-pd runs on a cluster's hosts, tear down what a session left behind, benchmark, and
-calibrate the timing model to stored runs."""
+calibrate the timing model to stored runs, plan topologies, write request traces."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pytest_pd import bench
+from pytest_pd import bench, trace_cli
 from pytest_pd.cluster.commands import render_commands
 from pytest_pd.cluster.launchers import launcher_of
 from pytest_pd.cluster.locks import HostLock, LocalHostLock, holder_info, local_lock_dir
@@ -88,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_parser(sub)
     twin_cli.add_parser(sub)
     plan_cli.add_parser(sub)
+    trace_cli.add_parser(sub)
     return parser
 
 
@@ -171,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         return twin_cli.run(args)
     if args.command == "plan":
         return plan_cli.run(args)
+    if args.command == "trace":
+        return trace_cli.run(args)
     try:
         if args.command == "commands":
             spec = load_cluster(args.cluster, args.cluster_dir)

@@ -311,6 +311,7 @@ class Measurer:
                 workload,
                 request_rate=workload.request_rate * speedup,
                 duration_limit_s=workload.duration_limit_s / speedup,
+                trace_time_scale=workload.trace_time_scale * speedup,
                 request_timeout_s=workload.request_timeout_s / speedup,
             )
             if speedup != 1.0

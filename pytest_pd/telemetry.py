@@ -194,6 +194,40 @@ def server_summary(server: Mapping[str, Any]) -> dict[str, dict[str, float]]:
     return out
 
 
+def series_labels(key: str) -> dict[str, str]:
+    """The labels of a sample key as :func:`parse_prometheus` writes it (``name{a=1,b=2}``)."""
+    _, _, rest = key.partition("{")
+    return dict(p.split("=", 1) for p in rest.rstrip("}").split(",") if "=" in p)
+
+
+def series_total(
+    rows: Mapping[str, Mapping[str, float]], name: str, engines: Collection[str], **labels: str
+) -> float:
+    """The sum of sample ``name`` over every worker's row of :func:`server_summary` (a
+    counter's change over the run) whose ``engine_type`` is one of ``engines`` and whose labels
+    include ``labels``."""
+    total = 0.0
+    for row in rows.values():
+        for key, value in row.items():
+            if key.partition("{")[0] != name:
+                continue
+            have = series_labels(key)
+            if have.get("engine_type") in engines and all(have.get(k) == v for k, v in labels.items()):
+                total += value
+    return total
+
+
+def prefix_cache_hit_rate(server: Mapping[str, Any]) -> float | None:
+    """The share of the prompt tokens the prefill (or unified) servers found in their prefix
+    cache over the run (SGLang's ``sglang:prefill_effective_tokens_total`` modes ``device_hit``,
+    ``host_hit`` and ``storage_hit`` against ``input``); None when they do not export it."""
+    rows = server_summary(server)
+    name, engines = "sglang:prefill_effective_tokens_total", ("prefill", "unified")
+    hits = sum(series_total(rows, name, engines, mode=m) for m in ("device_hit", "host_hit", "storage_hit"))
+    total = hits + series_total(rows, name, engines, mode="input")
+    return hits / total if total > 0 else None
+
+
 def cluster_sampler(spec: ClusterSpec, topology: Topology, interval_s: float) -> Sampler:
     """A sampler of ``topology``'s servers that export /metrics, of its router's Prometheus port
     (``router``, when the file sets ``router.prometheus_port``; the families of its kind only) and

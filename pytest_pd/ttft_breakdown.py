@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pytest_pd.telemetry import server_summary
+from pytest_pd.telemetry import series_labels, series_total, server_summary
 
 PARTS = ("client_router", "queueing", "prefill", "kv_transfer", "decode_first_step")
 PART_TITLES = {
@@ -43,29 +43,13 @@ DECODE_SIDE = ("decode", "unified")
 _STAGE = "sglang:per_stage_req_latency_seconds"
 
 
-def _split(key: str) -> tuple[str, dict[str, str]]:
-    """``name{a=1,b=2}`` (telemetry's sample keys) → (name, labels)."""
-    name, _, rest = key.partition("{")
-    labels = dict(p.split("=", 1) for p in rest.rstrip("}").split(",") if "=" in p)
-    return name, labels
-
-
 def _mean(
     rows: Mapping[str, Mapping[str, float]], family: str, engines: tuple[str, ...], **labels: str
 ) -> float | None:
     """Σ sum / Σ count of histogram ``family`` over every worker's series whose ``engine_type``
     is one of ``engines`` and whose labels include ``labels``; None without observations."""
-    total = count = 0.0
-    for row in rows.values():
-        for key, value in row.items():
-            name, have = _split(key)
-            if have.get("engine_type") not in engines or any(have.get(k) != v for k, v in labels.items()):
-                continue
-            if name == family + "_sum":
-                total += value
-            elif name == family + "_count":
-                count += value
-    return total / count if count > 0 else None
+    count = series_total(rows, family + "_count", engines, **labels)
+    return series_total(rows, family + "_sum", engines, **labels) / count if count > 0 else None
 
 
 def ttft_breakdown(telemetry: Mapping[str, Any] | None, client_ttft_s: float | None) -> dict[str, Any] | None:
@@ -76,7 +60,7 @@ def ttft_breakdown(telemetry: Mapping[str, Any] | None, client_ttft_s: float | N
     if not server or client_ttft_s is None or client_ttft_s != client_ttft_s:
         return None
     rows = server_summary(server)
-    engines = {_split(k)[1].get("engine_type") for row in rows.values() for k in row}
+    engines = {series_labels(k).get("engine_type") for row in rows.values() for k in row}
     unified = "unified" in engines and "prefill" not in engines
     parts: dict[str, float | None] = dict.fromkeys(PARTS)
     missing: dict[str, str] = {}

@@ -65,6 +65,8 @@ _METRICS: tuple[Metric, ...] = (
     _count("total_input_tokens", "input tokens", "tokens"),
     _count("total_output_tokens", "output tokens", "tokens"),
     _count("total_cached_tokens", "cached prompt tokens", "tokens"),
+    # from the servers' /metrics (telemetry.prefix_cache_hit_rate): prompt tokens found cached
+    _count("prefix_cache_hit_rate", "prefix-cache hit rate (servers)", "share", "higher"),
     _rate("request_throughput", "request throughput", "req/s"),
     _rate("input_throughput", "input throughput", "tok/s"),
     _rate("output_throughput", "output throughput", "tok/s", history=2),

@@ -92,6 +92,8 @@ def observe(record: RunRecord) -> Observed:
             f"{label}: its cluster file has no prefill/decode servers to model ({exc})"
         ) from exc
     w = record.workload
+    if w.trace_path:
+        raise NotModelled(f"{label}: a trace replay's shared prefixes (prefix caching) are not modelled")
     lens = _request_lengths(record)
     if lens is None:
         lens = ((w.input_len,) * w.num_requests, (w.output_len,) * w.num_requests)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .spec import Prompt, Workload, WorkloadError, sample_lengths
+from .spec import Prompt, Workload, WorkloadError, json_object_line, sample_lengths
 from .text import text_builder
 
 
@@ -62,12 +61,7 @@ def _encode(tokenizer: Any, text: str) -> list[int]:
 
 def _parse_line(line: str, path: Path, lineno: int, hint: str) -> tuple[Any, str | None, int | None]:
     where = f"{path}:{lineno}"
-    try:
-        obj = json.loads(line)
-    except ValueError as exc:
-        raise WorkloadError(f"{where}: not JSON ({exc}). {hint}") from exc
-    if not isinstance(obj, dict):
-        raise WorkloadError(f"{where}: expected a JSON object. {hint}")
+    obj = json_object_line(line, where, hint)
     value = next((obj[k] for k in ("prompt", "text", "input_ids", "token_ids") if k in obj), None)
     out = obj.get("output_len", obj.get("max_tokens"))
     if out is not None and (isinstance(out, bool) or not isinstance(out, int) or out < 1):

@@ -16,7 +16,7 @@ Two kinds of prompt, both exact:
   own count is checked again per request (``input_len_mismatches`` in the summary).
 
 Workloads: fixed lengths (``range_ratio=1``), uniform ranges, shared-prefix groups (prefix
-caching), or a JSONL dataset file.
+caching), a JSONL dataset file, or a Mooncake-format request trace (:mod:`.trace`).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from .lengths import draw_lengths
 from .spec import API_CHAT, Prompt, Workload, WorkloadError
 from .text import TextBuilder, text_builder
 from .tokenizer import candidate_token_ids, vocab_size
+from .trace import trace_prompts
 
 VERIFY_ALL_MAX_TOKENS = 4_000_000
 """Text prompts are all re-encoded when they hold at most this many tokens together (~4 s); above
@@ -45,7 +46,7 @@ _PROMPT_CACHE_SIZE = 8
 
 
 def _cache_key(tokenizer: Any, workload: Workload) -> tuple[Any, ...] | None:
-    ds = workload.dataset_path
+    ds = workload.dataset_path or workload.trace_path
     stamp = None
     if ds:
         try:
@@ -68,6 +69,7 @@ def _cache_key(tokenizer: Any, workload: Workload) -> tuple[Any, ...] | None:
         ds,
         stamp,
         workload.text_special_tokens,
+        workload.trace_block_size,
     )
 
 
@@ -90,7 +92,9 @@ def _build_prompts(tokenizer: Any, workload: Workload, verify: bool) -> list[Pro
     if key is not None and key in _PROMPT_CACHE:
         _PROMPT_CACHE.move_to_end(key)
         return list(_PROMPT_CACHE[key])
-    if workload.dataset_path:
+    if workload.trace_path:
+        prompts = trace_prompts(tokenizer, workload)
+    elif workload.dataset_path:
         prompts = dataset_prompts(tokenizer, workload)
     elif workload.sends_text:
         prompts = _text_prompts(tokenizer, workload, verify=verify)

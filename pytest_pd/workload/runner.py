@@ -26,6 +26,7 @@ from .client import IGNORE_EOS_HINT, encode_body, fetch_model_id, request_payloa
 from .pacing import AbortFn, Pacer, Stop
 from .record import ABORTED, RequestRecord
 from .spec import API_GENERATE, WARMUP_OUTPUT_LEN, Prompt, Workload, WorkloadError
+from .trace import trace_offsets
 from .transport import Dialer
 
 __all__ = [
@@ -89,10 +90,13 @@ class RunResult:
 def arrival_offsets(workload: Workload, n: int) -> np.ndarray:
     """Seconds after the first dispatch at which each request is scheduled.
 
-    Infinite rate: all at 0 (closed loop: the concurrency cap paces them). Finite rate: gaps drawn
+    A trace replay: the trace's timestamps (:func:`.trace.trace_offsets`). Infinite rate: all at 0
+    (closed loop: the concurrency cap paces them). Finite rate: gaps drawn
     from a gamma distribution with shape ``burstiness`` and mean ``1/request_rate`` (shape 1 is a
     Poisson process), seeded by ``workload.seed``; the first request goes at 0.
     """
+    if workload.trace_path:
+        return trace_offsets(workload)[:n]
     if math.isinf(workload.request_rate) or n == 0:
         return np.zeros(n)
     rng = np.random.default_rng([workload.seed, 1])  # independent of the prompt stream

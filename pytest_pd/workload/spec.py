@@ -4,6 +4,7 @@ timeouts), one request's prompt, and the error a workload can raise."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,16 +31,31 @@ class WorkloadError(PdError):
     """A workload that cannot be built or run (bad parameters, missing tokenizer, bad endpoint)."""
 
 
+def json_object_line(line: str, where: str, hint: str) -> dict[str, Any]:
+    """One line of a JSONL file (a dataset, a trace) as an object; WorkloadError naming
+    ``where`` (file:line) and ``hint`` (what a line must hold) otherwise."""
+    try:
+        obj = json.loads(line)
+    except ValueError as exc:
+        raise WorkloadError(f"{where}: not JSON ({exc}). {hint}") from None
+    if not isinstance(obj, dict):
+        raise WorkloadError(f"{where}: expected a JSON object. {hint}")
+    return obj
+
+
 _ID_HEAD = (("in", "input_len"), ("out", "output_len"), ("c", "concurrency"), ("n", "num_requests"))
 _ID_SUFFIXES: tuple[tuple[str, str, type], ...] = (
     ("rate", "request_rate", float),
     ("r", "range_ratio", float),
+    ("blk", "trace_block_size", int),
     ("b", "burstiness", float),
+    ("ts", "trace_time_scale", float),
     ("t", "duration_limit_s", float),
     ("s", "seed", int),
     ("w", "warmup_requests", int),
 )
-"""Id suffixes ``<prefix><number>`` and the field each sets (``rate`` before ``r``)."""
+"""Id suffixes ``<prefix><number>`` and the field each sets (``rate`` before ``r``, ``blk``
+before ``b``, ``ts`` before ``t``)."""
 
 
 DISTRIBUTIONS = ("uniform", "normal", "lognormal")
@@ -89,6 +105,15 @@ class Workload:
     """JSONL file, one prompt per line: ``{"prompt": "text" | [ids]}`` (or ``"text"``,
     ``"input_ids"``, ``"token_ids"``), optional ``"output_len"`` / ``"max_tokens"``. Lines are used in
     order (cycled when there are fewer than ``num_requests``)."""
+    trace_path: str | None = None
+    """A request trace in the Mooncake format (:mod:`.trace`): its first ``num_requests`` rows are
+    replayed at their timestamps with their lengths and shared prefixes (token-id prompts);
+    ``input_len``, ``output_len`` and ``request_rate`` are not used. ``concurrency`` still caps
+    the requests in flight: set it above what the trace needs."""
+    trace_time_scale: float = 1.0
+    """Replay the trace this many times faster (2: its requests come twice as often)."""
+    trace_block_size: int = 512
+    """Tokens per hash id of the trace (512 in Mooncake's published traces)."""
     duration_limit_s: float = math.inf
     """Stop dispatching new measured requests this many seconds after the first one; requests in
     flight finish (each bounded by ``request_timeout_s``); the rest are reported as not sent."""
@@ -145,7 +170,29 @@ class Workload:
                 f"completions_prompt must be one of {', '.join(PROMPT_KINDS)} "
                 f"(got {self.completions_prompt!r})"
             )
-        for name in ("request_timeout_s", "duration_limit_s", "burstiness"):
+        if self.trace_path:
+            if (
+                self.dataset_path
+                or self.lengths_path
+                or self.prefix_groups
+                or self.length_distribution != "uniform"
+            ):
+                problems.append(
+                    "a trace file excludes a dataset, a lengths file, prefix groups and a length_distribution"
+                )
+            if self.sends_text:
+                problems.append(
+                    "a trace replay sends token-id prompts: use api='generate' or completions_prompt='ids'"
+                )
+            if not math.isinf(float(self.request_rate)):
+                problems.append("a trace replay takes its arrivals from the trace: leave request_rate at inf")
+        if (
+            isinstance(self.trace_block_size, bool)
+            or not isinstance(self.trace_block_size, int)
+            or self.trace_block_size < 1
+        ):
+            problems.append(f"trace_block_size must be an integer >= 1 (got {self.trace_block_size!r})")
+        for name in ("request_timeout_s", "duration_limit_s", "burstiness", "trace_time_scale"):
             value = float(getattr(self, name))
             if math.isnan(value) or value <= 0:
                 problems.append(f"{name} must be > 0 (got {getattr(self, name)!r})")
@@ -187,17 +234,20 @@ class Workload:
 
         Suffixes appear only for non-default values: range ratio (``-r0.5``), finite request rate
         (``-rate2``, burstiness ``-b0.5``), shared prefix (``-px4x512``), dataset (``-ds<stem>``),
+        trace time scale (``-ts2``) and block size (``-blk256``; a trace's id starts with
+        ``tr<stem>`` instead of the lengths),
         OpenAI API (``-completions`` / ``-chat``, ``-ids`` for token-id prompts), no ignore_eos
         (``-eos``), duration limit
         (``-t60``), prompt seed (``-s1``) and warm-up count (``-w0``): two workloads that would
         measure differently never share an id (it keys caches and stored results).
         """
-        parts = [
-            f"in{self.input_len}",
-            f"out{self.output_len}",
-            f"c{self.concurrency}",
-            f"n{self.num_requests}",
-        ]
+        # a trace gives the lengths: its name comes first instead
+        head = (
+            [f"tr{_stem(self.trace_path)}"]
+            if self.trace_path
+            else [f"in{self.input_len}", f"out{self.output_len}"]
+        )
+        parts = [*head, f"c{self.concurrency}", f"n{self.num_requests}"]
         if self.range_ratio != 1.0:
             parts.append(f"r{_fmt(self.range_ratio)}")
         if self.length_distribution != "uniform":
@@ -212,6 +262,11 @@ class Workload:
             parts.append(f"px{self.prefix_groups}x{self.prefix_len}")
         if self.dataset_path:
             parts.append(f"ds{_stem(self.dataset_path)}")
+        if self.trace_path:
+            if self.trace_time_scale != 1.0:
+                parts.append(f"ts{_fmt(self.trace_time_scale)}")
+            if self.trace_block_size != 512:
+                parts.append(f"blk{self.trace_block_size}")
         if self.api != API_GENERATE:
             parts.append(self.api)
             if self.completions_prompt != PROMPT_TEXT:
@@ -253,13 +308,16 @@ class Workload:
 
     @classmethod
     def from_id(cls, text: str) -> Workload:
-        """The workload an :attr:`id` names (inverse of it), e.g. ``in6000-out1000-c16-n32-rate2``.
+        """The workload an :attr:`id` names (inverse of it), e.g. ``in6000-out1000-c16-n32-rate2``
+        (not a trace's: its id names only the file's stem).
 
         Raises WorkloadError for text that is not an id, or names a dataset (``-ds…`` keeps only
         the file's stem: give the dataset itself)."""
         parts = text.strip().split("-")
         kw: dict[str, Any] = {}
         try:
+            if parts[0].startswith("tr"):
+                raise ValueError("a trace workload's id names only the file's stem; give the file")
             for place, (key, name) in enumerate(_ID_HEAD):
                 token = parts[place] if place < len(parts) else ""
                 if not token.startswith(key):
@@ -272,9 +330,9 @@ class Workload:
                     kw["completions_prompt"] = token
                 elif token == "eos":
                     kw["ignore_eos"] = False
-                elif token.startswith(("ds", "lh")):
+                elif token.startswith(("ds", "lh", "tr")):
                     raise ValueError(
-                        "a dataset or lengths-file workload names only the file's stem; give the file"
+                        "a dataset, lengths-file or trace workload names only the file's stem; give the file"
                     )
                 elif token.startswith(("normal", "lognormal")):
                     dist = "lognormal" if token.startswith("lognormal") else "normal"

@@ -18,8 +18,9 @@ from pytest_pd.workload.metrics import RunSummary
 def test_every_number_a_run_reports_is_catalogued_and_nothing_else():
     numeric = {f.name for f in dataclasses.fields(RunSummary) if f.type in ("float", "int")}
     capacities = {capacity_metric(over) for over in LOADS}  # what a capacity search records
-    assert numeric | capacities == set(CATALOG)
-    assert judgeable() == numeric | capacities  # what pd_threshold may bound
+    servers = {"prefix_cache_hit_rate"}  # what the record adds from the servers' /metrics
+    assert numeric | capacities | servers == set(CATALOG)
+    assert judgeable() == numeric | capacities | servers  # what pd_threshold may bound
 
 
 def test_history_follows_the_seed_table_columns_in_their_order():

@@ -186,7 +186,7 @@ def test_router_metrics_get_their_own_table():
     health = "smg_worker_health{worker=http://127.0.0.1:31001}"
     requests = "smg_router_requests_total{endpoint=generate}"
     run.telemetry["server"]["router"] = {
-        "url": "http://127.0.0.1:39000/metrics",
+        "url": "http://127.0.0.1:31200/metrics",
         "samples": [
             {"t": 0.0, "values": {health: 1.0, requests: 1.0}},
             {"t": 0.1, "values": {health: 0.0, requests: 33.0}},

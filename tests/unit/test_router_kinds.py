@@ -70,8 +70,8 @@ def test_smg_keeps_every_router_key_and_extra_args(tmp_path):
     assert shlex.join(router.argv) == (
         "/venv/bin/python -m smg.launch_router --pd-disaggregation "
         "--prefill http://127.0.0.1:31000 31998 --decode http://127.0.0.1:31001 "
-        "--host 127.0.0.1 --port 38000 --worker-startup-timeout-secs 60 "
-        "--worker-startup-check-interval 1 --prometheus-host 127.0.0.1 --prometheus-port 39000 "
+        "--host 127.0.0.1 --port 31100 --worker-startup-timeout-secs 60 "
+        "--worker-startup-check-interval 1 --prometheus-host 127.0.0.1 --prometheus-port 31200 "
         "--disable-circuit-breaker --retry-max-retries 1"
     )
 
@@ -80,13 +80,13 @@ def test_smg_keeps_every_router_key_and_extra_args(tmp_path):
 def test_router_gates_on_readiness_then_workers(kind, tmp_path):
     spec = load_cluster(str(with_kind("sim-pp2", kind, tmp_path)), tmp_path)
     router = launch_plan(spec)[-1]
-    assert router.health_url == "http://127.0.0.1:38000/readiness"
-    assert router.workers_url == "http://127.0.0.1:38000/workers"
+    assert router.health_url == "http://127.0.0.1:31100/readiness"
+    assert router.workers_url == "http://127.0.0.1:31100/workers"
     assert router.expected_workers == (
         ("prefill", "http://127.0.0.1:31000"),
         ("decode", "http://127.0.0.1:31001"),
     )
-    assert spec.router_metrics_url == "http://127.0.0.1:39000/metrics"
+    assert spec.router_metrics_url == "http://127.0.0.1:31200/metrics"
 
 
 def test_unknown_kind_is_refused_listing_the_choices(tmp_path):
