@@ -169,3 +169,44 @@ def test_bench_usage_errors_exit_2(args: list[str], needle: str, tmp_path: Path)
     assert p.returncode == 2 and "does not exist" in p.stderr
     p = bench("--tokenizer-path", str(SIM_TINY), "--slo", "latency=5")
     assert p.returncode == 2 and "NAME=MILLISECONDS" in p.stderr
+
+
+def test_bench_replays_a_generated_trace(router: str, tmp_path: Path) -> None:
+    """`pytest-pd trace` writes a trace; `bench --trace` replays it (lengths from the trace,
+    arrivals at its timestamps, twice as fast)."""
+    trace = tmp_path / "t.jsonl"
+    made = subprocess.run(
+        [
+            PY,
+            "-m",
+            "pytest_pd.cli",
+            "trace",
+            "-o",
+            str(trace),
+            "--requests",
+            "12",
+            "--rate",
+            "20",
+            "--output-mean",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert made.returncode == 0 and "12 requests over" in made.stdout, made.stdout + made.stderr
+    rows = [json.loads(line) for line in trace.read_text().splitlines()]
+    out = tmp_path / "result.json"
+    p = bench(
+        "--tokenizer-path", str(SIM_TINY), "--port", port_of(router), "--parallel", "12", "--number", "12",
+        "--trace", str(trace), "--trace-time-scale", "2", "--output-json", str(out), "--no-progress",
+    )  # fmt: skip
+    assert p.returncode == 0, p.stdout + p.stderr
+    data = json.loads(out.read_text())
+    assert data["workload"]["id"] == "trt-c12-n12-ts2"
+    m = data["metrics"]
+    assert m["completed"] == 12 and m["input_len_mismatches"] == 0 and m["output_len_mismatches"] == 0
+    assert m["total_input_tokens"] == sum(r["input_length"] for r in rows)
+    assert m["total_output_tokens"] == sum(r["output_length"] for r in rows)
+    assert m["duration"] >= rows[-1]["timestamp"] / 1000 / 2  # the last one was sent on time, not at once
