@@ -163,12 +163,14 @@ def _title(metric: str) -> str:
 
 
 def trend_chart(comp: Comparison, trend: Sequence[RunRecord]) -> str:
+    """The seed table's metrics and every bounded one (a capacity, a p90, a hit rate) over the
+    last stored runs of the same cluster and workload (or capacity search), bounds drawn."""
     if not trend:
         return '<p class="pd-note">No stored runs of this cluster and workload yet: no trend.</p>'
     labels = [time.strftime("%m-%d %H:%M", time.gmtime(r.started_at)) for r in trend]
     panels = []
     base = comp.baseline.metrics if comp.baseline else {}
-    for metric in HISTORY_METRICS:
+    for metric in dict.fromkeys([*HISTORY_METRICS, *(b.metric for b in comp.bounds)]):
         values = [_display(metric, float(r.metrics.get(metric) or math.nan)) for r in trend]
         bounds = []
         for b in comp.bounds:
@@ -178,10 +180,14 @@ def trend_chart(comp: Comparison, trend: Sequence[RunRecord]) -> str:
                 bounds.append(_display(metric, b.value * float(base[metric])))
             elif not b.is_ratio:
                 bounds.append(_display(metric, b.value))
-        panels.append((_title(metric), values, bounds))
-    png = charts.trend(panels, labels)
+        panels.append((metric, values, bounds))
+    png = charts.trend([(_title(m), v, b) for m, v, b in panels], labels)
     return charts.img(
-        png, f"trend of the last {len(trend)} runs of {comp.candidate.name}", "trend", points=len(trend)
+        png,
+        f"trend of the last {len(trend)} runs of {comp.candidate.name}",
+        "trend",
+        points=len(trend),
+        metrics=",".join(metric for metric, _, _ in panels),
     )
 
 

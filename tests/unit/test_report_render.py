@@ -130,6 +130,25 @@ def test_details_have_inline_charts_trend_bound_telemetry_and_escaped_logs():
     assert "decode-0 (last lines of its log)" in out
 
 
+def test_trend_follows_every_bounded_metric_too():
+    """A bound on a metric outside the seed table's (a capacity, a hit rate) gets its own panel."""
+    bounds = bounds_from_marker(("prefix_cache_hit_rate",), {"min": 0.3}, {"prefix_cache_hit_rate"})
+    comp = compare("t", "w", run_record("pp2", "", PP2), run_record("tp8", "", TP8), bounds)
+    trend = [
+        run_record("pp2", "", {**PP2, "prefix_cache_hit_rate": 0.4 + i / 100}, started_at=1.8e9 + i)
+        for i in range(3)
+    ]
+    out = html.trend_chart(comp, trend)
+    shown = re.search(r'data-metrics="([^"]+)"', out).group(1).split(",")
+    assert shown == [
+        "mean_ttft_ms",
+        "output_throughput",
+        "mean_tpot_ms",
+        "mean_e2e_latency_ms",
+        "prefix_cache_hit_rate",
+    ]
+
+
 def test_prediction_error_has_its_own_trend_when_runs_were_predicted():
     comp = comparison()
 
