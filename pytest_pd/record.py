@@ -234,6 +234,16 @@ class RunRecord(BaseModel):
         return self.simulated.speedup if self.simulated else 1.0
 
     @property
+    def capacity_range(self) -> dict[str, tuple[float, float]]:
+        """For a capacity search, where its knee lies: from the capacity found to the lowest load
+        that missed (unbounded when every load met the SLOs); empty otherwise."""
+        cap = self.capacity
+        if cap is None or cap.capacity is None:
+            return {}
+        above = cap.bracket[1] if len(cap.bracket) > 1 and cap.bracket[1] is not None else math.inf
+        return {cap.metric: (float(cap.capacity), float(above))}
+
+    @property
     def samples(self) -> dict[str, list[float]]:
         """Per-repeat values of every numeric metric (model time); empty for a single run."""
         return repeat_samples(self.repeats)

@@ -160,6 +160,8 @@ def compare(
                 baseline.metrics if baseline else None,
                 candidate.samples,
                 baseline.samples if baseline else None,
+                candidate.capacity_range,
+                baseline.capacity_range if baseline else None,
             )
         )
     if last is not None:

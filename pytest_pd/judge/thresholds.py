@@ -132,10 +132,25 @@ def _judge(bound: Bound, point_ok: bool, ci: tuple[float, float] | None) -> tupl
     return NOISE, bound.noise == "pass"
 
 
-def _ci_text(ci: tuple[float, float] | None, ratio: bool) -> str:
+def _ci_text(ci: tuple[float, float] | None, ratio: bool, label: str = "95 % CI") -> str:
     if ci is None:
         return ""
-    return f" [95 % CI {ci[0]:.3f}×–{ci[1]:.3f}×]" if ratio else f" [95 % CI {ci[0]:.4g}–{ci[1]:.4g}]"
+    return f" [{label} {ci[0]:.3f}×–{ci[1]:.3f}×]" if ratio else f" [{label} {ci[0]:.4g}–{ci[1]:.4g}]"
+
+
+KNEE = "knee between"
+"""How a capacity's interval is shown: the search bracketed the true knee, it did not sample it."""
+
+
+def _ratio_range(
+    value: float, base: float, cand: tuple[float, float] | None, basis: tuple[float, float] | None
+) -> tuple[float, float]:
+    """The range of candidate / baseline when each lies in its range (a point where none)."""
+    c_lo, c_hi = cand or (value, value)
+    b_lo, b_hi = basis or (base, base)
+    lo = c_lo / b_hi if b_hi > 0 else 0.0
+    hi = c_hi / b_lo if b_lo > 0 else math.inf
+    return lo, hi
 
 
 def evaluate(
@@ -144,11 +159,18 @@ def evaluate(
     baseline: Mapping[str, float] | None,
     candidate_samples: Mapping[str, Sequence[float]] | None = None,
     baseline_samples: Mapping[str, Sequence[float]] | None = None,
+    candidate_ranges: Mapping[str, tuple[float, float]] | None = None,
+    baseline_ranges: Mapping[str, tuple[float, float]] | None = None,
 ) -> Verdict:
     """One bound against the candidate's (and, for ratios, the baseline's) numbers. The samples
-    are per-repeat values of each metric; with two or more, the verdict uses a bootstrap interval."""
+    are per-repeat values of each metric; with two or more, the verdict uses a bootstrap interval.
+    The ranges are where a capacity's knee lies (the search's bracket): the verdict uses the
+    range of the value (or ratio) they allow instead."""
     value = float(candidate.get(bound.metric, math.nan))  # not measured: "no data" below
     cand_s = (candidate_samples or {}).get(bound.metric)
+    cand_r = (candidate_ranges or {}).get(bound.metric)
+    base_r = (baseline_ranges or {}).get(bound.metric)
+    label = KNEE if (cand_r or base_r) else "95 % CI"
     if not bound.is_ratio:
         base = None if baseline is None else float(baseline.get(bound.metric, math.nan))
         if not math.isfinite(value):
@@ -160,10 +182,10 @@ def evaluate(
                 f"{bound.metric} = {value} (no data) violates bound {bound.text()}",
                 FAIL,
             )
-        ci = bootstrap_ci(cand_s) if cand_s else None
+        ci = cand_r or (bootstrap_ci(cand_s) if cand_s else None)
         status, ok = _judge(bound, _within(bound, value), ci)
         word = {PASS: "within", FAIL: "violates", NOISE: "is within noise of"}[status]
-        msg = f"{bound.metric} = {value:.4g}{_ci_text(ci, False)} {word} bound {bound.text()}"
+        msg = f"{bound.metric} = {value:.4g}{_ci_text(ci, False, label)} {word} bound {bound.text()}"
         return Verdict(bound, value, base, ok, msg, status, ci)
     if baseline is None:
         raise ThresholdError(f"{bound.metric}: a ratio bound needs a baseline measurement")
@@ -179,12 +201,15 @@ def evaluate(
         )
     ratio = value / base
     base_s = (baseline_samples or {}).get(bound.metric)
-    ci = bootstrap_ci(cand_s or [value], base_s or [base]) if (cand_s or base_s) else None
+    if cand_r or base_r:
+        ci = _ratio_range(value, base, cand_r, base_r)
+    else:
+        ci = bootstrap_ci(cand_s or [value], base_s or [base]) if (cand_s or base_s) else None
     status, ok = _judge(bound, _within(bound, ratio), ci)
     outcome = {PASS: "pass", FAIL: "FAIL", NOISE: f"within noise (counts as {bound.noise})"}[status]
     msg = (
         f"{bound.metric}: candidate {value:.4g} vs baseline {base:.4g} = {ratio:.3f}× "
-        f"({delta_percent(value, base):+.1f} %){_ci_text(ci, True)}, bound {bound.text()} → "
+        f"({delta_percent(value, base):+.1f} %){_ci_text(ci, True, label)}, bound {bound.text()} → "
         f"{outcome}"
     )
     return Verdict(bound, value, base, ok, msg, status, ci)

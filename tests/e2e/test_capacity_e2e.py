@@ -40,6 +40,7 @@ def test_capacity_of_candidate_and_baseline_is_searched_judged_and_stored(pytest
     text = result.stdout.str()
     result.assert_outcomes(passed=1, failed=1)
     assert "pass: capacity_concurrency: candidate" in text and "bound ≥ 0.2× baseline" in text, text
+    assert "[knee between " in text, text  # judged on the brackets of both knees
     assert "FAIL: capacity_concurrency: candidate" in text and "bound ≥ 0.9× baseline" in text, text
     found = {
         m.group(1): (float(m.group(2)), float(m.group(3)))

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from pytest_pd.judge.comparison import compare
-from pytest_pd.judge.thresholds import ThresholdError, bounds_from_marker, evaluate
+from pytest_pd.judge.thresholds import Bound, ThresholdError, bounds_from_marker, evaluate
 from pytest_pd.report.summary import markdown, table_rows, terminal_lines
 from tests.helpers.records import run_record
 
@@ -226,3 +226,42 @@ def test_comparison_survives_the_trip_through_a_report():
     back = from_dict(to_dict(comp))
     assert back.verdicts == comp.verdicts and back.history == comp.history
     assert back.passed == comp.passed
+
+
+def test_a_capacity_is_judged_on_where_its_knee_lies():
+    """A capacity search bracketed the knee, [capacity, lowest load that missed): the verdict
+    holds for every ratio the two brackets allow, or is within noise."""
+    bound = Bound("capacity_concurrency", "min_ratio", 0.75)
+    cand, base = {"capacity_concurrency": 20.0}, {"capacity_concurrency": 24.0}
+    clear = evaluate(
+        bound,
+        cand,
+        base,
+        None,
+        None,
+        {"capacity_concurrency": (20.0, 22.0)},
+        {"capacity_concurrency": (24.0, 26.0)},
+    )
+    assert clear.status == "pass" and clear.ci == pytest.approx((20 / 26, 22 / 24))
+    assert "[knee between 0.769×–0.917×]" in clear.message
+    wide = evaluate(
+        bound,
+        cand,
+        base,
+        None,
+        None,
+        {"capacity_concurrency": (20.0, 40.0)},
+        {"capacity_concurrency": (24.0, 32.0)},
+    )
+    assert wide.ci == pytest.approx((20 / 32, 40 / 24)) and wide.status == "within noise" and not wide.passed
+    unbounded = evaluate(bound, cand, base, None, None, {"capacity_concurrency": (20.0, math.inf)}, None)
+    assert unbounded.status == "pass" and unbounded.ci == (20 / 24, math.inf)  # at least 20: enough
+    absolute = evaluate(
+        Bound("capacity_concurrency", "min", 21.0),
+        cand,
+        None,
+        None,
+        None,
+        {"capacity_concurrency": (20.0, 22.0)},
+    )
+    assert absolute.status == "within noise" and "knee between 20–22" in absolute.message
