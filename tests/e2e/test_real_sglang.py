@@ -26,6 +26,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from pytest_pd.http_get import get_text
+from pytest_pd.workload.trace import generate_trace, write_trace
 from tests.helpers import (
     REPO,
     assert_nothing_left,
@@ -50,6 +51,22 @@ def test_sglang_process_tree_is_real(pd_cluster):
     print("process names:", sorted(names))
     for wanted in ("sglang::scheduler", "sglang::detokenizer", "sglang::router"):
         assert any(wanted.startswith(n) for n in names if n.startswith("sglang::")), names
+"""
+
+# A generated trace (two shared system prompts, conversations that resend their history, 128-token
+# blocks so that prompts fit the tiny model's context) replayed in the same session: real SGLang's
+# prefill radix cache must find the shared prefixes, as its own /metrics count them.
+TRACE_PROBE = """
+import pytest
+from pytest_pd.workload.spec import Workload
+
+W = Workload(trace_path={trace!r}, num_requests=16, concurrency=16, trace_block_size=128)
+
+@pytest.mark.pd_threshold("prefix_cache_hit_rate", min=0.2)
+@pytest.mark.parametrize("pd_workload", [W], ids=lambda w: w.id)
+def test_trace_replay_hits_the_prefix_cache(pd_run):
+    m = pd_run.candidate.metrics
+    assert m["completed"] == 16 and m["input_len_mismatches"] == 0 and m["output_len_mismatches"] == 0
 """
 
 # Long enough to be running when a process is killed (~40 s on two cores), absolute bounds only.
@@ -119,16 +136,38 @@ def test_shipped_suite_on_real_sglang_1p1d_and_2p1d(real_sglang: Path, tmp_path:
     real_cluster_copy("cpu-2p1d", folder)
     probe = tmp_path / "test_tree.py"
     probe.write_text(TREE_PROBE)
+    trace = tmp_path / "trace.jsonl"
+    rows = generate_trace(
+        16,
+        rate=8.0,
+        system_prompts=2,
+        system_blocks=4,
+        new_blocks=2,
+        output_mean=16,
+        max_blocks=12,
+        block_size=128,
+    )
+    write_trace(trace, rows)
+    trace_probe = tmp_path / "test_trace.py"
+    trace_probe.write_text(TRACE_PROBE.format(trace=str(trace)))
     out = tmp_path / "out"
 
     # cpu-2p1d against cpu-1p1d measured live (the probe first: one bring-up of the candidate
     # serves both), then cpu-1p1d against the stored cpu-2p1d run
     code, text = run(
-        pytest_argv(folder, out, "cpu-2p1d", str(probe), str(REPO / "suites" / "test_pd_acceptance.py")),
+        pytest_argv(
+            folder,
+            out,
+            "cpu-2p1d",
+            str(probe),
+            str(trace_probe),
+            str(REPO / "suites" / "test_pd_acceptance.py"),
+        ),
         tmp_path,
     )
     assert code == 0, text
-    assert re.search(r"3 passed, 1 skipped", text), text
+    assert re.search(r"4 passed, 1 skipped", text), text
+    assert "pass: prefix_cache_hit_rate" in text and "prefix cache not flushed" not in text, text
     assert "process names:" in text and "sglang::schedul" in text, text
     assert re.search(r"cpu-2p1d \(candidate\)\s+TP=1 \(2P1D\)", text), text
     assert re.search(r"cpu-1p1d \(baseline\)\s+TP=1\s", text), text
@@ -142,6 +181,7 @@ def test_shipped_suite_on_real_sglang_1p1d_and_2p1d(real_sglang: Path, tmp_path:
 
     # exact lengths from SGLang's own usage; SGLang's /metrics scraped; every log kept
     results = [json.loads(p.read_text()) for p in sorted((out / "results").glob("*.json"))]
+    results = [r for r in results if not r["workload"].get("trace_path")]  # the trace's: above
     # both workloads (token ids to /generate, exact-length text to /v1/completions) per run
     assert sorted((r["cluster"]["name"], r["workload"]["api"]) for r in results) == [
         ("cpu-1p1d", "completions"),
