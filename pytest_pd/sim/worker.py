@@ -167,8 +167,11 @@ class SimWorker:
         return prompt if isinstance(prompt, list) else None
 
     def _prefilled(self, r: Req) -> None:
+        """``r``'s prefill is done: its blocks are cached (its keys are dropped: the trace keeps
+        thousands of requests)."""
         if self.prefix_cache is not None and r.cache_keys:
             self.prefix_cache.insert(r.cache_keys)
+        r.cache_keys = None
 
     def unpaired(self, r: Req) -> bool:
         """A decode worker serves only requests the router paired with a prefill (a room)."""
