@@ -201,7 +201,13 @@ def test_shipped_suite_on_real_sglang_1p1d_and_2p1d(real_sglang: Path, tmp_path:
         assert "sglang:num_running_reqs" in scraped and "sglang:kv_transfer" in scraped
         # where TTFT goes: SGLang's own histograms give every part
         assert r["ttft_breakdown"]["missing"] == {}, r["ttft_breakdown"]
-        assert sum(r["ttft_breakdown"]["parts"].values()) == pytest.approx(r["ttft_breakdown"]["ttft_s"])
+        # the prefill's stages and the decode's TTFT are measured on different servers: on two
+        # shared cores they may overlap a little (the decode remainder is then 0, not negative)
+        parts = r["ttft_breakdown"]["parts"]
+        assert all(v >= 0 for v in parts.values()) and parts["prefill"] > 0, parts
+        assert sum(parts.values()) == pytest.approx(r["ttft_breakdown"]["ttft_s"], rel=0.15), r[
+            "ttft_breakdown"
+        ]
     runs = sorted(p for p in (out / "runs").iterdir() if p.is_dir())
     assert len(runs) == 3, runs
     for run_dir in runs:
