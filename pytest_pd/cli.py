@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pytest_pd import bench, trace_cli
+from pytest_pd import bench, manifests_cli, trace_cli
 from pytest_pd.cluster.commands import render_commands
 from pytest_pd.cluster.launchers import launcher_of
 from pytest_pd.cluster.locks import HostLock, LocalHostLock, holder_info, local_lock_dir
@@ -89,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     twin_cli.add_parser(sub)
     plan_cli.add_parser(sub)
     trace_cli.add_parser(sub)
+    manifests_cli.add_parser(sub)
     return parser
 
 
@@ -112,8 +113,14 @@ def _machines(args: argparse.Namespace, act: Callable[[HostLock], None]) -> int:
         act(LocalHostLock(local_lock_dir(None), "localhost", "this machine", info))
         return 0
     spec = load_cluster(args.cluster, args.cluster_dir)
-    if not launcher_of(spec).manages_processes:
+    launcher = launcher_of(spec)
+    if not launcher.manages_processes:
         raise PdError(f"{spec.label} uses launcher: {spec.launcher}: pytest-pd starts nothing there.")
+    if launcher.allocates:
+        raise PdError(
+            f"{spec.label} uses launcher: {spec.launcher}: each session's job ends with it; "
+            f"`squeue --name=pytest-pd:{spec.label}` lists one left by a killed session, `scancel` ends it."
+        )
     topology = Topology(spec, Path(f"(pytest-pd {args.command})"), say=_say)
     try:
         topology.connect_hosts()
@@ -174,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         return plan_cli.run(args)
     if args.command == "trace":
         return trace_cli.run(args)
+    if args.command == "manifests":
+        return manifests_cli.run(args)
     try:
         if args.command == "commands":
             spec = load_cluster(args.cluster, args.cluster_dir)

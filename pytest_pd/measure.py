@@ -303,6 +303,7 @@ class Measurer:
         return self._prompts[key]
 
     def _run(self, spec: ClusterSpec, topology: Topology, workload: Workload) -> RunRecord:
+        spec = topology.spec  # with the addresses its launcher placed the hosts at (Slurm's nodes)
         prompts = self._prompts_for(spec, workload)
         speedup = engines.time_scale(spec)
         # Open-loop schedules and time limits too: the simulated cluster runs `speedup` times faster

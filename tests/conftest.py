@@ -3,6 +3,7 @@ tests/helpers. Each test is marked with its tier (unit, integration, e2e) by its
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,24 @@ def sshd_farm(tmp_path_factory: pytest.TempPathFactory):
         pytest.skip(str(exc))
     yield farm
     farm.stop()
+
+
+@pytest.fixture(scope="session")
+def local_slurm(tmp_path_factory: pytest.TempPathFactory):
+    """A real one-controller, two-node Slurm on this machine (nodes n1 at 127.0.0.2, n2 at
+    127.0.0.3), for the Slurm tests; ``SLURM_CONF`` points this process and the sessions it starts
+    at it. Skips with the reason when Slurm cannot be had here."""
+    from tests.helpers.slurm import SlurmUnavailable, start_slurm
+
+    try:
+        slurm = start_slurm(tmp_path_factory.mktemp("slurm"))
+    except SlurmUnavailable as exc:
+        pytest.skip(str(exc))
+    previous = os.environ.get("SLURM_CONF")
+    os.environ.update(slurm.env)
+    yield slurm
+    slurm.stop()
+    if previous is None:
+        os.environ.pop("SLURM_CONF", None)
+    else:
+        os.environ["SLURM_CONF"] = previous

@@ -79,13 +79,27 @@ class SSHSpec(_Model):
 
 
 class HostSpec(_Model):
-    address: str
+    address: str | None = None  # None: where the launcher places it (launcher: slurm)
+    node: str | None = None  # launcher: slurm: the node this host must be (else Slurm picks one)
     gpus: int | None = Field(default=None, ge=1)
     python: str | None = None
     workdir: str | None = None
     ssh: SSHSpec = SSHSpec()
     lock_dir: str | None = None
     lock_timeout_s: float = Field(default=1800.0, ge=0)
+
+
+class SlurmSpec(_Model):
+    """``slurm:`` (launcher: slurm): what the bring-up's job asks Slurm for. One node per host of
+    the file; ``sbatch_args``/``srun_args`` carry the rest (GPUs, exclusivity, constraints)."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time: str | None = None  # the job's time limit, as sbatch --time takes it ("2:00:00")
+    sbatch_args: list[str] = []
+    srun_args: list[str] = []  # every server's and the router's step, e.g. [--gpus-per-node=8]
+    start_timeout_s: float = Field(default=600.0, gt=0)  # pending longer than this: bring-up fails
 
 
 class ModelSpec(_Model):
@@ -174,6 +188,7 @@ class ClusterSpec(_Model):
     prefill: list[ServerSpec] = Field(min_length=1)
     decode: list[ServerSpec] = Field(min_length=1)
     router: RouterSpec = RouterSpec()
+    slurm: SlurmSpec = SlurmSpec()
     sim: dict[str, bool | int | float | str] = {}
     twin: TwinSpec | None = None
 
@@ -194,7 +209,28 @@ class ClusterSpec(_Model):
         return [merge_defaults(self.server_defaults, s) for s in raw]
 
     def host_address(self, host: str) -> str:
-        return self.hosts[host].address
+        """The host's address; ``<host>`` until its launcher places it (launcher: slurm)."""
+        return self.hosts[host].address or f"<{host}>"
+
+    def placed(self, addresses: Mapping[str, str]) -> ClusterSpec:
+        """This spec with the hosts at the addresses their launcher chose (Slurm's nodes); a
+        multi-node server's ``dist_init_addr: ":PORT"`` becomes its first node's address."""
+        hosts = {
+            n: h.model_copy(update={"address": addresses.get(n, h.address)}) for n, h in self.hosts.items()
+        }
+
+        def server(s: ServerSpec) -> ServerSpec:
+            if not (s.dist_init_addr or "").startswith(":"):
+                return s
+            return s.model_copy(update={"dist_init_addr": addresses[s.node_hosts[0]] + str(s.dist_init_addr)})
+
+        return self.model_copy(
+            update={
+                "hosts": hosts,
+                "prefill": [server(s) for s in self.prefill],
+                "decode": [server(s) for s in self.decode],
+            }
+        )
 
     def prefill_strategy(self) -> str:
         """The seed table's "prefill strategy" column, e.g. 'TP=4, PP=2'."""

@@ -31,7 +31,7 @@ def problems(spec: ClusterSpec, cluster_dir: Path | None) -> list[tuple[Loc, str
     def claim(loc: Loc, host: str, port: int | None, what: str) -> None:
         if port is None or host not in hosts:
             return
-        key = (hosts[host].address, port)
+        key = (hosts[host].address or host, port)
         if key in used:
             problems.append((loc, f"port {port} on {host} is already used by {used[key]}"))
         else:

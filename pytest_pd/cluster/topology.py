@@ -74,16 +74,18 @@ class Topology:
         keep_on_failure: bool = False,
     ) -> None:
         self.spec = spec
-        self.keep_on_failure = keep_on_failure  # a failed bring-up leaves its processes up
+        self.launcher = launcher_of(spec)
+        # a failed bring-up leaves its processes up (not an allocation: that ends with the session)
+        self.keep_on_failure = keep_on_failure and not self.launcher.allocates
         self.run_dir = run_dir
         self.say = say
+        self.local_python = local_python
         self.plan = launch_plan(spec, local_python=local_python)
         self.running: list[Running] = []
         self._running_lock = threading.Lock()
         # every process of this bring-up carries it (host_agent): how a later session tells ours
         self.run_id = f"{run_dir.name}-{uuid.uuid4().hex[:8]}"
         self.reservation = Reservation(self.run_id, self._ledger_entry, say)
-        self.launcher = launcher_of(spec)
         self.hosts = self.launcher.hosts(spec, say=say, local_python=local_python)
         self._secrets = spec.secret_values()
         self.started_at: float | None = None
@@ -206,6 +208,11 @@ class Topology:
         with its processes, ready for :meth:`down`."""
         state = read_state(run_dir)
         spec = load_cluster(state["file"], run_dir)
+        if launcher_of(spec).allocates:
+            raise HostError(
+                f"{spec.label} runs as a Slurm job, which ended with its session (or `scancel` it: "
+                f"`squeue --name=pytest-pd:{spec.label}` lists it); there is nothing to adopt."
+            )
         topology = cls(spec, run_dir, say=say)
         topology.connect_hosts()
         by_name = {c.name: c for c in topology.plan}
@@ -270,8 +277,13 @@ class Topology:
 
     def connect_hosts(self) -> None:
         """Reach every host at once (SSH connections; nothing to do for local hosts): unreachable
-        hosts, unknown host keys and refused logins fail here, before anything starts."""
+        hosts, unknown host keys and refused logins fail here, before anything starts). Hosts
+        their launcher places now (Slurm's nodes) take their addresses into the spec and plan."""
         self.hosts.connect(self._used_hosts())
+        placed = self.hosts.addresses()
+        if placed:
+            self.spec = self.spec.placed(placed)
+            self.plan = launch_plan(self.spec, local_python=self.local_python)
 
     def host_locks(self) -> list[MachineLock]:
         """The lock of each machine this cluster uses (not taken), in the order they are taken."""

@@ -249,7 +249,7 @@ def _write_plan(
         c.topology,
         name,
         host_gpus,
-        {h: spec.address for h, spec in template.hosts.items()},
+        {h: spec.address or "" for h, spec in template.hosts.items()},
         {
             "description": f"Planned from {template.label}: {describe(c.topology)}",
             "baseline": baseline,

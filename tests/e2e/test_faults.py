@@ -33,6 +33,7 @@ from tests.helpers import (
     started_pids,
     wait_for_text,
 )
+from tests.helpers.slurm import slurm_cluster_copy, tagged_processes
 
 SUITE = """
 import pytest
@@ -70,7 +71,7 @@ class Fault:
     stage: str | None = None  # failure stage in the results file; None: a finished run's metrics
     failed_kind: str | None = None  # error kind counted in the stored metrics
     starts: bool = True  # whether any process was started (false: refused before bring-up)
-    ssh_only: bool = False
+    launchers: tuple[str, ...] = ("local", "ssh")  # the launchers it is injected under
 
 
 def _busy_decode_port(data: dict[str, Any], ctx: dict[str, Any]) -> None:
@@ -102,6 +103,7 @@ FAULTS = [
         first="error",
         cluster_lost=True,
         stage="bring-up",
+        launchers=("local", "ssh", "slurm"),
     ),
     Fault(
         "decode-never-healthy",
@@ -121,6 +123,18 @@ FAULTS = [
         first="error",
         cluster_lost=True,
         stage="run",
+        launchers=("local", "ssh", "slurm"),
+    ),
+    Fault(
+        "job-cancelled-mid-run",  # `scancel` from outside: every step dies with the job
+        r"BringUpError: cluster sim-tp8 lost a process while running in1000-\S+:\n"
+        r"\S+ on \S+ exited with code -?\d+(.*\n)*.*\[Slurm job \d+ \(pytest-pd:sim-tp8\) is CANCELLED",
+        kill="scancel",
+        decode_sim=HUNG,
+        first="error",
+        cluster_lost=True,
+        stage="run",
+        launchers=("slurm",),
     ),
     Fault(
         "router-dies-mid-run",
@@ -170,7 +184,14 @@ FAULTS = [
         stage="bring-up",
         starts=False,
     ),
-    Fault("sigint-mid-run", r"KeyboardInterrupt", kill="SIGINT", decode_sim=HUNG, stage="interrupted"),
+    Fault(
+        "sigint-mid-run",
+        r"KeyboardInterrupt",
+        kill="SIGINT",
+        decode_sim=HUNG,
+        stage="interrupted",
+        launchers=("local", "ssh", "slurm"),
+    ),
     Fault("sigterm-mid-run", r"KeyboardInterrupt", kill="SIGTERM", decode_sim=HUNG, stage="interrupted"),
     Fault(
         "ssh-authentication-failure",
@@ -180,7 +201,7 @@ FAULTS = [
         cluster_lost=True,
         stage="bring-up",
         starts=False,
-        ssh_only=True,
+        launchers=("ssh",),
     ),
     Fault(
         "ssh-host-unreachable",
@@ -190,19 +211,16 @@ FAULTS = [
         cluster_lost=True,
         stage="bring-up",
         starts=False,
-        ssh_only=True,
+        launchers=("ssh",),
     ),
 ]
-CASES = [
-    pytest.param(f, launcher, id=f"{f.id}-{launcher}")
-    for f in FAULTS
-    for launcher in ("local", "ssh")
-    if launcher == "ssh" or not f.ssh_only
-]
+CASES = [pytest.param(f, launcher, id=f"{f.id}-{launcher}") for f in FAULTS for launcher in f.launchers]
 
 
 def fault_cluster(folder: Path, fault: Fault, ctx: dict[str, Any]) -> Path:
-    if "farm" not in ctx:
+    if "slurm" in ctx:
+        path = slurm_cluster_copy("sim-tp8", folder)
+    elif "farm" not in ctx:
         path = sim_cluster_copy("sim-tp8", folder)
     else:
         from tests.helpers.sshd import ssh_cluster_copy
@@ -247,6 +265,8 @@ def run_pytest(
                 if fault.kill == "router":
                     pid = int(next((out / "runs").rglob("router.pid")).read_text())
                     os.killpg(pid, signal.SIGKILL)
+                elif fault.kill == "scancel":  # someone else ends the job (SLURM_CONF: local_slurm's)
+                    subprocess.run(["scancel", f"--name=pytest-pd:{cluster}"], check=True, timeout=30)
                 else:
                     proc.send_signal(getattr(signal, fault.kill))
             code = proc.wait(timeout=240)
@@ -264,6 +284,8 @@ def test_fault(
     ctx: dict[str, Any] = {}
     if launcher == "ssh":
         ctx.update(farm=request.getfixturevalue("sshd_farm"), work=tmp_path)
+    if launcher == "slurm":
+        ctx.update(slurm=request.getfixturevalue("local_slurm"))
     folder = tmp_path / "clusters"
     fault_cluster(folder, fault, ctx)
     pytester.makepyfile(test_suite=SUITE.format(timeout=fault.timeout_s, output_len=fault.output_len))
@@ -296,6 +318,9 @@ def test_fault(
         assert_nothing_left(out / "runs")
         if launcher == "ssh":
             assert_nothing_left(tmp_path / "remote")
+        if launcher == "slurm":  # the job ended, and every step's processes with it
+            assert ctx["slurm"].jobs() == [], ctx["slurm"].jobs()
+            assert tagged_processes([runs[0].name]) == []
         logs = {p.stem for p in runs[0].glob("*.log")}
         assert {"prefill-0", "decode-0"} <= logs, logs
     else:

@@ -249,7 +249,8 @@ def test_prefix_cache_hits_show_per_request_and_in_server_metrics(logs: Path) ->
     from pytest_pd.http_get import get_status, get_text
     from pytest_pd.telemetry import parse_prometheus
 
-    url, proc = start_unified(logs, SIM_TINY, "--enable-metrics", "--sim-speedup", "20")
+    # ×5, not faster: the hits' shorter prefill must stand out of a loaded machine's jitter
+    url, proc = start_unified(logs, SIM_TINY, "--enable-metrics", "--sim-speedup", "5")
     tok = load_tokenizer(SIM_TINY)
     w = Workload(
         input_len=1500, output_len=4, concurrency=1, num_requests=6, prefix_groups=2, prefix_len=1024
@@ -261,7 +262,7 @@ def test_prefix_cache_hits_show_per_request_and_in_server_metrics(logs: Path) ->
         cached = [r.cached_tokens for r in result.records]
         assert cached == [0, 0, 1024, 1024, 1024, 1024], cached  # groups alternate: 0 1 0 1 0 1
         ttft = [r.t_first_token - r.t_start for r in result.records]
-        assert max(ttft[2:]) < min(ttft[:2]), ttft  # a third of the prompt left to compute
+        assert max(ttft[2:]) < 0.9 * min(ttft[:2]), ttft  # a third of the prompt left to compute
         metrics = parse_prometheus(get_text(url + "/metrics", timeout=5))
         hits = {k: v for k, v in metrics.items() if k.startswith("sglang:prefill_effective_tokens_total")}
         device_hit = next(v for k, v in hits.items() if "mode=device_hit" in k)

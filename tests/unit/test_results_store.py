@@ -46,7 +46,7 @@ def _save_many(folder: str, n: int) -> list[str]:
 
 
 def test_concurrent_writers_never_overwrite_and_never_leave_partial_files(tmp_path):
-    with multiprocessing.get_context("fork").Pool(4) as pool:
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
         # bounded: a worker lost to the OS would otherwise leave the pool waiting for ever
         paths = sum(pool.starmap_async(_save_many, [(str(tmp_path), 5)] * 4).get(timeout=120), [])
     assert len(set(paths)) == 20  # same cluster, workload and second: 20 distinct files

@@ -81,12 +81,12 @@ def test_minimal_file_parses(tmp_path):
         (
             MINIMAL.replace("{address: 127.0.0.1}", "{address: 127.0.0.1, gpu: 8}"),
             6,
-            "hosts.a.gpu: unknown key 'gpu'; allowed here: address, gpus",
+            "hosts.a.gpu: unknown key 'gpu'; allowed here: address, node, gpus",
         ),
         (
             MINIMAL.replace("launcher: local", "launcher: kubernetes"),
             2,
-            "launcher: expected 'local', 'ssh' or 'attach'",
+            "launcher: expected 'local', 'ssh', 'attach' or 'slurm'",
         ),
         (
             MINIMAL.replace("name: mini\n", "name: mini\nbaseline: nowhere\n"),

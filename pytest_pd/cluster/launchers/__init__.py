@@ -3,7 +3,7 @@
 A launcher says whether pytest-pd starts and stops the processes at all, how the hosts of one
 bring-up are made and locked, whether servers start all at once, and how a host is named in
 messages. The topology asks it instead of branching on the launcher's name; a new launcher
-(Slurm, Kubernetes) is one module here plus one line in ``_MODULES``, each imported only when a
+is one module here plus one line in ``_MODULES``, each imported only when a
 cluster file names it.
 """
 
@@ -27,6 +27,7 @@ _MODULES = {
     "local": "pytest_pd.cluster.launchers.local",
     "ssh": "pytest_pd.cluster.launchers.ssh",
     "attach": "pytest_pd.cluster.launchers.attach",
+    "slurm": "pytest_pd.cluster.launchers.slurm",
 }
 
 
@@ -40,6 +41,11 @@ class Hosts(Protocol):
         """Reach every host at once: what cannot be reached fails here, before anything starts."""
         ...
 
+    def addresses(self) -> dict[str, str]:
+        """Each host's address where the launcher chose it on ``connect`` (Slurm's nodes); empty
+        where the cluster file gives them."""
+        ...
+
     def machine_locks(self, names: Sequence[str], info: str) -> list[MachineLock]:
         """The lock of each machine the named hosts are on (not taken yet)."""
         ...
@@ -51,6 +57,9 @@ class Launcher(Protocol):
     name: str
     manages_processes: bool  # False: someone else runs the cluster; only its health is checked
     parallel_starts: bool  # servers start all at once (each start is a round trip) or in turn
+    # the hosts are an allocation made at bring-up and ended at teardown (Slurm's job): no host
+    # locks or run ledgers, and nothing can be left running for a later `pytest-pd down`
+    allocates: bool
 
     def problems(self, spec: ClusterSpec) -> list[tuple[Loc, str]]:
         """What the cluster file must satisfy for this launcher, as (field, what is wrong)."""

@@ -31,6 +31,9 @@ class NoHosts:
         for name in names:
             self.get(name)
 
+    def addresses(self) -> dict[str, str]:
+        return {}
+
     def machine_locks(self, names: Sequence[str], info: str) -> list[MachineLock]:
         return []
 
@@ -42,6 +45,7 @@ class AttachLauncher:
     name = "attach"
     manages_processes = False
     parallel_starts = False
+    allocates = False
 
     def problems(self, spec: ClusterSpec) -> list[tuple[Loc, str]]:
         return []

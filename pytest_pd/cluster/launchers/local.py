@@ -138,6 +138,9 @@ class LocalHosts:
         for name in names:
             self.get(name)
 
+    def addresses(self) -> dict[str, str]:
+        return {}
+
     def machine_locks(self, names: Sequence[str], info: str) -> list[MachineLock]:
         """One lock for this machine, in the first ``lock_dir`` a host sets, waited for as long as
         the most patient host allows."""
@@ -167,6 +170,7 @@ class LocalLauncher:
     name = "local"
     manages_processes = True
     parallel_starts = False
+    allocates = False
 
     def problems(self, spec: ClusterSpec) -> list[tuple[Loc, str]]:
         return [
@@ -176,7 +180,7 @@ class LocalLauncher:
                 f"loopback (127.x.x.x), got {host.address!r}; use launcher: ssh for remote hosts",
             )
             for name, host in spec.hosts.items()
-            if not is_loopback(host.address)
+            if not is_loopback(host.address or "")
         ]
 
     def interpreter(self, configured: str | None, local_python: str) -> str:

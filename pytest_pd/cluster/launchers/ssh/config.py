@@ -70,14 +70,15 @@ def resolve_target(
     config, config_path = load_config(
         resolve_path(ssh.config) if ssh.config and ssh.config.lower() != "none" else ssh.config
     )
-    entry: dict[str, object] = dict(config.lookup(ssh.alias or host.address)) if config else {}
-    hostname = str(entry.get("hostname") or ssh.alias or host.address)
+    address = host.address or name  # launcher: ssh requires an address (LAUNCHER.problems)
+    entry: dict[str, object] = dict(config.lookup(ssh.alias or address)) if config else {}
+    hostname = str(entry.get("hostname") or ssh.alias or address)
     user = ssh.user or str(entry.get("user") or "") or getpass.getuser()
     try:
         port = ssh.port if "port" in given else int(str(entry.get("port") or ssh.port))
     except ValueError:
         raise HostError(
-            f"ssh config {config_path}: Port of {ssh.alias or host.address} is not a number."
+            f"ssh config {config_path}: Port of {ssh.alias or address} is not a number."
         ) from None
     if ssh.key:
         keys: tuple[str, ...] = (str(Path(resolve_path(ssh.key)).expanduser()),)

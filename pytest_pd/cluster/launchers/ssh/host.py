@@ -13,7 +13,7 @@ import paramiko
 
 from pytest_pd.cluster.hosts import CommandResult, Proc, survived_sigkill, without_colours
 from pytest_pd.cluster.launchers.ssh.connection import SSHConnection
-from pytest_pd.cluster.launchers.ssh.scripts import PORTS, STATUS, WRAPPER, env_exports
+from pytest_pd.cluster.launchers.ssh.scripts import STATUS, WRAPPER, env_exports, ports_in_use
 from pytest_pd.cluster.spec import HostSpec
 from pytest_pd.cluster.stale_runs import RemoteAgent
 from pytest_pd.errors import HostError
@@ -42,7 +42,7 @@ class SSHHost:
 
     @property
     def address(self) -> str:
-        return self.spec.address
+        return self.spec.address or self.name  # launcher: ssh requires an address
 
     def remote_run_dir(self, run_dir: Path) -> str:
         base = self.conn.expand(self.spec.workdir or DEFAULT_WORKDIR).rstrip("/")
@@ -207,18 +207,8 @@ class SSHHost:
 
     def ports_in_use(self, wanted: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
         """Which of (address, port) cannot be bound on the host right now."""
-        if not wanted:
-            return []
-        items = [f"{addr}:{port}" for addr, port in wanted]
-        res = self.run([self.python, "-c", PORTS, *items], timeout=30.0)
-        if res.returncode != 0:
-            raise HostError(
-                f"host {self.name}: cannot run {self.python!r} to check ports "
-                f"({(res.stderr or res.stdout).strip()[-300:]}). Set hosts.{self.name}.python in the "
-                "cluster file to the interpreter that runs the servers there."
-            )
-        busy = set(res.stdout.split())
-        return [(addr, port) for (addr, port), item in zip(wanted, items, strict=True) if item in busy]
+        run = lambda argv: self.run(argv, timeout=30.0)  # noqa: E731
+        return ports_in_use(run, self.python, wanted, f"host {self.name}", self.name)
 
     def close(self) -> None:
         """Connections are shared between hosts; the topology closes them."""

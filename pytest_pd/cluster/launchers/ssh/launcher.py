@@ -64,6 +64,9 @@ class SSHHosts:
         for conn in conns:
             self.say(f"{self.spec.label}: connected to {conn.target.name} ({conn.target.where})")
 
+    def addresses(self) -> dict[str, str]:
+        return {}
+
     def machine_locks(self, names: Sequence[str], info: str) -> list[MachineLock]:
         """One lock per machine (the address as dialled and as the cluster file names it); a
         lock lost with a dropped connection is taken again once it reconnects."""
@@ -101,9 +104,14 @@ class SSHLauncher:
     name = "ssh"
     manages_processes = True
     parallel_starts = True
+    allocates = False
 
     def problems(self, spec: ClusterSpec) -> list[tuple[Loc, str]]:
-        return []
+        return [
+            (("hosts", name, "address"), "launcher: ssh needs the host's address (name or IP to dial)")
+            for name, host in spec.hosts.items()
+            if not host.address
+        ]
 
     def interpreter(self, configured: str | None, local_python: str) -> str:
         return configured or "python"  # a path on that host, used verbatim (give an absolute one)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable, Sequence
 
+from pytest_pd.cluster.hosts import CommandResult
 from pytest_pd.errors import HostError
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -39,6 +41,28 @@ for item in sys.argv[1:]:
     finally:
         sock.close()
 """
+
+
+def ports_in_use(
+    run: Callable[[list[str]], CommandResult],
+    python: str,
+    wanted: Sequence[tuple[str, int]],
+    where: str,
+    host: str,
+) -> list[tuple[str, int]]:
+    """Which of (address, port) cannot be bound on a host right now: ``PORTS`` run there by its
+    Python (``run``: the host's way to run a command; ``where``: the host as messages name it)."""
+    if not wanted:
+        return []
+    items = [f"{addr}:{port}" for addr, port in wanted]
+    res = run([python, "-c", PORTS, *items])
+    if res.returncode != 0:
+        raise HostError(
+            f"{where}: cannot run {python!r} to check ports ({(res.stderr or res.stdout).strip()[-300:]}). "
+            f"Set hosts.{host}.python in the cluster file to the interpreter that runs the servers there."
+        )
+    busy = set(res.stdout.split())
+    return [(addr, port) for (addr, port), item in zip(wanted, items, strict=True) if item in busy]
 
 
 def env_exports(env: dict[str, str], host: str) -> str:
