@@ -10,9 +10,13 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
+from pytest_pd.cluster.spec import load_cluster
+from pytest_pd.cluster.topology import Topology
+from pytest_pd.errors import BringUpError
 from tests.helpers import REPO, SEED_BOUNDS_SPEEDUP, assert_nothing_left, run_session
-from tests.helpers.slurm import LocalSlurm, slurm_cluster_copy, tagged_processes
+from tests.helpers.slurm import PARTITION, LocalSlurm, slurm_cluster_copy, tagged_processes
 
 
 def test_shipped_suite_passes_through_slurm(
@@ -52,3 +56,31 @@ def test_shipped_suite_passes_through_slurm(
     assert_nothing_left(out / "runs")  # the srun processes
     assert local_slurm.jobs() == []  # both jobs ended
     assert tagged_processes([r.name for r in runs]) == []  # and every step's processes with them
+
+
+@pytest.mark.parametrize(
+    ("slurm", "message"),
+    [
+        (  # sbatch says no at once
+            {"partition": "nosuch"},
+            r"Slurm refused the job: `sbatch .*--partition=nosuch` said: sbatch: error: .*[Pp]artition",
+        ),
+        (  # accepted, but never started within start_timeout_s: cancelled, with Slurm's reason
+            {"partition": PARTITION, "sbatch_args": ["--begin=now+1hour"], "start_timeout_s": 3},
+            r"Slurm job \d+ \(pytest-pd:sim-tp8\) did not start: PENDING \(reason: BeginTime\) after \d+ s",
+        ),
+    ],
+    ids=["refused", "pending-too-long"],
+)
+def test_a_job_that_cannot_run_fails_bring_up_with_slurms_word(
+    local_slurm: LocalSlurm, tmp_path: Path, slurm: dict, message: str
+):
+    path = slurm_cluster_copy("sim-tp8", tmp_path / "clusters")
+    data = yaml.safe_load(path.read_text())
+    data["slurm"] = slurm
+    path.write_text(yaml.safe_dump(data))
+    topology = Topology(load_cluster(str(path), tmp_path), tmp_path / "run", say=print)
+    with pytest.raises(BringUpError, match=message):
+        topology.up()
+    assert local_slurm.jobs() == []  # the pending job was cancelled, not left in the queue
+    assert not list((tmp_path / "run").glob("*.pid"))  # nothing started
