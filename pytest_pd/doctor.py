@@ -14,6 +14,7 @@ The probe is stdlib Python sent as ``python -c`` (Python 3.8 and later); the ass
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -196,9 +197,13 @@ def _harness(spec: ClusterSpec, say: Say) -> list[str]:
 
 
 def _hosts(spec: ClusterSpec, all_needs: list[HostNeeds], say: Say) -> list[str]:
-    hosts = launcher_of(spec).hosts(spec, say=lambda text: None, local_python=sys.executable)
+    launcher = launcher_of(spec)
+    hosts = launcher.hosts(spec, say=lambda text: None, local_python=sys.executable)
     missing: list[str] = []
     try:
+        if launcher.allocates:  # one allocation (a Slurm job) for every host; an error names each
+            with contextlib.suppress(PdError, OSError):
+                hosts.connect([needs.host for needs in all_needs])
         for needs in all_needs:
             probe, error = None, None
             try:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,3 +86,31 @@ def test_a_job_that_cannot_run_fails_bring_up_with_slurms_word(
         topology.up()
     assert local_slurm.jobs() == []  # the pending job was cancelled, not left in the queue
     assert not list((tmp_path / "run").glob("*.pid"))  # nothing started
+
+
+def test_doctor_asks_each_node_of_one_job(local_slurm: LocalSlurm, tmp_path: Path):
+    """`pytest-pd doctor` on a Slurm cluster: one job for both hosts, each probed in a step on its
+    node, the job ended afterwards."""
+    slurm_cluster_copy("sim-pp2", tmp_path / "clusters", baseline=None)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest_pd.cli",
+            "doctor",
+            "sim-pp2",
+            "--cluster-dir",
+            str(tmp_path / "clusters"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "launcher slurm, engine sim" in done.stdout
+    for host, runs in (("prefill-node", "prefill-0, router"), ("decode-node", "decode-0")):
+        assert re.search(
+            rf"host {host}: Python [\d.]+ at \S+python\n  runs {runs}\n  ok +pytest_pd.sim", done.stdout
+        )
+    assert done.stdout.rstrip().endswith("nothing missing")
+    assert local_slurm.jobs() == []
