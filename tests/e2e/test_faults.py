@@ -320,7 +320,7 @@ def test_fault(
             assert_nothing_left(tmp_path / "remote")
         if launcher == "slurm":  # the job ended, and every step's processes with it
             assert ctx["slurm"].jobs() == [], ctx["slurm"].jobs()
-            assert tagged_processes([runs[0].name]) == []
+            assert tagged_processes(runs) == []
         logs = {p.stem for p in runs[0].glob("*.log")}
         assert {"prefill-0", "decode-0"} <= logs, logs
     else:

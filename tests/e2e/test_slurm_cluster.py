@@ -57,7 +57,7 @@ def test_shipped_suite_passes_through_slurm(
             assert scraped[name]["errors"] == 0 and scraped[name]["samples"], name
     assert_nothing_left(out / "runs")  # the srun processes
     assert local_slurm.jobs() == []  # both jobs ended
-    assert tagged_processes([r.name for r in runs]) == []  # and every step's processes with them
+    assert tagged_processes(runs) == []  # and every step's processes with them
 
 
 @pytest.mark.parametrize(

@@ -187,22 +187,22 @@ def slurm_cluster_copy(name: str, dest: Path, **overrides: object) -> Path:
     return path
 
 
-def tagged_processes(run_names: list[str]) -> list[str]:
-    """Processes of this machine whose ``PYTEST_PD_RUN`` tag (inherited through srun by every step)
-    names one of the run folders: what a session's Slurm steps left behind."""
+def tagged_processes(run_dirs: list[Path]) -> list[str]:
+    """Processes of this machine started by a session into one of ``run_dirs``: tagged with
+    ``PYTEST_PD_RUN`` (inherited through srun by every step) and working in that folder (srun's
+    and so its step's working directory). What a session's Slurm steps left behind."""
     from pytest_pd.cluster.host_agent import RUN_ENV
 
+    folders = {str(d.resolve()) for d in run_dirs}
     left = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             environ = (entry / "environ").read_bytes().split(b"\0")
+            cwd = os.readlink(entry / "cwd")
         except OSError:
             continue
-        tag = next(
-            (e.split(b"=", 1)[1].decode() for e in environ if e.startswith(RUN_ENV.encode() + b"=")), ""
-        )
-        if any(tag.startswith(name + "-") for name in run_names):
-            left.append(f"{entry.name} {tag}")
+        if cwd in folders and any(e.startswith(RUN_ENV.encode() + b"=") for e in environ):
+            left.append(f"pid {entry.name} in {cwd}")
     return left
