@@ -40,7 +40,7 @@ from pydantic import (
 )
 
 from pytest_pd.judge.catalog import to_model_time
-from pytest_pd.telemetry import prefix_cache_hit_rate
+from pytest_pd.telemetry import prefix_cache_hit_rate, server_summary
 from pytest_pd.ttft_breakdown import ttft_breakdown
 from pytest_pd.workload.metrics import RunSummary, aggregate_repeats, run_problems
 from pytest_pd.workload.spec import Workload
@@ -351,14 +351,15 @@ def build_record(
 
     metrics = model_time(agg)
     telemetry = context.get("telemetry") or {}
-    hit_rate = prefix_cache_hit_rate(telemetry.get("server") or {})
+    rows = server_summary(telemetry.get("server") or {})  # each server's metrics over the run
+    hit_rate = prefix_cache_hit_rate(rows)
     if hit_rate is not None:  # what the servers say; the client sees hits only on unified servers
         metrics["prefix_cache_hit_rate"] = hit_rate
     return RunRecord(
         cluster=cluster,
         workload=workload,
         metrics=metrics,
-        ttft_breakdown=ttft_breakdown(telemetry, metrics["mean_ttft_ms"] / 1000.0),
+        ttft_breakdown=ttft_breakdown(rows, metrics["mean_ttft_ms"] / 1000.0),
         repeats=[model_time(s) for s in summaries] if len(summaries) > 1 else [],
         slo=dict(slo) if slo else None,
         simulated=Simulated(speedup=speedup, measured_metrics=agg.to_dict()) if simulated else None,

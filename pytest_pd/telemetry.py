@@ -217,11 +217,11 @@ def series_total(
     return total
 
 
-def prefix_cache_hit_rate(server: Mapping[str, Any]) -> float | None:
+def prefix_cache_hit_rate(rows: Mapping[str, Mapping[str, float]]) -> float | None:
     """The share of the prompt tokens the prefill (or unified) servers found in their prefix
     cache over the run (SGLang's ``sglang:prefill_effective_tokens_total`` modes ``device_hit``,
-    ``host_hit`` and ``storage_hit`` against ``input``); None when they do not export it."""
-    rows = server_summary(server)
+    ``host_hit`` and ``storage_hit`` against ``input``, in :func:`server_summary` rows); None
+    when they do not export it."""
     name, engines = "sglang:prefill_effective_tokens_total", ("prefill", "unified")
     hits = sum(series_total(rows, name, engines, mode=m) for m in ("device_hit", "host_hit", "storage_hit"))
     total = hits + series_total(rows, name, engines, mode="input")

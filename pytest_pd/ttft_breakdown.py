@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pytest_pd.telemetry import series_labels, series_total, server_summary
+from pytest_pd.telemetry import series_labels, series_total
 
 PARTS = ("client_router", "queueing", "prefill", "kv_transfer", "decode_first_step")
 PART_TITLES = {
@@ -52,14 +52,15 @@ def _mean(
     return series_total(rows, family + "_sum", engines, **labels) / count if count > 0 else None
 
 
-def ttft_breakdown(telemetry: Mapping[str, Any] | None, client_ttft_s: float | None) -> dict[str, Any] | None:
-    """The breakdown of ``client_ttft_s`` (the run's mean TTFT, model seconds) from a record's
-    telemetry; None without telemetry or a measured TTFT. ``parts``: name → seconds or None;
-    ``missing``: name → why it could not be measured."""
-    server = (telemetry or {}).get("server") or {}
-    if not server or client_ttft_s is None or client_ttft_s != client_ttft_s:
+def ttft_breakdown(
+    rows: Mapping[str, Mapping[str, float]], client_ttft_s: float | None
+) -> dict[str, Any] | None:
+    """The breakdown of ``client_ttft_s`` (the run's mean TTFT, model seconds) from the servers'
+    metrics over the run (``telemetry.server_summary`` rows); None without them or without a
+    measured TTFT. ``parts``: name → seconds or None; ``missing``: name → why it could not be
+    measured."""
+    if not rows or client_ttft_s is None or client_ttft_s != client_ttft_s:
         return None
-    rows = server_summary(server)
     engines = {series_labels(k).get("engine_type") for row in rows.values() for k in row}
     unified = "unified" in engines and "prefill" not in engines
     parts: dict[str, float | None] = dict.fromkeys(PARTS)

@@ -7,11 +7,17 @@ import json
 
 import pytest
 
+from pytest_pd.telemetry import server_summary
 from pytest_pd.ttft_breakdown import PARTS, ttft_breakdown
 from tests.helpers import REPO
 
 P = "engine_type=prefill,moe_ep_rank=0,pp_rank={pp},tp_rank=0"
 D = "engine_type=decode,moe_ep_rank=0,pp_rank=0,tp_rank=0"
+
+
+def breakdown(telemetry: dict | None, client_ttft_s: float) -> dict | None:
+    """What a record gets: the breakdown from its telemetry's per-server summary."""
+    return ttft_breakdown(server_summary((telemetry or {}).get("server") or {}), client_ttft_s)
 
 
 def hist(name: str, labels: str, total: float, count: float) -> dict[str, float]:
@@ -51,7 +57,7 @@ def pd_telemetry(**drop: bool) -> dict:
 
 
 def test_pd_parts_add_up_to_the_client_ttft():
-    b = ttft_breakdown(pd_telemetry(), 3.0)
+    b = breakdown(pd_telemetry(), 3.0)
     assert b is not None and b["missing"] == {}
     assert b["parts"] == pytest.approx(
         {
@@ -68,12 +74,12 @@ def test_pd_parts_add_up_to_the_client_ttft():
 
 
 def test_kv_transfer_falls_back_to_the_latency_histogram():
-    b = ttft_breakdown(pd_telemetry(prefill_transfer_kv_cache=True), 3.0)
+    b = breakdown(pd_telemetry(prefill_transfer_kv_cache=True), 3.0)
     assert b["parts"]["kv_transfer"] == pytest.approx(0.4)
 
 
 def test_a_part_the_servers_do_not_export_is_missing_with_the_reason():
-    b = ttft_breakdown(pd_telemetry(queue_time=True), 3.0)
+    b = breakdown(pd_telemetry(queue_time=True), 3.0)
     assert b["parts"]["queueing"] is None and b["parts"]["decode_first_step"] is None
     assert "sglang:queue_time_seconds" in b["missing"]["queueing"]
     assert "needs the queueing" in b["missing"]["decode_first_step"]
@@ -87,16 +93,16 @@ def test_unified_server_has_no_kv_transfer():
         **stage(u, "prefill_forward", 4.0, 4),
         **hist("sglang:time_to_first_token_seconds", "engine_type=unified,is_streaming=true", 6.0, 4),
     }
-    b = ttft_breakdown(telemetry(server=({}, last)), 1.6)
+    b = breakdown(telemetry(server=({}, last)), 1.6)
     assert b["parts"] == pytest.approx(
         {"client_router": 0.1, "queueing": 0.5, "prefill": 1.0, "kv_transfer": 0.0, "decode_first_step": 0.0}
     )
 
 
 def test_no_telemetry_or_no_ttft_gives_none():
-    assert ttft_breakdown(None, 1.0) is None
-    assert ttft_breakdown({"server": {}}, 1.0) is None
-    assert ttft_breakdown(pd_telemetry(), float("nan")) is None
+    assert breakdown(None, 1.0) is None
+    assert breakdown({"server": {}}, 1.0) is None
+    assert breakdown(pd_telemetry(), float("nan")) is None
 
 
 def test_real_sglang_pd_metrics_give_every_part():
@@ -104,7 +110,7 @@ def test_real_sglang_pd_metrics_give_every_part():
     the bootstrap queue counts as queueing, and the decode's remainder is its own small
     waiting + first-step stages (decode_waiting 0.6 ms + fake_output 0.7 ms, plus its bootstrap)."""
     data = json.loads((REPO / "tests" / "data" / "sglang_0.5.23_ttft_telemetry.json").read_text())
-    b = ttft_breakdown(data["telemetry"], data["mean_ttft_s"])
+    b = breakdown(data["telemetry"], data["mean_ttft_s"])
     assert b["missing"] == {}
     parts = b["parts"]
     assert parts["queueing"] == pytest.approx(0.0292 + 0.0569, abs=1e-3)  # waiting + bootstrap queue
