@@ -8,6 +8,7 @@ stops each step, then ``scancel``s the job and checks that it has ended."""
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -73,7 +74,7 @@ class SlurmHost:
         for step in self.job.step_ids(proc.name):
             self.job.cancel(step)
         if proc.popen is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(subprocess.TimeoutExpired):  # then its group is stopped below
                 proc.popen.wait(timeout=grace_s + 30.0)
         self._srun.kill_tree(proc, grace_s)
         deadline = time.monotonic() + 30.0  # the controller lists a step until slurmd reports it gone
@@ -109,10 +110,9 @@ class SlurmHost:
 class SlurmHosts:
     """The hosts of one Slurm bring-up: the nodes of its job, which ``connect`` submits."""
 
-    def __init__(self, spec: ClusterSpec, say: Say, local_python: str) -> None:
+    def __init__(self, spec: ClusterSpec, say: Say) -> None:
         self.spec = spec
         self.say = say
-        self.local_python = local_python
         self.job: SlurmJob | None = None
         self._hosts: dict[str, SlurmHost] = {}
         self._addresses: dict[str, str] = {}
@@ -139,7 +139,7 @@ class SlurmHosts:
         for name in names:
             node = pinned.get(name)
             node, address = next(n for n in nodes if n[0] == node) if node else free.pop(0)
-            python = spec.hosts[name].python or "python"
+            python = LAUNCHER.interpreter(spec.hosts[name].python, "python")
             self._hosts[name] = SlurmHost(name, job, node, spec.slurm.srun_args, python)
             self._addresses[name] = address
             self.say(f"{spec.label}: host {name} is node {node} ({address}) of Slurm job {job.id}")
@@ -189,7 +189,7 @@ class SlurmLauncher:
         return f" on {host}"
 
     def hosts(self, spec: ClusterSpec, *, say: Say, local_python: str) -> SlurmHosts:
-        return SlurmHosts(spec, say, local_python)
+        return SlurmHosts(spec, say)
 
 
 LAUNCHER = SlurmLauncher()
