@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pytest_pd import bench, manifests_cli, trace_cli
+from pytest_pd.cli_args import add_cluster_arguments
 from pytest_pd.cluster.commands import render_commands
 from pytest_pd.cluster.launchers import launcher_of
 from pytest_pd.cluster.locks import HostLock, LocalHostLock, holder_info, local_lock_dir
@@ -37,13 +38,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
     ):
         p = sub.add_parser(name, help=text, description=text)
-        p.add_argument("cluster", help="cluster name (file stem in --cluster-dir) or path to a YAML file")
-        p.add_argument(
-            "--cluster-dir",
-            type=Path,
-            default=Path("clusters"),
-            help="folder holding cluster files (default: ./clusters)",
-        )
+        add_cluster_arguments(p)
         if name == "up":
             p.add_argument(
                 "--run-dir",
@@ -74,16 +69,11 @@ def _parser() -> argparse.ArgumentParser:
         "their processes",
     )
     for p in (down, ps):
-        p.add_argument(
-            "--cluster",
+        add_cluster_arguments(
+            p,
+            flag="--cluster",
             help="look at this cluster's hosts (name or path to a YAML "
             "file) instead of this machine's default lock folder",
-        )
-        p.add_argument(
-            "--cluster-dir",
-            type=Path,
-            default=Path("clusters"),
-            help="folder holding cluster files (default: ./clusters)",
         )
     bench.add_parser(sub)
     twin_cli.add_parser(sub)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pytest_pd.cli_args import add_cluster_arguments
 from pytest_pd.cluster.spec import load_cluster
 from pytest_pd.errors import PdError
 from pytest_pd.manifests.attach import attach_name, attach_yaml, default_router_url
@@ -20,13 +21,7 @@ from pytest_pd.manifests.render import FORMATS, render, to_yaml
 def add_parser(sub: Any) -> None:
     text = "render a cluster as Kubernetes manifests (LeaderWorkerSet or RoleBasedGroup)"
     p = sub.add_parser("manifests", help=text, description=__doc__)
-    p.add_argument("cluster", help="cluster name (file stem in --cluster-dir) or path to a YAML file")
-    p.add_argument(
-        "--cluster-dir",
-        type=Path,
-        default=Path("clusters"),
-        help="folder holding cluster files (default: ./clusters)",
-    )
+    add_cluster_arguments(p)
     p.add_argument("--format", required=True, help=f"{' or '.join(FORMATS)}")
     p.add_argument("--image", default=DEFAULT_IMAGE, help=f"container image (default: {DEFAULT_IMAGE})")
     p.add_argument("--namespace", default=DEFAULT_NAMESPACE, help=f"(default: {DEFAULT_NAMESPACE})")

@@ -29,6 +29,13 @@ class SlurmUnavailable(Exception):
     """Slurm cannot be had here; the tests that need it skip with this reason."""
 
 
+# srun listens for its steps' I/O on ports of its own; left to the kernel they come from the
+# ephemeral range the tests take the servers' ports from, and a step's srun once took a port a
+# server was about to bind (CI: "address already in use" and srun's "Insane message length" from
+# the health poll). A range above the kernel's (32768-60999) keeps the two apart.
+SRUN_PORTS = "61000-61999"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -71,6 +78,7 @@ SlurmdTimeout=30
 KillWait=5
 InactiveLimit=0
 MinJobAge=600
+SrunPortRange={SRUN_PORTS}
 {nodes}
 PartitionName={PARTITION} Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE
 """
