@@ -2,7 +2,8 @@
 #   make run    brings up the simulated sim-pp2 cluster and its sim-tp8 baseline, runs the seed
 #               workload on both, writes report.html
 #   make test   runs the plugin's own tests, every tier: sets up real SGLang on this CPU first
-#               (make real-sglang, once: ~5 min, 11 GB in ~/.cache/pytest-pd)
+#               (make real-sglang, once: ~5 min, 11 GB in ~/.cache/pytest-pd); the quick tier on
+#               two workers, then the e2e and real-engine tiers serially
 # For your edit-test loop:
 #   make test-fast     the quick tier (no real SGLang, no sshd, no browser), on two pytest-xdist
 #                      workers: about 90 s
@@ -33,8 +34,12 @@ real-sglang:
 run: $(STAMP)
 	$(VENV)/bin/pytest suites/ --cluster=$(CLUSTER)
 
+# the quick tier on two workers, then the end-to-end and real-engine tiers one test at a time (their
+# timings are measured; two at once on two cores would skew them); fails if either fails
 test: $(STAMP) real-sglang
-	$(VENV)/bin/pytest tests/ $(PYTEST_ARGS)
+	$(VENV)/bin/pytest tests/ -m "$(FAST)" -n 2 $(PYTEST_ARGS); quick=$$?; \
+	$(VENV)/bin/pytest tests/ -m "not ($(FAST))" $(PYTEST_ARGS); slow=$$?; \
+	[ $$quick -eq 0 ] && [ $$slow -eq 0 ]
 
 test-fast: $(STAMP)
 	$(VENV)/bin/pytest tests/ -m "$(FAST)" -n 2 $(PYTEST_ARGS)

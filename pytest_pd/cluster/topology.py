@@ -210,8 +210,9 @@ class Topology:
         spec = load_cluster(state["file"], run_dir)
         if launcher_of(spec).allocates:
             raise HostError(
-                f"{spec.label} runs as a Slurm job, which ended with its session (or `scancel` it: "
-                f"`squeue --name=pytest-pd:{spec.label}` lists it); there is nothing to adopt."
+                f"{spec.label} runs as a Slurm job, which ends with its session; one a killed session "
+                f"left is listed by `pytest-pd ps --cluster {spec.label}` and cancelled by "
+                f"`pytest-pd down --cluster {spec.label}` (or the next session). There is nothing to adopt."
             )
         topology = cls(spec, run_dir, say=say)
         topology.connect_hosts()

@@ -194,3 +194,54 @@ def test_a_kept_cluster_is_reported_not_stopped(tmp_path):
     said = []
     assert reap_stale(ledger, said.append) == 0 and said == []  # gone: quietly forgotten
     assert ledger.runs() == []
+
+
+@pytest.mark.parametrize("how", ["next-session", "down"])
+def test_a_killed_sessions_slurm_job_is_found_and_cancelled(tmp_path, local_slurm, how):
+    """Through Slurm the job outlives a SIGKILLed session, holding its nodes until its time limit.
+    While the session lives `pytest-pd ps --cluster` says so; once it is dead its lease is free,
+    and the next session (before it submits its own job) or `pytest-pd down --cluster` cancels the
+    job: its steps, and the sruns on this machine, end with it."""
+    from tests.helpers.slurm import slurm_cluster_copy, tagged_processes
+
+    folder = tmp_path / "clusters"
+    slurm_cluster_copy("sim-tp8", folder)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTEST_PD_LOCK_DIR": str(tmp_path / "locks")}
+    cluster = ("--cluster", "sim-tp8", "--cluster-dir", str(folder))
+    proc, log = _session(tmp_path, folder, "killed", HOLD, env)
+    try:
+        wait_for_text(log, "sim-tp8: ready at", proc)
+        ps = _pytest_pd("ps", *cluster, env=env)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    job = re.search(r"submitted Slurm job (\d+)", log.read_text()).group(1)
+    assert (
+        f"in use by a live session: Slurm job {job} (pytest-pd:sim-tp8, RUNNING; session on " in ps.stdout
+    ), ps.stdout + ps.stderr
+    assert [line.split()[:2] for line in local_slurm.jobs()] == [[job, "RUNNING"]]
+    runs = list((tmp_path / "killed" / "runs").iterdir())
+    assert len(tagged_processes(runs)) >= 3  # prefill, decode and router outlive the session
+
+    ps = _pytest_pd("ps", *cluster, env=env)
+    assert re.search(
+        rf"STALE \(its session is gone.*\): Slurm job {job} \(pytest-pd:sim-tp8, RUNNING", ps.stdout
+    ), ps.stdout + ps.stderr
+    found = f"found Slurm job {job} (pytest-pd:sim-tp8, RUNNING; session on "
+    if how == "down":
+        down = _pytest_pd("down", *cluster, env=env)
+        assert down.returncode == 0, down.stderr
+        assert found in down.stderr and "sim-tp8: 1 stale Slurm job(s) cancelled" in down.stderr, down.stderr
+        again = _pytest_pd("down", *cluster, env=env)
+        assert "sim-tp8: no stale Slurm job" in again.stderr, again.stderr
+    else:
+        nxt, log = _session(tmp_path, folder, "again", PASS, env)
+        code = nxt.wait(timeout=240)
+        text = log.read_text(errors="replace")
+        assert code == 0, text
+        assert f"sim-tp8: {found}" in text and f"Slurm job {job} cancelled; nothing of it is left" in text
+        assert text.index("nothing of it is left") < text.index("submitted Slurm job"), text
+    assert local_slurm.jobs() == []
+    assert not [pid for pid in started_pids(tmp_path / "killed" / "runs") if group_alive(pid)]  # the sruns
+    assert tagged_processes(runs) == []  # and the steps' processes
+    assert not list((tmp_path / "locks" / "slurm").iterdir())  # no lease file left

@@ -2,9 +2,9 @@
 prefill and decode PD-disaggregated with Mooncake moving the KV over TCP, behind the real
 sglang-router. Set up once with `make real-sglang`; every test here is marked ``real_sglang``.
 
-- the shipped suite on cpu-2p1d (baseline cpu-1p1d, live) and then on cpu-1p1d (baseline stored
-  by the first session): green, exact token counts from SGLang's usage, /metrics scraped, SGLang's
-  whole process tree (``sglang::scheduler``, ``sglang::detokenizer``) gone afterwards, logs kept;
+- the shipped suite on cpu-2p1d against its baseline cpu-1p1d, measured live: green, exact token
+  counts from SGLang's usage, /metrics scraped, SGLang's whole process tree
+  (``sglang::scheduler``, ``sglang::detokenizer``) gone afterwards, logs kept;
 - the same over SSH (real sshd on loopback), prefill + router on one host and decode on another;
 - a decode, a prefill and the router killed mid-run: the test fails within 30 s naming the
   process, nothing is left running.
@@ -152,8 +152,9 @@ def test_shipped_suite_on_real_sglang_1p1d_and_2p1d(real_sglang: Path, tmp_path:
     trace_probe.write_text(TRACE_PROBE.format(trace=str(trace)))
     out = tmp_path / "out"
 
-    # cpu-2p1d against cpu-1p1d measured live (the probe first: one bring-up of the candidate
-    # serves both), then cpu-1p1d against the stored cpu-2p1d run
+    # cpu-2p1d against cpu-1p1d measured live (the probes first: one bring-up of the candidate
+    # serves them all). A stored baseline is the harness's business, not the engine's: the sim
+    # tier covers it.
     code, text = run(
         pytest_argv(
             folder,
@@ -172,12 +173,6 @@ def test_shipped_suite_on_real_sglang_1p1d_and_2p1d(real_sglang: Path, tmp_path:
     assert re.search(r"cpu-2p1d \(candidate\)\s+TP=1 \(2P1D\)", text), text
     assert re.search(r"cpu-1p1d \(baseline\)\s+TP=1\s", text), text
     assert "baseline: cpu-1p1d, measured in this session" in text
-    code, text1 = run(
-        pytest_argv(folder, out, "cpu-1p1d", str(REPO / "suites" / "test_pd_acceptance.py")), tmp_path
-    )
-    assert code == 0, text1
-    assert re.search(r"2 passed, 1 skipped", text1), text1
-    assert re.search(r"baseline: cpu-2p1d, stored", text1), text1
 
     # exact lengths from SGLang's own usage; SGLang's /metrics scraped; every log kept
     results = [json.loads(p.read_text()) for p in sorted((out / "results").glob("*.json"))]
@@ -185,8 +180,6 @@ def test_shipped_suite_on_real_sglang_1p1d_and_2p1d(real_sglang: Path, tmp_path:
     # both workloads (token ids to /generate, exact-length text to /v1/completions) per run
     assert sorted((r["cluster"]["name"], r["workload"]["api"]) for r in results) == [
         ("cpu-1p1d", "completions"),
-        ("cpu-1p1d", "completions"),
-        ("cpu-1p1d", "generate"),
         ("cpu-1p1d", "generate"),
         ("cpu-2p1d", "completions"),
         ("cpu-2p1d", "generate"),
@@ -209,7 +202,7 @@ def test_shipped_suite_on_real_sglang_1p1d_and_2p1d(real_sglang: Path, tmp_path:
             "ttft_breakdown"
         ]
     runs = sorted(p for p in (out / "runs").iterdir() if p.is_dir())
-    assert len(runs) == 3, runs
+    assert len(runs) == 2, runs
     for run_dir in runs:
         logs = {p.stem for p in run_dir.glob("*.log")}
         assert {"prefill-0", "decode-0", "router"} <= logs, logs

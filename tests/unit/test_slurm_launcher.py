@@ -3,12 +3,14 @@ command, Slurm's ``Key=Value`` records, and the spec once Slurm has placed the h
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
 from pytest_pd.cluster.commands import launch_plan, render_commands
 from pytest_pd.cluster.launchers.slurm.job import JobState, parse_record, sbatch_argv
+from pytest_pd.cluster.launchers.slurm.lease import SessionJob, SessionLease, parse_comment
 from pytest_pd.cluster.spec import SlurmSpec, load_cluster, parse_cluster
 from pytest_pd.errors import ClusterFileError
 from tests.helpers import CLUSTERS
@@ -76,6 +78,30 @@ def test_the_job_asks_for_a_node_per_host_with_the_files_slurm_block():
     assert sbatch_argv(SlurmSpec(), "j", 1, []) == [
         "sbatch", "--parsable", "--job-name=j", "--nodes=1", "--ntasks-per-node=1", "--output=/dev/null",
     ]  # fmt: skip
+    assert "--comment=pytest-pd session h /l/a b.lease" in sbatch_argv(
+        SlurmSpec(), "j", 1, [], "pytest-pd session h /l/a b.lease"
+    )
+
+
+def test_a_jobs_session_is_read_from_its_comment_and_judged_by_its_lease(tmp_path):
+    lease = SessionLease(tmp_path)
+    host, path = parse_comment(lease.comment)
+    assert (
+        host == socket.gethostname() and path == str(lease.path) and lease.path.parent == tmp_path / "slurm"
+    )
+    job = SessionJob("7", "pytest-pd:x", "RUNNING", lease.comment)
+    assert job.owner == "live"
+    assert job.describe() == f"Slurm job 7 (pytest-pd:x, RUNNING; session on {host})"
+    lease.release()  # as when its process dies: the OS drops the lock
+    assert job.owner == "stale" and not lease.path.exists()
+    elsewhere = SessionJob("8", "pytest-pd:x", "PENDING", "pytest-pd session other-login /a/b c.lease")
+    assert elsewhere.owner == "elsewhere" and parse_comment(elsewhere.comment) == (
+        "other-login",
+        "/a/b c.lease",
+    )
+    for comment in ("", "(null)", "nightly run", "pytest-pd session onlyhost"):
+        assert parse_comment(comment) is None
+        assert SessionJob("9", "pytest-pd:x", "RUNNING", comment).owner == "unknown"
 
 
 def test_scontrol_records_parse_and_states_read_as_users_see_them():

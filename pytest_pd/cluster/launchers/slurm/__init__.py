@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING
 from pytest_pd.cluster.hosts import CommandResult, Proc
 from pytest_pd.cluster.launchers import Say
 from pytest_pd.cluster.launchers.local import LocalHost
-from pytest_pd.cluster.launchers.slurm.job import SlurmJob
+from pytest_pd.cluster.launchers.slurm.job import SlurmJob, job_name
+from pytest_pd.cluster.launchers.slurm.lease import SessionLease, cancel_stale
 from pytest_pd.cluster.launchers.ssh.scripts import ports_in_use
-from pytest_pd.cluster.locks import MachineLock
+from pytest_pd.cluster.locks import MachineLock, local_lock_dir
 from pytest_pd.errors import HostError
 
 if TYPE_CHECKING:
@@ -114,6 +115,7 @@ class SlurmHosts:
         self.spec = spec
         self.say = say
         self.job: SlurmJob | None = None
+        self.lease: SessionLease | None = None
         self._hosts: dict[str, SlurmHost] = {}
         self._addresses: dict[str, str] = {}
 
@@ -128,9 +130,12 @@ class SlurmHosts:
         if self.job is not None:
             return
         spec = self.spec
+        name = job_name(spec.label)
+        cancel_stale(name, lambda text: self.say(f"{spec.label}: {text}"))
         pinned = {n: node for n in names if (node := spec.hosts[n].node)}
+        self.lease = self.lease or SessionLease(local_lock_dir(None))
         job = self.job = SlurmJob.submit(
-            spec.slurm, f"pytest-pd:{spec.label}", len(names), list(pinned.values())
+            spec.slurm, name, len(names), list(pinned.values()), self.lease.comment
         )
         self.say(f"{spec.label}: submitted Slurm job {job.id} for {len(names)} node(s)")
         state = job.wait_running(spec.slurm.start_timeout_s, self.say)
@@ -153,11 +158,16 @@ class SlurmHosts:
     def close(self) -> None:
         """End the job (every step with it) and check Slurm says so."""
         job, self.job = self.job, None
+        lease, self.lease = self.lease, None
         self._hosts.clear()
         self._addresses.clear()
-        if job is not None:
-            job.end()
-            self.say(f"{self.spec.label}: Slurm job {job.id} ended")
+        try:
+            if job is not None:
+                job.end()
+                self.say(f"{self.spec.label}: Slurm job {job.id} ended")
+        finally:
+            if lease is not None:
+                lease.release()
 
 
 class SlurmLauncher:

@@ -26,6 +26,11 @@ HOLDER_SCRIPT = (
 )
 
 
+def job_name(cluster_label: str) -> str:
+    """The name of a bring-up's job: ``squeue --name=pytest-pd:LABEL`` finds it."""
+    return f"pytest-pd:{cluster_label}"
+
+
 def parse_record(line: str) -> dict[str, str]:
     """``scontrol show ... -o`` output (``Key=Value`` words on one line) as a dict."""
     fields: dict[str, str] = {}
@@ -36,9 +41,13 @@ def parse_record(line: str) -> dict[str, str]:
     return fields
 
 
-def sbatch_argv(slurm: SlurmSpec, job_name: str, nodes: int, pinned: Sequence[str]) -> list[str]:
+def sbatch_argv(
+    slurm: SlurmSpec, job_name: str, nodes: int, pinned: Sequence[str], comment: str = ""
+) -> list[str]:
     """The ``sbatch`` command of a bring-up's job (its script comes on stdin)."""
     argv = ["sbatch", "--parsable", f"--job-name={job_name}", f"--nodes={nodes}", "--ntasks-per-node=1"]
+    if comment:
+        argv.append(f"--comment={comment}")  # whose job it is (see lease.py)
     argv.append("--output=/dev/null")  # the steps' output comes back through srun, into the run dir
     for flag, value in (
         ("--partition", slurm.partition),
@@ -87,8 +96,10 @@ class SlurmJob:
         self.name = name
 
     @classmethod
-    def submit(cls, slurm_spec: SlurmSpec, name: str, nodes: int, pinned: Sequence[str]) -> SlurmJob:
-        argv = sbatch_argv(slurm_spec, name, nodes, pinned)
+    def submit(
+        cls, slurm_spec: SlurmSpec, name: str, nodes: int, pinned: Sequence[str], comment: str = ""
+    ) -> SlurmJob:
+        argv = sbatch_argv(slurm_spec, name, nodes, pinned, comment)
         done = slurm(argv, stdin=HOLDER_SCRIPT)
         job_id = done.stdout.strip().split(";")[0]
         if done.returncode != 0 or not job_id.isdigit():
