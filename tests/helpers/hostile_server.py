@@ -13,7 +13,7 @@ event, compact JSON (``meta_info`` last in ``/generate`` events, cumulative ``te
 
 The module also runs one case's client in a child process and measures its memory there::
 
-    python -m tests.helpers.hostile_server probe URL API CASE TIMEOUT_S   # prints one JSON line
+    python -m tests.helpers.hostile_server probe URL API CASE TIMEOUT_S OUT   # writes JSON to OUT
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import json
 import socket
 import struct
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -614,24 +615,31 @@ REPO = Path(__file__).resolve().parents[2]
 async def probe(url: str, api: str, case_name: str, timeout_s: float) -> dict[str, Any]:
     """Run ``case_name`` once in a child process (the production path: ``run_workload_sync``,
     uvloop) and return its record plus the child's memory during the run, in bytes: the
-    ``tracemalloc`` peak and the peak RSS over the RSS after imports (``rss_growth``)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.helpers.hostile_server",
-        "probe",
-        url,
-        api,
-        case_name,
-        str(timeout_s),
-        cwd=REPO,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    if proc.returncode != 0:
-        raise RuntimeError(f"probe {case_name} exited {proc.returncode}: {err.decode()[-2000:]}")
-    return json.loads(out.decode().strip().splitlines()[-1])
+    ``tracemalloc`` peak and the peak RSS over the RSS after imports (``rss_growth``).
+
+    The child writes its result to a file, not to stdout: a record can hold megabytes of text
+    (``long_event``) and the event loop leaves stdout non-blocking, so a big print at exit can be
+    cut short."""
+    with tempfile.TemporaryDirectory(prefix="hostile-probe-") as tmp:
+        out_path = Path(tmp) / "result.json"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.helpers.hostile_server",
+            "probe",
+            url,
+            api,
+            case_name,
+            str(timeout_s),
+            str(out_path),
+            cwd=REPO,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"probe {case_name} exited {proc.returncode}: {err.decode()[-2000:]}")
+        return json.loads(out_path.read_text())
 
 
 def _status_kib(field_name: str) -> int:
@@ -679,6 +687,7 @@ def _probe_main(url: str, api: str, case_name: str, timeout_s: float) -> dict[st
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 6 or sys.argv[1] != "probe":
+    if len(sys.argv) != 7 or sys.argv[1] != "probe":
         raise SystemExit(__doc__)
-    print(json.dumps(_probe_main(sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]))))
+    result = _probe_main(sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]))
+    Path(sys.argv[6]).write_text(json.dumps(result))
