@@ -6,7 +6,7 @@
 #               two workers, then the e2e and real-engine tiers serially
 # For your edit-test loop:
 #   make test-fast     the quick tier (no real SGLang, no sshd, no browser), on two pytest-xdist
-#                      workers: about 90 s
+#                      workers: about two minutes
 #   make test-real     only the real-SGLang tier (tests marked real_sglang)
 #   make real-sglang   set up (once) the pinned real SGLang environment the cpu-* clusters use
 #   make lint          ruff check, ruff format --check, mypy (strict on the pure core); .ci/run

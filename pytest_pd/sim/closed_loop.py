@@ -76,11 +76,36 @@ class _Router:
 
 @dataclass
 class _Decode:
+    """A decode server's batch, kept so that a step costs the same whatever its size: requests
+    are not touched each step; each is filed under the step that emits its last token."""
+
     shape: ServerShape
     limit: int
     waiting: deque[_Req] = field(default_factory=deque)  # KV arrived, not yet admitted
-    running: list[_Req] = field(default_factory=list)
+    # (step emitting its last token, order of admission, request) for each running request
+    ends: list[tuple[int, int, _Req]] = field(default_factory=list)
+    steps: int = 0  # steps done so far
+    admitted: int = 0
+    context: int = 0  # prompt + generated tokens of the running requests
     active: bool = False
+
+    def admit(self, r: _Req) -> None:
+        heapq.heappush(self.ends, (self.steps + r.output_len - r.emitted, self.admitted, r))
+        self.admitted += 1
+        self.context += r.input_len + r.emitted
+
+    def step_done(self) -> list[_Req]:
+        """Every running request emitted a token: the ones that emitted their last, in order of
+        admission."""
+        self.steps += 1
+        self.context += len(self.ends)
+        done = []
+        while self.ends and self.ends[0][0] <= self.steps:
+            r = heapq.heappop(self.ends)[2]
+            r.emitted = r.output_len
+            self.context -= r.input_len + r.output_len
+            done.append(r)
+        return done
 
 
 def simulate(
@@ -164,14 +189,14 @@ def simulate(
         wake_prefill(p, t)
 
     def start_step(d: _Decode, t: float) -> None:
-        while d.waiting and len(d.running) < d.limit:
-            d.running.append(d.waiting.popleft())
-        if not d.running:
+        while d.waiting and len(d.ends) < d.limit:
+            d.admit(d.waiting.popleft())
+        batch = len(d.ends)
+        if not batch:
             d.active = False
             return
-        mean_ctx = sum(r.input_len + r.emitted for r in d.running) / len(d.running)
         d.active = True
-        push(t + decode_step_time(params, len(d.running), mean_ctx, d.shape.tp), "step_end", d)
+        push(t + decode_step_time(params, batch, d.context / batch, d.shape.tp), "step_end", d)
 
     for r in reqs:
         push(r.arrival, "due", r)
@@ -197,16 +222,9 @@ def simulate(
             if not d.active:
                 start_step(d, t)
         elif kind == "step_end":
-            d = data
-            still: list[_Req] = []
-            for r in d.running:
-                r.emitted += 1
-                if r.emitted >= r.output_len:
-                    complete(r, t)
-                else:
-                    still.append(r)
-            d.running[:] = still
-            start_step(d, t)
+            for r in data.step_done():
+                complete(r, t)
+            start_step(data, t)
 
     return summarize(reqs, scale=1.0 / params.speedup)
 
