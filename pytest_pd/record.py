@@ -134,6 +134,8 @@ class CapacitySearch(BaseModel):
     slo: dict[str, float]
     loads: list[float] = Field(default_factory=list)
     """A sweep's loads (measured as given); empty for a search."""
+    search: dict[str, float] = Field(default_factory=dict)
+    """A search's start, growth, max_points and resolution; empty for a sweep."""
     points: list[dict[str, Any]] = Field(default_factory=list)
     capacity: float | None = None
     bracket: list[float | None] = Field(default_factory=list)

@@ -188,7 +188,7 @@ class PdSession:
         bring-up, each load's run stored as usual), or this session's."""
         key = capacity_key(workload.id, wanted.over, wanted.slo, wanted.loads)
         hit = self.measurer.cached(spec, key)
-        if hit is not None:
+        if hit is not None and hit.capacity is not None and hit.capacity.search == wanted.search_settings:
             return hit
         runs: dict[float, RunRecord] = {}
 
@@ -199,7 +199,12 @@ class PdSession:
 
         found = wanted.run(evaluate)
         record = capacity_record(
-            found, runs, workload, predicted_capacity(spec, workload, wanted), wanted.loads
+            found,
+            runs,
+            workload,
+            predicted_capacity(spec, workload, wanted),
+            wanted.loads,
+            wanted.search_settings,
         )
         self.measurer.remember(spec, record)
         return record

@@ -40,6 +40,19 @@ class CapacitySpec:
     loads: tuple[float, ...] = ()
     """A sweep: measure exactly these loads, in order, instead of searching."""
 
+    @property
+    def search_settings(self) -> dict[str, float]:
+        """How the search walks the load (empty for a sweep): two tests asking the same SLOs
+        with other settings each get their own search (the loads both measure run once)."""
+        if self.loads:
+            return {}
+        return {
+            "start": self.start,
+            "growth": self.growth,
+            "max_points": self.max_points,
+            "resolution": self.resolution,
+        }
+
     def run(self, evaluate: Callable[[float], tuple[Mapping[str, float], int]]) -> Capacity:
         """The sweep of ``loads`` when given, else the search, with ``evaluate`` measuring a load."""
         if self.loads:
@@ -247,6 +260,7 @@ def capacity_record(
     workload: Workload,
     predicted: float | None = None,
     loads: Sequence[float] = (),
+    search: Mapping[str, float] | None = None,
 ) -> RunRecord:
     """The record of a capacity search: the cluster, model and environment of its runs, metrics
     of the run at the capacity (else of the lowest load) plus ``capacity_<over>`` (NaN when no
@@ -268,6 +282,7 @@ def capacity_record(
     low, high = found.bracket
     info = CapacitySearch(
         loads=list(loads),
+        search=dict(search or {}),
         over=found.over,
         slo=dict(found.slo),
         points=points,

@@ -28,6 +28,11 @@ def test_capacity_holds(pd_capacity):
 @pytest.mark.parametrize("pd_workload", [W], ids=lambda w: w.id)
 def test_capacity_falls_short(pd_capacity):
     pass
+
+@pytest.mark.pd_capacity(slo=SLO, start=4, max_points=2)
+@pytest.mark.parametrize("pd_workload", [W], ids=lambda w: w.id)
+def test_capacity_coarse_search(pd_capacity):
+    assert len(pd_capacity.candidate.capacity.points) <= 2
 """
 
 
@@ -38,22 +43,35 @@ def test_capacity_of_candidate_and_baseline_is_searched_judged_and_stored(pytest
     pytester.makepyfile(test_suite=SUITE)
     result, out = run_session(pytester, clusters, "--pd-baseline=live", cluster="sim-pp2")
     text = result.stdout.str()
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=2, failed=1)
     assert "pass: capacity_concurrency: candidate" in text and "bound ≥ 0.2× baseline" in text, text
     assert "[knee between " in text, text  # judged on the brackets of both knees
     assert "FAIL: capacity_concurrency: candidate" in text and "bound ≥ 0.9× baseline" in text, text
-    found = {
-        m.group(1): (float(m.group(2)), float(m.group(3)))
-        for m in re.finditer(
-            r"note: (sim-\w+): capacity (\d+) requests in flight .*the timing model says (\d+)", text
-        )
-    }
+    found: dict[str, tuple[float, float]] = {}
+    for m in re.finditer(
+        r"note: (sim-\w+): capacity (\d+) requests in flight .*the timing model says (\d+)", text
+    ):
+        found.setdefault(m.group(1), (float(m.group(2)), float(m.group(3))))  # the first test's searches
     assert set(found) == {"sim-pp2", "sim-tp8"}, text
     (pp2, pp2_model), (tp8, tp8_model) = found["sim-pp2"], found["sim-tp8"]
     assert 3 <= pp2 < 8 and tp8 >= 10, found  # PP's slower first tokens cost it the TTFT SLO
     assert abs(pp2 - pp2_model) <= 2 and abs(tp8 - tp8_model) <= 0.25 * tp8_model, found
     searches = [json.loads(p.read_text()) for p in (out / "results").glob("*-capacity-concurrency-*.json")]
-    assert sorted(r["cluster"]["name"] for r in searches) == ["sim-pp2", "sim-tp8"]  # measured once each
+    # each cluster searched once for the two tests with the same settings; the coarser search of
+    # sim-pp2 is its own, on the runs the first one measured (same results files)
+    assert sorted((r["cluster"]["name"], r["capacity"]["search"]["max_points"]) for r in searches) == [
+        ("sim-pp2", 2),
+        ("sim-pp2", 6),
+        ("sim-tp8", 6),
+    ]
+    pp2_runs = {
+        p["load"]: p["path"]
+        for r in searches
+        if r["cluster"]["name"] == "sim-pp2"
+        for p in r["capacity"]["points"]
+    }
+    coarse = next(r for r in searches if r["capacity"]["search"]["max_points"] == 2)
+    assert all(pp2_runs[p["load"]] == p["path"] for p in coarse["capacity"]["points"]), coarse
     for record in searches:
         points = record["capacity"]["points"]
         assert record["metrics"]["capacity_concurrency"] == record["capacity"]["capacity"]
