@@ -64,14 +64,13 @@ def test_capacity_of_candidate_and_baseline_is_searched_judged_and_stored(pytest
         ("sim-pp2", 6),
         ("sim-tp8", 6),
     ]
-    pp2_runs = {
-        p["load"]: p["path"]
-        for r in searches
-        if r["cluster"]["name"] == "sim-pp2"
-        for p in r["capacity"]["points"]
+    pp2_searches = {
+        r["capacity"]["search"]["max_points"]: r for r in searches if r["cluster"]["name"] == "sim-pp2"
     }
-    coarse = next(r for r in searches if r["capacity"]["search"]["max_points"] == 2)
-    assert all(pp2_runs[p["load"]] == p["path"] for p in coarse["capacity"]["points"]), coarse
+    first_runs = {p["load"]: p["path"] for p in pp2_searches[6]["capacity"]["points"]}
+    assert all(first_runs.get(p["load"]) == p["path"] for p in pp2_searches[2]["capacity"]["points"]), (
+        pp2_searches[2]
+    )
     for record in searches:
         points = record["capacity"]["points"]
         assert record["metrics"]["capacity_concurrency"] == record["capacity"]["capacity"]
