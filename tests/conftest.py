@@ -20,6 +20,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(tier)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_lock_dir(tmp_path_factory: pytest.TempPathFactory):
+    """The host locks of this test process in its own folder (``$PYTEST_PD_LOCK_DIR``, which the
+    sessions it starts inherit): the other pytest-xdist worker's topologies, on other free ports,
+    do not make it wait, and neither does a user's run on this machine. Tests of the lock itself
+    set their own folder."""
+    previous = os.environ.get("PYTEST_PD_LOCK_DIR")
+    os.environ["PYTEST_PD_LOCK_DIR"] = str(tmp_path_factory.mktemp("locks"))
+    yield
+    if previous is None:
+        os.environ.pop("PYTEST_PD_LOCK_DIR", None)
+    else:
+        os.environ["PYTEST_PD_LOCK_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def real_sglang() -> Path:
     """The real-SGLang environment's folder (venv/, tiny-llama/); fails when it is not set up."""

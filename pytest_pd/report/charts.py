@@ -11,12 +11,22 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 from html import escape
+from typing import TYPE_CHECKING, Any
 
-from matplotlib.figure import Figure
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 CANDIDATE_COLOR = "#1f5fbf"
 BASELINE_COLOR = "#d9822b"
 BOUND_COLOR = "#b00020"
+
+
+def _figure(**kwargs: Any) -> Figure:
+    """A new figure; matplotlib is imported here, when a chart is drawn, not when pytest or the
+    command line starts (0.4 s of every start)."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
 
 
 def _png(fig: Figure) -> str:
@@ -39,7 +49,7 @@ def _finite(values: Sequence[float | None]) -> list[float]:
 
 def cdfs(panels: Sequence[tuple[str, Mapping[str, Sequence[float]]]]) -> str:
     """One panel per (title, {label: values}): the empirical CDF of each labelled series."""
-    fig = Figure(figsize=(5.2 * len(panels), 3.2))
+    fig = _figure(figsize=(5.2 * len(panels), 3.2))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (title, series) in zip(axes, panels, strict=True):
         for n, (label, values) in enumerate(series.items()):
@@ -65,7 +75,7 @@ def cdfs(panels: Sequence[tuple[str, Mapping[str, Sequence[float]]]]) -> str:
 def timelines(panels: Sequence[tuple[str, Sequence[tuple[float, float | None, float | None]]]]) -> str:
     """One panel per (title, [(send, first token, last token) per request]) in seconds from the
     first send: queue-to-first-token in orange, decoding in blue, one row per request."""
-    fig = Figure(figsize=(10.4, 0.6 + 2.6 * len(panels)), layout="constrained")
+    fig = _figure(figsize=(10.4, 0.6 + 2.6 * len(panels)), layout="constrained")
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
     for ax, (title, rows) in zip(axes, panels, strict=True):
         for i, (send, first, last) in enumerate(rows):
@@ -88,7 +98,7 @@ def rates(
     xlabel: str = "s since first send",
 ) -> str:
     """Lines of (t, value) per label, e.g. output tokens/s per second of the run."""
-    fig = Figure(figsize=(10.4, 3.0))
+    fig = _figure(figsize=(10.4, 3.0))
     ax = fig.subplots()
     for n, (label, points) in enumerate(series.items()):
         if points:
@@ -114,7 +124,7 @@ def curves(
 ) -> str:
     """One panel per (title, {label: (x, y) points}, bound): a latency-throughput curve per side
     (candidate first), the bound drawn as a red dashed line."""
-    fig = Figure(figsize=(10.4, 2.8 * math.ceil(len(panels) / 2)), layout="constrained")
+    fig = _figure(figsize=(10.4, 2.8 * math.ceil(len(panels) / 2)), layout="constrained")
     axes = fig.subplots(math.ceil(len(panels) / 2), 2, squeeze=False).ravel()
     for ax, (title, series, bound) in zip(axes, panels, strict=False):
         for n, (label, points) in enumerate(series.items()):
@@ -139,7 +149,7 @@ def trend(
 ) -> str:
     """One panel per (title, values of the last runs, bound lines): the metric per run, oldest
     first, with each bound drawn as a red dashed line (labelled ``bound_label``)."""
-    fig = Figure(figsize=(10.4, 2.6 * math.ceil(len(panels) / 2)), layout="constrained")
+    fig = _figure(figsize=(10.4, 2.6 * math.ceil(len(panels) / 2)), layout="constrained")
     axes = fig.subplots(math.ceil(len(panels) / 2), 2, squeeze=False).ravel()
     xs = list(range(1, len(labels) + 1))
     for ax, (title, values, bounds) in zip(axes, panels, strict=False):
@@ -164,7 +174,7 @@ PART_COLORS = ("#8c8c8c", "#d9822b", "#1f5fbf", "#2e9e6a", "#9467bd", "#c44e52")
 def stacked_bars(bars: Sequence[tuple[str, Sequence[float | None]]], parts: Sequence[str], unit: str) -> str:
     """One horizontal bar per (label, value of each part), the parts stacked left to right in
     the order of ``parts`` (a part without a value is left out of its bar)."""
-    fig = Figure(figsize=(10.4, 0.9 + 0.7 * len(bars)), layout="constrained")
+    fig = _figure(figsize=(10.4, 0.9 + 0.7 * len(bars)), layout="constrained")
     ax = fig.subplots()
     labels = [label for label, _ in bars]
     for i, part in enumerate(parts):

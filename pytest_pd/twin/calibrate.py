@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from pytest_pd.sim.model import SimParams
 
@@ -167,6 +166,8 @@ def calibrate(
         )
     if not runs:
         raise ValueError("no runs to calibrate on")
+    from scipy.optimize import least_squares  # imported when fitting, not at every command's start
+
     names = list(fit)
     check_identifiable(base, runs, names)
     # the simulated statistics are piecewise smooth (requests change order, batches change

@@ -72,9 +72,11 @@ def test_itl_is_per_token_when_chunks_merge_tokens(tmp_path: Path, tok, usage_dr
         assert r.chunk_tokens[-1] == 60 and len(r.chunk_tokens) == 16
         if not usage_dropped:
             assert r.chunk_tokens == sent[0]
-    # per-token ITL within 2 % of the server's (one value per gap would be ~3.7x too large)
-    assert s.mean_itl_ms / 1e3 == pytest.approx(truth, rel=0.02)
-    assert s.mean_tpot_ms / 1e3 == pytest.approx(truth, rel=0.02)
+    # per-token ITL near the server's (one value per gap would be ~3.7x too large); 10 %: a client
+    # stamp a few ms late on a busy machine moves a 4 ms gap's mean by ~2 % (benchmarks/accuracy.py
+    # prints how close the stamps are)
+    assert s.mean_itl_ms / 1e3 == pytest.approx(truth, rel=0.1)
+    assert s.mean_tpot_ms / 1e3 == pytest.approx(truth, rel=0.1)
     stored = result.to_dict()["records"][0]
     assert "chunk_texts" not in stored and stored["token_source"] == want
 
