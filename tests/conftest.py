@@ -3,7 +3,6 @@ tests/helpers. Each test is marked with its tier (unit, integration, e2e) by its
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -26,13 +25,9 @@ def own_lock_dir(tmp_path_factory: pytest.TempPathFactory):
     sessions it starts inherit): the other pytest-xdist worker's topologies, on other free ports,
     do not make it wait, and neither does a user's run on this machine. Tests of the lock itself
     set their own folder."""
-    previous = os.environ.get("PYTEST_PD_LOCK_DIR")
-    os.environ["PYTEST_PD_LOCK_DIR"] = str(tmp_path_factory.mktemp("locks"))
-    yield
-    if previous is None:
-        os.environ.pop("PYTEST_PD_LOCK_DIR", None)
-    else:
-        os.environ["PYTEST_PD_LOCK_DIR"] = previous
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PYTEST_PD_LOCK_DIR", str(tmp_path_factory.mktemp("locks")))
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -81,11 +76,8 @@ def local_slurm(tmp_path_factory: pytest.TempPathFactory):
         slurm = start_slurm(tmp_path_factory.mktemp("slurm"))
     except SlurmUnavailable as exc:
         pytest.skip(str(exc))
-    previous = os.environ.get("SLURM_CONF")
-    os.environ.update(slurm.env)
-    yield slurm
-    slurm.stop()
-    if previous is None:
-        os.environ.pop("SLURM_CONF", None)
-    else:
-        os.environ["SLURM_CONF"] = previous
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in slurm.env.items():
+            env.setenv(name, value)
+        yield slurm
+        slurm.stop()
