@@ -38,6 +38,7 @@ _PUBLIC = {
     "BringUpError": "pytest_pd.errors",
     "BaselineError": "pytest_pd.errors",
     "PdRegressionWarning": "pytest_pd.errors",
+    "PdStoreWarning": "pytest_pd.errors",
     "WorkloadError": "pytest_pd.workload.spec",
     "ThresholdError": "pytest_pd.judge.thresholds",
 }

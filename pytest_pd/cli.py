@@ -23,6 +23,7 @@ from pytest_pd.cluster.stale_runs import listing, reap_stale
 from pytest_pd.cluster.topology import Topology
 from pytest_pd.doctor import doctor
 from pytest_pd.errors import PdError
+from pytest_pd.history import cli as history_cli
 from pytest_pd.rundir import new_run_dir
 from pytest_pd.twin import cli as twin_cli
 from pytest_pd.twin import plan_cli
@@ -82,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     plan_cli.add_parser(sub)
     trace_cli.add_parser(sub)
     manifests_cli.add_parser(sub)
+    history_cli.add_parser(sub)
     return parser
 
 
@@ -198,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         return trace_cli.run(args)
     if args.command == "manifests":
         return manifests_cli.run(args)
+    if args.command == "history":
+        return history_cli.run(args)
     try:
         if args.command == "commands":
             spec = load_cluster(args.cluster, args.cluster_dir)

@@ -1,5 +1,5 @@
 """What a run records of its environment: pytest-pd's and Python's versions, the router package,
-the harness host, the git commit, and each server's SGLang version."""
+the harness host, the git commit and its subject, and each server's SGLang version."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from typing import Any
 from pytest_pd import __version__
 
 
-def _git_commit(cwd: Path) -> str | None:
+def _git(cwd: Path, *args: str) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
 
 
 def versions_from_server_info(server_info: Mapping[str, Any]) -> dict[str, str]:
@@ -51,5 +51,6 @@ def environment(cwd: Path) -> dict[str, Any]:
         "python": platform.python_version(),
         "sglang_router": version("sglang-router"),
         "harness_host": socket.gethostname(),
-        "git_commit": _git_commit(cwd),
+        "git_commit": _git(cwd, "rev-parse", "HEAD"),
+        "git_subject": _git(cwd, "log", "-1", "--format=%s"),
     }

@@ -34,5 +34,9 @@ class BaselineError(PdError):
     """A ratio threshold without a usable baseline."""
 
 
+class PdStoreWarning(UserWarning):
+    """The results index (SQLite or PostgreSQL) could not be used; the JSON files still were."""
+
+
 class PdRegressionWarning(UserWarning):
-    """A metric got worse than the last run by more than the noise band."""
+    """An open regression in the stored series of a metric (--pd-history=warn)."""

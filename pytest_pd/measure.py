@@ -52,6 +52,9 @@ class Hooks:
     def record(self, record: RunRecord) -> None:
         """``record`` is about to be stored (may change it)."""
 
+    def saved(self, record: RunRecord, path: Path) -> None:
+        """``record`` was written to ``path`` in the results folder."""
+
     def cluster_up(self, topology: Topology) -> None:
         """``topology`` is up; raising fails its bring-up."""
 
@@ -430,7 +433,9 @@ class Measurer:
         self.hooks.record(record)
         if self.results_dir is None:
             return None
-        return save_result(self.results_dir, record, with_requests=self.store_requests)
+        path = save_result(self.results_dir, record, with_requests=self.store_requests)
+        self.hooks.saved(record, path)
+        return path
 
     def _flush_caches(self, spec: ClusterSpec, topology: Topology) -> None:
         """Empty every server's prefix cache (SGLang's ``/flush_cache``) after the warm-up, so

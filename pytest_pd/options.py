@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from pytest_pd.history.verdict import MODES as HISTORY_MODES
+from pytest_pd.history.verdict import HistorySettings
 from pytest_pd.results import parse_age
 from pytest_pd.workload.metrics import SLO_KEYS
 
@@ -86,6 +88,37 @@ def slos(text: str) -> dict[str, float]:
             raise argparse.ArgumentTypeError(f"{part!r}: the bound must be > 0 ms")
         out[name.strip()] = bound
     return out
+
+
+def history_mode(text: str) -> str:
+    text = str(text).strip().lower()
+    if text not in HISTORY_MODES:
+        raise argparse.ArgumentTypeError(f"{text!r}: use one of {', '.join(HISTORY_MODES)}")
+    return text
+
+
+def history_per(text: str) -> str:
+    text = str(text).strip().lower()
+    if text not in ("night", "run"):
+        raise argparse.ArgumentTypeError(f"{text!r}: use night (a point per UTC day) or run")
+    return text
+
+
+def pvalue(text: str) -> float:
+    value = _number(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a significance level between 0 and 1, e.g. 0.001")
+    return value
+
+
+def results_url(text: str) -> str:
+    """A results index URL; "" (as an unset CI secret expands to) means none."""
+    if text.strip() and not text.startswith(("postgresql://", "postgresql+psycopg://", "sqlite:///")):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: write postgresql://USER:PASSWORD@HOST:PORT/DATABASE (or leave it out for the "
+            "SQLite index in the results folder)"
+        )
+    return text
 
 
 def baseline_mode(text: str) -> str:
@@ -207,6 +240,51 @@ def add_options(parser: pytest.Parser) -> None:
         "debugging and print how to attach to it and how to tear it down "
         "(pytest-pd down RUN_DIR); Ctrl-C still tears down",
     )
+    group.addoption(
+        "--pd-history",
+        dest="pd_history",
+        metavar="off|warn|fail",
+        type=history_mode,
+        help="judge the stored series: a change point in the worse direction within the last "
+        "--pd-history-recent nights warns or fails the test (default: ini pd_history, else warn)",
+    )
+    group.addoption(
+        "--pd-history-recent",
+        dest="pd_history_recent",
+        metavar="N",
+        type=positive_int,
+        help="a regression stays open for N nights (runs) after its change point (default: ini, else 7)",
+    )
+    group.addoption(
+        "--pd-history-min-change",
+        dest="pd_history_min_change",
+        metavar="SHARE",
+        type=share,
+        help="smallest change of a series' mean that counts, e.g. 1%% (default: ini, else 1%%)",
+    )
+    group.addoption(
+        "--pd-history-pvalue",
+        dest="pd_history_pvalue",
+        metavar="P",
+        type=pvalue,
+        help="significance a change point needs (default: ini pd_history_pvalue, else 0.001)",
+    )
+    group.addoption(
+        "--pd-history-per",
+        dest="pd_history_per",
+        metavar="night|run",
+        type=history_per,
+        help="a point of the series per night (UTC day: reruns join their night) or per run "
+        "(default: ini pd_history_per, else night)",
+    )
+    group.addoption(
+        "--pd-results",
+        dest="pd_results",
+        metavar="URL",
+        type=results_url,
+        help="the results index a team shares, postgresql://USER:PASSWORD@HOST:PORT/DB (default: "
+        "ini pd_results, else an SQLite index in the results folder); the JSON files are still written",
+    )
     parser.addini("pd_cluster", "default cluster name", default="sim-pp2")
     parser.addini("pd_cluster_dir", "folder of cluster files, relative to rootdir", default="clusters")
     parser.addini("pd_run_dir", "folder for run logs, relative to rootdir", default="runs")
@@ -221,6 +299,14 @@ def add_options(parser: pytest.Parser) -> None:
         default=True,
     )
     parser.addini("pd_telemetry_interval_s", "seconds between telemetry samples", default="1.0")
+    parser.addini("pd_history", "history verdict: off, warn or fail", default="warn")
+    parser.addini("pd_history_recent", "nights a regression stays open", default="7")
+    parser.addini("pd_history_min_change", "smallest change of a series that counts", default="1%")
+    parser.addini("pd_history_pvalue", "significance of a change point", default="0.001")
+    parser.addini("pd_history_per", "a history point per night or per run", default="night")
+    parser.addini(
+        "pd_results", "results index URL (PostgreSQL); empty: SQLite in the results folder", default=""
+    )
 
 
 @dataclass(frozen=True)
@@ -243,6 +329,8 @@ class Settings:
     keep_on_failure: bool
     store_requests: bool
     telemetry_interval_s: float
+    history: HistorySettings
+    results_url: str | None  # None: the SQLite index in results_dir
 
 
 def _ini(config: pytest.Config, name: str, parse: Any) -> Any:
@@ -280,4 +368,16 @@ def settings(config: pytest.Config) -> Settings:
         keep_on_failure=bool(config.getoption("pd_keep_cluster_on_failure")),
         store_requests=bool(config.getini("pd_store_requests")),
         telemetry_interval_s=_ini(config, "pd_telemetry_interval_s", positive_number),
+        history=HistorySettings(
+            mode=option("pd_history", history_mode),
+            recent=option("pd_history_recent", positive_int),
+            min_magnitude=option("pd_history_min_change", share),
+            max_pvalue=option("pd_history_pvalue", pvalue),
+            per=option("pd_history_per", history_per),
+        ),
+        results_url=config.getoption("pd_results") or _ini(config, "pd_results", _url_or_none),
     )
+
+
+def _url_or_none(text: str) -> str | None:
+    return results_url(text) if text.strip() else None

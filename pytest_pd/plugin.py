@@ -21,6 +21,9 @@ from pytest_pd.fixtures import (  # noqa: F401  (fixtures are found in the plugi
     pd_spec,
     pd_workload,
 )
+from pytest_pd.history.verdict import MARKER as HISTORY_MARKER
+from pytest_pd.history.verdict import MARKER_HELP as HISTORY_HELP
+from pytest_pd.history.verdict import marker_settings
 from pytest_pd.judge.capacity import MARKER as CAPACITY_MARKER
 from pytest_pd.judge.capacity import capacity_spec
 from pytest_pd.judge.catalog import judgeable
@@ -31,6 +34,7 @@ from pytest_pd.session import (
     BOUNDS_KEY,
     CAPACITY_KEY,
     COMPARISON_KEY,
+    HISTORY_KEY,
     PREDICTION_KEY,
     SESSION_KEY,
     PdSession,
@@ -75,6 +79,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", CLUSTERS_HELP)
     config.addinivalue_line("markers", PREDICTION_HELP)
     config.addinivalue_line("markers", CAPACITY_HELP)
+    config.addinivalue_line("markers", HISTORY_HELP)
     session = PdSession(config, options.settings(config))  # bad option values fail here, first
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "pytest-pd-session")
@@ -138,6 +143,13 @@ def pytest_collection_modifyitems(
         if misuse is not None:
             item.stash[MISUSE_KEY] = misuse
             continue
+        history = item.get_closest_marker(HISTORY_MARKER)
+        if history is not None:
+            try:
+                base = session_of(config).settings.history
+                item.stash[HISTORY_KEY] = marker_settings(base, history.args, history.kwargs)
+            except (ValueError, TypeError) as exc:
+                item.stash[MISUSE_KEY] = str(exc)
         if prediction is not None:
             try:
                 item.stash[PREDICTION_KEY] = prediction_bound(prediction.args, prediction.kwargs)

@@ -116,6 +116,7 @@ class Environment(BaseModel):
     sglang_router: str | None = None
     harness_host: str | None = None
     git_commit: str | None = None
+    git_subject: str | None = None  # the commit's subject line (what changed, in history)
     sglang: dict[str, str] = Field(default_factory=dict)  # process → /get_server_info version
     router: str | None = None  # the router kind's package and version here, e.g. "smg 1.13.0"
 

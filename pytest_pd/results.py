@@ -13,9 +13,10 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar
 
 from pytest_pd.record import RunRecord, migrate
 from pytest_pd.workload.metrics import run_problems
@@ -143,18 +144,36 @@ def find_runs(
     return sorted(runs, key=lambda r: r.started_at)
 
 
-def usable(run: RunRecord, max_mismatch_share: float = 0.0) -> bool:
+class StoredLike(Protocol):
+    """A stored run as the baseline pick reads it: a :class:`RunRecord` or its index summary."""
+
+    @property
+    def failure(self) -> object: ...
+    @property
+    def metrics(self) -> Mapping[str, Any]: ...
+    @property
+    def baseline_mark(self) -> bool: ...
+    @property
+    def started_at(self) -> float: ...
+    @property
+    def path(self) -> str | None: ...
+
+
+R = TypeVar("R", bound=StoredLike)
+
+
+def usable(run: StoredLike, max_mismatch_share: float = 0.0) -> bool:
     """A run sound enough to compare with: the same rule that judges a live run."""
     return run.failure is None and not run_problems(run.metrics, max_mismatch_share)
 
 
 @dataclass(frozen=True)
-class BaselinePick:
-    run: RunRecord | None
+class BaselinePick(Generic[R]):
+    run: R | None
     reason: str  # why this one, or why none
 
 
-def pick_baseline(runs: list[RunRecord], now: float, max_age_s: float) -> BaselinePick:
+def pick_baseline(runs: Sequence[R], now: float, max_age_s: float) -> BaselinePick[R]:
     """The stored run to use as a baseline: the newest run marked with ``--pd-save-baseline``,
     else the newest sound run; either only if younger than ``max_age_s``. Pure."""
     sound = [r for r in runs if usable(r)]
@@ -174,7 +193,17 @@ def pick_baseline(runs: list[RunRecord], now: float, max_age_s: float) -> Baseli
     return BaselinePick(best, "marked baseline" if marked else "newest stored run")
 
 
-def previous_run(runs: list[RunRecord], session: str | None, before: float) -> RunRecord | None:
+class _Dated(Protocol):
+    @property
+    def started_at(self) -> float: ...
+    @property
+    def session(self) -> str | None: ...
+
+
+D = TypeVar("D", bound=_Dated)
+
+
+def previous_run(runs: Sequence[D], session: str | None, before: float) -> D | None:
     """The newest run started before ``before`` that is not from this session."""
     older = [r for r in runs if r.started_at < before and (session is None or r.session != session)]
     return older[-1] if older else None

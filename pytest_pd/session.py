@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import shlex
 import threading
+import warnings
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +20,11 @@ import pytest
 from pytest_pd import results as store
 from pytest_pd.cluster.spec import ClusterSpec
 from pytest_pd.cluster.topology import Topology
-from pytest_pd.errors import PdError
+from pytest_pd.errors import PdError, PdStoreWarning
+from pytest_pd.history.verdict import HistorySettings, history_findings, open_regressions
 from pytest_pd.judge.baseline import BaselinePlan, plan_baseline
 from pytest_pd.judge.capacity import CapacitySpec, capacity_record
+from pytest_pd.judge.catalog import HISTORY_METRICS
 from pytest_pd.judge.comparison import Comparison, compare, to_dict
 from pytest_pd.judge.thresholds import Bound
 from pytest_pd.measure import Hooks, Measurer
@@ -29,6 +32,8 @@ from pytest_pd.options import Settings
 from pytest_pd.record import Failure, RunRecord, capacity_key
 from pytest_pd.report import html as html_report
 from pytest_pd.report import summary as text_report
+from pytest_pd.store.source import RunSource
+from pytest_pd.store.summary import StoredRun
 from pytest_pd.twin.capacity import predicted_capacity
 from pytest_pd.twin.predict import prediction_misses
 from pytest_pd.workload.spec import Workload
@@ -39,6 +44,7 @@ BOUNDS_KEY = pytest.StashKey[list[Bound]]()
 PREDICTION_KEY = pytest.StashKey[tuple[float, tuple[str, ...]]]()
 CAPACITY_KEY = pytest.StashKey[CapacitySpec]()
 COMPARISON_KEY = pytest.StashKey[Comparison]()
+HISTORY_KEY = pytest.StashKey[HistorySettings]()  # a test's pd_history marker over the options
 EVIDENCE_KEY = pytest.StashKey["Evidence"]()
 # Attributes of a test report (they travel from xdist workers to the controller with it)
 REPORT_OUTCOME = "pd_outcome"  # {"comparison": …, "trend": [results files], "tails": {…}}
@@ -55,10 +61,15 @@ class Evidence:
 
 
 class PytestHooks(Hooks):
-    """A measurer's events as the ``pytest_pd_*`` hooks of ``hookspec.py``."""
+    """A measurer's events as the ``pytest_pd_*`` hooks of ``hookspec.py``; a saved run goes
+    to the results index too."""
 
-    def __init__(self, config: pytest.Config) -> None:
+    def __init__(self, config: pytest.Config, source: RunSource) -> None:
         self.config = config
+        self.source = source
+
+    def saved(self, record: RunRecord, path: Path) -> None:
+        self.source.saved(record, path)
 
     def record(self, record: RunRecord) -> None:
         self.config.hook.pytest_pd_record(config=self.config, record=record)
@@ -82,6 +93,12 @@ class PdSession:
         self.records: dict[str, RunRecord] = {}  # results file → the record, for the report
         self._measurer: Measurer | None = None
         self._shown_failures: set[tuple[str, float]] = set()
+        self.source = RunSource(settings.results_dir, settings.results_url, self._store_warning)
+
+    def _store_warning(self, text: str) -> None:
+        """The results index cannot be used: said on the terminal and as a warning."""
+        progress_printer(self.config)(text)
+        warnings.warn(PdStoreWarning(text), stacklevel=1)
 
     @property
     def measurer(self) -> Measurer:
@@ -103,7 +120,7 @@ class PdSession:
                 store_requests=opts.store_requests,
                 telemetry_interval_s=opts.telemetry_interval_s,
                 keep_on_failure=opts.keep_on_failure,
-                hooks=PytestHooks(self.config),
+                hooks=PytestHooks(self.config, self.source),
                 environment_extra=extra,
             )
         return self._measurer
@@ -114,8 +131,11 @@ class PdSession:
         return list(self._measurer.failures) if self._measurer is not None else []
 
     def close(self, *, keep: bool) -> None:
-        if self._measurer is not None:
-            self._measurer.close(keep=keep and self._measurer.keep_on_failure)
+        try:
+            if self._measurer is not None:
+                self._measurer.close(keep=keep and self._measurer.keep_on_failure)
+        finally:
+            self.source.close()
 
     # ------------------------------------------------------------------ pd_run
 
@@ -156,10 +176,12 @@ class PdSession:
             log_runs.append((plan.live, Path(baseline.run_dir) if baseline.run_dir else None))
         elif plan is not None:
             baseline = plan.stored
-        history = store.find_runs(opts.results_dir, spec.label, key, spec.model_name)
+        stored = self.source.runs(spec.label, key, spec.model_name)
+        completed = [r for r in stored if r.failure is None]
         last = None
         if opts.compare_last:
-            last = store.previous_run(history, self.measurer.session, candidate.started_at)
+            before = store.previous_run(completed, self.measurer.session, candidate.started_at)
+            last = self.source.load(before) if before is not None else None
         comp = compare(
             item.nodeid,
             key,
@@ -172,16 +194,47 @@ class PdSession:
             max_mismatch_share=workload.max_mismatch_share,
             baseline_source=plan.source if plan else "none (no ratio bound)",
         )
+        self._judge_series(comp, item.stash.get(HISTORY_KEY, opts.history), spec, plan, key, bounds, stored)
         if PREDICTION_KEY in item.stash:
             max_error, stats = item.stash[PREDICTION_KEY]
             comp.problems += prediction_misses(candidate.prediction, max_error, stats)
-        trend = history[-opts.trend_runs :] if opts.trend_runs > 0 else []
+        shown = completed[-opts.trend_runs :] if opts.trend_runs > 0 else []
+        trend = [r for r in map(self.source.load, shown) if r is not None]
         for record in (candidate, baseline, *trend):
             if record is not None and record.path:
                 self.records[record.path] = record
         item.stash[COMPARISON_KEY] = comp
         item.stash[EVIDENCE_KEY] = Evidence([r.path for r in trend if r.path], log_runs)
         return comp
+
+    def _judge_series(
+        self,
+        comp: Comparison,
+        settings: HistorySettings,
+        spec: ClusterSpec,
+        plan: BaselinePlan | None,
+        key: str,
+        bounds: list[Bound],
+        runs: list[StoredRun],
+    ) -> None:
+        """The stored series of the candidate (and of its ratio to the baseline, on the nights both
+        were measured): their change points and the regressions still open."""
+        comp.history_mode = settings.mode
+        if settings.mode == "off":
+            return
+        baseline_runs: list[StoredRun] = []
+        ratios = [b.metric for b in bounds if b.is_ratio]
+        if plan is not None and ratios:
+            base = plan.live or self.measurer.baseline_of(spec)
+            baseline_runs = self.source.runs(base.label, key, base.model_name)
+        followed = settings.metrics or (*HISTORY_METRICS, *(b.metric for b in bounds))
+        metrics = list(dict.fromkeys(followed))
+        ratios = [m for m in ratios if m in metrics]
+        findings = history_findings(
+            runs, metrics, settings, baseline_runs=baseline_runs, ratio_metrics=ratios
+        )
+        comp.findings = [f.to_dict() for f in findings]
+        comp.history_regressions = [f.text for f in open_regressions(findings)]
 
     def _capacity(self, spec: ClusterSpec, workload: Workload, wanted: CapacitySpec) -> RunRecord:
         """The capacity record of ``spec`` (searched now, one load after another on one
@@ -219,6 +272,7 @@ class PdSession:
             workload,
             create_baseline_command(self.config),
             key,
+            stored=self.source.runs,
         )
         chosen = self.config.hook.pytest_pd_baseline(
             config=self.config, spec=spec, workload=workload, planned=planned
@@ -264,6 +318,7 @@ class PdSession:
             ("pd_workload", comp.workload_id),
             ("pd_outcome", text_report.outcome_word(comp)),
             ("pd_result", comp.candidate.path or ""),
+            *(("pd_history_regression", text) for text in comp.history_regressions),
         ]
         _add_html(report, "pytest-pd", html_report.comparison_table(comp))
         return report

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -42,10 +43,13 @@ def plan_baseline(
     workload: Workload,
     create_command: str,
     key: str | None = None,
+    stored: Callable[[str, str, str | None], Sequence[store.StoredLike]] | None = None,
 ) -> BaselinePlan:
     """``mode``: auto, live, stored or a path; ``create_command``: the command line that would
     measure the baseline live and mark it stored (said when none is stored); ``key``: what the
-    baseline record is stored under (default the workload's id; a capacity search's key)."""
+    baseline record is stored under (default the workload's id; a capacity search's key);
+    ``stored``: the results store's runs of a cluster, key and model (the session's index), read
+    instead of every file of the results folder."""
     key = key or workload.id
     bspec = measurer.baseline_of(spec)
     if mode == "live" or measurer.cached(bspec, key) is not None:
@@ -60,10 +64,17 @@ def plan_baseline(
             "results JSON file, or a folder of them."
         )
     limit = max_age_s if path is None else math.inf
-    runs = store.find_runs(folder, bspec.label, key, bspec.model_name) if folder else []
+    runs: Sequence[store.StoredLike] = []
+    if stored is not None and path is None:
+        runs = [r for r in stored(bspec.label, key, bspec.model_name) if r.failure is None]
+    elif folder:
+        runs = store.find_runs(folder, bspec.label, key, bspec.model_name)
     pick = store.pick_baseline(runs, time.time(), limit)
     if pick.run is not None:
-        return BaselinePlan(stored=pick.run, source=f"stored ({pick.reason}: {pick.run.path})")
+        chosen = (
+            pick.run if isinstance(pick.run, RunRecord) else _from_file(Path(str(pick.run.path)), mode, key)
+        )
+        return BaselinePlan(stored=chosen, source=f"stored ({pick.reason}: {pick.run.path})")
     if mode == "auto":
         return BaselinePlan(live=bspec, source=f"live (no usable stored run: {pick.reason})")
     raise BaselineError(

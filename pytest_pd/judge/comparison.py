@@ -46,6 +46,13 @@ class Comparison:
     history: list[HistoryRow] = field(default_factory=list)
     fail_on_regression: bool = False
     baseline_source: str = ""  # where the baseline came from (--pd-baseline), for the report
+    history_mode: str = "off"  # --pd-history: off, warn or fail
+    findings: list[dict[str, Any]] = field(default_factory=list)  # the series' change points
+    history_regressions: list[str] = field(default_factory=list)  # the open ones, as text
+
+    @property
+    def history_fails(self) -> bool:
+        return self.history_mode == "fail" and bool(self.history_regressions)
 
     @property
     def regressions(self) -> list[HistoryRow]:
@@ -57,6 +64,7 @@ class Comparison:
             not self.problems
             and all(v.passed for v in self.verdicts)
             and not (self.fail_on_regression and self.regressions)
+            and not self.history_fails
         )
 
     @property
@@ -65,15 +73,14 @@ class Comparison:
         failing = [v for v in self.verdicts if not v.passed]
         if self.passed or self.problems or not failing or not all(v.xfail for v in failing):
             return None
-        if self.fail_on_regression and self.regressions:
+        if (self.fail_on_regression and self.regressions) or self.history_fails:
             return None
         return "within noise: " + "; ".join(v.message for v in failing)
 
     def warnings(self) -> list[str]:
-        """Regressions against the last run that do not fail the test."""
-        if self.fail_on_regression:
-            return []
-        return [regression_text(h) for h in self.regressions]
+        """Open regressions of the stored series that do not fail the test (--pd-history=warn).
+        The last-run comparison is a view: it warns of nothing unless --pd-fail-on-regression."""
+        return list(self.history_regressions) if self.history_mode == "warn" else []
 
     def failure_message(self) -> str:
         lines = [
@@ -84,6 +91,8 @@ class Comparison:
         lines += [f"  {v.message}" for v in self.verdicts if not v.passed]
         if self.fail_on_regression:
             lines += [f"  {regression_text(h)}" for h in self.regressions]
+        if self.history_fails:
+            lines += ["  " + t.replace("\n", "\n  ") for t in self.history_regressions]
         return "\n".join(lines)
 
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 DEFAULT_RESAMPLES = 2000
 DEFAULT_LEVEL = 0.95
 
 
-def _clean(values: Sequence[float] | None) -> np.ndarray:
+def _clean(values: Sequence[float] | None) -> npt.NDArray[Any]:
     arr = np.asarray([] if values is None else list(values), dtype=float)
-    finite: np.ndarray = arr[np.isfinite(arr)]
+    finite: npt.NDArray[Any] = arr[np.isfinite(arr)]
     return finite
 
 
@@ -38,11 +40,11 @@ def bootstrap_ci(
         return None
     rng = np.random.default_rng(seed)
 
-    def medians(values: np.ndarray) -> np.ndarray:
+    def medians(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
         if values.size < 2:
             return np.full(resamples, float(values[0]))
         idx = rng.integers(0, values.size, size=(resamples, values.size))
-        out: np.ndarray = np.median(values[idx], axis=1)
+        out: npt.NDArray[Any] = np.median(values[idx], axis=1)
         return out
 
     stat = medians(cand)

@@ -146,14 +146,29 @@ def trend(
     panels: Sequence[tuple[str, Sequence[float], Sequence[float | None]]],
     labels: Sequence[str],
     bound_label: str = "bound",
+    marks: Sequence[Sequence[tuple[int, str]]] = (),
 ) -> str:
     """One panel per (title, values of the last runs, bound lines): the metric per run, oldest
-    first, with each bound drawn as a red dashed line (labelled ``bound_label``)."""
+    first, with each bound drawn as a red dashed line (labelled ``bound_label``) and each change
+    point of the panel's ``marks`` (position, text) as a vertical line labelled with its size."""
     fig = _figure(figsize=(10.4, 2.6 * math.ceil(len(panels) / 2)), layout="constrained")
     axes = fig.subplots(math.ceil(len(panels) / 2), 2, squeeze=False).ravel()
     xs = list(range(1, len(labels) + 1))
-    for ax, (title, values, bounds) in zip(axes, panels, strict=False):
+    for n, (ax, (title, values, bounds)) in enumerate(zip(axes, panels, strict=False)):
         ax.plot(xs, values, marker="o", color=CANDIDATE_COLOR)
+        for x, text in marks[n] if n < len(marks) else ():
+            ax.axvline(x - 0.5, color=BOUND_COLOR, linewidth=1.5, alpha=0.7)
+            ax.annotate(
+                text,
+                (x - 0.5, 1.0),
+                xycoords=("data", "axes fraction"),
+                fontsize=8,
+                color=BOUND_COLOR,
+                ha="left",
+                va="top",
+                xytext=(3, -3),
+                textcoords="offset points",
+            )
         for b in bounds:
             if b is not None and math.isfinite(b):
                 ax.axhline(b, color=BOUND_COLOR, linestyle="--", linewidth=1.2, label=bound_label)

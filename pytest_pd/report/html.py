@@ -17,6 +17,7 @@ from pytest_pd.judge.comparison import Comparison
 from pytest_pd.record import Failure, RunRecord
 from pytest_pd.report import charts, series
 from pytest_pd.report.header import header_section
+from pytest_pd.report.history_html import change_marks, series_section
 from pytest_pd.report.summary import (
     COLUMNS,
     baseline_lines,
@@ -181,7 +182,8 @@ def trend_chart(comp: Comparison, trend: Sequence[RunRecord]) -> str:
             elif not b.is_ratio:
                 bounds.append(_display(metric, b.value))
         panels.append((metric, values, bounds))
-    png = charts.trend([(_title(m), v, b) for m, v, b in panels], labels)
+    marks = [change_marks(comp, trend, m) for m, _, _ in panels]
+    png = charts.trend([(_title(m), v, b) for m, v, b in panels], labels, marks=marks)
     return charts.img(
         png,
         f"trend of the last {len(trend)} runs of {comp.candidate.name}",
@@ -444,6 +446,7 @@ def details_section(
         run_charts(comp, candidate, baseline),
         f"<h4>trend: last {len(trend)} run(s) of {escape(comp.candidate.name)}</h4>",
         trend_chart(comp, trend),
+        series_section(comp),
         prediction_trend_chart(comp.candidate.name, trend),
         f"<h3>{escape(comp.workload_id)}: server-side metrics and host telemetry</h3>",
         telemetry_section(runs),

@@ -217,7 +217,20 @@ def terminal_lines(comp: Comparison) -> list[str]:
     history = history_table(comp)
     if history:
         out += ["  vs last run:", *(f"    {t}" for t in _render(history, hline))]
+    out += [f"  {t}" for t in series_lines(comp)]
     return out
+
+
+def series_lines(comp: Comparison) -> list[str]:
+    """What the stored series say (--pd-history): each open regression with what changed, else
+    how many change points the series hold."""
+    if comp.history_mode == "off":
+        return []
+    if comp.history_regressions:
+        return [line for text in comp.history_regressions for line in text.splitlines()]
+    if comp.findings:
+        return [f"history: {len(comp.findings)} change point(s) in the stored series, no regression open"]
+    return ["history: no change point in the stored series"]
 
 
 def markdown(comps: Sequence[Comparison]) -> str:
@@ -234,6 +247,7 @@ def markdown(comps: Sequence[Comparison]) -> str:
         out += [f"- {t}" for t in other_verdicts(comp)]
         out += [f"- {t}" for t in baseline_lines(comp)]
         out.append(f"- {versions_line(comp.candidate)}")
+        out += [f"- {t.strip()}" for t in series_lines(comp)]
         history = history_table(comp)
         if history:
             out += ["", "| " + " | ".join(history[0]) + " |", "| :-- | --: | --: | --: | --: | :-- |"]

@@ -158,7 +158,7 @@ def pareto_front(points: Sequence[Mapping[str, float]]) -> list[bool]:
     geq = (m[:, None, :] >= m[None, :, :]).all(axis=2)  # geq[i, j]: i at least as good as j
     gt = (m[:, None, :] > m[None, :, :]).any(axis=2)
     dominated = np.asarray((geq & gt).any(axis=0))
-    return [not bool(d) for d in dominated.tolist()]
+    return [not bool(d) for d in dominated]
 
 
 def ranked(candidates: Sequence[Candidate]) -> list[Candidate]:

@@ -138,7 +138,7 @@ def _text_prompts(tokenizer: Any, workload: Workload, *, verify: bool) -> list[P
         prefix_ids = [rng.choice(pool, size=plen) for _ in range(groups)]
         prefix_text = [tb.from_pool(p) for p in prefix_ids]
         for i, (n, out_len) in enumerate(zip(input_lens.tolist(), output_lens.tolist(), strict=True)):
-            want = tb.content_len(n)
+            want = tb.content_len(int(n))
             head_ids = prefix_ids[i % groups] if groups else pool[:0]
             head = prefix_text[i % groups] if groups else ""
             while True:
@@ -157,7 +157,7 @@ def _text_prompts(tokenizer: Any, workload: Workload, *, verify: bool) -> list[P
         for i, (n, out_len) in enumerate(zip(input_lens.tolist(), output_lens.tolist(), strict=True)):
             head = prefixes[i % groups] if groups else ""
             head_len = len(tb.encode(head)) if head else 0
-            tail, tail_ids = tb.fallback(rng, tb.content_len(n) - head_len, prefix=head)
+            tail, tail_ids = tb.fallback(rng, tb.content_len(int(n)) - head_len, prefix=head)
             prompts.append(
                 Prompt(
                     token_ids=np.asarray(tail_ids, dtype=np.int64),

@@ -74,7 +74,7 @@ class TextBuilder:
         good: list[int] = []
         texts: list[str] = []
         ids: list[int] = []
-        for i in cands.tolist():
+        for i in (int(x) for x in cands):
             whole = self.decode([ref, i])
             if not whole.startswith(ref_text):
                 continue

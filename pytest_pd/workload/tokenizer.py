@@ -57,7 +57,7 @@ def candidate_token_ids(tokenizer: Any) -> np.ndarray:
     size = vocab_size(tokenizer)
     special = {int(i) for i in (getattr(tokenizer, "all_special_ids", None) or [])}
     special.update(int(i) for i in added_tokens(tokenizer))
-    ids = np.arange(size, dtype=np.int64)
+    ids: np.ndarray = np.arange(size, dtype=np.int64)
     if special:
         ids = ids[~np.isin(ids, np.fromiter(special, dtype=np.int64))]
     if ids.size == 0:

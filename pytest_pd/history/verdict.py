@@ -1,0 +1,240 @@
+"""The history verdict: for each followed metric of a cluster and workload, the change points of
+its series, each with what changed at it, and whether one in the worse direction is still open
+(within the last ``recent`` points): a regression the session warns of or fails on. Pure."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from pytest_pd.history.changepoints import (
+    DEFAULT_MAX_PVALUE,
+    DEFAULT_MIN_MAGNITUDE,
+    DEFAULT_WINDOW,
+    ChangePoint,
+    change_points,
+)
+from pytest_pd.history.changes import Change, summary_line, what_changed
+from pytest_pd.history.series import Series, build_series, ratio_series
+from pytest_pd.judge.catalog import higher_is_better, judgeable
+from pytest_pd.store.summary import StoredRun
+
+MODES = ("off", "warn", "fail")
+
+
+@dataclass(frozen=True)
+class HistorySettings:
+    mode: str = "warn"  # off | warn | fail
+    max_pvalue: float = DEFAULT_MAX_PVALUE
+    min_magnitude: float = DEFAULT_MIN_MAGNITUDE
+    recent: int = 7  # a regression is open while its change point is among the last `recent` points
+    confirm: int = 2  # ... and once this many points follow it: one odd night alone is no regression
+    per: str = "night"  # a point per night (UTC day) or per run
+    window: int = DEFAULT_WINDOW
+    max_points: int = 120  # the newest points analysed
+    metrics: tuple[str, ...] = ()  # the metrics followed; empty: the catalog's history metrics
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"history mode {self.mode!r}: use one of {', '.join(MODES)}")
+        if not 0 < self.max_pvalue < 1:
+            raise ValueError(f"history significance {self.max_pvalue}: a p-value between 0 and 1")
+        if self.recent < 1 or self.confirm < 1 or self.max_points < 3 or self.window < 4:
+            raise ValueError("history: recent >= 1, confirm >= 1, max_points >= 3 and window >= 4")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One change point of one series, with what changed at it."""
+
+    cluster: str
+    key: str
+    metric: str
+    per: str
+    since: str  # label of the first point after the change
+    before: str  # label of the last point before it
+    position: int  # 1-based position of `since` in the series analysed
+    points: int
+    change: float
+    interval: tuple[float, float]
+    pvalue: float
+    worse: bool  # in the metric's worse direction
+    open: bool  # among the newest `recent` points
+    confirmed: bool = True  # at least `confirm` points follow it
+    changes: tuple[Change, ...] = field(default=())
+    excluded: int = 0  # runs left out of the series (failed or unsound)
+    first_run: str = ""  # results file of the first run after the change
+    last_run_before: str = ""
+
+    @property
+    def regression(self) -> bool:
+        return self.worse and self.open and self.confirmed
+
+    @property
+    def headline(self) -> str:
+        if self.regression:
+            word = "REGRESSION"
+        elif self.worse:
+            word = "regression" if self.confirmed else "possible regression (to be confirmed)"
+        else:
+            word = "improvement"
+        lo, hi = self.interval
+        p = "p < 0.001" if self.pvalue < 0.001 else f"p = {self.pvalue:.3f}"
+        return (
+            f"{word} since {self.since} ({self.per} {self.position} of the last {self.points}): "
+            f"{self.metric} {self.change * 100:+.1f} % [{lo * 100:+.1f}, {hi * 100:+.1f}] ({p})"
+        )
+
+    @property
+    def changed_line(self) -> str:
+        return f"what changed between {self.before} and {self.since}: {summary_line(list(self.changes))}"
+
+    @property
+    def text(self) -> str:
+        out = f"{self.headline}\n  {self.changed_line}"
+        if self.excluded:
+            out += f"\n  ({self.excluded} run(s) left out of the series: failed or unsound)"
+        return out
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "cluster": self.cluster,
+            "workload": self.key,
+            "metric": self.metric,
+            "per": self.per,
+            "since": self.since,
+            "before": self.before,
+            "position": self.position,
+            "points": self.points,
+            "change_pct": self.change * 100,
+            "interval_pct": [self.interval[0] * 100, self.interval[1] * 100],
+            "pvalue": self.pvalue,
+            "worse": self.worse,
+            "open": self.open,
+            "confirmed": self.confirmed,
+            "regression": self.regression,
+            "changes": [c.to_dict() for c in self.changes],
+            "excluded_runs": self.excluded,
+            "first_run": self.first_run,
+            "last_run_before": self.last_run_before,
+        }
+
+
+def _direction_metric(metric: str) -> str:
+    return metric.split("/", 1)[0]  # a ratio series (metric/baseline) goes the metric's way
+
+
+def series_findings(series: Series, settings: HistorySettings) -> list[Finding]:
+    """The change points of one series as findings, oldest first."""
+    points = series.points[-settings.max_points :]
+    found: list[ChangePoint] = change_points(
+        [p.value for p in points],
+        max_pvalue=settings.max_pvalue,
+        min_magnitude=settings.min_magnitude,
+        window=settings.window,
+    )
+    higher = higher_is_better(_direction_metric(series.metric))
+    out = []
+    for cp in found:
+        if math.isnan(cp.change):
+            continue
+        before, after = points[cp.index - 1], points[cp.index]
+        out.append(
+            Finding(
+                cluster=series.cluster,
+                key=series.key,
+                metric=series.metric,
+                per=settings.per,
+                since=after.label,
+                before=before.label,
+                position=cp.index + 1,
+                points=len(points),
+                change=cp.change,
+                interval=cp.interval,
+                pvalue=cp.pvalue,
+                worse=(cp.change < 0) if higher else (cp.change > 0),
+                open=cp.index >= len(points) - settings.recent,
+                confirmed=len(points) - cp.index >= settings.confirm,
+                changes=tuple(what_changed(before.last, after.first)),
+                excluded=len(series.excluded),
+                first_run=after.first.path,
+                last_run_before=before.last.path,
+            )
+        )
+    return out
+
+
+def history_findings(
+    runs: Sequence[StoredRun],
+    metrics: Sequence[str],
+    settings: HistorySettings,
+    *,
+    baseline_runs: Sequence[StoredRun] = (),
+    ratio_metrics: Sequence[str] = (),
+) -> list[Finding]:
+    """Findings of every metric's series over ``runs`` (one cluster and key), and of the
+    candidate/baseline ratio of ``ratio_metrics`` on the points both have."""
+    if settings.mode == "off" or not runs:
+        return []
+    out = []
+    for metric in metrics:
+        out += series_findings(build_series(runs, metric, settings.per), settings)
+    if baseline_runs:
+        for metric in ratio_metrics:
+            cand = build_series(runs, metric, settings.per)
+            base = build_series(baseline_runs, metric, settings.per)
+            out += series_findings(ratio_series(cand, base), settings)
+    return out
+
+
+def open_regressions(findings: Sequence[Finding]) -> list[Finding]:
+    """The regressions still open, the newest change of each series only."""
+    newest: dict[str, Finding] = {}
+    for f in findings:
+        newest[f.metric] = f  # findings come oldest first per series
+    return [f for f in newest.values() if f.regression]
+
+
+MARKER = "pd_history"
+MARKER_HELP = (
+    "pd_history(mode='off'|'warn'|'fail', recent=7, min_change=0.01, pvalue=0.001, per='night'|'run', "
+    "metrics=(...)): this test's history verdict over the session's --pd-history settings"
+)
+_MARKER_FIELDS = {
+    "mode": "mode",
+    "recent": "recent",
+    "min_change": "min_magnitude",
+    "pvalue": "max_pvalue",
+    "per": "per",
+    "metrics": "metrics",
+}
+
+
+def marker_settings(
+    base: HistorySettings, args: Sequence[object], kwargs: Mapping[str, object]
+) -> HistorySettings:
+    """``base`` with a ``pd_history`` marker's arguments (its one positional argument is the mode)."""
+    import dataclasses
+
+    if len(args) > 1:
+        raise ValueError(f"{MARKER}: one positional argument (the mode), got {len(args)}")
+    given = dict(kwargs)
+    if args:
+        given.setdefault("mode", args[0])
+    unknown = sorted(set(given) - set(_MARKER_FIELDS))
+    if unknown:
+        raise ValueError(
+            f"{MARKER}: unknown argument(s) {', '.join(unknown)}; known: {', '.join(_MARKER_FIELDS)}"
+        )
+    if "per" in given and given["per"] not in ("night", "run"):
+        raise ValueError(f"{MARKER}: per={given['per']!r}: use 'night' or 'run'")
+    if "metrics" in given:
+        metrics = given["metrics"]
+        given["metrics"] = (metrics,) if isinstance(metrics, str) else tuple(metrics)  # type: ignore[arg-type]
+        unknown = sorted(set(given["metrics"]) - judgeable())  # type: ignore[call-overload]
+        if unknown:
+            raise ValueError(
+                f"{MARKER}: unknown metric(s) {', '.join(unknown)} (see pytest_pd/judge/catalog.py)"
+            )
+    return dataclasses.replace(base, **{_MARKER_FIELDS[k]: v for k, v in given.items()})  # type: ignore[arg-type]
