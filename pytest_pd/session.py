@@ -314,12 +314,14 @@ class PdSession:
             "tails": self.log_tails(evidence) if report.failed else {},
         }
         setattr(report, REPORT_OUTCOME, outcome)
-        report.user_properties += [
+        properties = [
             ("pd_workload", comp.workload_id),
             ("pd_outcome", text_report.outcome_word(comp)),
             ("pd_result", comp.candidate.path or ""),
             *(("pd_history_regression", text) for text in comp.history_regressions),
         ]
+        report.user_properties += properties
+        item.user_properties += properties  # the JUnit XML reads them from the teardown report
         _add_html(report, "pytest-pd", html_report.comparison_table(comp))
         return report
 

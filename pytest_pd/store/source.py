@@ -8,16 +8,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from pytest_pd.errors import PdError
 from pytest_pd.record import RunRecord
 from pytest_pd.results import find_runs, load_result
-from pytest_pd.store.index import ResultsIndex, StoreError
 from pytest_pd.store.summary import StoredRun, summarize
+
+if TYPE_CHECKING:
+    from pytest_pd.store.index import ResultsIndex
+
+# SQLAlchemy (and the database drivers) load when the index is first opened, not when pytest or
+# the CLI starts: every pytest run and every `pytest-pd` command would pay ~0.2 s for it.
+# StoreError, the index's one error type, is a PdError.
 
 
 def stored_runs(results_dir: Path, url: str | None = None) -> list[StoredRun]:
     """Every suite run of the store, oldest first (``pytest-pd history``); a store error is
     raised (the command says it and exits 2)."""
+    from pytest_pd.store.index import ResultsIndex
+
     if url is None and not results_dir.is_dir():
         return []
     with ResultsIndex.open(results_dir, url) as index:
@@ -37,11 +47,13 @@ class RunSource:
 
     def _open(self) -> ResultsIndex | None:
         if self._index is None and self._broken is None:
+            from pytest_pd.store.index import ResultsIndex
+
             try:
                 index = ResultsIndex.open(self.results_dir, self.url)
                 index.sync()
                 self._index = index
-            except StoreError as exc:
+            except PdError as exc:
                 self._give_up(str(exc))
         return self._index
 
@@ -58,7 +70,7 @@ class RunSource:
         if index is not None:
             try:
                 return index.runs(cluster, key, model)
-            except StoreError as exc:
+            except PdError as exc:
                 self._give_up(str(exc))
         found = find_runs(self.results_dir, cluster, key, model, include_failed=True)
         return [summarize(r) for r in found]
@@ -70,7 +82,7 @@ class RunSource:
             return
         try:
             index.add(record, path)
-        except (StoreError, ValueError) as exc:
+        except (PdError, ValueError) as exc:
             self._give_up(f"{exc} (the run itself is in {path})")
 
     def load(self, run: StoredRun) -> RunRecord | None:
