@@ -29,7 +29,7 @@ from pytest_pd.record import ClusterInfo, Environment, Failure, ModelInfo, RunRe
 from pytest_pd.redaction import redact_commands, redact_env, scrub
 from pytest_pd.results import save_result
 from pytest_pd.rundir import new_run_dir
-from pytest_pd.telemetry import cluster_sampler
+from pytest_pd.telemetry import cluster_sampler, gpu_inventory
 from pytest_pd.twin.predict import prediction_of
 from pytest_pd.workload.metrics import RunSummary, summarize
 from pytest_pd.workload.prompts import build_prompts
@@ -372,7 +372,7 @@ class Measurer:
         )
         context = self._context(spec, started, topology.run_dir)
         context["environment"] = context["environment"].model_copy(
-            update={"sglang": versions_from_server_info(server_info)}
+            update={"sglang": versions_from_server_info(server_info), "gpus": gpu_inventory(telemetry)}
         )
         record = build_record(
             **context,

@@ -119,6 +119,7 @@ class Environment(BaseModel):
     git_subject: str | None = None  # the commit's subject line (what changed, in history)
     sglang: dict[str, str] = Field(default_factory=dict)  # process → /get_server_info version
     router: str | None = None  # the router kind's package and version here, e.g. "smg 1.13.0"
+    gpus: dict[str, str] = Field(default_factory=dict)  # host → "8× NVIDIA H20 (driver 580.95.05)"
 
 
 class Simulated(BaseModel):

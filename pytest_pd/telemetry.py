@@ -28,6 +28,7 @@ NVIDIA_SMI_QUERY = [
     "--format=csv,noheader,nounits",
 ]
 GPU_FIELDS = ("utilization_pct", "memory_used_mib", "memory_total_mib", "power_w")
+NVIDIA_SMI_INVENTORY = ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"]
 
 ROUTER = "router"
 """The router's name among the sampled targets (the workers go by their process names)."""
@@ -54,6 +55,27 @@ def parse_prometheus(text: str, families: Collection[str] = ()) -> dict[str, flo
                 continue
             out[sample.name + _label_text(sample.labels)] = float(sample.value)
     return out
+
+
+def parse_gpu_inventory(text: str) -> str | None:
+    """``nvidia-smi --query-gpu=name,driver_version`` CSV → "8× NVIDIA H20 (driver 580.95.05)"
+    (each model and driver, counted); None when it lists no GPU."""
+    kinds: dict[tuple[str, str], int] = {}
+    for line in text.strip().splitlines():
+        name, sep, driver = line.rpartition(",")
+        if sep and name.strip():
+            key = (name.strip(), driver.strip())
+            kinds[key] = kinds.get(key, 0) + 1
+    if not kinds:
+        return None
+    ordered = sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{n}× {name} (driver {driver})" for (name, driver), n in ordered)
+
+
+def gpu_inventory(telemetry: Mapping[str, Any] | None) -> dict[str, str]:
+    """{host: its GPUs and driver} of a run's telemetry, where the host reported them."""
+    gpu = (telemetry or {}).get("gpu") or {}
+    return {host: entry["inventory"] for host, entry in gpu.items() if entry.get("inventory")}
 
 
 def parse_nvidia_smi(text: str) -> dict[str, dict[str, float | None]]:
@@ -126,6 +148,9 @@ class Sampler:
                 del self._gpu_run[host]
             else:
                 self.gpu[host]["available"] = True
+                with contextlib.suppress(Exception):  # the model and driver: what changed, later
+                    code, out = run(NVIDIA_SMI_INVENTORY)
+                    self.gpu[host]["inventory"] = parse_gpu_inventory(out) if code == 0 else None
         self._sample()
         self._thread = threading.Thread(target=self._loop, name="pytest-pd-telemetry", daemon=True)
         self._thread.start()

@@ -58,11 +58,11 @@ def change_points(
     window: int = DEFAULT_WINDOW,
 ) -> list[ChangePoint]:
     """The significant change points of ``values`` (oldest first), oldest first."""
-    from otava.analysis import compute_change_points
-
     series = np.asarray(values, dtype=float)
     if series.size < 3 or not np.all(np.isfinite(series)):
         return []
+    from otava.analysis import compute_change_points  # with scipy.stats: ~70 MB, ~1 s, when needed
+
     # a list, not an array: otava slices a list to each window, an array it would read whole
     found, _weak = compute_change_points(
         series.tolist(), window_len=window, max_pvalue=max_pvalue, min_magnitude=min_magnitude

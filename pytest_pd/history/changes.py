@@ -73,8 +73,23 @@ def _shown(value: str | None) -> str | None:
     return None if value is None else (value or "on")
 
 
-def what_changed(before: StoredRun, after: StoredRun) -> list[Change]:
-    return diff_facts(before.facts, after.facts)
+def what_changed(
+    before: StoredRun,
+    after: StoredRun,
+    baseline_before: StoredRun | None = None,
+    baseline_after: StoredRun | None = None,
+) -> list[Change]:
+    """What changed on the candidate's side and, for a ratio to the baseline, on the baseline's
+    (its facts named "baseline …", a re-marked baseline among them)."""
+    out = diff_facts(before.facts, after.facts)
+    if baseline_before is not None and baseline_after is not None:
+        for change in diff_facts(_with_mark(baseline_before), _with_mark(baseline_after)):
+            out.append(Change(f"baseline {change.fact}", change.before, change.after, change.where))
+    return out
+
+
+def _with_mark(run: StoredRun) -> dict[str, str]:
+    return {**run.facts, "marked (--pd-save-baseline)": "yes" if run.baseline_mark else "no"}
 
 
 def summary_line(changes: list[Change]) -> str:

@@ -24,6 +24,7 @@ class Point:
     low: float  # the smallest repeat (or run) value of the point
     high: float
     runs: tuple[StoredRun, ...]  # oldest first
+    partner: tuple[StoredRun, ...] = ()  # a ratio's point: the baseline's runs of that night
 
     @property
     def first(self) -> StoredRun:
@@ -99,7 +100,7 @@ def ratio_series(candidate: Series, baseline: Series) -> Series:
             continue
         low = p.low / b.high if b.high else math.nan
         high = p.high / b.low if b.low else math.nan
-        points.append(Point(p.label, p.value / b.value, low, high, p.runs))
+        points.append(Point(p.label, p.value / b.value, low, high, p.runs, b.runs))
     return Series(
         candidate.cluster,
         candidate.key,

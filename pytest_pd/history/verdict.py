@@ -156,7 +156,14 @@ def series_findings(series: Series, settings: HistorySettings) -> list[Finding]:
                 worse=(cp.change < 0) if higher else (cp.change > 0),
                 open=cp.index >= len(points) - settings.recent,
                 confirmed=len(points) - cp.index >= settings.confirm,
-                changes=tuple(what_changed(before.last, after.first)),
+                changes=tuple(
+                    what_changed(
+                        before.last,
+                        after.first,
+                        before.partner[-1] if before.partner else None,
+                        after.partner[0] if after.partner else None,
+                    )
+                ),
                 excluded=len(series.excluded),
                 first_run=after.first.path,
                 last_run_before=before.last.path,

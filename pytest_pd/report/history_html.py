@@ -60,6 +60,18 @@ def series_section(comp: Comparison) -> str:
     )
 
 
+def regressions_note(comp: Comparison) -> str:
+    """The open regressions of the stored series, under the comparison table at the report's top
+    (red when they fail the test, amber when they warn)."""
+    if not comp.history_regressions:
+        return ""
+    cls = "pd-fail" if comp.history_mode == "fail" else "pd-warn"
+    lines = "".join(
+        f'<p class="{cls}">{escape(text).replace(chr(10), "<br>")}</p>' for text in comp.history_regressions
+    )
+    return f'<div class="pd-history-open">{lines}</div>'
+
+
 def change_marks(comp: Comparison, trend: Sequence[RunRecord], metric: str) -> list[tuple[int, str]]:
     """(1-based position on the trend chart, "+4.1 %") of each change point of ``metric``'s own
     series whose first run after the change is one of the trend's runs."""

@@ -17,7 +17,7 @@ from pytest_pd.judge.comparison import Comparison
 from pytest_pd.record import Failure, RunRecord
 from pytest_pd.report import charts, series
 from pytest_pd.report.header import header_section
-from pytest_pd.report.history_html import change_marks, series_section
+from pytest_pd.report.history_html import change_marks, regressions_note, series_section
 from pytest_pd.report.summary import (
     COLUMNS,
     baseline_lines,
@@ -37,9 +37,9 @@ table.pd-table th,table.pd-table td{border:1px solid #bbb;padding:3px 8px}
 table.pd-table td.num{text-align:right;font-variant-numeric:tabular-nums}
 table.pd-table tr.pd-candidate td{font-weight:bold}
 td.pd-pass,span.pd-pass{background:#d8f5d0;color:#135b0c}
-td.pd-fail,span.pd-fail,tr.pd-fail-row td{background:#f9d3d3;color:#8a0d0d}
+td.pd-fail,span.pd-fail,p.pd-fail,tr.pd-fail-row td{background:#f9d3d3;color:#8a0d0d}
 td.pd-noise,span.pd-noise,tr.pd-noise-row td{background:#fcefc7;color:#6b4e00}
-td.pd-warn{background:#fcefc7;color:#6b4e00}
+td.pd-warn,p.pd-warn{background:#fcefc7;color:#6b4e00}
 h2.pd-title{margin-top:18px} p.pd-note{margin:2px 0;font-size:12px}
 img.pd-chart{display:block;max-width:100%;height:auto;margin:6px 0;border:1px solid #ddd}
 pre.pd-pre{background:#f6f6f6;border:1px solid #ddd;padding:6px;max-height:420px;overflow:auto;
@@ -531,7 +531,7 @@ def summary_section(
     if header:
         parts.append(header_section(header))
     for comp in comps:
-        parts.append(comparison_table(comp) + history_section(comp))
+        parts.append(comparison_table(comp) + regressions_note(comp) + history_section(comp))
     if details:
         parts.append('<h2 class="pd-title">Charts, telemetry and logs</h2>')
         parts += list(details)

@@ -152,7 +152,7 @@ def run_facts(record: RunRecord) -> dict[str, str]:
     for host, info in sorted((spec.get("hosts") or {}).items()):
         if isinstance(info, Mapping):
             facts[f"host {host}"] = str(info.get("address"))
-    for host, gpu in sorted((getattr(env, "gpus", None) or {}).items()):
+    for host, gpu in sorted(env.gpus.items()):
         facts[f"gpus {host}"] = str(gpu)
     facts.update(command_lines(record.cluster.commands))
     return {k: str(v) for k, v in facts.items() if v is not None and v != ""}

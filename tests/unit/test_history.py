@@ -64,6 +64,28 @@ def test_ratio_series_pairs_the_nights_both_sides_have():
     assert ratio.values == [11.0 / 5.0, 13.0 / 5.0] and ratio.metric == "mean_tpot_ms/c"
 
 
+def test_a_ratio_change_names_what_changed_on_the_baseline_side_too():
+    cand = [night(i, 27.0 * (1 + 0.002 * (i % 3))) for i in range(24)]
+    base = [
+        night(
+            i,
+            27.0 if i < 20 else 25.0,
+            facts={"version decode-0": "a" if i < 20 else "b"},
+            baseline_mark=i == 20,
+        )
+        for i in range(24)
+    ]
+    findings = history_findings(
+        cand, [], HistorySettings(), baseline_runs=base, ratio_metrics=["mean_tpot_ms"]
+    )
+    (reg,) = open_regressions(findings)  # TPOT / baseline's TPOT up 8 %: worse
+    assert reg.metric == "mean_tpot_ms/c" and reg.position == 21
+    assert [c.text for c in reg.changes] == [
+        "baseline engine version (decode-0): a -> b",
+        "baseline marked (--pd-save-baseline): no -> yes",
+    ]
+
+
 # ---------------------------------------------------------------------------- change points
 
 
@@ -213,3 +235,29 @@ def test_one_odd_night_is_to_be_confirmed_not_a_regression():
     runs.append(night(21, 29.1))  # the next night confirms it
     (reg,) = open_regressions(history_findings(runs, ["mean_tpot_ms"], HistorySettings(confirm=2)))
     assert reg.position == 21
+
+
+def test_the_report_shows_open_regressions_the_change_point_table_and_marks():
+    from pytest_pd.judge.comparison import compare
+    from pytest_pd.report.history_html import change_marks, regressions_note, series_section
+
+    values = noisy(20, 27.0, 0.003) + noisy(3, 28.5, 0.003, seed=7)
+    runs = [
+        night(i, v, facts={"command decode-0": f"sim --x {'<1>' if i < 20 else '<2>'}"})
+        for i, v in enumerate(values)
+    ]
+    findings = history_findings(runs, ["mean_tpot_ms"], HistorySettings())
+    comp = compare("t", "w", run_record("pp2", "", {"completed": 1, "failed": 0}), None, [])
+    comp.history_mode = "fail"
+    comp.findings = [f.to_dict() for f in findings]
+    comp.history_regressions = [f.text for f in open_regressions(findings)]
+    table = series_section(comp)
+    assert "REGRESSION (open)" in table and "--x (decode-0): &lt;1&gt; → &lt;2&gt;" in table  # escaped
+    assert 'class="pd-fail"' in regressions_note(comp) and "<br>" in regressions_note(comp)
+    trend = [run_record("pp2", "", {"completed": 1}) for _ in range(4)]
+    for n, rec in enumerate(trend):
+        rec.path = f"r{19 + n}.json"  # the trend holds runs 19..22: the change is at run 20
+    assert change_marks(comp, trend, "mean_tpot_ms") == [(2, f"{findings[0].change * 100:+.1f} %")]
+    assert change_marks(comp, trend, "mean_ttft_ms") == []
+    comp.history_mode, comp.findings = "warn", []
+    assert "no change point" in series_section(comp)

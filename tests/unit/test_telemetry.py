@@ -9,7 +9,14 @@ import time
 
 import pytest
 
-from pytest_pd.telemetry import Sampler, parse_nvidia_smi, parse_prometheus, server_summary
+from pytest_pd.telemetry import (
+    Sampler,
+    gpu_inventory,
+    parse_gpu_inventory,
+    parse_nvidia_smi,
+    parse_prometheus,
+    server_summary,
+)
 
 METRICS = """# HELP sglang:num_running_reqs Running requests.
 # TYPE sglang:num_running_reqs gauge
@@ -34,6 +41,12 @@ def test_parse_prometheus_keeps_values_drops_buckets():
         "sglang:time_to_first_token_seconds_count": 2.0,
         "sglang:time_to_first_token_seconds_sum": 1.5,
     }
+
+
+def test_parse_gpu_inventory_counts_models_and_drivers():
+    text = "NVIDIA H20, 580.95.05\n" * 7 + "NVIDIA H20, 570.86.15\n"
+    assert parse_gpu_inventory(text) == "7× NVIDIA H20 (driver 580.95.05), 1× NVIDIA H20 (driver 570.86.15)"
+    assert parse_gpu_inventory("") is None
 
 
 def test_parse_nvidia_smi():
@@ -76,6 +89,8 @@ def test_sampler_scrapes_in_background_and_reports_gpu_availability(metrics_serv
     def gpu_host(argv):
         if argv[0] == "sh":
             return 0, "/usr/bin/nvidia-smi\n"
+        if argv[1] == "--query-gpu=name,driver_version":
+            return 0, "NVIDIA H20, 580.95.05\nNVIDIA H20, 580.95.05\n"
         return 0, "0, 50, 1000, 2000, 100.0\n"
 
     sampler = Sampler(
@@ -97,6 +112,7 @@ def test_sampler_scrapes_in_background_and_reports_gpu_availability(metrics_serv
         data["gpu"]["gpu-node"]["available"]
         and data["gpu"]["gpu-node"]["samples"][0]["gpus"]["0"]["utilization_pct"] == 50.0
     )
+    assert gpu_inventory(data) == {"gpu-node": "2× NVIDIA H20 (driver 580.95.05)"}
     assert data["gpu"]["cpu-node"] == {
         "available": False,
         "reason": "nvidia-smi not found on this host",
