@@ -132,7 +132,7 @@ def run_facts(record: RunRecord) -> dict[str, str]:
     """What a run recorded of how it ran, flat (name → value), for "what changed" between two
     runs: versions (pytest-pd, Python, the router, each server's engine), the suite's commit and
     its subject, the model, the cluster's engine and launcher, each host's address and GPUs, the
-    rendered launch commands and exported environment, the harness host."""
+    rendered launch commands and exported environment, the harness host, the workload's settings."""
     env = record.environment
     facts: dict[str, str | None] = {
         "pytest-pd": env.pytest_pd,
@@ -155,6 +155,9 @@ def run_facts(record: RunRecord) -> dict[str, str]:
     for host, gpu in sorted(env.gpus.items()):
         facts[f"gpus {host}"] = str(gpu)
     facts.update(command_lines(record.cluster.commands))
+    for name, value in record.workload.to_dict().items():  # the same id, other settings
+        if name != "id" and value is not None:
+            facts[f"workload {name}"] = str(value)
     return {k: str(v) for k, v in facts.items() if v is not None and v != ""}
 
 
