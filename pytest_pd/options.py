@@ -285,6 +285,13 @@ def add_options(parser: pytest.Parser) -> None:
         help="the results index a team shares, postgresql://USER:PASSWORD@HOST:PORT/DB (default: "
         "ini pd_results, else an SQLite index in the results folder); the JSON files are still written",
     )
+    group.addoption(
+        "--pd-results-origin",
+        dest="pd_results_origin",
+        metavar="NAME",
+        help="this runner's name in a shared --pd-results index (default: HOST:/abs/results/dir; "
+        "give a stable one where host names change at every job, e.g. in containers)",
+    )
     parser.addini("pd_cluster", "default cluster name", default="sim-pp2")
     parser.addini("pd_cluster_dir", "folder of cluster files, relative to rootdir", default="clusters")
     parser.addini("pd_run_dir", "folder for run logs, relative to rootdir", default="runs")
@@ -307,6 +314,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini(
         "pd_results", "results index URL (PostgreSQL); empty: SQLite in the results folder", default=""
     )
+    parser.addini("pd_results_origin", "this runner's name in a shared results index", default="")
 
 
 @dataclass(frozen=True)
@@ -331,6 +339,7 @@ class Settings:
     telemetry_interval_s: float
     history: HistorySettings
     results_url: str | None  # None: the SQLite index in results_dir
+    results_origin: str | None  # this runner's name in a shared index (None: HOST:/abs/dir)
 
 
 def _ini(config: pytest.Config, name: str, parse: Any) -> Any:
@@ -376,6 +385,7 @@ def settings(config: pytest.Config) -> Settings:
             per=option("pd_history_per", history_per),
         ),
         results_url=config.getoption("pd_results") or _ini(config, "pd_results", _url_or_none),
+        results_origin=config.getoption("pd_results_origin") or config.getini("pd_results_origin") or None,
     )
 
 

@@ -93,7 +93,9 @@ class PdSession:
         self.records: dict[str, RunRecord] = {}  # results file → the record, for the report
         self._measurer: Measurer | None = None
         self._shown_failures: set[tuple[str, float]] = set()
-        self.source = RunSource(settings.results_dir, settings.results_url, self._store_warning)
+        self.source = RunSource(
+            settings.results_dir, settings.results_url, self._store_warning, settings.results_origin
+        )
 
     def _store_warning(self, text: str) -> None:
         """The results index cannot be used: said on the terminal and as a warning."""
@@ -272,7 +274,7 @@ class PdSession:
             workload,
             create_baseline_command(self.config),
             key,
-            stored=self.source.runs,
+            stored=self.source.local_runs,
         )
         chosen = self.config.hook.pytest_pd_baseline(
             config=self.config, spec=spec, workload=workload, planned=planned

@@ -29,6 +29,9 @@ def add_parser(sub: Any) -> None:
         "--results-dir", type=Path, default=Path("results"), help="the results folder (default: results)"
     )
     p.add_argument("--results", metavar="URL", default=None, help="a team's PostgreSQL index, postgresql://…")
+    p.add_argument(
+        "--origin", default=None, help="this folder's name in the --results index (as the sessions')"
+    )
     p.add_argument("--cluster", action="append", default=[], help="only this cluster (repeatable)")
     p.add_argument(
         "--workload", action="append", default=[], help="only this workload id or key (repeatable)"
@@ -145,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         since = since_time(args.since, time.time())
         runs = [
             r
-            for r in stored_runs(args.results_dir, args.results or None)
+            for r in stored_runs(args.results_dir, args.results or None, args.origin)
             if (not args.cluster or r.cluster in args.cluster)
             and (not args.workload or r.key in args.workload)
             and (since is None or r.started_at >= since)

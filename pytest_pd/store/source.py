@@ -23,14 +23,14 @@ if TYPE_CHECKING:
 # StoreError, the index's one error type, is a PdError.
 
 
-def stored_runs(results_dir: Path, url: str | None = None) -> list[StoredRun]:
+def stored_runs(results_dir: Path, url: str | None = None, origin: str | None = None) -> list[StoredRun]:
     """Every suite run of the store, oldest first (``pytest-pd history``); a store error is
     raised (the command says it and exits 2)."""
     from pytest_pd.store.index import ResultsIndex
 
     if url is None and not results_dir.is_dir():
         return []
-    with ResultsIndex.open(results_dir, url) as index:
+    with ResultsIndex.open(results_dir, url, origin=origin) as index:
         index.sync()
         return index.runs()
 
@@ -38,9 +38,12 @@ def stored_runs(results_dir: Path, url: str | None = None) -> list[StoredRun]:
 class RunSource:
     """A session's view of the results store: the index, else the files."""
 
-    def __init__(self, results_dir: Path, url: str | None, warn: Callable[[str], None]) -> None:
+    def __init__(
+        self, results_dir: Path, url: str | None, warn: Callable[[str], None], origin: str | None = None
+    ) -> None:
         self.results_dir = results_dir
         self.url = url
+        self.origin = origin
         self.warn = warn
         self._index: ResultsIndex | None = None
         self._broken: str | None = None  # why the index is not used this session
@@ -50,7 +53,7 @@ class RunSource:
             from pytest_pd.store.index import ResultsIndex
 
             try:
-                index = ResultsIndex.open(self.results_dir, self.url)
+                index = ResultsIndex.open(self.results_dir, self.url, origin=self.origin)
                 index.sync()
                 self._index = index
             except PdError as exc:
@@ -74,6 +77,11 @@ class RunSource:
                 self._give_up(str(exc))
         found = find_runs(self.results_dir, cluster, key, model, include_failed=True)
         return [summarize(r) for r in found]
+
+    def local_runs(self, cluster: str, key: str, model: str | None) -> list[StoredRun]:
+        """The stored runs whose files are on this machine (a shared index also lists other
+        runners' runs): what a stored baseline may be taken from."""
+        return [r for r in self.runs(cluster, key, model) if Path(r.path).is_file()]
 
     def saved(self, record: RunRecord, path: Path) -> None:
         """``record`` was just written to ``path``: index it (a failure is said, never fatal)."""

@@ -241,24 +241,29 @@ def test_run(pd_run):
 """
 
 
-def _session(pytester: pytest.Pytester, tmp_path: Path, results_url: str):
+def _session(pytester: pytest.Pytester, tmp_path: Path, results_url: str, *args: str):
     from tests.helpers import run_session, sim_cluster_copy
 
     pytester.makepyfile(test_session=SESSION_SUITE)
     clusters = tmp_path / "clusters"
     sim_cluster_copy("sim-tp8", clusters, baseline=None, sim={"speedup": 20})
-    return run_session(pytester, clusters, f"--pd-results={results_url}", "-W", "always", cluster="sim-tp8")
+    return run_session(
+        pytester, clusters, f"--pd-results={results_url}", "-W", "always", *args, cluster="sim-tp8"
+    )
 
 
 def test_a_session_indexes_its_runs_in_postgres_and_history_reads_them(pytester, tmp_path, url, server):
     from tests.helpers import pd_cli
 
-    result, out = _session(pytester, tmp_path, url)
+    result, out = _session(pytester, tmp_path, url, "--pd-results-origin=runner-a")
     assert result.ret == 0, result.stdout.str()[-3000:]
     (path,) = (out / "results").glob("*.json")
-    with ResultsIndex.open(out / "results", url) as index:  # no sync: the session added it
-        assert [r.path for r in index.runs("sim-tp8")] == [str(path)]
-    done = pd_cli("history", "--results-dir", str(out / "results"), "--results", url, "--json")
+    with ResultsIndex.open(out / "results", url, origin="runner-a") as index:
+        assert [r.path for r in index.runs("sim-tp8")] == [str(path)]  # the session added it
+        assert index.sync() == (0, 0)  # under the runner's stable name: nothing to add again
+    done = pd_cli(
+        "history", "--results-dir", str(out / "results"), "--results", url, "--origin", "runner-a", "--json"
+    )
     assert done.returncode == 0, done.stderr
     series = json.loads(done.stdout)["series"]
     assert {s["cluster"] for s in series} == {"sim-tp8"} and series[0]["points"][0]["runs"] == [str(path)]
