@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,9 +114,11 @@ def pvalue(text: str) -> float:
 
 def results_url(text: str) -> str:
     """A results index URL; "" (as an unset CI secret expands to) means none."""
-    if text.strip() and not text.startswith(("postgresql://", "postgresql+psycopg://", "sqlite:///")):
+    schemes = ("postgresql://", "postgres://", "postgresql+psycopg://", "sqlite:///")
+    if text.strip() and not text.startswith(schemes):
+        shown = re.sub(r"//([^:/@]*):[^@]*@", r"//\1:***@", text)  # never print a password
         raise argparse.ArgumentTypeError(
-            f"{text!r}: write postgresql://USER:PASSWORD@HOST:PORT/DATABASE (or leave it out for the "
+            f"{shown!r}: write postgresql://USER:PASSWORD@HOST:PORT/DATABASE (or leave it out for the "
             "SQLite index in the results folder)"
         )
     return text
@@ -289,8 +292,9 @@ def add_options(parser: pytest.Parser) -> None:
         "--pd-results-origin",
         dest="pd_results_origin",
         metavar="NAME",
-        help="this runner's name in a shared --pd-results index (default: HOST:/abs/results/dir; "
-        "give a stable one where host names change at every job, e.g. in containers)",
+        help="this runner's name in a shared --pd-results index (default: HOST:/abs/results/dir); "
+        "give a stable one where host names change at every job (containers) but the results "
+        "folder persists: a sync drops the rows of its origin whose files are gone",
     )
     parser.addini("pd_cluster", "default cluster name", default="sim-pp2")
     parser.addini("pd_cluster_dir", "folder of cluster files, relative to rootdir", default="clusters")

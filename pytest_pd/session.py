@@ -100,7 +100,8 @@ class PdSession:
     def _store_warning(self, text: str) -> None:
         """The results index cannot be used: said on the terminal and as a warning."""
         progress_printer(self.config)(text)
-        warnings.warn(PdStoreWarning(text), stacklevel=1)
+        with contextlib.suppress(Warning):  # -W error must not turn it into a failed teardown
+            warnings.warn(PdStoreWarning(text), stacklevel=1)
 
     @property
     def measurer(self) -> Measurer:
@@ -179,7 +180,8 @@ class PdSession:
         elif plan is not None:
             baseline = plan.stored
         stored = self.source.runs(spec.label, key, spec.model_name)
-        completed = [r for r in stored if r.failure is None]
+        here = [r for r in stored if Path(r.path).is_file()]  # a shared index lists others' too
+        completed = [r for r in here if r.failure is None]
         last = None
         if opts.compare_last:
             before = store.previous_run(completed, self.measurer.session, candidate.started_at)

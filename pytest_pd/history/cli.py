@@ -16,7 +16,7 @@ from typing import Any
 from pytest_pd.errors import PdError
 from pytest_pd.history.series import build_series
 from pytest_pd.history.verdict import HistorySettings, open_regressions, series_findings
-from pytest_pd.judge.catalog import HISTORY_METRICS
+from pytest_pd.judge.catalog import HISTORY_METRICS, judgeable
 from pytest_pd.results import parse_age
 from pytest_pd.store.source import stored_runs
 from pytest_pd.store.summary import StoredRun
@@ -26,7 +26,11 @@ def add_parser(sub: Any) -> None:
     text = "the nightly series of a results store: change points, what changed, open regressions"
     p = sub.add_parser("history", help=text, description=__doc__)
     p.add_argument(
-        "--results-dir", type=Path, default=Path("results"), help="the results folder (default: results)"
+        "--results-dir",
+        type=Path,
+        default=None,
+        help="the results folder (default: results); with --results, its new runs are added to that "
+        "index first (without, the shared index is only read)",
     )
     p.add_argument("--results", metavar="URL", default=None, help="a team's PostgreSQL index, postgresql://…")
     p.add_argument(
@@ -124,19 +128,15 @@ def _text(series: list[dict[str, Any]], where: str, n_runs: int) -> str:
         name = f"  {s['metric']:<22} last {last:>10.4g}  "
         findings = s["_findings"]
         if not findings:
-            lines.append(name + "no change point")
-            continue
+            few = len(s["points"]) < 3
+            lines.append(name + ("too few points to judge" if few else "no change point"))
         for n, f in enumerate(findings):
             lines.append((name if n == 0 else " " * len(name)) + f.headline)
             lines.append(" " * (len(name) + 2) + f.changed_line)
         if s["excluded"]:
             lines.append(" " * (len(name) + 2) + f"{len(s['excluded'])} run(s) left out: failed or unsound")
-    open_ = [s for s in series if s["regression"]]
-    lines += [
-        "",
-        f"{len(open_)} regression(s) open"
-        + (": " + ", ".join(f"{s['cluster']} {s['metric']}" for s in open_) if open_ else ""),
-    ]
+    open_ = [f"{s['cluster']} · {s['workload']} · {s['metric']}" for s in series if s["regression"]]
+    lines += ["", f"{len(open_)} regression(s) open" + (": " + "; ".join(open_) if open_ else "")]
     return "\n".join(lines)
 
 
@@ -148,7 +148,13 @@ def run(args: argparse.Namespace) -> int:
         since = since_time(args.since, time.time())
         runs = [
             r
-            for r in stored_runs(args.results_dir, args.results or None, args.origin)
+            for r in stored_runs(
+                args.results_dir or Path("results"),
+                args.results or None,
+                args.origin,
+                sync=not args.results or args.results_dir is not None,
+                warn=lambda text: print(f"pytest-pd history: {text}", file=sys.stderr),
+            )
             if (not args.cluster or r.cluster in args.cluster)
             and (not args.workload or r.key in args.workload)
             and (since is None or r.started_at >= since)
@@ -156,8 +162,12 @@ def run(args: argparse.Namespace) -> int:
     except (PdError, ValueError) as exc:
         print(f"pytest-pd history: {exc}", file=sys.stderr)
         return 2
+    unknown = sorted(set(args.metric) - judgeable())
+    if unknown:
+        print(f"pytest-pd history: unknown metric(s) {', '.join(unknown)}", file=sys.stderr)
+        return 2
     series = analyse(runs, args.metric or HISTORY_METRICS, settings)
-    where = args.results or str(args.results_dir)
+    where = args.results or str(args.results_dir or "results")
     if args.json:
         out = {
             "results": where,

@@ -89,13 +89,19 @@ def build_series(runs: Sequence[StoredRun], metric: str, per: str = "night") -> 
     return Series(cluster, key, metric, tuple(points), tuple(excluded))
 
 
-def ratio_series(candidate: Series, baseline: Series) -> Series:
-    """candidate / baseline on the points (nights or runs) both have: the comparison the threshold
-    markers make, followed over time."""
-    base = {p.label: p for p in baseline.points}
+def _pairing(point: Point, per: str) -> str:
+    """Which baseline point a candidate point is compared with: the same night, or (per run) the
+    same session's run (a live baseline runs after its candidate, seconds later)."""
+    return (point.first.session or point.label) if per == "run" else point.label
+
+
+def ratio_series(candidate: Series, baseline: Series, per: str = "night") -> Series:
+    """candidate / baseline on the points (nights, or sessions per run) both have: the comparison
+    the threshold markers make, followed over time."""
+    base = {_pairing(p, per): p for p in baseline.points}
     points = []
     for p in candidate.points:
-        b = base.get(p.label)
+        b = base.get(_pairing(p, per))
         if b is None or b.value == 0:
             continue
         low = p.low / b.high if b.high else math.nan

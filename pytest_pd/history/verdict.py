@@ -4,6 +4,7 @@ its series, each with what changed at it, and whether one in the worse direction
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from pytest_pd.history.changepoints import (
 )
 from pytest_pd.history.changes import Change, summary_line, what_changed
 from pytest_pd.history.series import Series, build_series, ratio_series
-from pytest_pd.judge.catalog import higher_is_better, judgeable
+from pytest_pd.judge.catalog import CATALOG, judgeable
 from pytest_pd.store.summary import StoredRun
 
 MODES = ("off", "warn", "fail")
@@ -38,8 +39,12 @@ class HistorySettings:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"history mode {self.mode!r}: use one of {', '.join(MODES)}")
-        if not 0 < self.max_pvalue < 1:
-            raise ValueError(f"history significance {self.max_pvalue}: a p-value between 0 and 1")
+        if not isinstance(self.max_pvalue, (int, float)) or not 0 < self.max_pvalue < 1:
+            raise ValueError(f"history significance {self.max_pvalue!r}: a p-value between 0 and 1")
+        if not isinstance(self.min_magnitude, (int, float)) or not 0 <= self.min_magnitude < 1:
+            raise ValueError(
+                f"history min_change {self.min_magnitude!r}: a share between 0 and 1 (0.01 for 1 %)"
+            )
         if self.recent < 1 or self.confirm < 1 or self.max_points < 3 or self.window < 4:
             raise ValueError("history: recent >= 1, confirm >= 1, max_points >= 3 and window >= 4")
 
@@ -60,8 +65,11 @@ class Finding:
     interval: tuple[float, float]
     pvalue: float
     worse: bool  # in the metric's worse direction
-    open: bool  # among the newest `recent` points
+    recent: bool  # among the newest `recent` points
     confirmed: bool = True  # at least `confirm` points follow it
+    open: bool = False  # the series' open regression (see series_findings)
+    mean_before: float = math.nan
+    mean_after: float = math.nan
     changes: tuple[Change, ...] = field(default=())
     excluded: int = 0  # runs left out of the series (failed or unsound)
     first_run: str = ""  # results file of the first run after the change
@@ -69,20 +77,25 @@ class Finding:
 
     @property
     def regression(self) -> bool:
-        return self.worse and self.open and self.confirmed
+        """The series' open regression: what warns or fails."""
+        return self.open
+
+    @property
+    def word(self) -> str:
+        if self.open:
+            return "REGRESSION"
+        if self.worse and self.recent and not self.confirmed:
+            return "possible regression (to be confirmed)"
+        return "regression (closed)" if self.worse else "improvement"
 
     @property
     def headline(self) -> str:
-        if self.regression:
-            word = "REGRESSION"
-        elif self.worse:
-            word = "regression" if self.confirmed else "possible regression (to be confirmed)"
-        else:
-            word = "improvement"
         lo, hi = self.interval
         p = "p < 0.001" if self.pvalue < 0.001 else f"p = {self.pvalue:.3f}"
+        since = self.points - self.position + 1
         return (
-            f"{word} since {self.since} ({self.per} {self.position} of the last {self.points}): "
+            f"{self.word} since {self.since} ({self.per} {self.position} of {self.points}; "
+            f"{since} {self.per}{'s' if since > 1 else ''} since): "
             f"{self.metric} {self.change * 100:+.1f} % [{lo * 100:+.1f}, {hi * 100:+.1f}] ({p})"
         )
 
@@ -111,9 +124,11 @@ class Finding:
             "interval_pct": [self.interval[0] * 100, self.interval[1] * 100],
             "pvalue": self.pvalue,
             "worse": self.worse,
-            "open": self.open,
+            "recent": self.recent,
             "confirmed": self.confirmed,
+            "open": self.open,
             "regression": self.regression,
+            "word": self.word,
             "changes": [c.to_dict() for c in self.changes],
             "excluded_runs": self.excluded,
             "first_run": self.first_run,
@@ -121,8 +136,29 @@ class Finding:
         }
 
 
-def _direction_metric(metric: str) -> str:
-    return metric.split("/", 1)[0]  # a ratio series (metric/baseline) goes the metric's way
+def _better(metric: str) -> str | None:
+    """ "higher", "lower" or None (no better direction: not judged) of a series' metric; a ratio
+    series (metric/baseline) goes its metric's way."""
+    name = metric.split("/", 1)[0]
+    return CATALOG[name].better if name in CATALOG else None
+
+
+def _mark_open(findings: list[Finding], min_magnitude: float) -> list[Finding]:
+    """The newest change that is worse, recent and confirmed is the series' open regression,
+    unless the series has since come back to within ``min_magnitude`` of the level before it
+    (a later change that is not yet confirmed, or a partial recovery, does not hide it)."""
+    if not findings:
+        return findings
+    level = findings[-1].mean_after  # where the series is now
+    for n in range(len(findings) - 1, -1, -1):
+        f = findings[n]
+        if f.worse and f.recent and f.confirmed:
+            now = level / f.mean_before - 1.0 if f.mean_before else math.nan
+            still = now >= min_magnitude if f.change > 0 else now <= -min_magnitude
+            if still:
+                findings[n] = dataclasses.replace(f, open=True)
+            break
+    return findings
 
 
 def series_findings(series: Series, settings: HistorySettings) -> list[Finding]:
@@ -134,8 +170,11 @@ def series_findings(series: Series, settings: HistorySettings) -> list[Finding]:
         min_magnitude=settings.min_magnitude,
         window=settings.window,
     )
-    higher = higher_is_better(_direction_metric(series.metric))
-    out = []
+    better = _better(series.metric)
+    if better is None:
+        return []
+    higher = better == "higher"
+    out: list[Finding] = []
     for cp in found:
         if math.isnan(cp.change):
             continue
@@ -154,8 +193,10 @@ def series_findings(series: Series, settings: HistorySettings) -> list[Finding]:
                 interval=cp.interval,
                 pvalue=cp.pvalue,
                 worse=(cp.change < 0) if higher else (cp.change > 0),
-                open=cp.index >= len(points) - settings.recent,
+                recent=cp.index >= len(points) - settings.recent,
                 confirmed=len(points) - cp.index >= settings.confirm,
+                mean_before=cp.mean_before,
+                mean_after=cp.mean_after,
                 changes=tuple(
                     what_changed(
                         before.last,
@@ -169,7 +210,7 @@ def series_findings(series: Series, settings: HistorySettings) -> list[Finding]:
                 last_run_before=before.last.path,
             )
         )
-    return out
+    return _mark_open(out, settings.min_magnitude)
 
 
 def history_findings(
@@ -191,16 +232,13 @@ def history_findings(
         for metric in ratio_metrics:
             cand = build_series(runs, metric, settings.per)
             base = build_series(baseline_runs, metric, settings.per)
-            out += series_findings(ratio_series(cand, base), settings)
+            out += series_findings(ratio_series(cand, base, settings.per), settings)
     return out
 
 
 def open_regressions(findings: Sequence[Finding]) -> list[Finding]:
-    """The regressions still open, the newest change of each series only."""
-    newest: dict[str, Finding] = {}
-    for f in findings:
-        newest[f.metric] = f  # findings come oldest first per series
-    return [f for f in newest.values() if f.regression]
+    """The open regressions (at most one per series)."""
+    return [f for f in findings if f.open]
 
 
 MARKER = "pd_history"
@@ -222,8 +260,6 @@ def marker_settings(
     base: HistorySettings, args: Sequence[object], kwargs: Mapping[str, object]
 ) -> HistorySettings:
     """``base`` with a ``pd_history`` marker's arguments (its one positional argument is the mode)."""
-    import dataclasses
-
     if len(args) > 1:
         raise ValueError(f"{MARKER}: one positional argument (the mode), got {len(args)}")
     given = dict(kwargs)

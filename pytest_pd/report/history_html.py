@@ -20,11 +20,9 @@ def _change_text(change: Mapping[str, Any]) -> str:
 
 
 def _word(finding: Mapping[str, Any]) -> tuple[str, str]:
-    if finding["regression"]:
+    if finding["open"]:
         return "REGRESSION (open)", "pd-fail"
-    if finding["worse"]:
-        return "regression (older)", ""
-    return "improvement", "pd-pass"
+    return str(finding["word"]), "" if finding["worse"] else "pd-pass"
 
 
 def series_section(comp: Comparison) -> str:

@@ -115,7 +115,8 @@ class ResultsIndex:
         this folder's name in a shared database (default ``hostname:/abs/results/dir``; give a
         stable one where host names change at every job, e.g. in containers)."""
         t = target(Path(results_dir), url, timeout_s)
-        index = cls(t, origin or (default_origin(t.results_dir) if url else LOCAL_ORIGIN))
+        # the SQLite file in the folder holds that folder only: an origin is a shared index's
+        index = cls(t, (origin or default_origin(t.results_dir)) if url else LOCAL_ORIGIN)
         try:
             index._setup()
         except BaseException:

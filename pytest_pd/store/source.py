@@ -6,13 +6,14 @@ and reads the JSON files instead: the files are the record of truth, so nothing 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_pd.errors import PdError
 from pytest_pd.record import RunRecord
-from pytest_pd.results import find_runs, load_result
+from pytest_pd.results import find_runs, iter_results, load_result
 from pytest_pd.store.summary import StoredRun, summarize
 
 if TYPE_CHECKING:
@@ -23,16 +24,41 @@ if TYPE_CHECKING:
 # StoreError, the index's one error type, is a PdError.
 
 
-def stored_runs(results_dir: Path, url: str | None = None, origin: str | None = None) -> list[StoredRun]:
-    """Every suite run of the store, oldest first (``pytest-pd history``); a store error is
-    raised (the command says it and exits 2)."""
+def stored_runs(
+    results_dir: Path,
+    url: str | None = None,
+    origin: str | None = None,
+    *,
+    sync: bool = True,
+    warn: Callable[[str], None] | None = None,
+) -> list[StoredRun]:
+    """Every suite run of the store, oldest first (``pytest-pd history``). ``sync``: bring the
+    index up to date with ``results_dir`` first (off: read a shared index as it is). A local
+    index that cannot be used (a folder we may not write) is said through ``warn`` and the files
+    are read instead; a shared one's error is raised (the command says it and exits 2)."""
     from pytest_pd.store.index import ResultsIndex
 
     if url is None and not results_dir.is_dir():
         return []
-    with ResultsIndex.open(results_dir, url, origin=origin) as index:
-        index.sync()
-        return index.runs()
+    try:
+        with ResultsIndex.open(results_dir, url, origin=origin) as index:
+            if sync:
+                index.sync()
+            return index.runs()
+    except Exception as exc:
+        if url is not None:
+            raise
+        if warn is not None:
+            warn(f"{_why(exc)} Reading the JSON files in {results_dir} instead.")
+    runs = [summarize(r) for r in iter_results(results_dir) if r.source == "suite"]
+    return sorted(runs, key=lambda r: r.started_at)
+
+
+def _why(exc: BaseException) -> str:
+    """A StoreError's own paragraph; anything else (a folder we may not read) named plainly."""
+    if isinstance(exc, PdError):
+        return str(exc)
+    return f"the results index could not be used ({type(exc).__name__}: {exc})."
 
 
 class RunSource:
@@ -53,17 +79,17 @@ class RunSource:
             from pytest_pd.store.index import ResultsIndex
 
             try:
-                index = ResultsIndex.open(self.results_dir, self.url, origin=self.origin)
-                index.sync()
-                self._index = index
-            except PdError as exc:
-                self._give_up(str(exc))
+                self._index = ResultsIndex.open(self.results_dir, self.url, origin=self.origin)
+                self._index.sync()
+            except Exception as exc:  # noqa: BLE001 (the index is never worth failing a session for)
+                self._give_up(_why(exc))
         return self._index
 
     def _give_up(self, why: str) -> None:
         self._broken = why
         if self._index is not None:
-            self._index.close()
+            with contextlib.suppress(Exception):
+                self._index.close()
             self._index = None
         self.warn(f"{why} This session reads the history from the JSON files in {self.results_dir}.")
 
@@ -73,8 +99,8 @@ class RunSource:
         if index is not None:
             try:
                 return index.runs(cluster, key, model)
-            except PdError as exc:
-                self._give_up(str(exc))
+            except Exception as exc:  # noqa: BLE001
+                self._give_up(_why(exc))
         found = find_runs(self.results_dir, cluster, key, model, include_failed=True)
         return [summarize(r) for r in found]
 
@@ -90,8 +116,8 @@ class RunSource:
             return
         try:
             index.add(record, path)
-        except (PdError, ValueError) as exc:
-            self._give_up(f"{exc} (the run itself is in {path})")
+        except Exception as exc:  # noqa: BLE001
+            self._give_up(f"{_why(exc)} (the run itself is in {path})")
 
     def load(self, run: StoredRun) -> RunRecord | None:
         """The full record of a stored run, when its file is on this machine."""

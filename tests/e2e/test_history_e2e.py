@@ -61,7 +61,7 @@ def test_twelve_nights_with_a_slowdown_from_night_8(pytester: pytest.Pytester, t
     failed = [(n, t) for n, ret, t in outcomes[7:10] if ret == 1]
     assert failed, "the history verdict did not fail by night 10:\n" + outcomes[9][2][-3000:]
     night, text = failed[0]
-    assert f"REGRESSION since {night8} (run 8 of the last {night}): mean_tpot_ms +" in text
+    assert f"REGRESSION since {night8} (run 8 of {night}; {night - 7} runs since): mean_tpot_ms +" in text
     assert f"{FLAG} (decode-0, prefill-0): (none) -> 0.3" in text
 
     # the last night's report and JUnit XML say it too

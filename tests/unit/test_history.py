@@ -174,7 +174,9 @@ def test_an_open_regression_names_its_night_size_and_what_changed():
     (reg,) = open_regressions(findings)
     since, before = night_of(runs[20].started_at), night_of(runs[19].started_at)
     assert reg.position == 21 and reg.points == 23 and reg.since == since
-    assert reg.headline.startswith(f"REGRESSION since {since} (night 21 of the last 23): mean_tpot_ms +4.")
+    assert reg.headline.startswith(
+        f"REGRESSION since {since} (night 21 of 23; 3 nights since): mean_tpot_ms +4."
+    )
     assert "(p < 0.001)" in reg.headline
     assert reg.changed_line == f"what changed between {before} and {since}: commit: a -> b"
     assert reg.to_dict()["changes"] == [{"fact": "commit", "before": "a", "after": "b", "where": []}]
@@ -189,7 +191,7 @@ def test_an_improvement_or_an_old_change_is_no_open_regression():
     findings = history_findings(
         [night(i, v) for i, v in enumerate(old)], ["mean_tpot_ms"], HistorySettings(recent=7)
     )
-    assert findings and findings[0].worse and not findings[0].open and open_regressions(findings) == []
+    assert findings and findings[0].worse and not findings[0].recent and open_regressions(findings) == []
     # throughput goes the other way: down is worse
     drop = noisy(20, 490.0, 0.005) + noisy(3, 470.0, 0.005, seed=6)
     thr = [night(i, v, metric="output_throughput") for i, v in enumerate(drop)]
@@ -261,3 +263,47 @@ def test_the_report_shows_open_regressions_the_change_point_table_and_marks():
     assert change_marks(comp, trend, "mean_ttft_ms") == []
     comp.history_mode, comp.findings = "warn", []
     assert "no change point" in series_section(comp)
+
+
+@pytest.mark.parametrize(
+    ("levels", "open_at"),
+    [
+        ([100] * 12 + [110] * 5 + [125], 13),  # worse again on the newest night: still open
+        ([100] * 12 + [120] * 3 + [110] * 3, 13),  # a partial recovery: still 10 % worse
+        ([100] * 12 + [120] * 3 + [100] * 3, None),  # back where it was: closed
+    ],
+    ids=["newer-unconfirmed-change", "partial-recovery", "full-recovery"],
+)
+def test_a_later_change_does_not_hide_an_open_regression(levels, open_at):
+    values = [v * (1 + 0.001 * ((i * 7) % 3 - 1)) for i, v in enumerate(levels)]
+    findings = history_findings(
+        [night(i, v) for i, v in enumerate(values)], ["mean_tpot_ms"], HistorySettings()
+    )
+    assert len(findings) >= 2
+    found = open_regressions(findings)
+    assert [f.position for f in found] == ([] if open_at is None else [open_at])
+    assert sum(f.open for f in findings) == len(found)  # the table says what the verdict says
+
+
+def test_ratio_per_run_pairs_each_candidate_run_with_its_sessions_baseline():
+    cand = [night(i, 10.0, session=f"s{i}") for i in range(4)]
+    base = [
+        StoredRun(
+            f"b{i}.json", "b", "w", "m", r.started_at + 40, metrics={"mean_tpot_ms": 5.0}, session=f"s{i}"
+        )
+        for i, r in enumerate(cand)
+    ]  # measured 40 s after its candidate, in the same session
+    ratio = ratio_series(
+        build_series(cand, "mean_tpot_ms", "run"), build_series(base, "mean_tpot_ms", "run"), "run"
+    )
+    assert ratio.values == [2.0] * 4
+
+
+def test_metrics_without_a_better_direction_are_not_judged_and_bad_settings_refused():
+    values = [1000.0] * 10 + [1500.0] * 4
+    runs = [night(i, v, metric="total_output_tokens") for i, v in enumerate(values)]
+    assert history_findings(runs, ["total_output_tokens"], HistorySettings()) == []
+    with pytest.raises(ValueError, match="min_change"):
+        HistorySettings(min_magnitude="1%")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="min_change"):
+        marker_settings(HistorySettings(), (), {"min_change": 5})

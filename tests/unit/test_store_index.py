@@ -390,3 +390,18 @@ def test_two_processes_writing_one_index_at_once_lose_nothing(tmp_path):
         assert sorted(r.path for r in got) == sorted(saved)
         assert index.sync() == (0, 0)  # nothing was missing
         assert index.series() == [("c-x", WRITTEN.id, "m"), ("c-y", WRITTEN.id, "m")]
+
+
+def test_the_files_are_read_when_the_local_index_cannot_be_used(tmp_path):
+    from pytest_pd.store.source import stored_runs
+
+    for p in sorted(DATA.glob("*.json")):
+        shutil.copy2(p, tmp_path)
+    (tmp_path / ".pytest-pd-index.sqlite").mkdir()  # where the index file would go: unusable
+    said: list[str] = []
+    runs = stored_runs(tmp_path, warn=said.append)
+    assert said and "JSON files" in said[0]
+    expected = sorted(
+        (summarize(store.load_result(p), str(p)) for p in tmp_path.glob("*.json")), key=lambda r: r.started_at
+    )
+    assert runs == [r for r in expected if r.source == "suite"]
