@@ -10,6 +10,7 @@ tmp folders and loaded offline. Loopback only; every process group is killed in 
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -262,7 +263,10 @@ def test_prefix_cache_hits_show_per_request_and_in_server_metrics(logs: Path) ->
         cached = [r.cached_tokens for r in result.records]
         assert cached == [0, 0, 1024, 1024, 1024, 1024], cached  # groups alternate: 0 1 0 1 0 1
         ttft = [r.t_first_token - r.t_start for r in result.records]
-        assert max(ttft[2:]) < 0.9 * min(ttft[:2]), ttft  # a third of the prompt left to compute
+        # a third of the prompt left to compute: the hits' median TTFT is 0.81x the misses' (20
+        # runs on a loaded machine: 0.807-0.811); their max was 0.81-0.83x, but one hit delayed by
+        # the machine made it 0.95x in CI. No hit at all would be ~1.0x.
+        assert statistics.median(ttft[2:]) < 0.9 * min(ttft[:2]), ttft
         metrics = parse_prometheus(get_text(url + "/metrics", timeout=5))
         hits = {k: v for k, v in metrics.items() if k.startswith("sglang:prefill_effective_tokens_total")}
         device_hit = next(v for k, v in hits.items() if "mode=device_hit" in k)
