@@ -32,7 +32,7 @@ from pytest_pd.options import Settings
 from pytest_pd.record import Failure, RunRecord, capacity_key
 from pytest_pd.report import html as html_report
 from pytest_pd.report import summary as text_report
-from pytest_pd.store.source import RunSource
+from pytest_pd.store.source import RunSource, on_this_machine
 from pytest_pd.store.summary import StoredRun
 from pytest_pd.twin.capacity import predicted_capacity
 from pytest_pd.twin.predict import prediction_misses
@@ -180,12 +180,16 @@ class PdSession:
         elif plan is not None:
             baseline = plan.stored
         stored = self.source.runs(spec.label, key, spec.model_name)
-        here = [r for r in stored if Path(r.path).is_file()]  # a shared index lists others' too
-        completed = [r for r in here if r.failure is None]
+        completed = [r for r in on_this_machine(stored) if r.failure is None]
+        loaded = {r.path: r for r in (*self.records.values(), candidate, baseline) if r and r.path}
+
+        def load(run: StoredRun) -> RunRecord | None:  # a record this session holds is not read again
+            return loaded.get(run.path) or self.source.load(run)
+
         last = None
         if opts.compare_last:
             before = store.previous_run(completed, self.measurer.session, candidate.started_at)
-            last = self.source.load(before) if before is not None else None
+            last = load(before) if before is not None else None
         comp = compare(
             item.nodeid,
             key,
@@ -203,7 +207,7 @@ class PdSession:
             max_error, stats = item.stash[PREDICTION_KEY]
             comp.problems += prediction_misses(candidate.prediction, max_error, stats)
         shown = completed[-opts.trend_runs :] if opts.trend_runs > 0 else []
-        trend = [r for r in map(self.source.load, shown) if r is not None]
+        trend = [r for r in map(load, shown) if r is not None]
         for record in (candidate, baseline, *trend):
             if record is not None and record.path:
                 self.records[record.path] = record

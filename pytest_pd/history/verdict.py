@@ -225,14 +225,12 @@ def history_findings(
     candidate/baseline ratio of ``ratio_metrics`` on the points both have."""
     if settings.mode == "off" or not runs:
         return []
-    out = []
-    for metric in metrics:
-        out += series_findings(build_series(runs, metric, settings.per), settings)
-    if baseline_runs:
-        for metric in ratio_metrics:
-            cand = build_series(runs, metric, settings.per)
-            base = build_series(baseline_runs, metric, settings.per)
-            out += series_findings(ratio_series(cand, base, settings.per), settings)
+    own = {metric: build_series(runs, metric, settings.per) for metric in metrics}
+    out = [f for series in own.values() for f in series_findings(series, settings)]
+    for metric in ratio_metrics if baseline_runs else ():
+        cand = own.get(metric) or build_series(runs, metric, settings.per)
+        base = build_series(baseline_runs, metric, settings.per)
+        out += series_findings(ratio_series(cand, base, settings.per), settings)
     return out
 
 

@@ -54,6 +54,11 @@ def stored_runs(
     return sorted(runs, key=lambda r: r.started_at)
 
 
+def on_this_machine(runs: list[StoredRun]) -> list[StoredRun]:
+    """The runs whose files are here (a shared index also lists other runners' runs)."""
+    return [r for r in runs if Path(r.path).is_file()]
+
+
 def _why(exc: BaseException) -> str:
     """A StoreError's own paragraph; anything else (a folder we may not read) named plainly."""
     if isinstance(exc, PdError):
@@ -105,9 +110,9 @@ class RunSource:
         return [summarize(r) for r in found]
 
     def local_runs(self, cluster: str, key: str, model: str | None) -> list[StoredRun]:
-        """The stored runs whose files are on this machine (a shared index also lists other
-        runners' runs): what a stored baseline may be taken from."""
-        return [r for r in self.runs(cluster, key, model) if Path(r.path).is_file()]
+        """The stored runs whose files are on this machine: what a stored baseline may be taken
+        from."""
+        return on_this_machine(self.runs(cluster, key, model))
 
     def saved(self, record: RunRecord, path: Path) -> None:
         """``record`` was just written to ``path``: index it (a failure is said, never fatal)."""

@@ -139,7 +139,7 @@ def run_facts(record: RunRecord) -> dict[str, str]:
         "python": env.python,
         "router": env.router or (f"sglang-router {env.sglang_router}" if env.sglang_router else None),
         "commit": env.git_commit,
-        "commit subject": getattr(env, "git_subject", None),
+        "commit subject": env.git_subject,
         "model": record.model.name,
         "model path": record.model.path,
         "engine": record.cluster.engine,
