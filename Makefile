@@ -9,7 +9,8 @@
 #                      workers: about two minutes
 #   make test-real     only the real-SGLang tier (tests marked real_sglang)
 #   make real-sglang   set up (once) the pinned real SGLang environment the cpu-* clusters use
-#   make lint          ruff check, ruff format --check, mypy (strict on the pure core); .ci/run
+#   make lint          ruff check, ruff format --check, mypy (strict on the pure core), and
+#                      lint-imports (the design's layers and boundaries, pyproject.toml); .ci/run
 #                      and the pre-commit hook (.pre-commit-config.yaml) run it too
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -52,6 +53,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) report.html results runs

@@ -17,8 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pytest_pd.cluster.engines.sim.profile import load_profile  # noqa: E402
 from pytest_pd.sim.model import SimParams, decode_step_time  # noqa: E402
-from pytest_pd.twin.profile import load_profile  # noqa: E402
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 CONTEXTS = (1000, 7000, 32000)

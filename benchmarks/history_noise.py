@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pytest_pd.judge.catalog import HISTORY_METRICS  # noqa: E402
+from pytest_pd.catalog import HISTORY_METRICS  # noqa: E402
 from pytest_pd.results import find_runs  # noqa: E402
 
 OUT = REPO / "benchmarks" / "data" / "sim_pp2_noise.json"

@@ -32,8 +32,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pytest_pd.catalog import higher_is_better  # noqa: E402
 from pytest_pd.history.verdict import HistorySettings, history_findings, open_regressions  # noqa: E402
-from pytest_pd.judge.catalog import higher_is_better  # noqa: E402
 from pytest_pd.store.summary import StoredRun  # noqa: E402
 
 NOISE = REPO / "benchmarks" / "data" / "sim_pp2_noise.json"

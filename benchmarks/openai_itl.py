@@ -34,7 +34,7 @@ from _common import SIM_TINY, Sim  # noqa: E402
 from pytest_pd.workload import Workload, build_prompts, load_tokenizer, run_workload_sync  # noqa: E402
 from pytest_pd.workload.chunk_count import count_chunk_tokens  # noqa: E402
 from pytest_pd.workload.metrics import summarize  # noqa: E402
-from pytest_pd.workload.runner import RunResult  # noqa: E402
+from pytest_pd.workload.result import RunResult  # noqa: E402
 
 
 def server_truth(sim: Sim, rids: set[str]) -> tuple[float, float, float]:

@@ -28,8 +28,8 @@ _PUBLIC = {
     "Comparison": "pytest_pd.judge.comparison",
     "Bound": "pytest_pd.judge.thresholds",
     "Verdict": "pytest_pd.judge.thresholds",
-    "Metric": "pytest_pd.judge.catalog",
-    "CATALOG": "pytest_pd.judge.catalog",
+    "Metric": "pytest_pd.catalog",
+    "CATALOG": "pytest_pd.catalog",
     "BaselinePlan": "pytest_pd.judge.baseline",  # what a pytest_pd_baseline hook returns
     # errors and warnings
     "PdError": "pytest_pd.errors",

@@ -22,14 +22,14 @@ from typing import Any
 
 from pytest_pd.environment import environment
 from pytest_pd.errors import PdError
-from pytest_pd.options import slos
+from pytest_pd.option_values import slos
 from pytest_pd.record import ClusterInfo, Environment, ModelInfo, build_record
 from pytest_pd.results import save_result, write_record
 from pytest_pd.workload.api_probe import choose_api
 from pytest_pd.workload.chat import NO_TEMPLATE_NOTE, has_chat_template
 from pytest_pd.workload.metrics import RunSummary, summarize
 from pytest_pd.workload.prompts import build_prompts
-from pytest_pd.workload.runner import run_workload_sync
+from pytest_pd.workload.run_sync import run_workload_sync
 from pytest_pd.workload.spec import (
     API_CHAT,
     APIS,

@@ -18,7 +18,7 @@ from pytest_pd.cluster.launchers.slurm.job import job_name
 from pytest_pd.cluster.launchers.slurm.lease import cancel_stale, session_jobs
 from pytest_pd.cluster.locks import HostLock, LocalHostLock, holder_info, local_lock_dir
 from pytest_pd.cluster.signals import sigterm_as_interrupt
-from pytest_pd.cluster.spec import load_cluster
+from pytest_pd.cluster.spec_file import load_cluster
 from pytest_pd.cluster.stale_runs import listing, reap_stale
 from pytest_pd.cluster.topology import Topology
 from pytest_pd.doctor import doctor

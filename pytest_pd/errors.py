@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from pytest_pd.record import Failure
+from pytest_pd.failure import Failure
 
 
 class PdError(Exception):

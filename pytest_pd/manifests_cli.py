@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_pd.cli_args import add_cluster_arguments
-from pytest_pd.cluster.spec import load_cluster
+from pytest_pd.cluster.spec_file import load_cluster
 from pytest_pd.errors import PdError
 from pytest_pd.manifests.attach import attach_name, attach_yaml, default_router_url
 from pytest_pd.manifests.naming import DEFAULT_IMAGE, DEFAULT_NAMESPACE, Target

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pytest_pd.judge.catalog import judgeable
+from pytest_pd.catalog import judgeable
 from pytest_pd.judge.thresholds import bounds_from_marker
 
 

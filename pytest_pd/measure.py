@@ -17,23 +17,26 @@ from typing import Any, TypeVar
 from pytest_pd.cluster import engines
 from pytest_pd.cluster.commands import render_commands
 from pytest_pd.cluster.hosts import tail_file
-from pytest_pd.cluster.routers import kind_of
-from pytest_pd.cluster.spec import ClusterSpec, load_cluster
+from pytest_pd.cluster.routers import kind as router_kind
+from pytest_pd.cluster.spec import ClusterSpec
+from pytest_pd.cluster.spec_file import load_cluster
 from pytest_pd.cluster.state import STATE_FILE
 from pytest_pd.cluster.topology import Topology
 from pytest_pd.deathwatch import DeathWatch
 from pytest_pd.environment import environment, router_version, versions_from_server_info
 from pytest_pd.errors import BringUpError, HostError, PdError
+from pytest_pd.failure import Failure
 from pytest_pd.http_get import get_json, get_status
-from pytest_pd.record import ClusterInfo, Environment, Failure, ModelInfo, RunRecord, build_record
+from pytest_pd.record import ClusterInfo, Environment, ModelInfo, RunRecord, build_record
 from pytest_pd.redaction import redact_commands, redact_env, scrub
 from pytest_pd.results import save_result
 from pytest_pd.rundir import new_run_dir
 from pytest_pd.telemetry import cluster_sampler, gpu_inventory
-from pytest_pd.twin.predict import prediction_of
+from pytest_pd.twin.predict import prediction_of, twin_problems
 from pytest_pd.workload.metrics import RunSummary, summarize
 from pytest_pd.workload.prompts import build_prompts
-from pytest_pd.workload.runner import RunResult, run_workload_sync
+from pytest_pd.workload.result import RunResult
+from pytest_pd.workload.run_sync import run_workload_sync
 from pytest_pd.workload.spec import Prompt, Workload
 from pytest_pd.workload.tokenizer import load_tokenizer
 
@@ -111,6 +114,9 @@ class Measurer:
     def spec(self, name: str) -> ClusterSpec:
         if name not in self._specs:
             spec = load_cluster(name, self.cluster_dir)
+            problems = twin_problems(spec)
+            if problems:
+                raise spec.file_error(problems)
             self._specs[spec.label] = spec
             self._specs[name] = spec
         return self._specs[name]
@@ -469,5 +475,7 @@ class Measurer:
             "started_at": started,
             "host": socket.gethostname(),
             "run_dir": str(run_dir),
-            "environment": self.env.model_copy(update={"router": router_version(kind_of(spec).package)}),
+            "environment": self.env.model_copy(
+                update={"router": router_version(router_kind(spec.router.kind).package)}
+            ),
         }

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pytest_pd import hookspec, options
+from pytest_pd.catalog import judgeable
 from pytest_pd.cluster.signals import sigterm_as_interrupt
 from pytest_pd.errors import PdRegressionWarning
 from pytest_pd.fixtures import (  # noqa: F401  (fixtures are found in the plugin's namespace)
@@ -26,7 +27,6 @@ from pytest_pd.history.verdict import MARKER_HELP as HISTORY_HELP
 from pytest_pd.history.verdict import marker_settings
 from pytest_pd.judge.capacity import MARKER as CAPACITY_MARKER
 from pytest_pd.judge.capacity import capacity_spec
-from pytest_pd.judge.catalog import judgeable
 from pytest_pd.judge.thresholds import ThresholdError, bounds_from_marker
 from pytest_pd.record import capacity_metric
 from pytest_pd.report.collector import ReportCollector

@@ -39,13 +39,18 @@ from pydantic import (
     field_validator,
 )
 
-from pytest_pd.judge.catalog import to_model_time
-from pytest_pd.telemetry import prefix_cache_hit_rate, server_summary
+from pytest_pd.catalog import to_model_time
+from pytest_pd.cluster import engines
+from pytest_pd.failure import Failure
+from pytest_pd.prometheus import server_summary
 from pytest_pd.ttft_breakdown import ttft_breakdown
 from pytest_pd.workload.metrics import RunSummary, aggregate_repeats, run_problems
 from pytest_pd.workload.spec import Workload
 
 SCHEMA_VERSION = 4
+SGLANG_GAUGES = {"running": "sglang:num_running_reqs", "queued": "sglang:num_queue_reqs"}
+"""The gauges charted from telemetry recorded before each engine named its own (every engine then
+exported SGLang's names)."""
 REQUESTS_ENCODING = "gzip+base64+json"
 
 Metrics = dict[str, Any]
@@ -67,25 +72,6 @@ def _nan_for_none(metrics: Mapping[str, Any]) -> Metrics:
 
 def _iso(t: float | None) -> str | None:
     return None if t is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-
-class Failure(BaseModel):
-    """A bring-up or run that did not complete: what the results store, the terminal and the
-    report say of it."""
-
-    cluster: str
-    stage: str  # "bring-up", "run" or "interrupted"
-    kind: str  # the exception's class name
-    message: str
-    run_dir: str | None = None
-    at: float = 0.0
-    logs: dict[str, str] = Field(default_factory=dict)  # process → last lines of its log
-    recorded: dict[str, str] = Field(default_factory=dict)  # workload id → results file saying so
-
-    @property
-    def key(self) -> tuple[str, float]:
-        """One failure, however many test reports carry it."""
-        return self.cluster, self.at
 
 
 class ClusterInfo(BaseModel):
@@ -301,6 +287,9 @@ def migrate(data: Mapping[str, Any]) -> dict[str, Any]:
         failure = out.get("failure")
         if isinstance(failure, Mapping):  # 3 kept the files of a failure under "results"
             out["failure"] = {k: v for k, v in failure.items() if k != "results"}
+    telemetry = out.get("telemetry")
+    if isinstance(telemetry, Mapping) and "gauges" not in telemetry:  # before engines named them
+        out["telemetry"] = {**telemetry, "gauges": SGLANG_GAUGES}
     out["schema_version"] = SCHEMA_VERSION
     out.setdefault("cluster", {})
     return out
@@ -356,14 +345,16 @@ def build_record(
     metrics = model_time(agg)
     telemetry = context.get("telemetry") or {}
     rows = server_summary(telemetry.get("server") or {})  # each server's metrics over the run
-    hit_rate = prefix_cache_hit_rate(rows)
+    engine = engines.find(cluster.engine)
+    hit_rate = engine.prefix_cache_hit_rate(rows) if engine else None
+    server_times = engine.server_times(rows) if engine else None
     if hit_rate is not None:  # what the servers say; the client sees hits only on unified servers
         metrics["prefix_cache_hit_rate"] = hit_rate
     return RunRecord(
         cluster=cluster,
         workload=workload,
         metrics=metrics,
-        ttft_breakdown=ttft_breakdown(rows, metrics["mean_ttft_ms"] / 1000.0),
+        ttft_breakdown=ttft_breakdown(server_times, metrics["mean_ttft_ms"] / 1000.0),
         repeats=[model_time(s) for s in summaries] if len(summaries) > 1 else [],
         slo=dict(slo) if slo else None,
         simulated=Simulated(speedup=speedup, measured_metrics=agg.to_dict()) if simulated else None,

@@ -18,20 +18,22 @@ from typing import Any
 import pytest
 
 from pytest_pd import results as store
+from pytest_pd.catalog import HISTORY_METRICS
 from pytest_pd.cluster.spec import ClusterSpec
 from pytest_pd.cluster.topology import Topology
 from pytest_pd.errors import PdError, PdStoreWarning
+from pytest_pd.failure import Failure
 from pytest_pd.history.verdict import HistorySettings, history_findings, open_regressions
 from pytest_pd.judge.baseline import BaselinePlan, plan_baseline
 from pytest_pd.judge.capacity import CapacitySpec, capacity_record
-from pytest_pd.judge.catalog import HISTORY_METRICS
 from pytest_pd.judge.comparison import Comparison, compare, to_dict
 from pytest_pd.judge.thresholds import Bound
 from pytest_pd.measure import Hooks, Measurer
-from pytest_pd.options import Settings
-from pytest_pd.record import Failure, RunRecord, capacity_key
+from pytest_pd.option_values import Settings
+from pytest_pd.record import RunRecord, capacity_key
 from pytest_pd.report import html as html_report
 from pytest_pd.report import summary as text_report
+from pytest_pd.report.collector import REPORT_FAILURE, REPORT_OUTCOME
 from pytest_pd.store.source import RunSource, on_this_machine
 from pytest_pd.store.summary import StoredRun
 from pytest_pd.twin.capacity import predicted_capacity
@@ -46,9 +48,6 @@ CAPACITY_KEY = pytest.StashKey[CapacitySpec]()
 COMPARISON_KEY = pytest.StashKey[Comparison]()
 HISTORY_KEY = pytest.StashKey[HistorySettings]()  # a test's pd_history marker over the options
 EVIDENCE_KEY = pytest.StashKey["Evidence"]()
-# Attributes of a test report (they travel from xdist workers to the controller with it)
-REPORT_OUTCOME = "pd_outcome"  # {"comparison": …, "trend": [results files], "tails": {…}}
-REPORT_FAILURE = "pd_failure"  # Failure.model_dump() of a failed bring-up or run
 
 
 @dataclass

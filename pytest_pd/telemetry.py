@@ -1,9 +1,10 @@
 """Telemetry sampled during a measurement, in a background thread: each worker's Prometheus
-``/metrics`` (SGLang's metric names, parsed with ``prometheus_client``'s text parser), the router's
+``/metrics`` (its engine's metric names, parsed by :mod:`pytest_pd.prometheus`), the router's
 own (``router``: request counts, worker health, circuit-breaker state) and, on every host where
 ``nvidia-smi`` exists, GPU utilisation, memory and power once per interval.
 
-Parsing is pure (:func:`parse_prometheus`, :func:`parse_nvidia_smi`); :class:`Sampler` does the I/O.
+Parsing is pure (:mod:`pytest_pd.prometheus`, :func:`parse_nvidia_smi`); :class:`Sampler` does the
+I/O.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from pytest_pd.cluster import engines, routers
 from pytest_pd.cluster.hosts import Host
 from pytest_pd.cluster.spec import ClusterSpec
 from pytest_pd.cluster.topology import Topology
 from pytest_pd.http_get import get_text
+from pytest_pd.prometheus import parse_prometheus
 
 NVIDIA_SMI_QUERY = [
     "nvidia-smi",
@@ -35,26 +35,6 @@ ROUTER = "router"
 
 RunCommand = Callable[[list[str]], tuple[int, str]]
 """Runs argv on a host, returns (exit code, stdout)."""
-
-
-def _label_text(labels: Mapping[str, str]) -> str:
-    shown = {k: v for k, v in labels.items() if k != "model_name"}
-    return "{" + ",".join(f"{k}={v}" for k, v in sorted(shown.items())) + "}" if shown else ""
-
-
-def parse_prometheus(text: str, families: Collection[str] = ()) -> dict[str, float]:
-    """Prometheus text → {sample name (with labels other than model_name): value}; histogram
-    buckets and ``_created`` timestamps are left out (sums and counts stay). With ``families``,
-    only samples of those names (a counter's with its ``_total``) are kept."""
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name.endswith(("_bucket", "_created")):
-                continue
-            if families and sample.name not in families and family.name not in families:
-                continue
-            out[sample.name + _label_text(sample.labels)] = float(sample.value)
-    return out
 
 
 def parse_gpu_inventory(text: str) -> str | None:
@@ -112,9 +92,11 @@ class Sampler:
         timeout_s: float = 2.0,
         time_scale: float = 1.0,
         families: Mapping[str, Collection[str]] | None = None,
+        gauges: Mapping[str, str] | None = None,
     ) -> None:
         self.metrics_urls = dict(metrics_urls)
         self.families = dict(families or {})
+        self.gauges = dict(gauges or {})  # what the report charts: "running"/"queued" → sample name
         self.time_scale = time_scale  # model seconds per wall second (a simulation's speedup)
         self.interval_s = max(0.05, float(interval_s))
         self.timeout_s = timeout_s
@@ -170,6 +152,7 @@ class Sampler:
             "time_scale": self.time_scale,
             "server": self.server,
             "gpu": self.gpu,
+            "gauges": self.gauges,
         }
 
     def _loop(self) -> None:
@@ -193,66 +176,6 @@ class Sampler:
                     self.gpu[host]["samples"].append({"t": t, "gpus": parse_nvidia_smi(out)})
 
 
-def server_summary(server: Mapping[str, Any]) -> dict[str, dict[str, float]]:
-    """Per worker, the change of every counter/sum over the run and the last value of everything
-    else, plus histogram means (``…_seconds_mean``) from sum and count deltas. Pure."""
-    out: dict[str, dict[str, float]] = {}
-    for name, entry in server.items():
-        samples = entry.get("samples") or []
-        if not samples:
-            continue
-        first, last = samples[0]["values"], samples[-1]["values"]
-        row: dict[str, float] = {}
-        for key, value in last.items():
-            base = key.split("{", 1)[0]
-            if base.endswith(("_total", "_sum", "_count")):
-                row[key] = value - first.get(key, 0.0)
-            else:
-                row[key] = value
-        for key in list(row):
-            if key.split("{", 1)[0].endswith("_sum"):
-                count_key = key.replace("_sum", "_count", 1)
-                count = row.get(count_key)
-                if count:
-                    row[key.replace("_sum", "_mean", 1)] = row[key] / count
-        out[name] = row
-    return out
-
-
-def series_labels(key: str) -> dict[str, str]:
-    """The labels of a sample key as :func:`parse_prometheus` writes it (``name{a=1,b=2}``)."""
-    _, _, rest = key.partition("{")
-    return dict(p.split("=", 1) for p in rest.rstrip("}").split(",") if "=" in p)
-
-
-def series_total(
-    rows: Mapping[str, Mapping[str, float]], name: str, engines: Collection[str], **labels: str
-) -> float:
-    """The sum of sample ``name`` over every worker's row of :func:`server_summary` (a
-    counter's change over the run) whose ``engine_type`` is one of ``engines`` and whose labels
-    include ``labels``."""
-    total = 0.0
-    for row in rows.values():
-        for key, value in row.items():
-            if key.partition("{")[0] != name:
-                continue
-            have = series_labels(key)
-            if have.get("engine_type") in engines and all(have.get(k) == v for k, v in labels.items()):
-                total += value
-    return total
-
-
-def prefix_cache_hit_rate(rows: Mapping[str, Mapping[str, float]]) -> float | None:
-    """The share of the prompt tokens the prefill (or unified) servers found in their prefix
-    cache over the run (SGLang's ``sglang:prefill_effective_tokens_total`` modes ``device_hit``,
-    ``host_hit`` and ``storage_hit`` against ``input``, in :func:`server_summary` rows); None
-    when they do not export it."""
-    name, engines = "sglang:prefill_effective_tokens_total", ("prefill", "unified")
-    hits = sum(series_total(rows, name, engines, mode=m) for m in ("device_hit", "host_hit", "storage_hit"))
-    total = hits + series_total(rows, name, engines, mode="input")
-    return hits / total if total > 0 else None
-
-
 def cluster_sampler(spec: ClusterSpec, topology: Topology, interval_s: float) -> Sampler:
     """A sampler of ``topology``'s servers that export /metrics, of its router's Prometheus port
     (``router``, when the file sets ``router.prometheus_port``; the families of its kind only) and
@@ -262,7 +185,7 @@ def cluster_sampler(spec: ClusterSpec, topology: Topology, interval_s: float) ->
     families: dict[str, Collection[str]] = {}
     if spec.router_metrics_url:
         urls[ROUTER] = spec.router_metrics_url
-        families[ROUTER] = routers.kind_of(spec).metric_families
+        families[ROUTER] = routers.kind(spec.router.kind).metric_families
     gpu_hosts: dict[str, Any] = {}
     for name in dict.fromkeys(c.host for c in topology.plan):
         if engines.engine_of(spec).simulated:
@@ -272,7 +195,10 @@ def cluster_sampler(spec: ClusterSpec, topology: Topology, interval_s: float) ->
         else:
             gpu_hosts[name] = _runner(topology.host(name))
     speedup = engines.time_scale(spec)
-    return Sampler(urls, gpu_hosts, interval_s / speedup, time_scale=speedup, families=families)
+    gauges = engines.engine_of(spec).gauges
+    return Sampler(
+        urls, gpu_hosts, interval_s / speedup, time_scale=speedup, families=families, gauges=gauges
+    )
 
 
 def _runner(host: Host) -> Callable[[list[str]], tuple[int, str]]:

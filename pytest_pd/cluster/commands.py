@@ -102,7 +102,7 @@ def server_argv(
 def router_argv(spec: ClusterSpec, *, python: str = "python") -> list[str]:
     """The router's command line; every kind (cluster/routers.py) takes these same flags."""
     r = spec.router
-    argv = [python, "-m", routers.kind_of(spec).module, "--pd-disaggregation"]
+    argv = [python, "-m", routers.kind(spec.router.kind).module, "--pd-disaggregation"]
     for server in spec.servers("prefill"):
         argv += ["--prefill", spec.server_url(server)]
         if server.bootstrap_port is not None:
@@ -147,7 +147,7 @@ def launch_plan(spec: ClusterSpec, *, local_python: str = "python") -> list[Laun
                         and bool(server.enable_metrics or spec.server_defaults.enable_metrics),
                     )
                 )
-    kind = routers.kind_of(spec)
+    kind = routers.kind(spec.router.kind)
     plan.append(
         LaunchCommand(
             name="router",

@@ -9,10 +9,6 @@ sglang-router's successor, spun out as its own PyPI package) and serve the same 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from pytest_pd.cluster.spec import ClusterSpec
 
 DEFAULT = "sglang-router"
 
@@ -54,5 +50,6 @@ def names() -> list[str]:
     return list(KINDS)
 
 
-def kind_of(spec: ClusterSpec) -> RouterKind:
-    return KINDS[spec.router.kind]
+def kind(name: str) -> RouterKind:
+    """The router kind a (validated) cluster file's ``router.kind`` names."""
+    return KINDS[name]

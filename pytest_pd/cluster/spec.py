@@ -7,20 +7,17 @@ in size, time and memory whatever the file holds (:mod:`pytest_pd.cluster.safe_y
 
 from __future__ import annotations
 
-import re
-import types
 import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
 
 from pytest_pd import redaction
-from pytest_pd.cluster import engines, launchers, routers, safe_yaml, spec_rules
+from pytest_pd.cluster import routers
 from pytest_pd.cluster.safe_yaml import Loc
 from pytest_pd.errors import ClusterFileError
-from pytest_pd.twin.profile import ProfileError, load_profile
 
 
 def _env_value(value: Any) -> Any:
@@ -35,7 +32,7 @@ def _env_value(value: Any) -> Any:
 EnvValue = Annotated[str, BeforeValidator(_env_value)]
 
 
-def _one_of(names: list[str]) -> str:
+def one_of(names: list[str]) -> str:
     quoted = [repr(n) for n in names]
     return " or ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
 
@@ -46,7 +43,7 @@ def _registered(names: Callable[[], list[str]]) -> BeforeValidator:
     def check(value: Any) -> Any:
         known = names()
         if value not in known:
-            raise ValueError(f"expected {_one_of(known)}")
+            raise ValueError(f"expected {one_of(known)}")
         return value
 
     return BeforeValidator(check)
@@ -179,8 +176,8 @@ class ClusterSpec(_Model):
     name: str | None = None
     description: str = ""
     baseline: str | None = None
-    launcher: Annotated[str, _registered(launchers.names)] = "local"  # cluster/launchers/
-    engine: Annotated[str, _registered(engines.names)] = "sglang"  # cluster/engines/
+    launcher: str = "local"  # cluster/launchers/ (the name is checked in spec_rules)
+    engine: str = "sglang"  # cluster/engines/ (the name is checked in spec_rules)
     model: ModelSpec
     hosts: dict[str, HostSpec] = Field(min_length=1)
     env: EnvBlock = {}
@@ -194,6 +191,27 @@ class ClusterSpec(_Model):
 
     # Set by parse_cluster, never by the file itself.
     _source: Path | None = PrivateAttr(default=None)
+    _line_of: Callable[[Loc], int] | None = PrivateAttr(default=None)
+
+    def option_blocks(self) -> list[tuple[Loc, dict[str, bool | int | float | str]]]:
+        """The engine option blocks (``sim:``) at the top, in server_defaults and in each server."""
+        blocks: list[tuple[Loc, dict[str, bool | int | float | str]]] = [
+            (("sim",), self.sim),
+            (("server_defaults", "sim"), self.server_defaults.sim),
+        ]
+        for role, servers in (("prefill", self.prefill), ("decode", self.decode)):
+            blocks += [((role, i, "sim"), server.sim) for i, server in enumerate(servers)]
+        return blocks
+
+    def file_error(self, problems: list[tuple[Loc, str]]) -> ClusterFileError:
+        """The error naming this cluster file, and each problem's line and field, for checks made
+        after it was read (``(field, what is wrong)``)."""
+        line_of = self._line_of or (lambda loc: 0)
+        return ClusterFileError(
+            format_problems(
+                str(self.source or self.label), [(line_of(loc), loc, msg) for loc, msg in problems]
+            )
+        )
 
     @property
     def source(self) -> Path | None:
@@ -311,7 +329,7 @@ def _url_host(address: str) -> str:
 # --------------------------------------------------------------------------- messages
 
 
-def _dotted(loc: Loc) -> str:
+def dotted(loc: Loc) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -321,179 +339,15 @@ def _dotted(loc: Loc) -> str:
     return out or "(top level)"
 
 
-def _unwrap(annotation: Any) -> Any:
-    """Strip Optional/Annotated layers off a type annotation."""
-    while True:
-        origin = typing.get_origin(annotation)
-        if origin is Annotated:
-            annotation = typing.get_args(annotation)[0]
-        elif origin in (Union, types.UnionType):
-            args = [a for a in typing.get_args(annotation) if a is not type(None)]
-            if len(args) != 1:
-                return annotation
-            annotation = args[0]
-        else:
-            return annotation
-
-
-def _model_at(loc: Loc) -> type[BaseModel] | None:
-    """The pydantic model class that holds the mapping at ``loc`` (for 'allowed keys')."""
-    current: Any = ClusterSpec
-    for part in loc:
-        current = _unwrap(current)
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            field = current.model_fields.get(str(part))
-            if field is None:
-                return None
-            current = field.annotation
-        else:
-            args = typing.get_args(current)
-            if not args:
-                return None
-            current = args[-1]
-    current = _unwrap(current)
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
-def _describe(err: Mapping[str, Any]) -> str:
-    loc: Loc = tuple(err["loc"])
-    kind = err["type"]
-    value = err.get("input")
-    if kind == "extra_forbidden":
-        model = _model_at(loc[:-1])
-        allowed = ", ".join(model.model_fields) if model else "?"
-        return f"unknown key {loc[-1]!r}; allowed here: {allowed}"
-    if kind == "missing":
-        return "required field is missing"
-    shown = repr(value)
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
-    message = err["msg"].replace("Input should be", "expected").replace("Value error, ", "")
-    return f"{message}, got {shown} ({type(value).__name__})"
-
-
-# --------------------------------------------------------------------------- entry points
-
-
-def parse_cluster(text: str, source: Path) -> ClusterSpec:
-    """Parse and validate the text of a cluster file; ``source`` names it in errors."""
-    where = str(source)
-    document = safe_yaml.load(text, where)
-    if not isinstance(document.data, dict):
-        raise ClusterFileError(
-            f"{where}:1: a cluster file must be a YAML mapping (name:, hosts:, prefill:, decode:, "
-            "router:, …); see the README section 'Cluster file format'."
-        )
-    if document.duplicate_keys:
-        raise ClusterFileError(_format(where, document.duplicate_keys))
-    try:
-        spec = ClusterSpec.model_validate(document.data)
-    except ValidationError as exc:
-        found = [(document.line_of(tuple(e["loc"])), tuple(e["loc"]), _describe(e)) for e in exc.errors()]
-        raise ClusterFileError(_format(where, found)) from None
-    spec._source = source
-    folder = source.parent if source.name else Path.cwd()
-    profile_problems = _expand_profiles(spec, folder)
-    if spec.twin is not None:
-        try:
-            load_profile(Path(spec.resolve_path(spec.twin.profile)))
-        except ProfileError as exc:
-            profile_problems.append((("twin", "profile"), str(exc)))
-    if profile_problems:
-        raise ClusterFileError(
-            _format(where, [(document.line_of(loc), loc, msg) for loc, msg in profile_problems])
-        )
-    semantic = spec_rules.problems(spec, source.parent if source.name else None)
-    if semantic:
-        raise ClusterFileError(_format(where, [(document.line_of(loc), loc, msg) for loc, msg in semantic]))
-    return spec
-
-
-def _expand_profiles(spec: ClusterSpec, folder: Path) -> list[tuple[Loc, str]]:
-    """Replace ``profile: FILE`` in each ``sim:`` block by the profile's timing parameters (the
-    block's own values win); FILE is relative to the cluster file's folder."""
-    blocks: list[tuple[Loc, dict[str, bool | int | float | str]]] = [
-        (("sim",), spec.sim),
-        (("server_defaults", "sim"), spec.server_defaults.sim),
-    ]
-    for role in ("prefill", "decode"):
-        servers = spec.prefill if role == "prefill" else spec.decode
-        blocks += [((role, i, "sim"), server.sim) for i, server in enumerate(servers)]
-    problems: list[tuple[Loc, str]] = []
-    for loc, block in blocks:
-        if "profile" not in block:
-            continue
-        name = block.pop("profile")
-        path = Path(str(name)).expanduser()
-        try:
-            profile = load_profile(path if path.is_absolute() else folder / path)
-        except ProfileError as exc:
-            problems.append((loc + ("profile",), str(exc)))
-            continue
-        merged = {**profile.params, **block}
-        block.clear()
-        block.update(merged)
-    return problems
-
-
 MAX_LISTED_PROBLEMS = 20  # an aliased block repeats its problems once per use
 
 
-def _format(where: str, problems: list[tuple[int, Loc, str]]) -> str:
+def format_problems(where: str, problems: list[tuple[int, Loc, str]]) -> str:
     listed = sorted(problems, key=lambda p: p[0])[:MAX_LISTED_PROBLEMS]
-    body = "\n".join(f"  line {line}, {_dotted(loc)}: {msg}" for line, loc, msg in listed)
+    body = "\n".join(f"  line {line}, {dotted(loc)}: {msg}" for line, loc, msg in listed)
     if len(problems) > len(listed):
         body += f"\n  … and {len(problems) - len(listed)} more"
     return (
         f"cluster file {where} is invalid ({len(problems)} problem{'s' * (len(problems) != 1)}):\n"
         f"{body}\nFix the fields named above; the README section 'Cluster file format' lists every key."
     )
-
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-def _known_clusters(folder: Path) -> list[str]:
-    return sorted(p.stem for p in folder.glob("*.yaml") if p.is_file()) if folder.is_dir() else []
-
-
-def _not_a_cluster_file(path: Path, problem: str) -> ClusterFileError:
-    """``path``, given as a cluster file, is a folder, a FIFO, a dangling link, …"""
-    known = _known_clusters(path) if path.is_dir() else []
-    if known:
-        files = ", ".join(f"{path / k}.yaml" for k in known[:5]) + (", …" if len(known) > 5 else "")
-        return ClusterFileError(
-            f"cluster file {path} {problem}; pass one of its cluster files "
-            f"({files}), or a cluster name with --cluster-dir={path}."
-        )
-    return ClusterFileError(f"cluster file {path} {problem}; check the path.")
-
-
-def find_cluster_file(name_or_path: str, cluster_dir: Path) -> Path:
-    """A cluster is named by its file stem in ``cluster_dir`` or by a path to a YAML file."""
-    candidate = Path(name_or_path)
-    if candidate.suffix in (".yaml", ".yml") or "/" in name_or_path:
-        problem = safe_yaml.path_problem(candidate)
-        if problem is None:
-            return candidate.resolve()
-        raise _not_a_cluster_file(candidate, problem)
-    if not _NAME.match(name_or_path):
-        raise ClusterFileError(f"{name_or_path!r} is not a cluster name (letters, digits, . _ -).")
-    path = cluster_dir / f"{name_or_path}.yaml"
-    problem = safe_yaml.path_problem(path)
-    if problem is None:
-        return path.resolve()
-    if problem != safe_yaml.MISSING:  # there but not a file, or behind a locked folder
-        raise ClusterFileError(
-            f"cluster {name_or_path!r}: {path} {problem}; check that file and --cluster-dir ({cluster_dir})."
-        )
-    raise ClusterFileError(
-        f"unknown cluster {name_or_path!r}: no file {path}. Known clusters in {cluster_dir}: "
-        f"{', '.join(_known_clusters(cluster_dir)) or 'none'}. Pass --cluster-dir to look "
-        f"elsewhere, or add {path}."
-    )
-
-
-def load_cluster(name_or_path: str, cluster_dir: Path) -> ClusterSpec:
-    path = find_cluster_file(name_or_path, cluster_dir)
-    return parse_cluster(safe_yaml.read_text(path), path)

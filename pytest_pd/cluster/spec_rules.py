@@ -4,17 +4,29 @@ the launcher's and the engine's own rules), checked after the schema: pure, on a
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_pd.cluster import engines, launchers
+from pytest_pd.cluster.spec import one_of
 
 if TYPE_CHECKING:
     from pytest_pd.cluster.safe_yaml import Loc
     from pytest_pd.cluster.spec import ClusterSpec
 
 _CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def name_problems(spec: ClusterSpec) -> list[tuple[Loc, str]]:
+    """The launcher and the engine are registered ones (checked before anything asks them)."""
+    out: list[tuple[Loc, str]] = []
+    for loc, name, known in (
+        (("launcher",), spec.launcher, launchers.names()),
+        (("engine",), spec.engine, engines.names()),
+    ):
+        if name not in known:
+            out.append((loc, f"expected {one_of(known)}, got {name!r} (str)"))
+    return out
 
 
 def problems(spec: ClusterSpec, cluster_dir: Path | None) -> list[tuple[Loc, str]]:
@@ -125,16 +137,9 @@ def problems(spec: ClusterSpec, cluster_dir: Path | None) -> list[tuple[Loc, str
 def _engine_option_problems(spec: ClusterSpec) -> list[tuple[Loc, str]]:
     """Engine option blocks (``sim:`` at the top, in server_defaults and in each server) belong to
     the engine that reads them, which checks their entries."""
-    blocks: list[tuple[Loc, Mapping[str, object]]] = [
-        (("sim",), spec.sim),
-        (("server_defaults", "sim"), spec.server_defaults.sim),
-    ]
-    for role in ("prefill", "decode"):
-        raw_list = spec.prefill if role == "prefill" else spec.decode
-        blocks += [((role, i, "sim"), raw.sim) for i, raw in enumerate(raw_list)]
     engine = engines.engine_of(spec)
     problems: list[tuple[Loc, str]] = []
-    for loc, block in blocks:
+    for loc, block in spec.option_blocks():
         key = str(loc[-1])
         if block and engine.options_key != key:
             problems.append((loc, f"a `{key}:` block needs `engine: {engines.owner_of(key)}`"))

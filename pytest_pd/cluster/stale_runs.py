@@ -9,8 +9,6 @@ kept on purpose (``--pd-keep-cluster-on-failure``), which is only reported.
 
 from __future__ import annotations
 
-import json
-import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,11 +19,11 @@ from pytest_pd.cluster import host_agent
 from pytest_pd.errors import HostError
 
 if TYPE_CHECKING:
-    from pytest_pd.cluster.launchers.ssh.connection import SSHConnection
+    pass
 
 Say = Callable[[str], None]
 STOP_GRACE_S = 10.0
-_AGENT_SOURCE = Path(host_agent.__file__).read_text(encoding="utf-8")
+AGENT_SOURCE = Path(host_agent.__file__).read_text(encoding="utf-8")
 
 
 class Agent(Protocol):
@@ -35,29 +33,6 @@ class Agent(Protocol):
 class LocalAgent:
     def call(self, command: str, **kwargs: Any) -> Any:
         return host_agent.COMMANDS[command](**kwargs)
-
-
-@dataclass
-class RemoteAgent:
-    """``host_agent`` run on an SSH host by that host's Python (source sent on stdin)."""
-
-    conn: SSHConnection
-    python: str
-
-    def call(self, command: str, **kwargs: Any) -> Any:
-        script = f"{shlex.quote(self.python)} - {command} {shlex.quote(json.dumps(kwargs))}"
-        timeout = float(kwargs.get("grace_s", STOP_GRACE_S)) + 60.0  # stop, kill_group wait that long
-        res = self.conn.run_script(script, stdin=_AGENT_SOURCE.encode(), timeout=timeout)
-        try:
-            if res.returncode != 0:
-                raise ValueError(f"exit code {res.returncode}")
-            return json.loads(res.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError) as exc:
-            raise HostError(
-                f"host {self.conn.target.name}: cannot list or stop pytest-pd's processes with "
-                f"{self.python!r} ({exc}: {(res.stderr or res.stdout).strip()[-300:]}). Set "
-                "hosts.NAME.python in the cluster file to a Python 3 on that host."
-            ) from None
 
 
 @dataclass

@@ -25,7 +25,8 @@ from pytest_pd.cluster.launchers import launcher_of
 from pytest_pd.cluster.locks import HostLock, MachineLock, holder_info, owner_info
 from pytest_pd.cluster.reservation import Reservation
 from pytest_pd.cluster.signals import signals_deferred
-from pytest_pd.cluster.spec import ClusterSpec, load_cluster
+from pytest_pd.cluster.spec import ClusterSpec
+from pytest_pd.cluster.spec_file import load_cluster
 from pytest_pd.cluster.stale_runs import run_entry
 from pytest_pd.cluster.state import STATE_FILE, attach_file, read_state, save_state
 from pytest_pd.errors import BringUpError, HostError, PdError

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pytest_pd.catalog import HISTORY_METRICS, judgeable
 from pytest_pd.errors import PdError
 from pytest_pd.history.series import build_series
 from pytest_pd.history.verdict import HistorySettings, open_regressions, series_findings
-from pytest_pd.judge.catalog import HISTORY_METRICS, judgeable
 from pytest_pd.results import parse_age
 from pytest_pd.store.source import stored_runs
 from pytest_pd.store.summary import StoredRun

@@ -9,6 +9,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from pytest_pd.catalog import CATALOG, judgeable
 from pytest_pd.history.changepoints import (
     DEFAULT_MAX_PVALUE,
     DEFAULT_MIN_MAGNITUDE,
@@ -18,7 +19,6 @@ from pytest_pd.history.changepoints import (
 )
 from pytest_pd.history.changes import Change, summary_line, what_changed
 from pytest_pd.history.series import Series, build_series, ratio_series
-from pytest_pd.judge.catalog import CATALOG, judgeable
 from pytest_pd.store.summary import StoredRun
 
 MODES = ("off", "warn", "fail")
@@ -275,7 +275,5 @@ def marker_settings(
         given["metrics"] = (metrics,) if isinstance(metrics, str) else tuple(metrics)  # type: ignore[arg-type]
         unknown = sorted(set(given["metrics"]) - judgeable())  # type: ignore[call-overload]
         if unknown:
-            raise ValueError(
-                f"{MARKER}: unknown metric(s) {', '.join(unknown)} (see pytest_pd/judge/catalog.py)"
-            )
+            raise ValueError(f"{MARKER}: unknown metric(s) {', '.join(unknown)} (see pytest_pd/catalog.py)")
     return dataclasses.replace(base, **{_MARKER_FIELDS[k]: v for k, v in given.items()})  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from pytest_pd.judge.catalog import HISTORY_METRICS, higher_is_better
+from pytest_pd.catalog import HISTORY_METRICS, higher_is_better
 from pytest_pd.judge.noise import bootstrap_ci
 from pytest_pd.judge.thresholds import Bound, Verdict, delta_percent, evaluate
 from pytest_pd.record import RunRecord

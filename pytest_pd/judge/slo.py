@@ -6,9 +6,8 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Mapping
 
+from pytest_pd.catalog import higher_is_better
 from pytest_pd.errors import PdError
-
-from .catalog import higher_is_better
 
 
 class SloError(PdError, ValueError):

@@ -9,17 +9,32 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
 from pytest_pd import results as store
+from pytest_pd.failure import Failure
 from pytest_pd.judge.comparison import Comparison, from_dict
-from pytest_pd.record import Failure, RunRecord
+from pytest_pd.record import RunRecord
 from pytest_pd.report import html as html_report
 from pytest_pd.report import summary as text_report
 from pytest_pd.report.header import report_header
-from pytest_pd.session import REPORT_FAILURE, REPORT_OUTCOME, PdSession
+
+# Attributes of a test report (they travel from xdist workers to the controller with it)
+REPORT_OUTCOME = "pd_outcome"  # {"comparison": …, "trend": [results files], "tails": {…}}
+REPORT_FAILURE = "pd_failure"  # Failure.model_dump() of a failed bring-up or run
+
+
+class ReportSource(Protocol):
+    """What the report reads of the session: its pytest config (for the suite's extras hook),
+    the failures of this process and the records it already holds (results file → record)."""
+
+    config: pytest.Config
+    records: dict[str, RunRecord]
+
+    @property
+    def failures(self) -> list[Failure]: ...
 
 
 @dataclass
@@ -32,7 +47,7 @@ class Outcome:
 
 
 class ReportCollector:
-    def __init__(self, session: PdSession) -> None:
+    def __init__(self, session: ReportSource) -> None:
         self.session = session
         self.outcomes: list[Outcome] = []
         self._failures: dict[tuple[str, float], Failure] = {}

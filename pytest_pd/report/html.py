@@ -12,9 +12,11 @@ from typing import Any
 
 import yaml
 
-from pytest_pd.judge.catalog import HISTORY_METRICS
+from pytest_pd.catalog import HISTORY_METRICS
+from pytest_pd.failure import Failure
 from pytest_pd.judge.comparison import Comparison
-from pytest_pd.record import Failure, RunRecord
+from pytest_pd.prometheus import server_summary
+from pytest_pd.record import RunRecord
 from pytest_pd.report import charts, series
 from pytest_pd.report.header import header_section
 from pytest_pd.report.history_html import change_marks, regressions_note, series_section
@@ -26,7 +28,7 @@ from pytest_pd.report.summary import (
     outcome_word,
     table_rows,
 )
-from pytest_pd.telemetry import ROUTER, server_summary
+from pytest_pd.telemetry import ROUTER
 from pytest_pd.ttft_breakdown import PART_TITLES, PARTS
 from pytest_pd.twin.predict import JUDGED
 

@@ -8,13 +8,10 @@ speedup), from the run's first send.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from pytest_pd.record import RunRecord
-
-RUNNING = "sglang:num_running_reqs"
-QUEUED = "sglang:num_queue_reqs"
 
 
 def _ok(rec: Mapping[str, Any]) -> bool:
@@ -113,15 +110,15 @@ def output_rate(record: RunRecord, bucket_s: float | None = None) -> list[tuple[
     return [(i * size, total / size) for i, total in enumerate(buckets)]
 
 
-def server_gauges(
-    telemetry: Mapping[str, Any] | None, names: Sequence[str] = (RUNNING, QUEUED)
-) -> dict[str, list[tuple[float, float]]]:
-    """{"decode-0 running": [(t, value)], …} from the sampled /metrics (seconds since the
-    measurement started, in the time of the cluster the run stands for)."""
+def server_gauges(telemetry: Mapping[str, Any] | None) -> dict[str, list[tuple[float, float]]]:
+    """{"decode-0 running": [(t, value)], …} of the gauges the engine named (running and queued
+    requests) from the sampled /metrics (seconds since the measurement started, in the time of
+    the cluster the run stands for)."""
     out: dict[str, list[tuple[float, float]]] = {}
     k = float((telemetry or {}).get("time_scale") or 1.0)
+    gauges = (telemetry or {}).get("gauges") or {}
     for worker, entry in ((telemetry or {}).get("server") or {}).items():
-        for name in names:
+        for what, name in gauges.items():
             points = [
                 (s["t"] * k, v)
                 for s in entry.get("samples", [])
@@ -129,7 +126,7 @@ def server_gauges(
                 if key.split("{", 1)[0] == name
             ]
             if points:
-                out[f"{worker} {name.split(':', 1)[-1]}"] = points
+                out[f"{worker} {what}"] = points
     return out
 
 

@@ -11,10 +11,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_pd.judge.catalog import higher_is_better
+from pytest_pd.catalog import higher_is_better
+from pytest_pd.failure import Failure
 from pytest_pd.judge.comparison import Comparison
 from pytest_pd.judge.thresholds import delta_percent
-from pytest_pd.record import CapacitySearch, Failure, RunRecord
+from pytest_pd.record import CapacitySearch, RunRecord
 from pytest_pd.twin.predict import prediction_line
 from pytest_pd.workload.chat import NO_TEMPLATE_NOTE
 from pytest_pd.workload.record import TOKENS_ONE_PER_CHUNK, TOKENS_SERVER, TOKENS_TOKENIZER

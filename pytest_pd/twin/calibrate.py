@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from pytest_pd.cluster.engines.sim.profile import TIMING_PARAMS
 from pytest_pd.sim.model import SimParams
 
 from .observed import Observed, predict
-from .profile import TIMING_PARAMS
 
 DEFAULT_FIT = (
     "prefill_tokens_per_s",

@@ -8,6 +8,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from pytest_pd.cluster.engines.sim.profile import TIMING_PARAMS, load_profile
 from pytest_pd.cluster.spec import ClusterSpec
 from pytest_pd.judge.capacity import Capacity, CapacitySpec
 from pytest_pd.sim.closed_loop import Topology, simulate
@@ -17,7 +18,6 @@ from pytest_pd.workload.sweep import at_load
 
 from .observed import stats_of, topology_of
 from .plan import workload_requests
-from .profile import TIMING_PARAMS, load_profile
 
 
 def model_stats(params: SimParams, topology: Topology, workload: Workload) -> dict[str, float]:

@@ -17,12 +17,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pytest_pd.cluster.engines.sim.profile import (
+    Profile,
+    ProfileError,
+    SourceRun,
+    load_profile,
+    profile_of,
+    save_profile,
+)
 from pytest_pd.record import RunRecord
 from pytest_pd.results import iter_results, usable
 
 from .calibrate import DEFAULT_FIT, Calibration, NotIdentifiable, calibrate
 from .observed import STATS, NotModelled, Observed, observe
-from .profile import Profile, ProfileError, SourceRun, load_profile, profile_of, save_profile
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from pytest_pd.cluster import safe_yaml
-from pytest_pd.cluster.spec import ClusterSpec, find_cluster_file, load_cluster
+from pytest_pd.cluster.engines.sim.profile import ProfileError, load_profile, profile_of, save_profile
+from pytest_pd.cluster.spec import ClusterSpec
+from pytest_pd.cluster.spec_file import find_cluster_file, load_cluster
 from pytest_pd.errors import PdError
 from pytest_pd.judge.slo import parse_slos
 from pytest_pd.sim.candidates import (
@@ -42,7 +44,6 @@ from pytest_pd.workload.spec import Workload
 from .observed import topology_of
 from .plan import DEFAULT_MEM_FRACTION, SLO_STATS, Candidate, PlanError, evaluate, ranked, same_servers
 from .plan_output import chart, dump, plan_cluster, rebase_paths, summary, table
-from .profile import ProfileError, load_profile, profile_of, save_profile
 
 
 def _sizes(text: str) -> tuple[int, ...]:

@@ -7,11 +7,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pytest_pd.cluster.engines.sim.profile import ProfileError, load_profile
+from pytest_pd.cluster.safe_yaml import Loc
+from pytest_pd.cluster.spec import ClusterSpec
 from pytest_pd.judge.thresholds import ThresholdError
 from pytest_pd.record import RunRecord
 
 from .observed import STATS, NotModelled, observe, predict
-from .profile import ProfileError, load_profile
 
 MARKER = "pd_prediction"
 JUDGED = ("mean_ttft_ms", "mean_tpot_ms", "output_throughput")
@@ -89,3 +91,14 @@ def prediction_bound(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[
             f"{MARKER}: unknown statistic(s) {', '.join(map(str, bad))}; known: {', '.join(STATS)}"
         )
     return float(max_error), stats
+
+
+def twin_problems(spec: ClusterSpec) -> list[tuple[Loc, str]]:
+    """The cluster file's ``twin: {profile: FILE}`` names a profile that can be read."""
+    if spec.twin is None:
+        return []
+    try:
+        load_profile(Path(spec.resolve_path(spec.twin.profile)))
+    except ProfileError as exc:
+        return [(("twin", "profile"), str(exc))]
+    return []

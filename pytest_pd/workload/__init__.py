@@ -13,7 +13,9 @@ from .metrics import (
 )
 from .prompts import build_prompts
 from .record import ERROR_KINDS, RequestRecord
-from .runner import RunResult, arrival_offsets, run_workload, run_workload_sync
+from .result import RunResult
+from .run_sync import run_workload_sync
+from .runner import arrival_offsets, run_workload
 from .spec import Prompt, Workload, WorkloadError
 from .tokenizer import load_tokenizer
 

@@ -17,7 +17,7 @@ import numpy as np
 from .record import TOKENS_ONE_PER_CHUNK, TOKENS_TOKENIZER, RequestRecord
 
 if TYPE_CHECKING:
-    from .runner import RunResult
+    from .result import RunResult
 
 
 def cumulative_counts(tokenizer: Any, texts: Sequence[str]) -> np.ndarray:

@@ -36,7 +36,7 @@ from .spec import WorkloadError
 
 if TYPE_CHECKING:
     from .record import RequestRecord
-    from .runner import RunResult
+    from .result import RunResult
 
 NAN = math.nan
 EXAMPLE_CHARS = 300

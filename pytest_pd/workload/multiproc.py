@@ -11,11 +11,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .record import RequestRecord
+from .result import RunResult
 from .runner import (
     CHILD_START_LEAD_S,
     Part,
     ProgressFn,
-    RunResult,
     arrival_offsets,
     check_base_url,
     drive,

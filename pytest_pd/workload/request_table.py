@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .runner import RunResult
+    from .result import RunResult
 
 
 def request_table(result: RunResult) -> list[dict[str, Any]]:

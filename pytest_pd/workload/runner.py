@@ -15,7 +15,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -25,6 +25,7 @@ from .chunk_count import counted
 from .client import IGNORE_EOS_HINT, encode_body, fetch_model_id, request_payload, send_request
 from .pacing import AbortFn, Pacer, Stop
 from .record import ABORTED, RequestRecord
+from .result import RunResult
 from .spec import API_GENERATE, WARMUP_OUTPUT_LEN, Prompt, Workload, WorkloadError
 from .trace import trace_offsets
 from .transport import Dialer
@@ -34,7 +35,6 @@ __all__ = [
     "RunResult",
     "ProgressFn",
     "run_workload",
-    "run_workload_sync",
     "arrival_offsets",
     "run_async",
     "AbortFn",
@@ -48,43 +48,6 @@ MODEL_LOOKUP_TIMEOUT_S = 60.0
 CHILD_START_LEAD_S = 0.2
 STARTS_PER_TURN = 4
 T = TypeVar("T")
-
-
-@dataclass
-class RunResult:
-    """Records of one measured run. ``started``/``finished`` are perf_counter values of the first
-    dispatch (first request start) and the last completion of the measured requests."""
-
-    workload: Workload
-    records: list[RequestRecord]
-    started: float
-    finished: float
-    base_url: str
-    warmup: list[RequestRecord] = field(default_factory=list)
-    model: str | None = None
-    not_sent: int = 0
-    """Requests never sent because the duration limit was reached."""
-    client_processes: int = 1
-    client_cpu_s: float | None = None
-    """CPU seconds the client used while driving the measured requests (all processes)."""
-
-    @property
-    def duration(self) -> float:
-        return self.finished - self.started
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "workload": self.workload.to_dict(),
-            "records": [r.to_dict(texts=False) for r in self.records],
-            "started": self.started,
-            "finished": self.finished,
-            "base_url": self.base_url,
-            "warmup": [r.to_dict(texts=False) for r in self.warmup],
-            "model": self.model,
-            "not_sent": self.not_sent,
-            "client_processes": self.client_processes,
-            "client_cpu_s": self.client_cpu_s,
-        }
 
 
 def arrival_offsets(workload: Workload, n: int) -> np.ndarray:
@@ -402,59 +365,3 @@ def run_async(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return uvloop.run(coro_fn())
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(coro_fn())
-
-
-def run_workload_sync(
-    base_url: str,
-    workload: Workload,
-    prompts: Sequence[Prompt],
-    *,
-    on_progress: ProgressFn | None = None,
-    progress_interval_s: float | None = None,
-    rid_prefix: str | None = None,
-    model: str | None = None,
-    abort: AbortFn | None = None,
-    tokenizer: Any = None,
-    after_warmup: Callable[[], None] | None = None,
-) -> RunResult:
-    """:func:`run_workload` in a fresh (uvloop) event loop, for callers without one; with
-    ``workload.client_processes > 1`` the measured requests are split round-robin over that many
-    client processes (each with its share of the concurrency cap, all on one shared schedule) and
-    their records merged. ``abort`` (see :func:`drive`) works in the one-process mode only."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        raise WorkloadError(
-            "run_workload_sync() was called from inside a running event loop; "
-            "use 'await run_workload(...)' there instead."
-        )
-    if workload.client_processes <= 1:
-        return run_async(
-            lambda: run_workload(
-                base_url,
-                workload,
-                prompts,
-                on_progress=on_progress,
-                progress_interval_s=progress_interval_s,
-                rid_prefix=rid_prefix,
-                model=model,
-                abort=abort,
-                tokenizer=tokenizer,
-                after_warmup=after_warmup,
-            )
-        )
-    from .multiproc import run_multiprocess  # imports this module: loaded when first needed
-
-    result = run_multiprocess(
-        base_url,
-        workload,
-        prompts,
-        on_progress=on_progress,
-        progress_interval_s=progress_interval_s,
-        rid_prefix=rid_prefix,
-        model=model,
-        after_warmup=after_warmup,
-    )
-    return counted(result, tokenizer)

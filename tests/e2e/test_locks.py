@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from pytest_pd.cluster.launchers.ssh import SSHConnection, resolve_target
-from pytest_pd.cluster.locks import HostLockTimeout, LocalHostLock, RemoteHostLock, holder_info
-from pytest_pd.cluster.spec import HostSpec, load_cluster
+from pytest_pd.cluster.launchers.ssh.lock import RemoteHostLock
+from pytest_pd.cluster.locks import HostLockTimeout, LocalHostLock, holder_info
+from pytest_pd.cluster.spec import HostSpec
+from pytest_pd.cluster.spec_file import load_cluster
 from pytest_pd.cluster.topology import Topology
 from pytest_pd.errors import BringUpError
 from tests.helpers import assert_nothing_left, sim_cluster_copy

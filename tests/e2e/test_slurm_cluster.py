@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_pd.cluster.spec import load_cluster
+from pytest_pd.cluster.spec_file import load_cluster
 from pytest_pd.cluster.topology import Topology
 from pytest_pd.errors import BringUpError
 from tests.helpers import REPO, SEED_BOUNDS_SPEEDUP, assert_nothing_left, run_session

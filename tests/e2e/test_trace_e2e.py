@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from pytest_pd.telemetry import series_total, server_summary
+from pytest_pd.prometheus import series_total, server_summary
 from pytest_pd.workload.trace import read_trace
 from tests.helpers import REPO, assert_nothing_left, run_session, sim_cluster_copy
 

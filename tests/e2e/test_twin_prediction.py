@@ -11,8 +11,8 @@ import json
 import pytest
 import yaml
 
+from pytest_pd.cluster.engines.sim.profile import profile_of, save_profile
 from pytest_pd.sim.model import SimParams
-from pytest_pd.twin.profile import profile_of, save_profile
 from tests.helpers import PREDICTION_SUITE, run_session, sim_cluster_copy
 
 

@@ -217,7 +217,7 @@ from pathlib import Path
 hard = resource.getrlimit(resource.RLIMIT_AS)[1]
 cap = int(sys.argv[3]) if hard == resource.RLIM_INFINITY else min(int(sys.argv[3]), hard)
 resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
-from pytest_pd.cluster.spec import load_cluster
+from pytest_pd.cluster.spec_file import load_cluster
 started = time.perf_counter()
 try:
     load_cluster(sys.argv[1], Path(sys.argv[2]))

@@ -20,7 +20,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_pd.cluster.spec import load_cluster, parse_cluster
+from pytest_pd.cluster.spec_file import load_cluster, parse_cluster
 from pytest_pd.errors import ClusterFileError
 from tests.helpers.hostile_files import (
     CORPUS,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from pytest_pd.cluster.spec import load_cluster
+from pytest_pd.cluster.spec_file import load_cluster
 from pytest_pd.record import ClusterInfo, RunRecord
 from pytest_pd.results import save_result
 from pytest_pd.sim.closed_loop import simulate

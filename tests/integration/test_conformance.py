@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_pd.cluster.spec import load_cluster
+from pytest_pd.cluster.spec_file import load_cluster
 from pytest_pd.cluster.topology import Topology
 from tests.helpers import SIM_MODEL, real_cluster_copy
 from tests.helpers import conformance as cf

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from pytest_pd.cluster.spec import load_cluster
+from pytest_pd.cluster.spec_file import load_cluster
 from tests.helpers import pd_cli
 from tests.helpers.k8s_schemas import validate
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from pytest_pd import options
+from pytest_pd import option_values as options
 
 
 @pytest.mark.parametrize(("text", "value"), [("5%", 0.05), ("0.05", 0.05), ("0", 0.0), (" 12.5% ", 0.125)])

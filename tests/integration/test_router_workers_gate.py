@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from pytest_pd.cluster import router_workers, routers
-from pytest_pd.cluster.spec import load_cluster
+from pytest_pd.cluster.spec_file import load_cluster
 from pytest_pd.cluster.topology import Topology
 from pytest_pd.errors import BringUpError
 from tests.helpers import SIM_MODEL, SimPD, assert_nothing_left, sim_cluster_copy, start_pd

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pytest_pd.cluster.spec import load_cluster
+from pytest_pd.cluster.spec_file import load_cluster
 from pytest_pd.cluster.topology import Topology
 from pytest_pd.workload.prompts import build_prompts
-from pytest_pd.workload.runner import run_workload_sync
+from pytest_pd.workload.run_sync import run_workload_sync
 from pytest_pd.workload.spec import Workload
 from pytest_pd.workload.tokenizer import load_tokenizer
 from tests.helpers import SIM_MODEL, free_ports, get_json, request, sim_cluster_copy

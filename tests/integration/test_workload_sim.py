@@ -248,7 +248,7 @@ def test_prefix_cache_hits_show_per_request_and_in_server_metrics(logs: Path) ->
     SGLang's metrics, and make the prefill shorter. Flushing after the warm-up (what the suites
     do) keeps the warm-up's prompt from being a hit for the first measured request."""
     from pytest_pd.http_get import get_status, get_text
-    from pytest_pd.telemetry import parse_prometheus
+    from pytest_pd.prometheus import parse_prometheus
 
     # ×5, not faster: the hits' shorter prefill must stand out of a loaded machine's jitter
     url, proc = start_unified(logs, SIM_TINY, "--enable-metrics", "--sim-speedup", "5")

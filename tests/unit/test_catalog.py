@@ -8,8 +8,8 @@ import math
 
 import pytest
 
+from pytest_pd.catalog import CATALOG, HISTORY_METRICS, higher_is_better, judgeable, to_model_time
 from pytest_pd.judge.capacity import LOADS
-from pytest_pd.judge.catalog import CATALOG, HISTORY_METRICS, higher_is_better, judgeable, to_model_time
 from pytest_pd.record import capacity_metric
 from pytest_pd.report.summary import COLUMNS
 from pytest_pd.workload.metrics import RunSummary

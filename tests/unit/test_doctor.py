@@ -5,7 +5,7 @@ never contacted."""
 from __future__ import annotations
 
 from pytest_pd.cluster.commands import launch_plan
-from pytest_pd.cluster.spec import load_cluster
+from pytest_pd.cluster.spec_file import load_cluster
 from pytest_pd.doctor import assess, module_of, needs_of
 from tests.helpers import CLUSTERS
 

@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from pytest_pd.cluster.commands import launch_plan
-from pytest_pd.cluster.spec import ClusterSpec, load_cluster, parse_cluster
+from pytest_pd.cluster.spec import ClusterSpec
+from pytest_pd.cluster.spec_file import load_cluster, parse_cluster
 from pytest_pd.errors import PdError
 from pytest_pd.manifests.attach import attach_name, attach_yaml, default_router_url
 from pytest_pd.manifests.naming import Target

@@ -8,7 +8,7 @@ import re
 
 from pytest_pd.judge.comparison import compare
 from pytest_pd.judge.thresholds import bounds_from_marker
-from pytest_pd.record import ClusterInfo, RunRecord, Simulated, encode_requests
+from pytest_pd.record import ClusterInfo, RunRecord, Simulated, encode_requests, migrate
 from pytest_pd.report import html, series, summary
 from pytest_pd.workload.spec import Workload
 from tests.helpers.records import run_record
@@ -61,6 +61,7 @@ def run_view(name: str, speedup: float = 10.0) -> RunRecord:
         requests=[encode_requests({"started": 100.0, "records": records})],
         telemetry={
             "time_scale": speedup,
+            "gauges": {"running": "sglang:num_running_reqs"},
             "server": {
                 "decode-0": {
                     "samples": [
@@ -197,7 +198,10 @@ def test_series_are_scaled_to_model_time():
     assert [tuple(round(x, 6) for x in row) for row in tl] == [(0.0, 2.0, 5.0), (1.0, 3.0, 6.0)]
     rate = series.output_rate(view, bucket_s=1.0)
     assert sum(r for _, r in rate) == 8  # 8 tokens in 1 s buckets
-    assert series.server_gauges(view.telemetry)["decode-0 num_running_reqs"] == [(0.0, 0.0), (1.0, 2.0)]
+    assert series.server_gauges(view.telemetry)["decode-0 running"] == [(0.0, 0.0), (1.0, 2.0)]
+    older = migrate({**view.model_dump(mode="json"), "telemetry": {**view.telemetry, "gauges": None}})
+    del older["telemetry"]["gauges"]  # recorded before engines named their gauges: SGLang's
+    assert series.server_gauges(migrate(older)["telemetry"])["decode-0 running"] == [(0.0, 0.0), (1.0, 2.0)]
 
 
 def test_router_metrics_get_their_own_table():

@@ -13,7 +13,7 @@ from pytest_pd.cli import main as cli_main
 from pytest_pd.cluster import routers
 from pytest_pd.cluster.commands import launch_plan, render_commands
 from pytest_pd.cluster.router_workers import check_workers
-from pytest_pd.cluster.spec import load_cluster, parse_cluster
+from pytest_pd.cluster.spec_file import load_cluster, parse_cluster
 from pytest_pd.errors import ClusterFileError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,7 +11,8 @@ import pytest
 from pytest_pd.cluster.commands import launch_plan, render_commands
 from pytest_pd.cluster.launchers.slurm.job import JobState, parse_record, sbatch_argv
 from pytest_pd.cluster.launchers.slurm.lease import SessionJob, SessionLease, parse_comment
-from pytest_pd.cluster.spec import SlurmSpec, load_cluster, parse_cluster
+from pytest_pd.cluster.spec import SlurmSpec
+from pytest_pd.cluster.spec_file import load_cluster, parse_cluster
 from pytest_pd.errors import ClusterFileError
 from tests.helpers import CLUSTERS
 

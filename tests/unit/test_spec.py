@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pytest_pd.cluster.commands import launch_plan, render_commands
-from pytest_pd.cluster.spec import load_cluster, parse_cluster
+from pytest_pd.cluster.spec_file import load_cluster, parse_cluster
 from pytest_pd.errors import ClusterFileError
 
 REPO = Path(__file__).resolve().parents[2]

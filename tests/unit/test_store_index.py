@@ -20,7 +20,8 @@ from sqlalchemy import Engine, event
 
 from pytest_pd import results as store
 from pytest_pd.errors import PdError
-from pytest_pd.record import ClusterInfo, Environment, Failure, ModelInfo, RunRecord
+from pytest_pd.failure import Failure
+from pytest_pd.record import ClusterInfo, Environment, ModelInfo, RunRecord
 from pytest_pd.store.index import LOCAL_ORIGIN, ResultsIndex, StoreError
 from pytest_pd.store.summary import summarize
 from pytest_pd.workload.spec import Workload

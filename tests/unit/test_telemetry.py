@@ -9,14 +9,8 @@ import time
 
 import pytest
 
-from pytest_pd.telemetry import (
-    Sampler,
-    gpu_inventory,
-    parse_gpu_inventory,
-    parse_nvidia_smi,
-    parse_prometheus,
-    server_summary,
-)
+from pytest_pd.prometheus import parse_prometheus, server_summary
+from pytest_pd.telemetry import Sampler, gpu_inventory, parse_gpu_inventory, parse_nvidia_smi
 
 METRICS = """# HELP sglang:num_running_reqs Running requests.
 # TYPE sglang:num_running_reqs gauge

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from pytest_pd.telemetry import server_summary
+from pytest_pd.cluster.engines.sglang.metrics import server_times
+from pytest_pd.prometheus import server_summary
 from pytest_pd.ttft_breakdown import PARTS, ttft_breakdown
 from tests.helpers import REPO
 
@@ -17,7 +18,7 @@ D = "engine_type=decode,moe_ep_rank=0,pp_rank=0,tp_rank=0"
 
 def breakdown(telemetry: dict | None, client_ttft_s: float) -> dict | None:
     """What a record gets: the breakdown from its telemetry's per-server summary."""
-    return ttft_breakdown(server_summary((telemetry or {}).get("server") or {}), client_ttft_s)
+    return ttft_breakdown(server_times(server_summary((telemetry or {}).get("server") or {})), client_ttft_s)
 
 
 def hist(name: str, labels: str, total: float, count: float) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""Calibrating the timing model (twin/calibrate.py) and its profiles (twin/profile.py), on the
+"""Calibrating the timing model (twin/calibrate.py) and its profiles (cluster/engines/sim/profile.py), on the
 model itself: "measurements" made with hidden parameters that the fit is never given."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from pytest_pd.cluster.engines.sim.profile import ProfileError, load_profile, profile_of, save_profile
 from pytest_pd.errors import ClusterFileError
 from pytest_pd.sim.closed_loop import Topology, simulate
 from pytest_pd.sim.model import ServerShape, SimParams
 from pytest_pd.twin.calibrate import DEFAULT_FIT, NotIdentifiable, calibrate, relative_errors
 from pytest_pd.twin.observed import Observed, stats_of
-from pytest_pd.twin.profile import ProfileError, load_profile, profile_of, save_profile
 from tests.helpers import REPO
 
 HIDDEN = dataclasses.replace(
@@ -122,7 +122,7 @@ def test_profiles_round_trip_and_bad_ones_are_named(tmp_path: Path):
 
 def test_a_sim_cluster_takes_its_timing_from_a_profile(tmp_path: Path):
     from pytest_pd.cluster.commands import render_commands
-    from pytest_pd.cluster.spec import load_cluster
+    from pytest_pd.cluster.spec_file import load_cluster
 
     save_profile(profile_of(HIDDEN, "hidden"), tmp_path / "profiles" / "hidden.yaml")
     text = (REPO / "clusters" / "sim-pp2.yaml").read_text()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pytest_pd.cluster import safe_yaml
-from pytest_pd.cluster.spec import parse_cluster
+from pytest_pd.cluster.spec_file import parse_cluster
 from pytest_pd.judge.slo import SloError, parse_slos, slo_misses
 from pytest_pd.sim.candidates import candidate_topologies
 from pytest_pd.sim.closed_loop import Topology, simulate

@@ -11,10 +11,15 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from pytest_pd.cluster.spec import ClusterSpec, ServerSpec
+    from pytest_pd.ttft_breakdown import ServerTimes
+
+Rows = Mapping[str, Mapping[str, float]]
+"""Each worker's metrics over a run (:func:`pytest_pd.prometheus.server_summary`)."""
 
 GROUP = "pytest_pd.engines"
 
@@ -33,8 +38,26 @@ class Engine(Protocol):
         """(key, what is wrong) for each bad entry of one options block."""
         ...
 
+    def read_option_files(self, options: dict[str, Any], folder: Path) -> list[tuple[str, str]]:
+        """Replace, in place, entries of one options block that name files (relative to
+        ``folder``, the cluster file's) by what the files hold; (key, what is wrong) for each that
+        cannot be read."""
+        ...
+
     def time_scale(self, options: Mapping[str, Any]) -> float:
         """How many times faster than the cluster it stands for the engine runs (1: real time)."""
+        ...
+
+    # the server's Prometheus /metrics, in pytest-pd's terms
+    gauges: Mapping[str, str]  # "running", "queued" → the gauge's sample name (charted per worker)
+
+    def server_times(self, rows: Rows) -> ServerTimes | None:
+        """Where the servers say the time to first token went (None: the engine exports no such
+        metrics; a part it cannot tell is None with the reason)."""
+        ...
+
+    def prefix_cache_hit_rate(self, rows: Rows) -> float | None:
+        """The share of prompt tokens found in the prefix cache over a run (None: not exported)."""
         ...
 
 
@@ -58,6 +81,12 @@ def engine(name: str) -> Engine:
             f"(entry-point group {GROUP}; reinstall pytest-pd if it is empty)"
         ) from None
     return found.load()
+
+
+def find(name: str | None) -> Engine | None:
+    """The engine registered as ``name``; None for no name or one not installed here (a stored
+    record of an engine this machine does not have)."""
+    return engine(name) if name in _entry_points() else None
 
 
 def engine_of(spec: ClusterSpec) -> Engine:

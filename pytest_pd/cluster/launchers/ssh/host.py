@@ -12,10 +12,10 @@ from pathlib import Path
 import paramiko
 
 from pytest_pd.cluster.hosts import CommandResult, Proc, survived_sigkill, without_colours
+from pytest_pd.cluster.launchers.ssh.agent import RemoteAgent
 from pytest_pd.cluster.launchers.ssh.connection import SSHConnection
 from pytest_pd.cluster.launchers.ssh.scripts import STATUS, WRAPPER, env_exports, ports_in_use
 from pytest_pd.cluster.spec import HostSpec
-from pytest_pd.cluster.stale_runs import RemoteAgent
 from pytest_pd.errors import HostError
 from pytest_pd.redaction import redact_argv
 

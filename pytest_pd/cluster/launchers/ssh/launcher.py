@@ -16,7 +16,8 @@ from pytest_pd.cluster.launchers import Say
 from pytest_pd.cluster.launchers.ssh.config import resolve_target
 from pytest_pd.cluster.launchers.ssh.connection import SSHConnection
 from pytest_pd.cluster.launchers.ssh.host import SSHHost
-from pytest_pd.cluster.locks import MachineLock, RemoteHostLock
+from pytest_pd.cluster.launchers.ssh.lock import RemoteHostLock
+from pytest_pd.cluster.locks import MachineLock
 
 if TYPE_CHECKING:
     from pytest_pd.cluster.safe_yaml import Loc
