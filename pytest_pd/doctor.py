@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from pytest_pd import __version__
-from pytest_pd.cluster import engines
+from pytest_pd.cluster import engines, routers
 from pytest_pd.cluster.commands import LaunchCommand, launch_plan
+from pytest_pd.cluster.engines import Engine
 from pytest_pd.cluster.launchers import launcher_of
 from pytest_pd.cluster.spec import ClusterSpec
 from pytest_pd.errors import PdError
@@ -70,9 +71,6 @@ else:
 print(json.dumps(out))
 """
 
-DISTRIBUTIONS = {"sglang_router": "sglang-router", "pytest_pd": "pytest-pd"}
-"""Distribution names that are not the module name with ``_`` turned into ``-``."""
-
 
 @dataclass
 class HostNeeds:
@@ -83,6 +81,7 @@ class HostNeeds:
     python: str
     processes: list[str] = field(default_factory=list)
     modules: dict[str, str] = field(default_factory=dict)  # module → the process that runs it
+    dists: dict[str, str] = field(default_factory=dict)  # module → the distribution providing it
     paths: dict[str, str] = field(default_factory=dict)  # folder → what needs it
     gpus: bool = False
 
@@ -97,7 +96,8 @@ def module_of(argv: Sequence[str]) -> str | None:
 
 def needs_of(spec: ClusterSpec, plan: Sequence[LaunchCommand]) -> list[HostNeeds]:
     """Per host, in the order the cluster starts them: what its processes need. Pure."""
-    simulated = engines.engine_of(spec).simulated
+    engine = engines.engine_of(spec)
+    router_package = routers.kind(spec.router.kind).package
     hosts: dict[str, HostNeeds] = {}
     for cmd in plan:
         needs = hosts.setdefault(cmd.host, HostNeeds(cmd.host, cmd.argv[0]))
@@ -105,11 +105,11 @@ def needs_of(spec: ClusterSpec, plan: Sequence[LaunchCommand]) -> list[HostNeeds
         module = module_of(cmd.argv)
         if module is not None:
             needs.modules.setdefault(module, cmd.name)
+            needs.dists.setdefault(module, router_package if cmd.role == "router" else engine.distribution)
         if cmd.role != "router":
             if spec.model_path:
                 needs.paths.setdefault(spec.model_path, f"the model of {cmd.name}")
-            on_cpu = "--device" in cmd.argv and cmd.argv[cmd.argv.index("--device") + 1] == "cpu"
-            needs.gpus = needs.gpus or not (simulated or on_cpu)
+            needs.gpus = needs.gpus or engine.uses_gpus(cmd.argv)
     return list(hosts.values())
 
 
@@ -128,13 +128,13 @@ def assess(
         found = (probe.get("modules") or {}).get(module) or {}
         if found.get("found"):
             version = found.get("version") or "version unknown"
-            lines.append(f"  ok       {module:<28} {_dist(module)} {version}")
+            lines.append(f"  ok       {module:<28} {needs.dists.get(module, module)} {version}")
         else:
             why = found.get("problem") or "not found"
             lines.append(f"  MISSING  {module:<28} ({process} runs `python -m {module}`: {why})")
             missing.append(
                 f"{needs.host}: {module} cannot be imported ({why}); {process} needs it: install "
-                f"{_dist(module)} into {needs.python}"
+                f"{needs.dists.get(module, module)} into {needs.python}"
             )
     for path, why in needs.paths.items():
         if (probe.get("paths") or {}).get(path):
@@ -153,13 +153,10 @@ def assess(
     return lines, missing
 
 
-def _dist(module: str) -> str:
-    top = module.split(".")[0]
-    return DISTRIBUTIONS.get(top, top.replace("_", "-"))
-
-
 def probe_args(needs: HostNeeds) -> str:
-    return json.dumps({"modules": {m: _dist(m) for m in needs.modules}, "paths": list(needs.paths)})
+    return json.dumps(
+        {"modules": {m: needs.dists.get(m, m) for m in needs.modules}, "paths": list(needs.paths)}
+    )
 
 
 Say = Callable[[str], None]
@@ -175,7 +172,7 @@ def doctor(spec: ClusterSpec, say: Say = print) -> int:
     )
     missing = _harness(spec, say)
     if not launcher.manages_processes:
-        missing += _attached(plan, say)
+        missing += _attached(engines.engine_of(spec), plan, say)
     else:
         missing += _hosts(spec, needs_of(spec, plan), say)
     if missing:
@@ -225,15 +222,15 @@ def _hosts(spec: ClusterSpec, all_needs: list[HostNeeds], say: Say) -> list[str]
     return missing
 
 
-def _attached(plan: Sequence[LaunchCommand], say: Say) -> list[str]:
+def _attached(engine: Engine, plan: Sequence[LaunchCommand], say: Say) -> list[str]:
     """``launcher: attach``: nothing to install here; are the servers and the router there?"""
     missing = []
     for cmd in plan:
         status = get_status(cmd.health_url) if cmd.health_url else None
         version = ""
-        if cmd.base_url and status == 200:
-            info = get_json(f"{cmd.base_url}/get_server_info")
-            version = f", version {info.get('version', 'unknown')}" if "error" not in info else ""
+        if cmd.base_url and status == 200 and engine.server_info_path:
+            info = get_json(f"{cmd.base_url}{engine.server_info_path}")
+            version = f", {engine.version_of(info) or 'version unknown'}" if "error" not in info else ""
         state = "ok      " if status == 200 else "MISSING "
         say(f"  {state} {cmd.name} at {cmd.health_url}: {status or 'no answer'}{version}")
         if status != 200:

@@ -1,5 +1,5 @@
 """What a run records of its environment: pytest-pd's and Python's versions, the router package,
-the harness host, the git commit and its subject, and each server's SGLang version."""
+the harness host, the git commit and its subject, and each server's engine and version."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_pd import __version__
+from pytest_pd.cluster import engines
 
 
 def _git(cwd: Path, *args: str) -> str | None:
@@ -22,12 +23,14 @@ def _git(cwd: Path, *args: str) -> str | None:
     return (out.stdout.strip() or None) if out.returncode == 0 else None
 
 
-def versions_from_server_info(server_info: Mapping[str, Any]) -> dict[str, str]:
-    """{process name: version} as each worker's (and the router's) /get_server_info reports it."""
+def engine_versions(engine_name: str, server_info: Mapping[str, Any]) -> dict[str, str]:
+    """{process name: "ENGINE VERSION"} as each server's facts endpoint reports its version."""
+    engine = engines.find(engine_name)
     out = {}
     for name, info in server_info.items():
-        if isinstance(info, dict) and info.get("version"):
-            out[name] = str(info["version"])
+        version = engine.version_of(info) if engine and isinstance(info, Mapping) else None
+        if version:
+            out[name] = version
     return out
 
 
@@ -45,11 +48,9 @@ def router_version(package: str) -> str:
 
 
 def environment(cwd: Path) -> dict[str, Any]:
-    version = package_version
     return {
         "pytest_pd": __version__,
         "python": platform.python_version(),
-        "sglang_router": version("sglang-router"),
         "harness_host": socket.gethostname(),
         "git_commit": _git(cwd, "rev-parse", "HEAD"),
         "git_subject": _git(cwd, "log", "-1", "--format=%s"),

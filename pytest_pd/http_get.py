@@ -9,10 +9,12 @@ import urllib.request
 from typing import Any
 
 
-def get_status(url: str, timeout: float = 2.0) -> int | None:
-    """HTTP status of a GET (error statuses included), or None when nothing answers in time."""
+def get_status(url: str, timeout: float = 2.0, method: str = "GET") -> int | None:
+    """HTTP status of a GET (or ``method``, with an empty body; error statuses included), or None
+    when nothing answers in time."""
+    request = urllib.request.Request(url, method=method, data=b"" if method != "GET" else None)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (our own URLs)
+        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 (our own URLs)
             return resp.status
     except urllib.error.HTTPError as exc:
         return exc.code

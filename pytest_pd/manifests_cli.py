@@ -14,7 +14,7 @@ from pytest_pd.cli_args import add_cluster_arguments
 from pytest_pd.cluster.spec_file import load_cluster
 from pytest_pd.errors import PdError
 from pytest_pd.manifests.attach import attach_name, attach_yaml, default_router_url
-from pytest_pd.manifests.naming import DEFAULT_IMAGE, DEFAULT_NAMESPACE, Target
+from pytest_pd.manifests.naming import DEFAULT_NAMESPACE, Target
 from pytest_pd.manifests.render import FORMATS, render, to_yaml
 
 
@@ -23,7 +23,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("manifests", help=text, description=__doc__)
     add_cluster_arguments(p)
     p.add_argument("--format", required=True, help=f"{' or '.join(FORMATS)}")
-    p.add_argument("--image", default=DEFAULT_IMAGE, help=f"container image (default: {DEFAULT_IMAGE})")
+    p.add_argument("--image", help="container image (default: the engine's, e.g. lmsysorg/sglang:latest)")
     p.add_argument("--namespace", default=DEFAULT_NAMESPACE, help=f"(default: {DEFAULT_NAMESPACE})")
     p.add_argument(
         "-o",

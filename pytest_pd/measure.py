@@ -23,7 +23,7 @@ from pytest_pd.cluster.spec_file import load_cluster
 from pytest_pd.cluster.state import STATE_FILE
 from pytest_pd.cluster.topology import Topology
 from pytest_pd.deathwatch import DeathWatch
-from pytest_pd.environment import environment, router_version, versions_from_server_info
+from pytest_pd.environment import engine_versions, environment, router_version
 from pytest_pd.errors import BringUpError, HostError, PdError
 from pytest_pd.failure import Failure
 from pytest_pd.http_get import get_json, get_status
@@ -369,16 +369,10 @@ class Measurer:
             watchdog.stop()
             telemetry = sampler.stop()
         finished = time.time()
-        server_info = (
-            {}
-            if dead
-            else {
-                cmd.name: get_json(f"{cmd.base_url}/get_server_info") for cmd in topology.plan if cmd.base_url
-            }
-        )
+        server_info = {} if dead else self._server_info(spec, topology)
         context = self._context(spec, started, topology.run_dir)
         context["environment"] = context["environment"].model_copy(
-            update={"sglang": versions_from_server_info(server_info), "gpus": gpu_inventory(telemetry)}
+            update={"engines": engine_versions(spec.engine, server_info), "gpus": gpu_inventory(telemetry)}
         )
         record = build_record(
             **context,
@@ -443,15 +437,28 @@ class Measurer:
         self.hooks.saved(record, path)
         return path
 
+    def _server_info(self, spec: ClusterSpec, topology: Topology) -> dict[str, dict[str, Any]]:
+        """What each server's own facts endpoint answers (version, settings), by process name."""
+        path = engines.engine_of(spec).server_info_path
+        if path is None:
+            return {}
+        return {cmd.name: get_json(f"{cmd.base_url}{path}") for cmd in topology.plan if cmd.base_url}
+
     def _flush_caches(self, spec: ClusterSpec, topology: Topology) -> None:
-        """Empty every server's prefix cache (SGLang's ``/flush_cache``) after the warm-up, so
+        """Empty every server's prefix cache (the engine's flush endpoint) after the warm-up, so
         that each repeat starts cold and no measured request finds a warm-up prompt cached; a
         server that refuses is named, the run goes on."""
+        flush = engines.engine_of(spec).flush_cache
+        if flush is None:
+            return
+        method, path = flush
         for cmd in topology.plan:
             if cmd.base_url:
-                status = get_status(f"{cmd.base_url}/flush_cache", timeout=10.0)
+                status = get_status(f"{cmd.base_url}{path}", timeout=10.0, method=method)
                 if status != 200:
-                    self.say(f"{spec.label}: {cmd.name}: prefix cache not flushed (/flush_cache: {status})")
+                    self.say(
+                        f"{spec.label}: {cmd.name}: prefix cache not flushed ({method} {path}: {status})"
+                    )
 
     def _context(self, spec: ClusterSpec, started: float, run_dir: Path) -> dict[str, Any]:
         """The fields every record of ``spec`` holds, measured or failed."""

@@ -99,11 +99,10 @@ class Environment(BaseModel):
     model_config = ConfigDict(extra="allow")
     pytest_pd: str | None = None
     python: str | None = None
-    sglang_router: str | None = None
     harness_host: str | None = None
     git_commit: str | None = None
     git_subject: str | None = None  # the commit's subject line (what changed, in history)
-    sglang: dict[str, str] = Field(default_factory=dict)  # process → /get_server_info version
+    engines: dict[str, str] = Field(default_factory=dict)  # process → "sglang 0.5.23" (its server's)
     router: str | None = None  # the router kind's package and version here, e.g. "smg 1.13.0"
     gpus: dict[str, str] = Field(default_factory=dict)  # host → "8× NVIDIA H20 (driver 580.95.05)"
 
@@ -279,6 +278,18 @@ def repeat_samples(per_repeat: Sequence[Mapping[str, Any]]) -> dict[str, list[fl
     return out
 
 
+def _neutral_environment(env: Mapping[str, Any], engine: str | None) -> dict[str, Any]:
+    """An environment recorded before it named each server's engine: ``sglang`` (process → the
+    version its server reported) and ``sglang_router`` (the harness's sglang-router)."""
+    out = {k: v for k, v in env.items() if k not in ("sglang", "sglang_router")}
+    versions = env.get("sglang") or {}
+    label = "{}" if engine == "sim" else "sglang {}"  # the simulator reported "sim (pytest-pd)"
+    out.setdefault("engines", {p: label.format(v) for p, v in versions.items()})
+    if env.get("sglang_router") and not env.get("router"):
+        out["router"] = f"sglang-router {env['sglang_router']}"
+    return out
+
+
 def migrate(data: Mapping[str, Any]) -> dict[str, Any]:
     """A stored run of any schema version as the current version's fields (to validate)."""
     out = dict(data)
@@ -287,6 +298,9 @@ def migrate(data: Mapping[str, Any]) -> dict[str, Any]:
         failure = out.get("failure")
         if isinstance(failure, Mapping):  # 3 kept the files of a failure under "results"
             out["failure"] = {k: v for k, v in failure.items() if k != "results"}
+    env = out.get("environment")
+    if isinstance(env, Mapping) and ("sglang" in env or "sglang_router" in env):  # engine-neutral since
+        out["environment"] = _neutral_environment(env, (out.get("cluster") or {}).get("engine"))
     telemetry = out.get("telemetry")
     if isinstance(telemetry, Mapping) and "gauges" not in telemetry:  # before engines named them
         out["telemetry"] = {**telemetry, "gauges": SGLANG_GAUGES}

@@ -1,4 +1,5 @@
-"""Pure functions: cluster spec -> the argv of every process it runs.
+"""Pure functions: cluster spec -> the launch plan, every process it runs: each server's command line
+as its engine renders it, the router's as its kind does.
 
 Nothing here touches a host; argv lists are shell-quoted only at the SSH edge (and for display).
 """
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pytest_pd.cluster import engines, launchers, routers
-from pytest_pd.cluster.spec import ClusterSpec, ServerSpec
+from pytest_pd.cluster.spec import ClusterSpec
 
 Role = Literal["prefill", "decode", "router"]
 
@@ -26,7 +27,7 @@ class LaunchCommand:
     env: dict[str, str] = field(default_factory=dict)
     health_url: str | None = None  # None: not an HTTP endpoint (non-zero node ranks)
     health_timeout_s: float = 1800.0
-    base_url: str | None = None  # a server's own URL (rank 0 only): /get_server_info, /metrics
+    base_url: str | None = None  # a server's own URL (rank 0 only): its facts, /metrics, cache flush
     exports_metrics: bool = False  # serves Prometheus /metrics (enable_metrics)
     # the router only: where it lists its workers, and the (role, URL) of each one it must show
     # registered and healthy before bring-up is done
@@ -39,14 +40,6 @@ class LaunchCommand:
         return " ".join([*assignments, shlex.join(self.argv)])
 
 
-def _flag(argv: list[str], name: str, value: object) -> None:
-    if value is None or value is False:
-        return
-    argv.append(name)
-    if value is not True:
-        argv.append(str(value))
-
-
 def interpreter(spec: ClusterSpec, host: str, local_python: str) -> str:
     """The Python that runs a host's processes: the host's ``python:`` as its launcher reads it,
     else this one for processes on this machine, else plain ``python`` as the seed's commands
@@ -54,78 +47,10 @@ def interpreter(spec: ClusterSpec, host: str, local_python: str) -> str:
     return launchers.launcher_of(spec).interpreter(spec.hosts[host].python, local_python)
 
 
-def server_argv(
-    spec: ClusterSpec,
-    role: Literal["prefill", "decode"],
-    server: ServerSpec,
-    rank: int = 0,
-    *,
-    python: str = "python",
-) -> list[str]:
-    node = server.node_hosts[rank]
-    engine = engines.engine_of(spec)
-    argv = [python, "-m", engine.server_module]
-    _flag(argv, "--model-path", spec.model_path)
-    _flag(argv, "--disaggregation-mode", role)
-    _flag(argv, "--disaggregation-transfer-backend", server.transfer_backend)
-    _flag(argv, "--disaggregation-ib-device", server.ib_device)
-    if role == "prefill":
-        _flag(argv, "--disaggregation-bootstrap-port", server.bootstrap_port)
-    else:
-        _flag(argv, "--disaggregation-prefill-pp", server.prefill_pp)
-    _flag(argv, "--host", server.listen or spec.host_address(node))
-    _flag(argv, "--port", server.port)
-    _flag(argv, "--tp-size", server.tp)
-    _flag(argv, "--pp-size", server.pp)
-    _flag(argv, "--dp-size", server.dp)
-    _flag(argv, "--base-gpu-id", server.base_gpu_id)
-    _flag(argv, "--disable-overlap-schedule", server.disable_overlap_schedule)
-    _flag(argv, "--trust-remote-code", server.trust_remote_code)
-    _flag(argv, "--page-size", server.page_size)
-    _flag(argv, "--attention-backend", server.attention_backend)
-    _flag(argv, "--mem-fraction-static", server.mem_fraction_static)
-    _flag(argv, "--chunked-prefill-size", server.chunked_prefill_size)
-    _flag(argv, "--context-length", server.context_length)
-    _flag(argv, "--max-running-requests", server.max_running_requests)
-    _flag(argv, "--enable-cache-report", server.enable_cache_report)
-    _flag(argv, "--enable-metrics", server.enable_metrics)
-    _flag(argv, "--dist-timeout", server.dist_timeout)
-    if len(server.node_hosts) > 1:
-        _flag(argv, "--nnodes", len(server.node_hosts))
-        _flag(argv, "--node-rank", rank)
-        _flag(argv, "--dist-init-addr", server.dist_init_addr)
-    argv.extend(server.extra_args)
-    argv += engine.server_args(engines.options(spec, server))
-    return argv
-
-
-def router_argv(spec: ClusterSpec, *, python: str = "python") -> list[str]:
-    """The router's command line; every kind (cluster/routers.py) takes these same flags."""
-    r = spec.router
-    argv = [python, "-m", routers.kind(spec.router.kind).module, "--pd-disaggregation"]
-    for server in spec.servers("prefill"):
-        argv += ["--prefill", spec.server_url(server)]
-        if server.bootstrap_port is not None:
-            argv.append(str(server.bootstrap_port))
-    for server in spec.servers("decode"):
-        argv += ["--decode", spec.server_url(server)]
-    _flag(argv, "--host", r.listen or spec.host_address(spec.router_host))
-    _flag(argv, "--port", r.port)
-    _flag(argv, "--policy", r.policy)
-    _flag(argv, "--prefill-policy", r.prefill_policy)
-    _flag(argv, "--decode-policy", r.decode_policy)
-    _flag(argv, "--worker-startup-timeout-secs", r.startup_timeout_s)
-    _flag(argv, "--worker-startup-check-interval", r.startup_check_interval_s)
-    _flag(argv, "--prometheus-host", r.prometheus_host)
-    _flag(argv, "--prometheus-port", r.prometheus_port)
-    _flag(argv, "--request-timeout-secs", r.request_timeout_s)
-    argv.extend(r.extra_args)
-    return argv
-
-
 def launch_plan(spec: ClusterSpec, *, local_python: str = "python") -> list[LaunchCommand]:
     """Every process of the topology in start order: prefill and decode servers, then the router."""
     plan: list[LaunchCommand] = []
+    engine = engines.engine_of(spec)
     for role in ("prefill", "decode"):
         for i, server in enumerate(spec.servers(role)):
             for rank, node in enumerate(server.node_hosts):
@@ -135,16 +60,15 @@ def launch_plan(spec: ClusterSpec, *, local_python: str = "python") -> list[Laun
                         role=role,
                         host=node,
                         argv=tuple(
-                            server_argv(
+                            engine.server_argv(
                                 spec, role, server, rank, python=interpreter(spec, node, local_python)
                             )
                         ),
                         env={**spec.env, **server.env},
-                        health_url=None if rank else spec.server_url(server) + "/health",
+                        health_url=None if rank else spec.server_url(server) + engine.health_path,
                         health_timeout_s=server.health_timeout_s or 1800.0,
                         base_url=None if rank else spec.server_url(server),
-                        exports_metrics=not rank
-                        and bool(server.enable_metrics or spec.server_defaults.enable_metrics),
+                        exports_metrics=not rank and engine.exports_metrics(server),
                     )
                 )
     kind = routers.kind(spec.router.kind)
@@ -153,7 +77,7 @@ def launch_plan(spec: ClusterSpec, *, local_python: str = "python") -> list[Laun
             name="router",
             role="router",
             host=spec.router_host,
-            argv=tuple(router_argv(spec, python=interpreter(spec, spec.router_host, local_python))),
+            argv=tuple(kind.argv(spec, interpreter(spec, spec.router_host, local_python))),
             env={**spec.env, **spec.router.env},
             health_url=spec.router_url + kind.readiness_path,
             health_timeout_s=spec.router.readiness_timeout_s,

@@ -8,9 +8,41 @@ sglang-router's successor, spun out as its own PyPI package) and serve the same 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from pytest_pd.cluster.flags import flag
+
+if TYPE_CHECKING:
+    from pytest_pd.cluster.spec import ClusterSpec
 
 DEFAULT = "sglang-router"
+
+
+def sglang_router_argv(spec: ClusterSpec, python: str, module: str) -> list[str]:
+    """sglang-router's command line (smg takes the same flags): the workers by URL, a prefill's
+    bootstrap port after its URL, then the router's own settings and ``extra_args``."""
+    r = spec.router
+    argv = [python, "-m", module, "--pd-disaggregation"]
+    for server in spec.servers("prefill"):
+        argv += ["--prefill", spec.server_url(server)]
+        if server.bootstrap_port is not None:
+            argv.append(str(server.bootstrap_port))
+    for server in spec.servers("decode"):
+        argv += ["--decode", spec.server_url(server)]
+    flag(argv, "--host", r.listen or spec.host_address(spec.router_host))
+    flag(argv, "--port", r.port)
+    flag(argv, "--policy", r.policy)
+    flag(argv, "--prefill-policy", r.prefill_policy)
+    flag(argv, "--decode-policy", r.decode_policy)
+    flag(argv, "--worker-startup-timeout-secs", r.startup_timeout_s)
+    flag(argv, "--worker-startup-check-interval", r.startup_check_interval_s)
+    flag(argv, "--prometheus-host", r.prometheus_host)
+    flag(argv, "--prometheus-port", r.prometheus_port)
+    flag(argv, "--request-timeout-secs", r.request_timeout_s)
+    argv.extend(r.extra_args)
+    return argv
 
 
 @dataclass(frozen=True)
@@ -22,6 +54,7 @@ class RouterKind:
     # which environment runs things, and a console script (``smg launch``) would depend on that
     # environment's bin/ being on the PATH of a non-login SSH shell.
     module: str
+    render: Callable[[ClusterSpec, str, str], list[str]] = sglang_router_argv  # (spec, python, module)
     readiness_path: str = "/readiness"  # 200 once the router can route (gated on at bring-up)
     workers_path: str = "/workers"  # the registered workers and their health (gated on after)
     # Prometheus families kept from the router's own metrics port (the rest — per-bucket
@@ -35,6 +68,18 @@ class RouterKind:
         "smg_worker_requests_active",
         "smg_worker_requests_total",
     )
+
+    # the flags a pod rewrites: "bind" (addresses it listens on), "worker_url" (a worker's URL)
+    pod_flags: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: {
+            "bind": ("--host", "--prometheus-host"),
+            "worker_url": ("--prefill", "--decode"),
+        }
+    )
+
+    def argv(self, spec: ClusterSpec, python: str) -> list[str]:
+        """The router's command line, run by ``python``."""
+        return self.render(spec, python, self.module)
 
 
 KINDS: dict[str, RouterKind] = {

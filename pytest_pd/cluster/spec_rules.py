@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pytest_pd.cluster import engines, launchers
+from pytest_pd.cluster import engines, launchers, routers
 from pytest_pd.cluster.spec import one_of
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ def name_problems(spec: ClusterSpec) -> list[tuple[Loc, str]]:
     for loc, name, known in (
         (("launcher",), spec.launcher, launchers.names()),
         (("engine",), spec.engine, engines.names()),
+        (("router", "kind"), spec.router.kind, routers.names()),
     ):
         if name not in known:
             out.append((loc, f"expected {one_of(known)}, got {name!r} (str)"))
@@ -49,7 +50,6 @@ def problems(spec: ClusterSpec, cluster_dir: Path | None) -> list[tuple[Loc, str
         else:
             used[key] = what
 
-    prefill_pps = set()
     gpus_used: dict[str, dict[str, tuple[int, int]]] = {}  # host -> server -> [first, end) GPU
     for role in ("prefill", "decode"):
         raw_list = spec.prefill if role == "prefill" else spec.decode
@@ -71,7 +71,6 @@ def problems(spec: ClusterSpec, cluster_dir: Path | None) -> list[tuple[Loc, str
                 problems.append((base + ("bootstrap_port",), "only prefill servers take a bootstrap port"))
             if role == "prefill":
                 claim(base + ("bootstrap_port",), rank0, server.bootstrap_port, f"{role}[{i}] bootstrap")
-                prefill_pps.add(server.pp or 1)
                 if raw.prefill_pp is not None:
                     problems.append((base + ("prefill_pp",), "`prefill_pp` belongs on decode servers"))
             gpus_per_node = (server.tp or 1) * (server.pp or 1) // max(len(server.node_hosts), 1)
@@ -97,20 +96,6 @@ def problems(spec: ClusterSpec, cluster_dir: Path | None) -> list[tuple[Loc, str
                                 )
                             )
                     gpus_used.setdefault(h, {})[f"{role}[{i}]"] = (first, first + gpus_per_node)
-    if len(prefill_pps) == 1:
-        pp = prefill_pps.pop()
-        for i, server in enumerate(spec.servers("decode")):
-            if (server.prefill_pp or 1) != pp:
-                problems.append(
-                    (
-                        ("decode", i, "prefill_pp"),
-                        f"prefill servers run pp={pp}; this decode server must say `prefill_pp: {pp}` "
-                        f"(renders --disaggregation-prefill-pp), it has {server.prefill_pp or 1}",
-                    )
-                )
-    elif len(prefill_pps) > 1:
-        problems.append((("prefill",), "all prefill servers must use the same pp size"))
-
     check_host(("router", "host"), spec.router.host)
     claim(("router", "port"), spec.router_host, spec.router.port, "router")
     if spec.router.prometheus_port is not None:
@@ -120,6 +105,7 @@ def problems(spec: ClusterSpec, cluster_dir: Path | None) -> list[tuple[Loc, str
 
     problems += launchers.launcher_of(spec).problems(spec)
     problems += _engine_option_problems(spec)
+    problems += engines.engine_of(spec).spec_problems(spec)
 
     if spec.baseline is not None and cluster_dir is not None:
         problems += _baseline_problems(spec.baseline, cluster_dir)

@@ -12,16 +12,15 @@ from pytest_pd.errors import PdError
 _DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _MAX_LABEL = 63
 SERVICE_SUFFIX = "-svc"  # LWS and RBG name their own headless Services after their workloads
-DEFAULT_IMAGE = "lmsysorg/sglang:latest"
 DEFAULT_NAMESPACE = "default"
 
 
 @dataclass(frozen=True)
 class Target:
-    """Where and with what the manifests run."""
+    """Where and with what the manifests run (``image``: the engine's own unless given)."""
 
     namespace: str = DEFAULT_NAMESPACE
-    image: str = DEFAULT_IMAGE
+    image: str | None = None
 
 
 def check_namespace(namespace: str) -> str:

@@ -3,12 +3,18 @@ taken from the cluster's launch plan — the argv `pytest-pd commands NAME` prin
 substitutions, each because a pod is not the host the cluster file names:
 
 - the interpreter (``python`` or the host's ``python:``) becomes the image's ``python3``;
-- ``--host`` and ``--prometheus-host`` (what a process binds) become ``0.0.0.0``;
-- the router's ``--prefill URL`` / ``--decode URL`` point at the servers' Services;
-- a multi-node server's ``--dist-init-addr`` keeps its port but points at the LeaderWorkerSet
-  leader (``$(LWS_LEADER_ADDRESS)``), and ``--node-rank`` is ``$(LWS_WORKER_INDEX)``: one pod
-  template serves every node, Kubernetes expands both from the variables LWS sets in each pod;
-- ``--base-gpu-id`` goes: the device plugin hands each pod its own GPUs, numbered from 0.
+- what a process binds (SGLang's ``--host``, the router's ``--host`` and ``--prometheus-host``)
+  becomes ``0.0.0.0``;
+- the router's worker URLs (``--prefill URL`` / ``--decode URL``) point at the servers' Services;
+- a multi-node server's rendezvous address (``--dist-init-addr``) keeps its port but points at the
+  LeaderWorkerSet leader (``$(LWS_LEADER_ADDRESS)``), and its node rank (``--node-rank``) is
+  ``$(LWS_WORKER_INDEX)``: one pod template serves every node, Kubernetes expands both from the
+  variables LWS sets in each pod;
+- the first GPU's index (``--base-gpu-id``) goes: the device plugin hands each pod its own GPUs,
+  numbered from 0.
+
+Which flag plays which part is the engine's (``Engine.pod_flags``) and the router kind's
+(``RouterKind.pod_flags``) to say.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from pytest_pd.cluster import engines, routers
 from pytest_pd.cluster.commands import LaunchCommand, Role, launch_plan
 from pytest_pd.cluster.spec import ClusterSpec
 from pytest_pd.manifests.naming import service_host
@@ -63,27 +70,34 @@ def _dist_init_addr(value: str) -> str:
     return f"{LEADER_ADDRESS}:{value.rsplit(':', 1)[1]}"
 
 
-SERVER_RULES: dict[str, Substitution] = {
-    "--host": lambda _: BIND_ALL,
-    "--base-gpu-id": lambda _: None,
-    "--node-rank": lambda _: WORKER_INDEX,
-    "--dist-init-addr": _dist_init_addr,
+# what a flag of each role (the engine's pod_flags) becomes in a pod
+SERVER_ROLES: dict[str, Substitution] = {
+    "bind": lambda _: BIND_ALL,
+    "first_gpu": lambda _: None,
+    "node_rank": lambda _: WORKER_INDEX,
+    "dist_init_addr": _dist_init_addr,
 }
 
 
-def router_rules(worker_urls: Mapping[str, str]) -> dict[str, Substitution]:
-    """``worker_urls``: each server's URL as the cluster file has it -> its Service's URL."""
-    return {
-        "--host": lambda _: BIND_ALL,
-        "--prometheus-host": lambda _: BIND_ALL,
-        "--prefill": lambda url: worker_urls[url],
-        "--decode": lambda url: worker_urls[url],
-    }
+def server_rules(pod_flags: Mapping[str, str]) -> dict[str, Substitution]:
+    """The engine's flags (role -> flag) with what each becomes in a pod."""
+    return {flag: SERVER_ROLES[role] for role, flag in pod_flags.items()}
+
+
+def router_rules(
+    pod_flags: Mapping[str, Sequence[str]], worker_urls: Mapping[str, str]
+) -> dict[str, Substitution]:
+    """The router kind's flags that bind (``bind``) or name a worker (``worker_url``); ``worker_urls``:
+    each server's URL as the cluster file has it -> its Service's URL."""
+    rules: dict[str, Substitution] = {flag: lambda _: BIND_ALL for flag in pod_flags.get("bind", ())}
+    rules.update({flag: lambda url: worker_urls[url] for flag in pod_flags.get("worker_url", ())})
+    return rules
 
 
 def processes(spec: ClusterSpec, namespace: str) -> list[Process]:
     """Every server, then the router, in the launch plan's order."""
     plan = {cmd.name: cmd for cmd in launch_plan(spec)}
+    rules = server_rules(engines.engine_of(spec).pod_flags)
     found: list[Process] = []
     urls: dict[str, str] = {}
     for role in ("prefill", "decode"):
@@ -95,13 +109,14 @@ def processes(spec: ClusterSpec, namespace: str) -> list[Process]:
             host = spec.hosts[server.node_hosts[0]]
             nodes = len(server.node_hosts)
             gpus = (server.tp or 1) * (server.pp or 1) // nodes if host.gpus is not None else None
-            found.append(_process(cmd, SERVER_RULES, nodes, ports, gpus, rdma=bool(server.ib_device)))
+            found.append(_process(cmd, rules, nodes, ports, gpus, rdma=bool(server.ib_device)))
             urls[spec.server_url(server)] = f"http://{service_host(spec, cmd.name, namespace)}:{server.port}"
     router = plan["router"]
     ports = {"http": spec.router.port}
     if spec.router.prometheus_port is not None:
         ports["metrics"] = spec.router.prometheus_port
-    found.append(_process(router, router_rules(urls), 1, ports, None, rdma=False))
+    kind = routers.kind(spec.router.kind)
+    found.append(_process(router, router_rules(kind.pod_flags, urls), 1, ports, None, rdma=False))
     return found
 
 

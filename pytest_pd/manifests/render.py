@@ -9,11 +9,12 @@ whose in-cluster names the router's command and the attach cluster file use.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import yaml
 
-from pytest_pd.cluster import launchers
+from pytest_pd.cluster import engines, launchers
 from pytest_pd.cluster.spec import ClusterSpec
 from pytest_pd.errors import PdError
 from pytest_pd.manifests.naming import Target, base_name, check_namespace, service_name, workload_name
@@ -35,6 +36,7 @@ def render(spec: ClusterSpec, fmt: str, target: Target) -> list[Obj]:
             "not one to deploy. Render the manifests from the cluster file that starts it."
         )
     check_namespace(target.namespace)
+    target = dataclasses.replace(target, image=target.image or engines.engine_of(spec).image)
     procs = processes(spec, target.namespace)
     workloads = lws_objects(spec, procs, target) if fmt == "lws" else [rbg_object(spec, procs, target)]
     leader_only = fmt == "lws"

@@ -30,8 +30,8 @@ def report_header(comp: Comparison) -> dict[str, Any]:
         "versions": {
             "pytest-pd": env.pytest_pd,
             "Python": env.python,
-            f"router ({router}, harness)": env.router or env.sglang_router,
-            "SGLang (/get_server_info)": ", ".join(sorted(set(env.sglang.values()))) or None,
+            f"router ({router}, harness)": env.router,
+            "engine (as its servers report)": ", ".join(sorted(set(env.engines.values()))) or None,
         },
         "commit": env.git_commit or "unknown",
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(run.started_at))

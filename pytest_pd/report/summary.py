@@ -259,10 +259,10 @@ def markdown(comps: Sequence[Comparison]) -> str:
 
 def versions_line(run: RunRecord) -> str:
     """'versions: engine …; router …; pytest-pd …' of a run, for the step summary."""
-    engines = ", ".join(sorted(set(run.environment.sglang.values()))) or "unknown"
-    router = run.environment.router or f"sglang-router {run.environment.sglang_router}"
+    engines = ", ".join(sorted(set(run.environment.engines.values()))) or "unknown"
+    router = run.environment.router or "unknown"
     harness = run.environment.pytest_pd
-    return f"versions: engine {engines} (/get_server_info); router {router}; pytest-pd {harness}"
+    return f"versions: engine {engines}; router {router}; pytest-pd {harness}"
 
 
 def failure_lines(failure: Failure) -> list[str]:

@@ -137,7 +137,7 @@ def run_facts(record: RunRecord) -> dict[str, str]:
     facts: dict[str, str | None] = {
         "pytest-pd": env.pytest_pd,
         "python": env.python,
-        "router": env.router or (f"sglang-router {env.sglang_router}" if env.sglang_router else None),
+        "router": env.router,
         "commit": env.git_commit,
         "commit subject": env.git_subject,
         "model": record.model.name,
@@ -146,7 +146,7 @@ def run_facts(record: RunRecord) -> dict[str, str]:
         "launcher": record.cluster.launcher,
         "harness host": env.harness_host,
     }
-    for process, version in sorted(env.sglang.items()):
+    for process, version in sorted(env.engines.items()):
         facts[VERSION_PREFIX + process] = version
     spec = record.cluster.spec or {}
     for host, info in sorted((spec.get("hosts") or {}).items()):

@@ -46,7 +46,9 @@ from sqlalchemy.sql.dml import Insert
 
 from pytest_pd.store.summary import StoredRun
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: the first; 2: engine versions as each engine names itself ("sglang 0.5.23", a record's
+environment.engines), so an index of 1 is rebuilt from the files, whose migration says the same."""
 
 
 class TextList(TypeDecorator[tuple[str, ...]]):

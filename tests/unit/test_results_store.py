@@ -79,7 +79,11 @@ def test_results_stored_by_the_previous_version_load_as_records():
     suite, failed, bench = (store.load_result(p) for p in sorted(OLD_RESULTS.glob("*.json")))
     assert suite.source == "suite" and suite.cluster.name == "sim-tp8" and suite.failure is None
     assert suite.workload.id == "in6000-out1000-c16-n32" and suite.speedup == 10.0
-    assert suite.cluster.prefill_strategy == "TP=8" and suite.environment.sglang["decode-0"]
+    assert (
+        suite.cluster.prefill_strategy == "TP=8"
+        and suite.environment.engines["decode-0"] == "sim (pytest-pd)"
+    )
+    assert suite.environment.router == "sglang-router 0.3.2"  # was sglang_router: the harness's
     assert suite.metrics["completed"] == 32 and suite.metrics["mean_ttft_ms"] > 1000
     assert len(suite.runs()) == 1 and len(suite.runs()[0]["records"]) == 3
     assert failed.failure is not None and failed.failure.stage == "bring-up" and failed.metrics == {}

@@ -24,6 +24,7 @@ from pytest_pd.failure import Failure
 from pytest_pd.record import ClusterInfo, Environment, ModelInfo, RunRecord
 from pytest_pd.store.index import LOCAL_ORIGIN, ResultsIndex, StoreError
 from pytest_pd.store.summary import summarize
+from pytest_pd.store.tables import SCHEMA_VERSION
 from pytest_pd.workload.spec import Workload
 from tests.helpers.index_writer import W as WRITTEN
 from tests.helpers.index_writer import write_and_index
@@ -47,7 +48,7 @@ def record(
         "metrics": {"completed": 2, "failed": 0, "mean_ttft_ms": ttft, "p99_ttft_ms": math.nan},
         "session": "s1",
         "environment": Environment(
-            pytest_pd="0.1.0", python="3.11.7", git_commit="abc123", sglang={"prefill-0": "0.5.23"}
+            pytest_pd="0.1.0", python="3.11.7", git_commit="abc123", engines={"prefill-0": "sglang 0.5.23"}
         ),
         **extra,
     }
@@ -156,7 +157,7 @@ def test_runs_equal_summaries_of_the_real_files_and_of_added_records(tmp_path):
     assert rich_run.samples == {"mean_ttft_ms": (9.0, 11.0), "completed": (2.0, 2.0)}
     assert rich_run.problems == ("1 request failed",) and rich_run.baseline_mark and not rich_run.sound
     assert (
-        rich_run.facts["version prefill-0"] == "0.5.23"
+        rich_run.facts["version prefill-0"] == "sglang 0.5.23"
         and rich_run.facts["command prefill-0"] == "python -m x --port 1"
     )
     assert "p99_ttft_ms" not in rich_run.metrics  # NaN: left out, as summarize does
@@ -259,7 +260,7 @@ def test_a_damaged_or_foreign_index_is_rebuilt(tmp_path):
     with ResultsIndex.open(tmp_path) as index:
         assert index.sync() == (1, 0)
     with sqlite3.connect(tmp_path / INDEX) as db:
-        assert db.execute("SELECT value FROM pytest_pd_index_meta").fetchall() == [("1",)]
+        assert db.execute("SELECT value FROM pytest_pd_index_meta").fetchall() == [(str(SCHEMA_VERSION),)]
     db.close()
 
 

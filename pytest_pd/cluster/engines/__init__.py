@@ -9,12 +9,13 @@ entry-point line. Each is loaded only when a cluster file names it.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
+    from pytest_pd.cluster.safe_yaml import Loc
     from pytest_pd.cluster.spec import ClusterSpec, ServerSpec
     from pytest_pd.ttft_breakdown import ServerTimes
 
@@ -25,10 +26,39 @@ GROUP = "pytest_pd.engines"
 
 
 class Engine(Protocol):
+    """What pytest-pd asks of an engine; everything it knows of one (flags, endpoints, metric
+    names) is behind these members, in the engine's own module."""
+
     name: str  # the cluster file's ``engine:`` value
     server_module: str  # run as ``python -m MODULE`` on every prefill and decode node
+    distribution: str  # the PyPI distribution that provides it (what `pytest-pd doctor` names)
+    image: str  # the container image `pytest-pd manifests` runs it in unless told otherwise
+    # the flags a pod rewrites, by role: "bind" (the address it listens on), "first_gpu",
+    # "node_rank", "dist_init_addr" (a multi-node server's rendezvous HOST:PORT)
+    pod_flags: Mapping[str, str]
     options_key: str | None  # the cluster-file block holding its own options (``sim:``), if any
     simulated: bool  # runs no real model: no GPU to sample, results stand for another cluster
+
+    # ---------------------------------------------------------------- the cluster file
+    def server_argv(
+        self,
+        spec: ClusterSpec,
+        role: Literal["prefill", "decode"],
+        server: ServerSpec,
+        rank: int,
+        *,
+        python: str,
+    ) -> list[str]:
+        """The command line of one node (``rank``) of a server entry (defaults merged in)."""
+        ...
+
+    def uses_gpus(self, argv: Sequence[str]) -> bool:
+        """A server started with ``argv`` needs GPUs on its host (what `pytest-pd doctor` checks)."""
+        ...
+
+    def exports_metrics(self, server: ServerSpec) -> bool:
+        """The server serves Prometheus ``/metrics`` as the entry configures it."""
+        ...
 
     def server_args(self, options: Mapping[str, Any]) -> list[str]:
         """Extra server arguments rendered from the engine's options block."""
@@ -48,7 +78,20 @@ class Engine(Protocol):
         """How many times faster than the cluster it stands for the engine runs (1: real time)."""
         ...
 
-    # the server's Prometheus /metrics, in pytest-pd's terms
+    def spec_problems(self, spec: ClusterSpec) -> list[tuple[Loc, str]]:
+        """The engine's own rules of a cluster file, as (field, what is wrong)."""
+        ...
+
+    # ---------------------------------------------------------------- endpoints (on a server's URL)
+    health_path: str  # 200 once the server serves requests (gated on at bring-up)
+    server_info_path: str | None  # JSON facts of the running server (its version); None: none
+    flush_cache: tuple[str, str] | None  # (method, path) that empties the prefix cache; None: none
+
+    def version_of(self, info: Mapping[str, Any]) -> str | None:
+        """The engine and its version (``sglang 0.5.23``) in what ``server_info_path`` answered."""
+        ...
+
+    # ---------------------------------------------------------------- the server's /metrics
     gauges: Mapping[str, str]  # "running", "queued" → the gauge's sample name (charted per worker)
 
     def server_times(self, rows: Rows) -> ServerTimes | None:

@@ -1,21 +1,57 @@
-"""SGLang, the engine the seed cluster runs: every option is a launch flag of its own. What pytest-pd
-knows of SGLang lives in this package: its metrics (:mod:`.metrics`), …"""
+"""SGLang, the engine the seed cluster runs. Everything pytest-pd knows of SGLang lives in this
+package: its server's command line (:mod:`.argv`), its endpoints (below) and its Prometheus
+metrics (:mod:`.metrics`). Every option of a server is a launch flag of its own: SGLang has no
+options block in the cluster file."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from pytest_pd.cluster.engines.sglang import metrics
-from pytest_pd.ttft_breakdown import ServerTimes
+from pytest_pd.cluster import engines
+from pytest_pd.cluster.engines.sglang import argv, metrics
+
+if TYPE_CHECKING:
+    from pytest_pd.cluster.safe_yaml import Loc
+    from pytest_pd.cluster.spec import ClusterSpec, ServerSpec
+    from pytest_pd.ttft_breakdown import ServerTimes
 
 
 class SGLang:
     name = "sglang"
     server_module = "sglang.launch_server"
+    distribution = "sglang"  # the PyPI distribution that provides server_module
+    image = "lmsysorg/sglang:latest"  # the container image `pytest-pd manifests` defaults to
+    pod_flags: Mapping[str, str] = {
+        "bind": "--host",
+        "first_gpu": "--base-gpu-id",
+        "node_rank": "--node-rank",
+        "dist_init_addr": "--dist-init-addr",
+    }
     options_key: str | None = None
     simulated = False
+
+    # ---------------------------------------------------------------- the cluster file
+    def server_argv(
+        self,
+        spec: ClusterSpec,
+        role: Literal["prefill", "decode"],
+        server: ServerSpec,
+        rank: int,
+        *,
+        python: str,
+    ) -> list[str]:
+        own = self.server_args(engines.options(spec, server))
+        return argv.server_argv(
+            spec, role, server, rank, python=python, module=self.server_module, own_args=own
+        )
+
+    def uses_gpus(self, argv: Sequence[str]) -> bool:
+        return not ("--device" in argv and argv[argv.index("--device") + 1 :][:1] == ["cpu"])
+
+    def exports_metrics(self, server: ServerSpec) -> bool:
+        return bool(server.enable_metrics)
 
     def server_args(self, options: Mapping[str, Any]) -> list[str]:
         return []
@@ -28,6 +64,31 @@ class SGLang:
 
     def time_scale(self, options: Mapping[str, Any]) -> float:
         return 1.0
+
+    def spec_problems(self, spec: ClusterSpec) -> list[tuple[Loc, str]]:
+        """Every prefill server runs one pp size, which each decode server states."""
+        pps = {server.pp or 1 for server in spec.servers("prefill")}
+        if len(pps) > 1:
+            return [(("prefill",), "all prefill servers must use the same pp size")]
+        (pp,) = pps
+        return [
+            (
+                ("decode", i, "prefill_pp"),
+                f"prefill servers run pp={pp}; this decode server must say `prefill_pp: {pp}` "
+                f"(renders --disaggregation-prefill-pp), it has {server.prefill_pp or 1}",
+            )
+            for i, server in enumerate(spec.servers("decode"))
+            if (server.prefill_pp or 1) != pp
+        ]
+
+    # ---------------------------------------------------------------- endpoints
+    health_path = "/health"
+    server_info_path: str | None = "/get_server_info"
+    flush_cache: tuple[str, str] | None = ("GET", "/flush_cache")
+
+    def version_of(self, info: Mapping[str, Any]) -> str | None:
+        version = info.get("version")
+        return f"{self.name} {version}" if version else None
 
     # ---------------------------------------------------------------- metrics (/metrics)
     gauges: Mapping[str, str] = metrics.GAUGES

@@ -6,7 +6,7 @@ harness's view of it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ class SimEngine(SGLang):
 
     name = "sim"
     server_module = "pytest_pd.sim"
+    distribution = "pytest-pd"
     options_key = "sim"
     simulated = True
 
@@ -49,6 +50,12 @@ class SimEngine(SGLang):
         options.clear()
         options.update(merged)
         return []
+
+    def uses_gpus(self, argv: Sequence[str]) -> bool:
+        return False
+
+    def version_of(self, info: Mapping[str, Any]) -> str | None:
+        return str(info["version"]) if info.get("version") else None  # "sim (pytest-pd)"
 
     def time_scale(self, options: Mapping[str, Any]) -> float:
         return float(options.get("speedup", 1.0))
