@@ -10,12 +10,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pytest_pd import bench, manifests_cli, trace_cli
+from pytest_pd import bench, bench_args, manifests_cli, trace_cli
 from pytest_pd.cli_args import add_cluster_arguments
 from pytest_pd.cluster.commands import render_commands
 from pytest_pd.cluster.launchers import launcher_of
-from pytest_pd.cluster.launchers.slurm.job import job_name
-from pytest_pd.cluster.launchers.slurm.lease import cancel_stale, session_jobs
 from pytest_pd.cluster.locks import HostLock, LocalHostLock, holder_info, local_lock_dir
 from pytest_pd.cluster.signals import sigterm_as_interrupt
 from pytest_pd.cluster.spec_file import load_cluster
@@ -78,13 +76,17 @@ def _parser() -> argparse.ArgumentParser:
             help="look at this cluster's hosts (name or path to a YAML "
             "file) instead of this machine's default lock folder",
         )
-    bench.add_parser(sub)
+    bench_args.add_parser(sub)
     twin_cli.add_parser(sub)
     plan_cli.add_parser(sub)
     trace_cli.add_parser(sub)
     manifests_cli.add_parser(sub)
     history_cli.add_parser(sub)
     return parser
+
+
+def _show(text: str) -> None:
+    print(text, flush=True)
 
 
 def _say(text: str) -> None:
@@ -110,8 +112,9 @@ def _machines(args: argparse.Namespace, act: Callable[[HostLock], None]) -> int:
     launcher = launcher_of(spec)
     if not launcher.manages_processes:
         raise PdError(f"{spec.label} uses launcher: {spec.launcher}: pytest-pd starts nothing there.")
-    if launcher.allocates:  # no host locks: the sessions' Slurm jobs
-        return _slurm_jobs(args.command, spec.label)
+    if launcher.allocates:  # no host locks: the allocations (Slurm's jobs) of the sessions
+        launcher.show_allocations(spec, end_stale=args.command == "down", say=_say, show=_show)
+        return 0
     topology = Topology(spec, Path(f"(pytest-pd {args.command})"), say=_say)
     try:
         topology.connect_hosts()
@@ -120,32 +123,6 @@ def _machines(args: argparse.Namespace, act: Callable[[HostLock], None]) -> int:
     finally:
         topology.down()  # only closes the connections: nothing was started
     return 0
-
-
-def _slurm_jobs(command: str, label: str) -> int:
-    """``ps``/``down --cluster`` of a cluster whose bring-ups are Slurm jobs: this user's jobs of
-    it, with whose session each is; ``down`` cancels those whose session died without teardown."""
-    name = job_name(label)
-    if command == "down":
-        cancelled = cancel_stale(name, _say)
-        _say(
-            f"{label}: "
-            + (f"{cancelled} stale Slurm job(s) cancelled" if cancelled else "no stale Slurm job")
-        )
-    jobs = session_jobs(name)
-    if command == "ps" or jobs:
-        print(f"{label} (launcher: slurm): " + (f"{len(jobs)} job(s) named {name}" if jobs else "no job"))
-    for job in jobs:
-        print(f"  {JOB_OWNERS[job.owner].format(id=job.id)}: {job.describe()}", flush=True)
-    return 0
-
-
-JOB_OWNERS = {
-    "live": "in use by a live session",
-    "stale": "STALE (its session is gone; `pytest-pd down --cluster` cancels it)",
-    "elsewhere": "its session ran on another machine (`pytest-pd ps/down --cluster` there)",
-    "unknown": "not from a pytest-pd session (`scancel {id}` if it is yours to end)",
-}
 
 
 def _ps(lock: HostLock) -> None:

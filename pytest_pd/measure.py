@@ -8,29 +8,27 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import socket
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pytest_pd.cluster import engines
-from pytest_pd.cluster.commands import render_commands
 from pytest_pd.cluster.hosts import tail_file
-from pytest_pd.cluster.routers import kind as router_kind
 from pytest_pd.cluster.spec import ClusterSpec
 from pytest_pd.cluster.spec_file import load_cluster
 from pytest_pd.cluster.state import STATE_FILE
 from pytest_pd.cluster.topology import Topology
 from pytest_pd.deathwatch import DeathWatch
-from pytest_pd.environment import engine_versions, environment, router_version
+from pytest_pd.environment import engine_versions, environment
 from pytest_pd.errors import BringUpError, HostError, PdError
 from pytest_pd.failure import Failure
-from pytest_pd.http_get import get_json, get_status
-from pytest_pd.record import ClusterInfo, Environment, ModelInfo, RunRecord, build_record
-from pytest_pd.redaction import redact_commands, redact_env, scrub
+from pytest_pd.record import Environment, RunRecord, build_record
+from pytest_pd.redaction import scrub
 from pytest_pd.results import save_result
+from pytest_pd.run_context import run_context
 from pytest_pd.rundir import new_run_dir
+from pytest_pd.server_calls import flush_caches, server_info
 from pytest_pd.telemetry import cluster_sampler, gpu_inventory
 from pytest_pd.twin.predict import prediction_of, twin_problems
 from pytest_pd.workload.metrics import RunSummary, summarize
@@ -350,7 +348,7 @@ class Measurer:
                     prompts,
                     abort=watchdog.reason,
                     tokenizer=self._tokenizer(spec),
-                    after_warmup=lambda: self._flush_caches(spec, topology),
+                    after_warmup=lambda: flush_caches(spec, topology, self.say),
                 )
                 results.append(result)
                 summary = summarize(result, slo=slo or None)
@@ -369,10 +367,10 @@ class Measurer:
             watchdog.stop()
             telemetry = sampler.stop()
         finished = time.time()
-        server_info = {} if dead else self._server_info(spec, topology)
+        facts = {} if dead else server_info(spec, topology)
         context = self._context(spec, started, topology.run_dir)
         context["environment"] = context["environment"].model_copy(
-            update={"engines": engine_versions(spec.engine, server_info), "gpus": gpu_inventory(telemetry)}
+            update={"engines": engine_versions(spec.engine, facts), "gpus": gpu_inventory(telemetry)}
         )
         record = build_record(
             **context,
@@ -383,7 +381,7 @@ class Measurer:
             simulated=engines.engine_of(spec).simulated,
             slo=self.slo,
             finished_at=finished,
-            server_info=server_info,
+            server_info=facts,
             telemetry=telemetry,
         )
         if dead:  # a process died: the cluster is gone for the rest of the session
@@ -437,52 +435,8 @@ class Measurer:
         self.hooks.saved(record, path)
         return path
 
-    def _server_info(self, spec: ClusterSpec, topology: Topology) -> dict[str, dict[str, Any]]:
-        """What each server's own facts endpoint answers (version, settings), by process name."""
-        path = engines.engine_of(spec).server_info_path
-        if path is None:
-            return {}
-        return {cmd.name: get_json(f"{cmd.base_url}{path}") for cmd in topology.plan if cmd.base_url}
-
-    def _flush_caches(self, spec: ClusterSpec, topology: Topology) -> None:
-        """Empty every server's prefix cache (the engine's flush endpoint) after the warm-up, so
-        that each repeat starts cold and no measured request finds a warm-up prompt cached; a
-        server that refuses is named, the run goes on."""
-        flush = engines.engine_of(spec).flush_cache
-        if flush is None:
-            return
-        method, path = flush
-        for cmd in topology.plan:
-            if cmd.base_url:
-                status = get_status(f"{cmd.base_url}{path}", timeout=10.0, method=method)
-                if status != 200:
-                    self.say(
-                        f"{spec.label}: {cmd.name}: prefix cache not flushed ({method} {path}: {status})"
-                    )
-
     def _context(self, spec: ClusterSpec, started: float, run_dir: Path) -> dict[str, Any]:
         """The fields every record of ``spec`` holds, measured or failed."""
-        return {
-            "source": "suite",
-            "cluster": ClusterInfo(
-                name=spec.label,
-                file=str(spec.source),
-                engine=spec.engine,
-                launcher=spec.launcher,
-                baseline=spec.baseline,
-                prefill_strategy=spec.prefill_strategy(),
-                spec=redact_env(spec.model_dump(mode="json")),
-                commands=redact_commands(render_commands(spec, local_python=sys.executable)),
-                router_url=spec.router_url,
-                router_kind=spec.router.kind,
-            ),
-            "model": ModelInfo(name=spec.model_name, path=spec.model_path),
-            "baseline_mark": self.save_baseline,
-            "session": self.session,
-            "started_at": started,
-            "host": socket.gethostname(),
-            "run_dir": str(run_dir),
-            "environment": self.env.model_copy(
-                update={"router": router_version(router_kind(spec.router.kind).package)}
-            ),
-        }
+        return run_context(
+            spec, started, run_dir, env=self.env, session=self.session, baseline_mark=self.save_baseline
+        )

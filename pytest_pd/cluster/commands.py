@@ -96,13 +96,7 @@ def expected_workers(spec: ClusterSpec) -> tuple[tuple[str, str], ...]:
 def render_commands(spec: ClusterSpec, *, local_python: str = "python") -> str:
     """The whole topology as a shell script: the shared environment as ``export`` lines, then one
     line per process (with its own extra variables inline), each under a comment naming its host."""
-    lines = []
-    if launchers.launcher_of(spec).allocates:
-        lines += [
-            "# launcher: slurm: one job holds a node per host (sbatch --nodes=N, a script that sleeps);",
-            "# each line below runs on its host's node as a step of it: srun --jobid=JOB --overlap",
-            "# --nodes=1 --ntasks=1 --nodelist=NODE [slurm.srun_args] LINE; <host> is that node's NodeAddr",
-        ]
+    lines = launchers.launcher_of(spec).commands_comment(spec)
     lines.append("# environment exported on every host before each launch")
     lines += [f"export {k}={shlex.quote(v)}" for k, v in spec.env.items()]
     for cmd in launch_plan(spec, local_python=local_python):

@@ -284,6 +284,28 @@ class ClusterSpec(_Model):
     def server_url(self, server: ServerSpec) -> str:
         return f"http://{_url_host(self.host_address(server.node_hosts[0]))}:{server.port}"
 
+    def ports_by_host(self) -> dict[str, list[tuple[str, str, int]]]:
+        """Every port the cluster binds, per host: (what, address, port)."""
+        wanted: dict[str, list[tuple[str, str, int]]] = {}
+        for role in ("prefill", "decode"):
+            for i, server in enumerate(self.servers(role)):
+                host = server.node_hosts[0]
+                address = server.listen or self.host_address(host)
+                wanted.setdefault(host, []).append((f"{role}-{i}", address, server.port))
+                if server.bootstrap_port:
+                    wanted[host].append((f"{role}-{i} bootstrap", address, server.bootstrap_port))
+        router_address = self.router.listen or self.host_address(self.router_host)
+        wanted.setdefault(self.router_host, []).append(("router", router_address, self.router.port))
+        if self.router.prometheus_port:
+            wanted[self.router_host].append(
+                (
+                    "router prometheus",
+                    self.router.prometheus_host or router_address,
+                    self.router.prometheus_port,
+                )
+            )
+        return wanted
+
     def resolve_path(self, value: str) -> str:
         """Relative paths in a cluster file are relative to the file's folder."""
         p = Path(value).expanduser()

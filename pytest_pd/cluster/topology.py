@@ -36,25 +36,6 @@ from pytest_pd.redaction import scrub
 Say = Callable[[str], None]
 
 
-def ports_by_host(spec: ClusterSpec) -> dict[str, list[tuple[str, str, int]]]:
-    """Every port the cluster binds, per host: (what, address, port)."""
-    wanted: dict[str, list[tuple[str, str, int]]] = {}
-    for role in ("prefill", "decode"):
-        for i, server in enumerate(spec.servers(role)):
-            host = server.node_hosts[0]
-            address = server.listen or spec.host_address(host)
-            wanted.setdefault(host, []).append((f"{role}-{i}", address, server.port))
-            if server.bootstrap_port:
-                wanted[host].append((f"{role}-{i} bootstrap", address, server.bootstrap_port))
-    router_address = spec.router.listen or spec.host_address(spec.router_host)
-    wanted.setdefault(spec.router_host, []).append(("router", router_address, spec.router.port))
-    if spec.router.prometheus_port:
-        wanted[spec.router_host].append(
-            ("router prometheus", spec.router.prometheus_host or router_address, spec.router.prometheus_port)
-        )
-    return wanted
-
-
 @dataclass
 class Running:
     command: LaunchCommand
@@ -209,12 +190,9 @@ class Topology:
         with its processes, ready for :meth:`down`."""
         state = read_state(run_dir)
         spec = load_cluster(state["file"], run_dir)
-        if launcher_of(spec).allocates:
-            raise HostError(
-                f"{spec.label} runs as a Slurm job, which ends with its session; one a killed session "
-                f"left is listed by `pytest-pd ps --cluster {spec.label}` and cancelled by "
-                f"`pytest-pd down --cluster {spec.label}` (or the next session). There is nothing to adopt."
-            )
+        problem = launcher_of(spec).adopt_problem(spec)
+        if problem is not None:
+            raise HostError(problem)
         topology = cls(spec, run_dir, say=say)
         topology.connect_hosts()
         by_name = {c.name: c for c in topology.plan}
@@ -305,7 +283,7 @@ class Topology:
 
     def _check_ports(self) -> None:
         spec = self.spec
-        wanted = ports_by_host(spec)
+        wanted = spec.ports_by_host()
 
         def check(host_name: str) -> list[str]:
             items = wanted[host_name]

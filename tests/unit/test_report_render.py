@@ -9,7 +9,7 @@ import re
 from pytest_pd.judge.comparison import compare
 from pytest_pd.judge.thresholds import bounds_from_marker
 from pytest_pd.record import ClusterInfo, RunRecord, Simulated, encode_requests, migrate
-from pytest_pd.report import html, series, summary
+from pytest_pd.report import html, html_charts, series, summary
 from pytest_pd.workload.spec import Workload
 from tests.helpers.records import run_record
 
@@ -139,7 +139,7 @@ def test_trend_follows_every_bounded_metric_too():
         run_record("pp2", "", {**PP2, "prefix_cache_hit_rate": 0.4 + i / 100}, started_at=1.8e9 + i)
         for i in range(3)
     ]
-    out = html.trend_chart(comp, trend)
+    out = html_charts.trend_chart(comp, trend)
     shown = re.search(r'data-metrics="([^"]+)"', out).group(1).split(",")
     assert shown == [
         "mean_ttft_ms",
@@ -215,7 +215,7 @@ def test_router_metrics_get_their_own_table():
             {"t": 0.1, "values": {health: 0.0, requests: 33.0}},
         ],
     }
-    out = html.telemetry_section([("pp2", run)])
+    out = html_charts.telemetry_section([("pp2", run)])
     workers, router = out.split("Router-side metrics", 1)
     assert "decode-0" in workers and "smg_" not in workers  # the workers' table has no router rows
     assert "<th>router</th>" in router and "sglang:" not in router

@@ -1,18 +1,20 @@
 """Launchers: how a cluster file's processes get onto their hosts (``launcher:`` in the file).
 
 A launcher says whether pytest-pd starts and stops the processes at all, how the hosts of one
-bring-up are made and locked, whether servers start all at once, and how a host is named in
-messages. The topology asks it instead of branching on the launcher's name; a new launcher
-is one module here plus one line in ``_MODULES``, each imported only when a
-cluster file names it.
+bring-up are made and locked, whether servers start all at once, how a host is named in messages,
+and, for one that allocates its hosts (Slurm's job), what `pytest-pd commands`, `ps`, `down` and
+adopting a kept run say of that. The topology and the command line ask it instead of branching on
+its name. A launcher is found by name among the objects registered under the
+``pytest_pd.launchers`` entry-point group (pyproject.toml), each imported only when a cluster file
+names it: a new launcher is its module plus one entry-point line.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from pytest_pd.cluster.hosts import Host
@@ -22,13 +24,8 @@ if TYPE_CHECKING:
 
 Say = Callable[[str], None]
 
-# name -> module defining LAUNCHER; the order is the one error messages list them in
-_MODULES = {
-    "local": "pytest_pd.cluster.launchers.local",
-    "ssh": "pytest_pd.cluster.launchers.ssh",
-    "attach": "pytest_pd.cluster.launchers.attach",
-    "slurm": "pytest_pd.cluster.launchers.slurm",
-}
+GROUP = "pytest_pd.launchers"
+_SHIPPED = ("local", "ssh", "attach", "slurm")  # listed first, in this order, in messages
 
 
 class Hosts(Protocol):
@@ -75,19 +72,60 @@ class Launcher(Protocol):
 
     def hosts(self, spec: ClusterSpec, *, say: Say, local_python: str) -> Hosts: ...
 
+    # ------------------------------------------------ a launcher that allocates its hosts
+    def commands_comment(self, spec: ClusterSpec) -> list[str]:
+        """Comment lines heading `pytest-pd commands`: how the lines below reach their hosts."""
+        ...
+
+    def adopt_problem(self, spec: ClusterSpec) -> str | None:
+        """Why a run a session kept running cannot be adopted (`pytest-pd down RUN_DIR`), if so."""
+        ...
+
+    def show_allocations(self, spec: ClusterSpec, *, end_stale: bool, say: Say, show: Say) -> None:
+        """`pytest-pd ps/down --cluster` of a launcher that ``allocates``: its allocations of the
+        cluster and whose session holds each (``show``); ``end_stale`` ends those whose session is
+        gone, saying so (``say``)."""
+        ...
+
+
+class HostLauncher:
+    """What a launcher that does not allocate its hosts (local, SSH, attach) says of allocations:
+    nothing; its runs are found through the host locks."""
+
+    allocates = False
+
+    def commands_comment(self, spec: ClusterSpec) -> list[str]:
+        return []
+
+    def adopt_problem(self, spec: ClusterSpec) -> str | None:
+        return None
+
+    def show_allocations(self, spec: ClusterSpec, *, end_stale: bool, say: Say, show: Say) -> None:
+        raise NotImplementedError(f"launcher {spec.launcher} allocates nothing: use its host locks")
+
+
+@functools.cache
+def _entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
+
 
 def names() -> list[str]:
-    return list(_MODULES)
+    """The registered launcher names: the shipped ones first, then the others sorted."""
+    found = _entry_points()
+    return [n for n in _SHIPPED if n in found] + sorted(n for n in found if n not in _SHIPPED)
 
 
 @functools.cache
 def launcher(name: str) -> Launcher:
     try:
-        module = _MODULES[name]
+        found = _entry_points()[name]
     except KeyError:
-        raise ValueError(f"unknown launcher {name!r}; known: {', '.join(_MODULES)}") from None
-    found: Launcher = importlib.import_module(module).LAUNCHER
-    return found
+        raise ValueError(
+            f"unknown launcher {name!r}; registered: {', '.join(names()) or 'none'} "
+            f"(entry-point group {GROUP}; reinstall pytest-pd if it is empty)"
+        ) from None
+    loaded: Launcher = found.load()
+    return loaded
 
 
 def launcher_of(spec: ClusterSpec) -> Launcher:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from pytest_pd.cluster.launchers import Say
+from pytest_pd.cluster.launchers import HostLauncher, Say
 from pytest_pd.cluster.locks import MachineLock
 from pytest_pd.errors import HostError
 
@@ -41,11 +41,10 @@ class NoHosts:
         pass
 
 
-class AttachLauncher:
+class AttachLauncher(HostLauncher):
     name = "attach"
     manages_processes = False
     parallel_starts = False
-    allocates = False
 
     def problems(self, spec: ClusterSpec) -> list[tuple[Loc, str]]:
         return []

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from pytest_pd.cluster import host_agent
 from pytest_pd.cluster.hosts import CommandResult, Proc, survived_sigkill, tail_file
-from pytest_pd.cluster.launchers import Say
+from pytest_pd.cluster.launchers import HostLauncher, Say
 from pytest_pd.cluster.locks import LocalHostLock, MachineLock, local_lock_dir
 from pytest_pd.errors import HostError
 from pytest_pd.redaction import redact_argv
@@ -166,11 +166,10 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-class LocalLauncher:
+class LocalLauncher(HostLauncher):
     name = "local"
     manages_processes = True
     parallel_starts = False
-    allocates = False
 
     def problems(self, spec: ClusterSpec) -> list[tuple[Loc, str]]:
         return [

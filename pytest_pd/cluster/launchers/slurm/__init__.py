@@ -18,7 +18,7 @@ from pytest_pd.cluster.hosts import CommandResult, Proc
 from pytest_pd.cluster.launchers import Say
 from pytest_pd.cluster.launchers.local import LocalHost
 from pytest_pd.cluster.launchers.slurm.job import SlurmJob, job_name
-from pytest_pd.cluster.launchers.slurm.lease import SessionLease, cancel_stale
+from pytest_pd.cluster.launchers.slurm.lease import SessionLease, cancel_stale, session_jobs
 from pytest_pd.cluster.launchers.ssh.scripts import ports_in_use
 from pytest_pd.cluster.locks import MachineLock, local_lock_dir
 from pytest_pd.errors import HostError
@@ -200,6 +200,44 @@ class SlurmLauncher:
 
     def hosts(self, spec: ClusterSpec, *, say: Say, local_python: str) -> SlurmHosts:
         return SlurmHosts(spec, say)
+
+    def commands_comment(self, spec: ClusterSpec) -> list[str]:
+        return [
+            "# launcher: slurm: one job holds a node per host (sbatch --nodes=N, a script that sleeps);",
+            "# each line below runs on its host's node as a step of it: srun --jobid=JOB --overlap",
+            "# --nodes=1 --ntasks=1 --nodelist=NODE [slurm.srun_args] LINE; <host> is that node's NodeAddr",
+        ]
+
+    def adopt_problem(self, spec: ClusterSpec) -> str | None:
+        return (
+            f"{spec.label} runs as a Slurm job, which ends with its session; one a killed session "
+            f"left is listed by `pytest-pd ps --cluster {spec.label}` and cancelled by "
+            f"`pytest-pd down --cluster {spec.label}` (or the next session). There is nothing to adopt."
+        )
+
+    def show_allocations(self, spec: ClusterSpec, *, end_stale: bool, say: Say, show: Say) -> None:
+        """This user's jobs of the cluster, with whose session each is; ``end_stale`` cancels
+        those whose session died without teardown."""
+        label, name = spec.label, job_name(spec.label)
+        if end_stale:
+            cancelled = cancel_stale(name, say)
+            say(
+                f"{label}: "
+                + (f"{cancelled} stale Slurm job(s) cancelled" if cancelled else "no stale Slurm job")
+            )
+        jobs = session_jobs(name)
+        if not end_stale or jobs:
+            show(f"{label} (launcher: slurm): " + (f"{len(jobs)} job(s) named {name}" if jobs else "no job"))
+        for job in jobs:
+            show(f"  {JOB_OWNERS[job.owner].format(id=job.id)}: {job.describe()}")
+
+
+JOB_OWNERS = {
+    "live": "in use by a live session",
+    "stale": "STALE (its session is gone; `pytest-pd down --cluster` cancels it)",
+    "elsewhere": "its session ran on another machine (`pytest-pd ps/down --cluster` there)",
+    "unknown": "not from a pytest-pd session (`scancel {id}` if it is yours to end)",
+}
 
 
 LAUNCHER = SlurmLauncher()

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from pytest_pd.cluster.launchers import Say
+from pytest_pd.cluster.launchers import HostLauncher, Say
 from pytest_pd.cluster.launchers.ssh.config import resolve_target
 from pytest_pd.cluster.launchers.ssh.connection import SSHConnection
 from pytest_pd.cluster.launchers.ssh.host import SSHHost
@@ -101,11 +101,10 @@ class SSHHosts:
         self._conns.clear()
 
 
-class SSHLauncher:
+class SSHLauncher(HostLauncher):
     name = "ssh"
     manages_processes = True
     parallel_starts = True
-    allocates = False
 
     def problems(self, spec: ClusterSpec) -> list[tuple[Loc, str]]:
         return [
