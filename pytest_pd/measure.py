@@ -27,7 +27,7 @@ from pytest_pd.record import Environment, RunRecord, build_record
 from pytest_pd.redaction import scrub
 from pytest_pd.results import save_result
 from pytest_pd.run_context import run_context
-from pytest_pd.rundir import new_run_dir
+from pytest_pd.rundir import log_files, new_run_dir
 from pytest_pd.server_calls import flush_caches, server_info
 from pytest_pd.telemetry import cluster_sampler, gpu_inventory
 from pytest_pd.twin.predict import prediction_of, twin_problems
@@ -40,10 +40,6 @@ from pytest_pd.workload.tokenizer import load_tokenizer
 
 Say = Callable[[str], None]
 E = TypeVar("E", bound=BaseException)
-
-
-def log_files(run_dir: Path) -> list[Path]:
-    return sorted(run_dir.glob("*.log"), key=lambda p: (p.stem == "router", p.stem))
 
 
 class Hooks:
@@ -304,6 +300,15 @@ class Measurer:
         return self._tokenizers[path]
 
     def _prompts_for(self, spec: ClusterSpec, workload: Workload) -> list[Prompt]:
+        """The workload's prompts, once per tokenizer; a workload of an API the cluster's engine
+        lacks fails here, before any bring-up."""
+        apis = engines.engine_of(spec).apis
+        if workload.api not in apis:
+            raise PdError(
+                f"{spec.label}: engine {spec.engine} serves no {workload.api!r} API (it serves "
+                f"{', '.join(apis)}); give the suite's Workload api={apis[0]!r} "
+                "(with completions_prompt='ids' for exact lengths with any tokenizer)."
+            )
         key = (spec.tokenizer_path, workload.id)
         if key not in self._prompts:
             self._prompts[key] = build_prompts(self._tokenizer(spec), workload)

@@ -18,3 +18,8 @@ def new_run_dir(base: Path, label: str) -> Path:
         except FileExistsError:
             continue
     raise RuntimeError(f"could not create a run directory under {base}")
+
+
+def log_files(run_dir: Path) -> list[Path]:
+    """The process logs of a run directory, the servers' first, the router's last."""
+    return sorted(run_dir.glob("*.log"), key=lambda p: (p.stem == "router", p.stem))

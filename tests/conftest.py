@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import SGLANG_CPU_HOME, sim_cluster_copy
+from tests.helpers import SGLANG_CPU_HOME, VLLM_CPU_HOME, sim_cluster_copy
 
 TIERS = ("unit", "integration", "e2e")
 
@@ -40,6 +40,18 @@ def real_sglang() -> Path:
             pytrace=False,
         )
     return SGLANG_CPU_HOME
+
+
+@pytest.fixture(scope="session")
+def real_vllm() -> Path:
+    """The real-vLLM environment's folder (venv/, tiny-llama/); fails when it is not set up."""
+    if not (VLLM_CPU_HOME / ".ready").is_file():
+        pytest.fail(
+            f"real vLLM is not set up in {VLLM_CPU_HOME}: run `make real-vllm` once "
+            "(about 3 minutes), or deselect this tier with -m 'not real_vllm'",
+            pytrace=False,
+        )
+    return VLLM_CPU_HOME
 
 
 @pytest.fixture

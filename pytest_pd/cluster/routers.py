@@ -1,9 +1,10 @@
 """Router kinds: which router program fronts the workers (the cluster file's ``router.kind``).
 
 Everything that differs between the kinds lives in this one table; the rest of pytest-pd renders,
-gates and scrapes every kind the same way. Both kinds shipped here take the same flags (smg is
-sglang-router's successor, spun out as its own PyPI package) and serve the same ``/readiness``,
-``/workers`` and Prometheus metric names; a kind that differs in more adds a field here.
+gates and scrapes every kind the same way. The kinds shipped here take the same flags (smg is
+sglang-router's successor, spun out as its own PyPI package; vllm-router, for vLLM's PD workers,
+has its own PD switch and no bootstrap ports) and serve the same ``/readiness`` and ``/workers``;
+a kind that differs in more adds a field here.
 """
 
 from __future__ import annotations
@@ -20,14 +21,15 @@ if TYPE_CHECKING:
 DEFAULT = "sglang-router"
 
 
-def sglang_router_argv(spec: ClusterSpec, python: str, module: str) -> list[str]:
-    """sglang-router's command line (smg takes the same flags): the workers by URL, a prefill's
-    bootstrap port after its URL, then the router's own settings and ``extra_args``."""
+def sglang_router_argv(spec: ClusterSpec, python: str, kind: RouterKind) -> list[str]:
+    """sglang-router's command line (smg and vllm-router take the same flags, vllm-router with its
+    own PD switch): the workers by URL, a prefill's bootstrap port after its URL where the kind
+    takes one, then the router's own settings and ``extra_args``."""
     r = spec.router
-    argv = [python, "-m", module, "--pd-disaggregation"]
+    argv = [python, "-m", kind.module, kind.pd_flag]
     for server in spec.servers("prefill"):
         argv += ["--prefill", spec.server_url(server)]
-        if server.bootstrap_port is not None:
+        if server.bootstrap_port is not None and kind.bootstrap_ports:
             argv.append(str(server.bootstrap_port))
     for server in spec.servers("decode"):
         argv += ["--decode", spec.server_url(server)]
@@ -54,7 +56,9 @@ class RouterKind:
     # which environment runs things, and a console script (``smg launch``) would depend on that
     # environment's bin/ being on the PATH of a non-login SSH shell.
     module: str
-    render: Callable[[ClusterSpec, str, str], list[str]] = sglang_router_argv  # (spec, python, module)
+    render: Callable[[ClusterSpec, str, RouterKind], list[str]] = sglang_router_argv  # (spec, python, kind)
+    pd_flag: str = "--pd-disaggregation"  # the switch to prefill/decode mode
+    bootstrap_ports: bool = True  # a prefill's URL is followed by its bootstrap port
     readiness_path: str = "/readiness"  # 200 once the router can route (gated on at bring-up)
     workers_path: str = "/workers"  # the registered workers and their health (gated on after)
     # Prometheus families kept from the router's own metrics port (the rest — per-bucket
@@ -79,7 +83,7 @@ class RouterKind:
 
     def argv(self, spec: ClusterSpec, python: str) -> list[str]:
         """The router's command line, run by ``python``."""
-        return self.render(spec, python, self.module)
+        return self.render(spec, python, self)
 
 
 KINDS: dict[str, RouterKind] = {
@@ -87,6 +91,23 @@ KINDS: dict[str, RouterKind] = {
         "sglang-router", package="sglang-router", module="sglang_router.launch_router"
     ),
     "smg": RouterKind("smg", package="smg", module="smg.launch_router"),
+    # vLLM's PD workers (KV over NIXL: no bootstrap port); its own Prometheus families
+    "vllm-router": RouterKind(
+        "vllm-router",
+        package="vllm-router",
+        module="vllm_router.launch_router",
+        pd_flag="--vllm-pd-disaggregation",
+        bootstrap_ports=False,
+        metric_families=(
+            "vllm_router_pd_requests_total",
+            "vllm_router_pd_prefill_requests_total",
+            "vllm_router_pd_decode_requests_total",
+            "vllm_router_pd_prefill_errors_total",
+            "vllm_router_pd_decode_errors_total",
+            "vllm_router_worker_health",
+            "vllm_router_pd_active_decode_requests",
+        ),
+    ),
 }
 
 

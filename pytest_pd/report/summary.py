@@ -96,11 +96,23 @@ def _baseline_source(comp: Comparison) -> str:
     return f"stored run {base.path if base else None}"
 
 
+def engine_of(run: RunRecord) -> str:
+    """'vllm (vllm 0.32.0)': the cluster's engine and the versions its servers reported."""
+    versions = ", ".join(sorted(set(run.environment.engines.values())))
+    return f"{run.cluster.engine or 'unknown engine'}" + (f" ({versions})" if versions else "")
+
+
 def baseline_lines(comp: Comparison) -> list[str]:
-    """Where the baseline came from, and the last run compared with."""
+    """Where the baseline came from, whether it runs another engine, and the last run compared
+    with."""
     out = []
     if comp.baseline is not None:
         out.append(f"baseline: {comp.baseline.name}, {_baseline_source(comp)}")
+        if comp.baseline.cluster.engine != comp.candidate.cluster.engine:
+            out.append(
+                f"engines differ: candidate {engine_of(comp.candidate)}, baseline "
+                f"{engine_of(comp.baseline)}; the ratios compare engines as well as topologies"
+            )
     if comp.last is not None:
         out.append(f"last run: {comp.last.path or '(not stored)'}")
     return out

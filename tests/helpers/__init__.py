@@ -297,22 +297,26 @@ def sim_cluster_copy(name: str, dest: Path, **overrides: object) -> Path:
 # Real SGLang on this CPU (the real-engine tier, tests marked real_sglang): set up by
 # `make real-sglang` (tools/sglang_cpu/setup.sh) into this folder.
 SGLANG_CPU_HOME = Path(os.environ.get("PD_SGLANG_HOME", "~/.cache/pytest-pd/sglang-0.5.23-cpu")).expanduser()
+VLLM_CPU_HOME = Path(os.environ.get("PD_VLLM_HOME", "~/.cache/pytest-pd/vllm-0.32.0-cpu")).expanduser()
 
 
-def real_cluster_copy(name: str, dest: Path, **overrides: object) -> Path:
-    """A copy of a shipped cpu-* cluster file with fresh ports and the real-SGLang environment's
-    absolute paths (top-level keys replaced by ``overrides``)."""
+def real_cluster_copy(name: str, dest: Path, *, home: Path = SGLANG_CPU_HOME, **overrides: object) -> Path:
+    """A copy of a shipped cpu-* cluster file with fresh ports (a vLLM server's NIXL side channel
+    too) and the real-engine environment's absolute paths (``home``: SGLang's by default;
+    top-level keys replaced by ``overrides``)."""
     data = yaml.safe_load((CLUSTERS / f"{name}.yaml").read_text())
     servers = [*data["prefill"], *data["decode"]]
-    ports = iter(free_ports(2 * len(servers) + 2))
+    ports = iter(free_ports(3 * len(servers) + 2))
     for server in servers:
         server["port"] = next(ports)
         if "bootstrap_port" in server:
             server["bootstrap_port"] = next(ports)
+        if "VLLM_NIXL_SIDE_CHANNEL_PORT" in server.get("env", {}):
+            server["env"]["VLLM_NIXL_SIDE_CHANNEL_PORT"] = next(ports)
     data["router"].update(port=next(ports), prometheus_port=next(ports))
-    data["model"]["path"] = str(SGLANG_CPU_HOME / "tiny-llama")
+    data["model"]["path"] = str(home / "tiny-llama")
     for host in data["hosts"].values():
-        host["python"] = str(SGLANG_CPU_HOME / "venv" / "bin" / "python")
+        host["python"] = str(home / "venv" / "bin" / "python")
     data.update(overrides)
     dest.mkdir(parents=True, exist_ok=True)
     path = dest / f"{name}.yaml"

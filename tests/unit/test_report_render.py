@@ -235,3 +235,26 @@ def test_notes_say_how_tokens_were_counted_where_not_by_the_server():
     assert not any("tp8" in n for n in notes)  # the server counted: nothing to say
     html_notes = html.comparison_table(compare("t", "w", candidate, baseline, b))
     assert "tokens per chunk counted with the tokenizer" in html_notes
+
+
+def test_a_baseline_on_another_engine_is_said_plainly():
+    from pytest_pd.record import Environment
+
+    def on(engine: str, version: str, name: str) -> RunRecord:
+        run = run_record(name, "TP=1", PP2)
+        run.cluster = ClusterInfo(name=name, engine=engine)
+        run.environment = Environment(engines={"prefill-0": version, "decode-0": version})
+        return run
+
+    b = bounds_from_marker(("mean_ttft_ms",), {"max_ratio": 1.5}, KNOWN)
+    comp = compare(
+        "t", "w", on("sglang", "sglang 0.5.23", "cpu-1p1d"), on("vllm", "vllm 0.32.0", "cpu-vllm-1p1d"), b
+    )
+    want = (
+        "engines differ: candidate sglang (sglang 0.5.23), baseline vllm (vllm 0.32.0); "
+        "the ratios compare engines as well as topologies"
+    )
+    assert want in "\n".join(summary.terminal_lines(comp))
+    assert want in html.comparison_table(comp)
+    same = compare("t", "w", on("sglang", "sglang 0.5.23", "a"), on("sglang", "sglang 0.5.23", "b"), b)
+    assert "engines differ" not in "\n".join(summary.terminal_lines(same))

@@ -94,7 +94,7 @@ def test_unknown_kind_is_refused_listing_the_choices(tmp_path):
     with pytest.raises(ClusterFileError) as info:
         parse_cluster(path.read_text(), path)
     message = str(info.value)
-    assert "router.kind: expected 'sglang-router' or 'smg', got 'nginx'" in message
+    assert "router.kind: expected 'sglang-router', 'smg' or 'vllm-router', got 'nginx'" in message
     assert f"{path}" in message and "line " in message
 
 

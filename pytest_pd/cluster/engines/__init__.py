@@ -38,6 +38,7 @@ class Engine(Protocol):
     pod_flags: Mapping[str, str]
     options_key: str | None  # the cluster-file block holding its own options (``sim:``), if any
     simulated: bool  # runs no real model: no GPU to sample, results stand for another cluster
+    apis: tuple[str, ...]  # the workload APIs it serves (generate, completions, chat), preferred first
 
     # ---------------------------------------------------------------- the cluster file
     def server_argv(

@@ -31,6 +31,7 @@ class SGLang:
     }
     options_key: str | None = None
     simulated = False
+    apis: tuple[str, ...] = ("generate", "completions", "chat")
 
     # ---------------------------------------------------------------- the cluster file
     def server_argv(
