@@ -105,6 +105,25 @@ class Engine(Protocol):
         ...
 
 
+class NoOptionsBlock:
+    """What an engine without an options block of its own says of one (SGLang's and vLLM's every
+    option is a launch flag): nothing to render, check or read; real time."""
+
+    options_key: str | None = None
+
+    def server_args(self, options: Mapping[str, Any]) -> list[str]:
+        return []
+
+    def option_problems(self, options: Mapping[str, Any]) -> list[tuple[str, str]]:
+        return []
+
+    def read_option_files(self, options: dict[str, Any], folder: Path) -> list[tuple[str, str]]:
+        return []
+
+    def time_scale(self, options: Mapping[str, Any]) -> float:
+        return 1.0
+
+
 @functools.cache
 def _entry_points() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=GROUP)}

