@@ -1,14 +1,16 @@
 # Two entry points for a new user; both set up .venv on first use (Python >= 3.10 needed).
 #   make run    brings up the simulated sim-pp2 cluster and its sim-tp8 baseline, runs the seed
 #               workload on both, writes report.html
-#   make test   runs the plugin's own tests, every tier: sets up real SGLang on this CPU first
-#               (make real-sglang, once: ~5 min, 11 GB in ~/.cache/pytest-pd); the quick tier on
-#               two workers, then the e2e and real-engine tiers serially
+#   make test   runs the plugin's own tests, every tier: sets up real SGLang and real vLLM on this
+#               CPU first (make real-sglang, once: ~5 min, 11 GB; make real-vllm, once: ~3 min,
+#               4 GB; both in ~/.cache/pytest-pd); the quick tier on two workers, then the e2e and
+#               real-engine tiers serially
 # For your edit-test loop:
 #   make test-fast     the quick tier (no real SGLang, no sshd, no browser), on two pytest-xdist
 #                      workers: about two minutes
-#   make test-real     only the real-SGLang tier (tests marked real_sglang)
+#   make test-real     only the real-engine tiers (tests marked real_sglang or real_vllm)
 #   make real-sglang   set up (once) the pinned real SGLang environment the cpu-* clusters use
+#   make real-vllm     set up (once) the pinned real vLLM environment the cpu-vllm-* clusters use
 #   make lint          ruff check, ruff format --check, mypy (strict on the pure core), and
 #                      lint-imports (the design's layers and boundaries, pyproject.toml); .ci/run
 #                      and the pre-commit hook (.pre-commit-config.yaml) run it too
@@ -17,9 +19,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTHON ?= python3
 CLUSTER ?= sim-pp2
-FAST   := not e2e and not real_sglang
+FAST   := not e2e and not real_sglang and not real_vllm
 
-.PHONY: run test test-fast test-real real-sglang lint setup clean
+.PHONY: run test test-fast test-real real-sglang real-vllm lint setup clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,12 +34,15 @@ setup: $(STAMP)
 real-sglang:
 	PYTHON=$(PYTHON) bash tools/sglang_cpu/setup.sh
 
+real-vllm:
+	PYTHON=$(PYTHON) bash tools/vllm_cpu/setup.sh
+
 run: $(STAMP)
 	$(VENV)/bin/pytest suites/ --cluster=$(CLUSTER)
 
 # the quick tier on two workers, then the end-to-end and real-engine tiers one test at a time (their
 # timings are measured; two at once on two cores would skew them); fails if either fails
-test: $(STAMP) real-sglang
+test: $(STAMP) real-sglang real-vllm
 	$(VENV)/bin/pytest tests/ -m "$(FAST)" -n 2 $(PYTEST_ARGS); quick=$$?; \
 	$(VENV)/bin/pytest tests/ -m "not ($(FAST))" $(PYTEST_ARGS); slow=$$?; \
 	[ $$quick -eq 0 ] && [ $$slow -eq 0 ]
@@ -45,8 +50,8 @@ test: $(STAMP) real-sglang
 test-fast: $(STAMP)
 	$(VENV)/bin/pytest tests/ -m "$(FAST)" -n 2 $(PYTEST_ARGS)
 
-test-real: $(STAMP) real-sglang
-	$(VENV)/bin/pytest tests/ -m real_sglang $(PYTEST_ARGS)
+test-real: $(STAMP) real-sglang real-vllm
+	$(VENV)/bin/pytest tests/ -m "real_sglang or real_vllm" $(PYTEST_ARGS)
 
 LINTED := pytest_pd tests benchmarks tools suites conftest.py
 lint: $(STAMP)

@@ -1,39 +1,87 @@
-"""Plain HTTP GETs of pytest-pd's own and its clusters' URLs (stdlib urllib, no session, no retry),
-in the three shapes callers want: the status, the body text, the body as JSON."""
+"""Plain HTTP GETs of pytest-pd's own and its clusters' URLs (stdlib ``http.client``, no session, no
+retry), in the three shapes callers want: the status, the body text, the body as JSON.
+
+``timeout`` is the whole exchange's: connecting, the head and every byte of the body. A server that
+answers slowly, or trickles its body a byte at a time (a stuck engine's ``/metrics``), is given up
+on at the deadline, not allowed another ``timeout`` per read."""
 
 from __future__ import annotations
 
+import http.client
 import json
+import time
 import urllib.error
-import urllib.request
 from typing import Any
+from urllib.parse import urlsplit
+
+
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("timed out")
+    return left
+
+
+def _fetch(url: str, timeout: float, method: str = "GET") -> tuple[int, str, bytes]:
+    """(status, reason, body) of one request, all of it within ``timeout`` seconds. Raises
+    ``TimeoutError`` at the deadline and ``urllib.error.URLError`` when nothing answers."""
+    deadline = time.monotonic() + timeout
+    parts = urlsplit(url)
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = kind(parts.hostname or "localhost", parts.port, timeout=timeout)
+    try:
+        try:
+            conn.connect()
+        except TimeoutError:
+            raise
+        except OSError as exc:
+            raise urllib.error.URLError(exc) from exc
+        sock = conn.sock  # the response reads from it too (http.client lets go of it on close)
+        assert sock is not None
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        sock.settimeout(_left(deadline))
+        conn.request(method, target, body=None if method == "GET" else b"")
+        sock.settimeout(_left(deadline))
+        resp = conn.getresponse()
+        body = bytearray()
+        while True:
+            sock.settimeout(_left(deadline))  # each read gets only what is left
+            chunk = resp.read1(65536)
+            if not chunk:
+                return resp.status, resp.reason, bytes(body)
+            body += chunk
+    except TimeoutError:
+        raise TimeoutError("timed out") from None
+    finally:
+        conn.close()
 
 
 def get_status(url: str, timeout: float = 2.0, method: str = "GET") -> int | None:
     """HTTP status of a GET (or ``method``, with an empty body; error statuses included), or None
     when nothing answers in time."""
-    request = urllib.request.Request(url, method=method, data=b"" if method != "GET" else None)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 (our own URLs)
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except (urllib.error.URLError, OSError):
+        return _fetch(url, timeout, method)[0]
+    except (OSError, http.client.HTTPException):
         return None
 
 
 def get_text(url: str, timeout: float) -> str:
-    """The body of a GET as text (undecodable bytes replaced); raises what urllib raises
-    (``HTTPError`` for an error status, ``URLError``/``OSError`` when nothing answers in time)."""
-    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (cluster URLs)
-        return resp.read().decode("utf-8", errors="replace")
+    """The body of a GET as text (undecodable bytes replaced); raises ``urllib.error.HTTPError`` for
+    an error status, ``URLError`` when nothing answers, ``TimeoutError`` at the deadline (all
+    ``OSError``)."""
+    try:
+        status, reason, body = _fetch(url, timeout)
+    except http.client.HTTPException as exc:
+        raise urllib.error.URLError(f"bad HTTP response: {exc!r}") from exc
+    if status >= 400:
+        raise urllib.error.HTTPError(url, status, reason, {}, None)  # type: ignore[arg-type]
+    return body.decode("utf-8", errors="replace")
 
 
 def get_json(url: str, timeout: float = 5.0) -> dict[str, Any]:
     """The body of a GET parsed as JSON; ``{"error": "TYPE: message"}`` instead when the GET fails
     (error status, nothing answering, timeout) or the body is not JSON. Never raises for those."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (cluster URLs)
-            return json.loads(resp.read())
+        return json.loads(get_text(url, timeout))
     except (OSError, ValueError) as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}

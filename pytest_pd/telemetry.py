@@ -141,7 +141,7 @@ class Sampler:
     def stop(self) -> dict[str, Any]:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=self.timeout_s * 2 + 5)
+            self._thread.join(timeout=self.timeout_s + 5)
         self._sample()
         return self.data()
 
@@ -157,11 +157,16 @@ class Sampler:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self._sample()
+            self._sample(stoppable=True)
 
-    def _sample(self) -> None:
+    def _sample(self, stoppable: bool = False) -> None:
+        """One scrape of every target (each within ``timeout_s`` in all); ``stoppable``: the
+        background round ends early once :meth:`stop` is called, so stop waits for one target at
+        most, then takes the last sample itself."""
         t = round(time.time() - self.t0, 3)
         for name, url in self.metrics_urls.items():
+            if stoppable and self._stop.is_set():
+                return
             entry = self.server[name]
             try:
                 values = parse_prometheus(get_text(url, self.timeout_s), self.families.get(name, ()))

@@ -17,10 +17,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -34,8 +32,8 @@ from tests.helpers import (
     assert_nothing_left,
     real_cluster_copy,
     session_args,
-    wait_for_text,
 )
+from tests.helpers.midrun import kill_mid_run
 from tests.helpers.sshd import SshFarm
 
 pytestmark = pytest.mark.real_sglang
@@ -86,25 +84,18 @@ def test_workload(pd_run):
 """
 
 
-def wait_for_counter(metrics_url: str, name: str, n: float, proc: subprocess.Popen, timeout: float) -> None:
-    """Until the counter ``name`` (summed over its labels) on the server's /metrics reaches ``n``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the session ended before the requests finished"
-        try:
-            text = get_text(metrics_url, timeout=5)
-        except OSError:
-            text = ""
-        done = sum(
-            sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name == name
-        )
-        if done >= n:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{metrics_url}: {name} below {n} after {timeout:.0f} s")
+def counter(metrics_url: str, name: str) -> float:
+    """The counter ``name`` on a server's /metrics, summed over its labels (0 when unreachable)."""
+    try:
+        text = get_text(metrics_url, timeout=5)
+    except OSError:
+        return 0.0
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    )
 
 
 def run(argv: list[str], cwd: Path, timeout: float = 900) -> tuple[int, str]:
@@ -215,7 +206,7 @@ def test_shipped_suite_on_real_sglang_2p1d_local_and_1p1d_over_ssh(
         assert m["completed"] == 32 and m["failed"] == 0, m
         assert m["total_input_tokens"] == 32 * 1024 and m["total_output_tokens"] == 32 * 256, m
         assert r["server_info"]["decode-0"]["disaggregation_mode"] == "decode"
-        assert r["environment"]["sglang"] == {name: "0.5.23" for name in r["server_info"]}
+        assert r["environment"]["engines"] == {name: "sglang 0.5.23" for name in r["server_info"]}
         scraped = json.dumps(r["telemetry"])
         assert "sglang:num_running_reqs" in scraped and "sglang:kv_transfer" in scraped
         # where TTFT goes: SGLang's own histograms give every part
@@ -247,46 +238,30 @@ def test_shipped_suite_on_real_sglang_2p1d_local_and_1p1d_over_ssh(
 def test_process_killed_mid_run_fails_fast_and_names_it(real_sglang: Path, tmp_path: Path, victim: str):
     folder = tmp_path / "clusters"
     real_cluster_copy("cpu-1p1d", folder, baseline=None)
-    suite = tmp_path / "test_fault_suite.py"
-    suite.write_text(FAULT_SUITE)
-    out = tmp_path / "out"
-    log = tmp_path / "session.log"
-    with log.open("wb") as fh:
-        proc = subprocess.Popen(
-            pytest_argv(folder, out, "cpu-1p1d", str(suite)),
-            cwd=tmp_path,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        try:
-            wait_for_text(log, "cpu-1p1d: running in512", proc, timeout=600)
-            # well into the run: a measured request finished, others in flight (a fixed 5 s was
-            # not enough on a loaded machine). The decode server's generated tokens: with 4 in
-            # flight, more than the warm-up's 512 + 4 × 512 (+ a few for health checks) means at
-            # least one measured request is done, whether SGLang counts them as they come or at
-            # the end of each request (finished-request counters also count health checks).
-            decode_port = yaml.safe_load((folder / "cpu-1p1d.yaml").read_text())["decode"][0]["port"]
-            metrics = f"http://127.0.0.1:{decode_port}/metrics"
-            wait_for_counter(metrics, "sglang:generation_tokens_total", 512 + 4 * 512 + 64, proc, timeout=300)
-            (pid_file,) = (out / "runs").rglob(f"{victim}.pid")
-            os.killpg(int(pid_file.read_text()), signal.SIGKILL)
-            killed = time.monotonic()
-            proc.wait(timeout=120)
-            took = time.monotonic() - killed
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    text = log.read_text(errors="replace")
-    (result,) = [json.loads(p.read_text()) for p in (out / "results").glob("*.json")]
+    # well into the run: a measured request finished, others in flight (a fixed 5 s was not
+    # enough on a loaded machine). The decode server's generated tokens: with 4 in flight, more
+    # than the warm-up's 512 + 4 × 512 (+ a few for health checks) means at least one measured
+    # request is done, whether SGLang counts them as they come or at the end of each request
+    # (finished-request counters also count health checks).
+    decode_port = yaml.safe_load((folder / "cpu-1p1d.yaml").read_text())["decode"][0]["port"]
+    metrics = f"http://127.0.0.1:{decode_port}/metrics"
+    killed = kill_mid_run(
+        folder,
+        tmp_path,
+        "cpu-1p1d",
+        FAULT_SUITE,
+        victim,
+        "cpu-1p1d: running in512",
+        lambda: counter(metrics, "sglang:generation_tokens_total") >= 512 + 4 * 512 + 64,
+    )
+    text, took, result, out = killed.text, killed.took, killed.result, tmp_path / "out"
     m = result["metrics"]
     # the README's figures: how long, and what the client saw of the requests in flight
     print(
         f"{victim} killed: session ended {took:.1f} s later; {m['completed']} completed, "
         f"{m['failed']} failed {m['errors_by_kind']}; {m['error_examples']}"
     )
-    assert proc.returncode == 1, text
+    assert killed.returncode == 1, text
     assert re.search(
         rf"cluster cpu-1p1d lost a process while running in512-\S+:\n{victim} on cpu "
         r"exited with code -9",

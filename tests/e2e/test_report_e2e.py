@@ -191,7 +191,7 @@ def test_second_run_uses_stored_baseline_and_shows_history(chain):
     data = json.loads(second.read_text())
     assert len(data["repeats"]) == 3 and data["metrics"]["repeats"] == 3
     assert len(data["requests"]) == 3 and data["requests"][0]["encoding"] == "gzip+base64+json"
-    assert data["environment"]["sglang"]["decode-0"] == "sim (pytest-pd)"
+    assert data["environment"]["engines"]["decode-0"] == "sim (pytest-pd)"
     assert data["telemetry"]["server"]["decode-0"]["samples"]
     assert "sglang_router.launch_router" in data["cluster"]["commands"]
     assert data["host"] and data["started_at_iso"].endswith("Z")

@@ -23,6 +23,18 @@ ROUTES: dict[str, tuple[int, bytes]] = {
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
+        if self.path == "/trickle":  # a stuck server: the head at once, then a byte per 0.1 s
+            self.send_response(200)
+            self.send_header("Content-Length", "40")
+            self.end_headers()
+            try:
+                for _ in range(40):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            return
         if self.path == "/slow":
             time.sleep(SLOW_S)
             code, body = 200, b"{}"
@@ -101,3 +113,14 @@ def test_timeout(base_url: str):
     with pytest.raises(OSError, match="timed out"):  # TimeoutError
         get_text(base_url + "/slow", 0.2)
     assert time.monotonic() - start < 3 * SLOW_S  # each call gave up at its timeout
+
+
+def test_a_body_trickled_a_byte_at_a_time_is_cut_at_the_deadline(base_url: str):
+    """The timeout is the whole exchange's, not each read's (a byte every 0.1 s would never trip
+    a per-read timeout of 0.5 s, and the body takes 4 s)."""
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match="timed out"):
+        get_text(base_url + "/trickle", 0.5)
+    assert get_json(base_url + "/trickle", timeout=0.5) == {"error": "TimeoutError: timed out"}
+    assert get_status(base_url + "/trickle", timeout=0.5) is None
+    assert time.monotonic() - start < 3.0  # three calls of 0.5 s each, not 3 × 4 s
