@@ -37,6 +37,7 @@ class Toy:
     image = "example.org/toy:1"  # pytest-pd manifests' default container image
     options_key = None  # no `toy:` options block in the cluster file
     simulated = True  # runs no real model (no GPU to sample; times scaled by time_scale)
+    apis = ("generate", "completions", "chat")  # the workload APIs it serves, preferred first
     speedup = 20.0
 
     # the cluster file's server entries -> the command line
