@@ -12,7 +12,16 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from pytest_pd import redaction
 from pytest_pd.cluster.safe_yaml import Loc
@@ -49,11 +58,43 @@ def _registered(names: Callable[[], list[str]]) -> BeforeValidator:
 
 
 EnvBlock = dict[str, EnvValue]
-SimBlock = dict[str, bool | int | float | str]
+OptionsBlock = dict[str, bool | int | float | str]
+ENGINE_OPTIONS = "engine_options"
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class _HoldsEngineOptions(_Model):
+    """A level of the file that may hold engine option blocks (the top, ``server_defaults``, each
+    server): a key the schema does not name whose value is a mapping (``sim: {…}``) is one. It is
+    kept in ``engine_options`` under its key, checked by the cluster's engine (spec_rules: a block
+    no engine owns is an unknown key), and written back under its key."""
+
+    engine_options: dict[str, OptionsBlock] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_blocks(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        blocks = {k: v for k, v in data.items() if k not in cls.model_fields and isinstance(v, Mapping)}
+        if not blocks:
+            return data
+        rest = {k: v for k, v in data.items() if k not in blocks}
+        return {**rest, ENGINE_OPTIONS: {**rest.get(ENGINE_OPTIONS, {}), **blocks}}
+
+    @model_serializer(mode="wrap")
+    def _spread_blocks(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        blocks = out.pop(ENGINE_OPTIONS, None) or {}
+        return {**out, **blocks}
+
+
+def file_loc(loc: Loc) -> Loc:
+    """Where a field of the spec is in the file (engine option blocks sit under their own key)."""
+    return tuple(part for part in loc if part != ENGINE_OPTIONS)
 
 
 class SSHSpec(_Model):
@@ -104,7 +145,7 @@ class ModelSpec(_Model):
     name: str | None = None
 
 
-class ServerOptions(_Model):
+class ServerOptions(_HoldsEngineOptions):
     """Launch options shared by prefill and decode servers; None = not rendered (SGLang's default)."""
 
     tp: int | None = Field(default=None, ge=1)
@@ -129,7 +170,6 @@ class ServerOptions(_Model):
     extra_args: list[str] = []
     env: EnvBlock = {}
     health_timeout_s: float | None = Field(default=None, gt=0)
-    sim: SimBlock = {}
 
 
 class ServerSpec(ServerOptions):
@@ -171,7 +211,7 @@ class TwinSpec(_Model):
     profile: str
 
 
-class ClusterSpec(_Model):
+class ClusterSpec(_HoldsEngineOptions):
     name: str | None = None
     description: str = ""
     baseline: str | None = None
@@ -185,22 +225,27 @@ class ClusterSpec(_Model):
     decode: list[ServerSpec] = Field(min_length=1)
     router: RouterSpec = RouterSpec()
     slurm: SlurmSpec = SlurmSpec()
-    sim: dict[str, bool | int | float | str] = {}
     twin: TwinSpec | None = None
 
     # Set by parse_cluster, never by the file itself.
     _source: Path | None = PrivateAttr(default=None)
     _line_of: Callable[[Loc], int] | None = PrivateAttr(default=None)
 
-    def option_blocks(self) -> list[tuple[Loc, dict[str, bool | int | float | str]]]:
-        """The engine option blocks (``sim:``) at the top, in server_defaults and in each server."""
-        blocks: list[tuple[Loc, dict[str, bool | int | float | str]]] = [
-            (("sim",), self.sim),
-            (("server_defaults", "sim"), self.server_defaults.sim),
+    def option_blocks(self) -> list[tuple[Loc, OptionsBlock]]:
+        """The engine option blocks (``sim:``) at the top, in server_defaults and in each server,
+        each with where it is in the file."""
+        levels: list[tuple[Loc, _HoldsEngineOptions]] = [
+            ((), self),
+            (("server_defaults",), self.server_defaults),
         ]
         for role, servers in (("prefill", self.prefill), ("decode", self.decode)):
-            blocks += [((role, i, "sim"), server.sim) for i, server in enumerate(servers)]
-        return blocks
+            levels += [((role, i), server) for i, server in enumerate(servers)]
+        return [(loc + (key,), block) for loc, level in levels for key, block in level.engine_options.items()]
+
+    def fields_at(self, loc: Loc) -> list[str]:
+        """The keys the schema names at the level holding ``loc``'s last part."""
+        model = type(self) if len(loc) == 1 else ServerOptions if loc[0] == "server_defaults" else ServerSpec
+        return [k for k in model.model_fields if k != ENGINE_OPTIONS]
 
     def file_error(self, problems: list[tuple[Loc, str]]) -> ClusterFileError:
         """The error naming this cluster file, and each problem's line and field, for checks made
@@ -335,11 +380,14 @@ def merge_defaults(defaults: ServerOptions, server: ServerSpec) -> ServerSpec:
     update: dict[str, Any] = {
         k: getattr(defaults, k)
         for k in defaults.model_fields_set
-        if k not in server.model_fields_set and k not in ("extra_args", "env", "sim")
+        if k not in server.model_fields_set and k not in ("extra_args", "env", ENGINE_OPTIONS)
     }
     update["extra_args"] = [*defaults.extra_args, *server.extra_args]
     update["env"] = {**defaults.env, **server.env}
-    update["sim"] = {**defaults.sim, **server.sim}
+    update[ENGINE_OPTIONS] = {
+        key: {**defaults.engine_options.get(key, {}), **server.engine_options.get(key, {})}
+        for key in {**defaults.engine_options, **server.engine_options}
+    }
     return server.model_copy(update=update)
 
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from pytest_pd.cluster import engines, safe_yaml, spec_rules
 from pytest_pd.cluster.safe_yaml import Loc
-from pytest_pd.cluster.spec import ClusterSpec, format_problems
+from pytest_pd.cluster.spec import ENGINE_OPTIONS, ClusterSpec, file_loc, format_problems
 from pytest_pd.errors import ClusterFileError
 
 
@@ -61,7 +61,7 @@ def _describe(err: Mapping[str, Any]) -> str:
     value = err.get("input")
     if kind == "extra_forbidden":
         model = _model_at(loc[:-1])
-        allowed = ", ".join(model.model_fields) if model else "?"
+        allowed = ", ".join(k for k in model.model_fields if k != ENGINE_OPTIONS) if model else "?"
         return f"unknown key {loc[-1]!r}; allowed here: {allowed}"
     if kind == "missing":
         return "required field is missing"
@@ -89,7 +89,9 @@ def parse_cluster(text: str, source: Path) -> ClusterSpec:
     try:
         spec = ClusterSpec.model_validate(document.data)
     except ValidationError as exc:
-        found = [(document.line_of(tuple(e["loc"])), tuple(e["loc"]), _describe(e)) for e in exc.errors()]
+        found = [
+            (document.line_of(file_loc(e["loc"])), file_loc(e["loc"]), _describe(e)) for e in exc.errors()
+        ]
         raise ClusterFileError(format_problems(where, found)) from None
     spec._source = source
     spec._line_of = document.line_of

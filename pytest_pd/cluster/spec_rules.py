@@ -122,13 +122,20 @@ def problems(spec: ClusterSpec, cluster_dir: Path | None) -> list[tuple[Loc, str
 
 def _engine_option_problems(spec: ClusterSpec) -> list[tuple[Loc, str]]:
     """Engine option blocks (``sim:`` at the top, in server_defaults and in each server) belong to
-    the engine that reads them, which checks their entries."""
+    the engine that reads them, which checks their entries; a block no engine owns is an unknown
+    key."""
     engine = engines.engine_of(spec)
     problems: list[tuple[Loc, str]] = []
     for loc, block in spec.option_blocks():
         key = str(loc[-1])
-        if block and engine.options_key != key:
-            problems.append((loc, f"a `{key}:` block needs `engine: {engines.owner_of(key)}`"))
+        owner = engines.owner_of(key)
+        if owner is None:
+            own = f", {engine.options_key} (engine {engine.name}'s options)" if engine.options_key else ""
+            problems.append(
+                (loc, f"unknown key {key!r}; allowed here: {', '.join(spec.fields_at(loc))}{own}")
+            )
+        elif engine.options_key != key:
+            problems.append((loc, f"a `{key}:` block needs `engine: {owner}`"))
         elif block:
             problems += [(loc + (name,), why) for name, why in engine.option_problems(block)]
     return problems

@@ -45,17 +45,24 @@ def _value(run: RunRecord, col: Column) -> str:
     return col.fmt.format(value * col.scale)
 
 
-def _side_label(run: RunRecord, role: str) -> str:
+def _side_label(run: RunRecord, role: str, engine: bool = False) -> str:
+    """'cpu-1p1d (candidate, sglang 0.5.23)': the engine is named when the two sides differ in it."""
     sim = f", simulated ×{run.speedup:g}" if run.simulated else ""
-    return f"{run.name} ({role}{sim})"
+    eng = f", {engine_of(run, short=True)}" if engine else ""
+    return f"{run.name} ({role}{eng}{sim})"
+
+
+def engines_differ(comp: Comparison) -> bool:
+    return comp.baseline is not None and comp.baseline.cluster.engine != comp.candidate.cluster.engine
 
 
 def table_rows(comp: Comparison) -> list[tuple[str, ...]]:
     """Header first, then candidate, baseline, Δ %, bound and verdict rows."""
     rows: list[tuple[str, ...]] = [HEADER]
+    engine = engines_differ(comp)
     rows.append(
         (
-            _side_label(comp.candidate, "candidate"),
+            _side_label(comp.candidate, "candidate", engine),
             comp.candidate.cluster.prefill_strategy,
             *(_value(comp.candidate, c) for c in COLUMNS),
         )
@@ -63,7 +70,9 @@ def table_rows(comp: Comparison) -> list[tuple[str, ...]]:
     if comp.baseline is None:
         return rows
     b = comp.baseline
-    rows.append((_side_label(b, "baseline"), b.cluster.prefill_strategy, *(_value(b, c) for c in COLUMNS)))
+    rows.append(
+        (_side_label(b, "baseline", engine), b.cluster.prefill_strategy, *(_value(b, c) for c in COLUMNS))
+    )
     deltas = []
     for c in COLUMNS:
         cv, bv = comp.candidate.metrics.get(c.metric), b.metrics.get(c.metric)
@@ -96,10 +105,16 @@ def _baseline_source(comp: Comparison) -> str:
     return f"stored run {base.path if base else None}"
 
 
-def engine_of(run: RunRecord) -> str:
-    """'vllm (vllm 0.32.0)': the cluster's engine and the versions its servers reported."""
-    versions = ", ".join(sorted(set(run.environment.engines.values())))
-    return f"{run.cluster.engine or 'unknown engine'}" + (f" ({versions})" if versions else "")
+def engine_of(run: RunRecord, short: bool = False) -> str:
+    """'vllm (vllm 0.32.0)': the cluster's engine and the versions its servers reported;
+    ``short``: the versions alone when they all name the engine ('vllm 0.32.0')."""
+    engine = run.cluster.engine or "unknown engine"
+    versions = sorted(set(run.environment.engines.values()))
+    if not versions:
+        return engine
+    if short and all(v.split(" ", 1)[0] == engine for v in versions):
+        return ", ".join(versions)
+    return f"{engine} ({', '.join(versions)})"
 
 
 def baseline_lines(comp: Comparison) -> list[str]:
@@ -108,10 +123,10 @@ def baseline_lines(comp: Comparison) -> list[str]:
     out = []
     if comp.baseline is not None:
         out.append(f"baseline: {comp.baseline.name}, {_baseline_source(comp)}")
-        if comp.baseline.cluster.engine != comp.candidate.cluster.engine:
+        if engines_differ(comp):
             out.append(
-                f"engines differ: candidate {engine_of(comp.candidate)}, baseline "
-                f"{engine_of(comp.baseline)}; the ratios compare engines as well as topologies"
+                f"engines differ: candidate {engine_of(comp.candidate, short=True)}, baseline "
+                f"{engine_of(comp.baseline, short=True)}; the ratios compare engines as well as topologies"
             )
     if comp.last is not None:
         out.append(f"last run: {comp.last.path or '(not stored)'}")

@@ -42,7 +42,9 @@ def model_of(spec: ClusterSpec) -> SimParams | None:
     if spec.twin is not None:
         return load_profile(Path(spec.resolve_path(spec.twin.profile))).sim_params()
     if spec.engine == "sim":
-        values: dict[str, Any] = {k: v for k, v in spec.sim.items() if k in TIMING_PARAMS}
+        values: dict[str, Any] = {
+            k: v for k, v in spec.engine_options.get("sim", {}).items() if k in TIMING_PARAMS
+        }
         return dataclasses.replace(SimParams(), **values)
     return None
 

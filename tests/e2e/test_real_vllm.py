@@ -3,20 +3,14 @@ disaggregated with NIXL moving the KV cache, behind the real vllm-router; the sa
 random-weight Llama as the SGLang tier. Set up once with `make real-vllm`; every test here is
 marked ``real_vllm``.
 
-- a suite on cpu-vllm-1p1d over vLLM's OpenAI completions API (token-id prompts): green, exact
-  token counts from vLLM's usage, its version recorded per server, its /metrics read into the TTFT
-  breakdown (the KV really moved: the decode computed none of the prompt), nothing left running;
+- (the suite on cpu-vllm-1p1d against its SGLang baseline is tests/e2e/test_cross_engine.py;)
 - the prefill, the decode or the router killed mid-run: the session fails within 30 s naming the
   process, and nothing is left running.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,25 +18,10 @@ import yaml
 
 from pytest_pd.http_get import get_text
 from pytest_pd.prometheus import parse_prometheus
-from tests.helpers import assert_nothing_left, real_cluster_copy, session_args
+from tests.helpers import assert_nothing_left, real_cluster_copy
 from tests.helpers.midrun import kill_mid_run
 
 pytestmark = pytest.mark.real_vllm
-
-SUITE = """
-import pytest
-from pytest_pd import Workload
-
-W = Workload(input_len=256, output_len=32, concurrency=2, num_requests=8, api="completions",
-             completions_prompt="ids")
-
-@pytest.mark.pd_threshold("mean_ttft_ms", max=60000)
-@pytest.mark.parametrize("pd_workload", [W], ids=lambda w: w.id)
-def test_vllm_serves(pd_run):
-    m = pd_run.candidate.metrics
-    assert m["completed"] == 8 and m["failed"] == 0
-    assert m["input_len_mismatches"] == 0 and m["output_len_mismatches"] == 0
-"""
 
 # A run long enough to be going when a process is killed, absolute bounds only.
 FAULT_SUITE = """
@@ -56,47 +35,6 @@ W = Workload(input_len=256, output_len=256, concurrency=2, num_requests=64, api=
 def test_workload(pd_run):
     pass
 """
-
-
-def pytest_argv(folder: Path, out: Path, cluster: str, suite: Path) -> list[str]:
-    return [sys.executable, "-m", "pytest", str(suite), *session_args(folder, out, cluster), "-s"]
-
-
-def test_suite_on_real_vllm_1p1d(real_vllm: Path, tmp_path: Path):
-    folder = tmp_path / "clusters"
-    real_cluster_copy("cpu-vllm-1p1d", folder, home=real_vllm)
-    suite = tmp_path / "test_vllm_suite.py"
-    suite.write_text(SUITE)
-    out = tmp_path / "out"
-    done = subprocess.run(
-        pytest_argv(folder, out, "cpu-vllm-1p1d", suite),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    text = done.stdout + done.stderr
-    assert done.returncode == 0, text
-    (record,) = [json.loads(p.read_text()) for p in (out / "results").glob("*.json")]
-    m = record["metrics"]
-    print(
-        f"vLLM 1P1D: TTFT mean {m['mean_ttft_ms']:.0f} ms, TPOT mean {m['mean_tpot_ms']:.1f} ms, "
-        f"output {m['output_throughput']:.1f} tok/s; breakdown {record['ttft_breakdown']}"
-    )
-    assert record["cluster"]["engine"] == "vllm"
-    assert record["environment"]["engines"] == {"prefill-0": "vllm 0.32.0", "decode-0": "vllm 0.32.0"}
-    assert record["environment"]["router"].startswith("vllm-router ")
-    parts = record["ttft_breakdown"]["parts"]
-    assert parts["prefill"] > 0 and parts["kv_transfer"] > 0 and parts["client_router"] >= 0, parts
-    assert "prefix cache not flushed" not in text, text
-    # the KV cache came over NIXL: the decode server computed none of the prompts itself
-    decode = record["telemetry"]["server"]["decode-0"]["samples"][-1]["values"]
-    by_source = {k: v for k, v in decode.items() if k.startswith("vllm:prompt_tokens_by_source_total")}
-    transferred = sum(v for k, v in by_source.items() if "external_kv_transfer" in k)
-    computed = sum(v for k, v in by_source.items() if "local_compute" in k)
-    assert transferred >= 8 * 256 and computed == 0, by_source
-    assert_nothing_left(out / "runs")
 
 
 def _decode_generated(port: int) -> float:
@@ -118,7 +56,7 @@ DECODE_SLOW = pytest.mark.xfail(reason="vLLM decode kill: 26-32 s in 3 of 7 runs
 @pytest.mark.parametrize("victim", [pytest.param("decode-0", marks=DECODE_SLOW), "prefill-0", "router"])
 def test_process_killed_mid_run_fails_fast_and_names_it(real_vllm: Path, tmp_path: Path, victim: str):
     folder = tmp_path / "clusters"
-    path = real_cluster_copy("cpu-vllm-1p1d", folder, home=real_vllm)
+    path = real_cluster_copy("cpu-vllm-1p1d", folder, home=real_vllm, baseline=None)
     decode_port = yaml.safe_load(path.read_text())["decode"][0]["port"]
     killed = kill_mid_run(
         folder,

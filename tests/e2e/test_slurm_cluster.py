@@ -110,7 +110,7 @@ def test_doctor_asks_each_node_of_one_job(local_slurm: LocalSlurm, tmp_path: Pat
     assert "launcher slurm, engine sim" in done.stdout
     for host, runs in (("prefill-node", "prefill-0, router"), ("decode-node", "decode-0")):
         assert re.search(
-            rf"host {host}: Python [\d.]+ at \S+python\n  runs {runs}\n  ok +pytest_pd.sim", done.stdout
+            rf"host {host}: Python [\d.]+ at \S+\n  runs {runs}\n  ok +pytest_pd.sim", done.stdout
         )
     assert done.stdout.rstrip().endswith("nothing missing")
     assert local_slurm.jobs() == []

@@ -65,7 +65,7 @@ def test_doctor_over_ssh_reports_each_host(sshd_farm: SshFarm, tmp_path: Path):
     out = done.stdout
     assert "launcher ssh, engine sim" in out
     for host, runs in (("prefill-node", "prefill-0, router"), ("decode-node", "decode-0")):
-        assert re.search(rf"host {host}: Python [\d.]+ at \S+python", out), out
+        assert re.search(rf"host {host}: Python [\d.]+ at \S+", out), out
         assert f"runs {runs}" in out
     assert re.search(r"ok +sglang_router.launch_router +sglang-router ", out), out
     assert out.rstrip().endswith("nothing missing")

@@ -29,16 +29,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pytest_pd.cluster import engines
+
 
 class Toy:
     name = "toy"  # the cluster file's `engine: toy`
     server_module = "pytest_pd.sim"  # python -m MODULE on every prefill and decode node
     distribution = "pytest-pd"  # the PyPI distribution that provides it (pytest-pd doctor)
     image = "example.org/toy:1"  # pytest-pd manifests' default container image
-    options_key = None  # no `toy:` options block in the cluster file
+    options_key = "toy"  # its own `toy:` block in the cluster file (top, server_defaults, servers)
     simulated = True  # runs no real model (no GPU to sample; times scaled by time_scale)
     apis = ("generate", "completions", "chat")  # the workload APIs it serves, preferred first
-    speedup = 20.0
 
     # the cluster file's server entries -> the command line
     def server_argv(self, spec, role, server, rank, *, python):
@@ -47,8 +48,8 @@ class Toy:
         if role == "prefill" and server.bootstrap_port is not None:
             argv += ["--disaggregation-bootstrap-port", str(server.bootstrap_port)]
         argv += ["--host", server.listen or spec.host_address(server.node_hosts[rank])]
-        argv += ["--port", str(server.port), "--sim-speedup", str(self.speedup)]
-        return argv + list(server.extra_args)
+        argv += ["--port", str(server.port)]
+        return argv + self.server_args(engines.options(spec, server)) + list(server.extra_args)
 
     def exports_metrics(self, server) -> bool:
         return False
@@ -56,17 +57,18 @@ class Toy:
     def uses_gpus(self, argv: Sequence[str]) -> bool:
         return False
 
+    # the `toy:` block: checked when the cluster file is read, rendered into the command line
     def server_args(self, options: Mapping[str, Any]) -> list[str]:
-        return []
+        return ["--sim-speedup", str(float(options.get("speedup", 1)))]
 
     def option_problems(self, options: Mapping[str, Any]) -> list[tuple[str, str]]:
-        return []
+        return [(key, "unknown toy option; toy takes: speedup") for key in options if key != "speedup"]
 
     def read_option_files(self, options: dict[str, Any], folder: Path) -> list[tuple[str, str]]:
         return []
 
     def time_scale(self, options: Mapping[str, Any]) -> float:
-        return self.speedup
+        return float(options.get("speedup", 1))
 
     def spec_problems(self, spec) -> list:
         return [(("decode",), "toy serves one decode server")] if len(spec.decode) > 1 else []
@@ -140,6 +142,7 @@ def toy_cluster(folder: Path) -> None:
         "engine": "toy",
         "model": {"path": str(SIM_MODEL), "name": "sim-tiny"},
         "hosts": {"node": {"address": "127.0.0.1"}},
+        "toy": {"speedup": 20},  # the engine's own options block
         "server_defaults": {"health_timeout_s": 60},
         "prefill": [{"host": "node", "port": prefill, "bootstrap_port": boot}],
         "decode": [{"host": "node", "port": decode}],
@@ -178,10 +181,11 @@ def test_an_engine_installed_from_outside_runs_a_suite(pytester: pytest.Pytester
     assert stored["ttft_breakdown"] is None and stored["simulated"]["speedup"] == 20.0
     assert "--sim-speedup 20.0" in stored["cluster"]["commands"]
 
-    # the engine's own rule of a cluster file, with its line
+    # the engine's own rules of a cluster file and of its options block, with their lines
     path = clusters / "toy-1p1d.yaml"
     data = yaml.safe_load(path.read_text())
     data["decode"].append({"host": "node", "port": free_ports(1)[0]})
+    data["prefill"][0]["toy"] = {"speed": 2}
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     bad = subprocess.run(
         [sys.executable, "-m", "pytest_pd.cli", "commands", "toy-1p1d", "--cluster-dir", str(clusters)],
@@ -190,3 +194,4 @@ def test_an_engine_installed_from_outside_runs_a_suite(pytester: pytest.Pytester
         timeout=120,
     )
     assert bad.returncode != 0 and "decode: toy serves one decode server" in bad.stderr, bad.stderr
+    assert "prefill[0].toy.speed: unknown toy option; toy takes: speedup" in bad.stderr, bad.stderr

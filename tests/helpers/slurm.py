@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import free_ports
+
 NODES = {"n1": "127.0.0.2", "n2": "127.0.0.3"}
 PARTITION = "pd"
 INSTALL_HINT = "install it with `apt-get install -y slurmctld slurmd slurm-client munge` (.ci/run does this)"
@@ -34,12 +36,6 @@ class SlurmUnavailable(Exception):
 # server was about to bind (CI: "address already in use" and srun's "Insane message length" from
 # the health poll). A range above the kernel's (32768-60999) keeps the two apart.
 SRUN_PORTS = "61000-61999"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _conf(folder: Path, ctld_port: int, node_ports: dict[str, int]) -> str:
@@ -117,7 +113,8 @@ class LocalSlurm:
             )
         )  # fmt: skip
         self._wait(lambda: (f / "munge.socket").exists(), "munged's socket", f / "munged.log")
-        self.conf.write_text(_conf(f, _free_port(), {n: _free_port() for n in NODES}))
+        ctld, *nodes = free_ports(1 + len(NODES))  # at once, so no two come back equal
+        self.conf.write_text(_conf(f, ctld, dict(zip(NODES, nodes, strict=True))))
         env = {**os.environ, **self.env}
         self.procs.append(
             subprocess.Popen(["slurmctld", "-D", "-i"], env=env, stdout=subprocess.DEVNULL,

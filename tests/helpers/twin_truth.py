@@ -7,7 +7,6 @@ holds it to 5 % and ``benchmarks/twin_identifiability.py`` that prints it."""
 from __future__ import annotations
 
 import copy
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from pytest_pd.twin.calibrate import Calibration, calibrate, relative_errors
 from pytest_pd.twin.observed import Observed, observe
 from pytest_pd.workload.spec import Workload
 
-from . import REPO
+from . import REPO, free_ports
 
 HIDDEN = {
     "prefill_tokens_per_s": 12000.0,
@@ -44,12 +43,6 @@ TOPOLOGIES = {
 STATS = ("mean_ttft_ms", "mean_tpot_ms", "output_throughput")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def write_cluster(
     folder: Path,
     name: str,
@@ -65,18 +58,20 @@ def write_cluster(
     data["model"]["path"] = str(REPO / "clusters" / "models" / "sim-tiny")
     data["sim"] = {**HIDDEN, "speedup": speedup}
     data["hosts"] = {"node": {"address": "127.0.0.1"}}
+    # all at once: ports asked for one by one can come back equal once each socket is closed
+    ports = iter(free_ports(2 * len(prefill) + len(decode) + 2))
     data["prefill"] = [
         {
             **copy.deepcopy(p),
             "host": "node",
-            "port": free_port(),
-            "bootstrap_port": free_port(),
+            "port": next(ports),
+            "bootstrap_port": next(ports),
             "disable_overlap_schedule": True,
         }
         for p in prefill
     ]
-    data["decode"] = [{**d, "host": "node", "port": free_port(), "prefill_pp": prefill_pp} for d in decode]
-    data["router"].update(host="node", port=free_port(), prometheus_port=free_port())
+    data["decode"] = [{**d, "host": "node", "port": next(ports), "prefill_pp": prefill_pp} for d in decode]
+    data["router"].update(host="node", port=next(ports), prometheus_port=next(ports))
     # round robin is modelled as it is; the router's default cache-aware policy is not (see below)
     data["router"]["extra_args"] = [*data["router"].get("extra_args", []), "--policy", policy]
     (folder / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))

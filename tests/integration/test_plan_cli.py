@@ -43,7 +43,7 @@ def test_plan_ranks_candidates_and_writes_runnable_cluster_files(tmp_path: Path)
         spec = load_cluster(str(path), out)  # validates, with its baseline (copied) beside it
         assert spec.baseline == "sim-tp8" and (out / "sim-tp8.yaml").is_file()
         assert spec.twin is not None and Path(spec.resolve_path(spec.twin.profile)).is_file()
-        assert Path(spec.model_path).is_dir() and spec.sim["speedup"] == 10
+        assert Path(spec.model_path).is_dir() and spec.engine_options["sim"]["speedup"] == 10
         prediction = yaml.safe_load(path.with_name(path.stem + ".prediction.yaml").read_text())
         assert prediction["workload"] == "in6000-out1000-c16-n32"
         assert prediction["predicted"]["output_throughput"] > 0

@@ -251,10 +251,16 @@ def test_a_baseline_on_another_engine_is_said_plainly():
         "t", "w", on("sglang", "sglang 0.5.23", "cpu-1p1d"), on("vllm", "vllm 0.32.0", "cpu-vllm-1p1d"), b
     )
     want = (
-        "engines differ: candidate sglang (sglang 0.5.23), baseline vllm (vllm 0.32.0); "
+        "engines differ: candidate sglang 0.5.23, baseline vllm 0.32.0; "
         "the ratios compare engines as well as topologies"
     )
     assert want in "\n".join(summary.terminal_lines(comp))
+    rows = summary.table_rows(comp)
+    assert [r[0] for r in rows[1:3]] == [
+        "cpu-1p1d (candidate, sglang 0.5.23)",
+        "cpu-vllm-1p1d (baseline, vllm 0.32.0)",
+    ]
     assert want in html.comparison_table(comp)
     same = compare("t", "w", on("sglang", "sglang 0.5.23", "a"), on("sglang", "sglang 0.5.23", "b"), b)
     assert "engines differ" not in "\n".join(summary.terminal_lines(same))
+    assert summary.table_rows(same)[1][0] == "a (candidate)"

@@ -232,3 +232,30 @@ def test_cli_reports_error_without_traceback(tmp_path):
     assert out.returncode == 2
     assert "bad.yaml" in out.stderr and "line 7, prefill[0].tp" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_engine_option_blocks_merge_and_are_written_back_under_their_key(tmp_path: Path):
+    import yaml
+
+    from pytest_pd.cluster import engines
+
+    spec = load_cluster("sim-pp2", REPO / "clusters")
+    top = spec.engine_options["sim"]
+    assert top["speedup"] == 10
+    # a server's own block wins over server_defaults', which wins over the top's
+    raw = yaml.safe_load((REPO / "clusters" / "sim-pp2.yaml").read_text())
+    raw["server_defaults"]["sim"] = {"speedup": 5, "decode_memory_efficiency": 0.5}
+    raw["decode"][0]["sim"] = {"speedup": 7}
+    raw.pop("baseline")
+    (tmp_path / "sim-pp2.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    spec = load_cluster("sim-pp2", tmp_path)
+    decode = spec.servers("decode")[0]
+    assert engines.options(spec, decode) == {**top, "speedup": 7, "decode_memory_efficiency": 0.5}
+    assert engines.options(spec, spec.servers("prefill")[0])["speedup"] == 5
+    # what `pytest-pd attach` and the run state write back reads as the file did
+    dumped = spec.model_dump(mode="json", exclude_unset=True)
+    assert "engine_options" not in dumped and dumped["sim"] == top
+    assert dumped["decode"][0]["sim"] == {"speedup": 7}
+    assert dumped["server_defaults"]["sim"]["decode_memory_efficiency"] == 0.5
+    (tmp_path / "again.yaml").write_text(yaml.safe_dump({**dumped, "name": "again"}, sort_keys=False))
+    assert load_cluster("again", tmp_path).model_dump() == {**spec.model_dump(), "name": "again"}

@@ -148,7 +148,7 @@ def test_a_plan_written_from_a_template_keeps_its_flags_and_validates(tmp_path: 
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     spec = parse_cluster(path.read_text(), path)
     assert spec.model_path == str((CLUSTERS / "models" / "sim-tiny").resolve())
-    assert spec.sim == raw["sim"] and spec.server_defaults.mem_fraction_static == 0.9
+    assert spec.engine_options["sim"] == raw["sim"] and spec.server_defaults.mem_fraction_static == 0.9
     assert [(s.host, s.base_gpu_id) for s in spec.prefill] == [("prefill-node", None), ("prefill-node", 4)]
     ports = [s.port for s in spec.prefill + spec.decode] + [s.bootstrap_port for s in spec.prefill]
     assert len(set(ports)) == len(ports) and spec.router.port not in ports  # one address for all

@@ -127,6 +127,7 @@ def test_a_workload_on_an_api_vllm_lacks_fails_before_bring_up(tmp_path: Path):
 
     data = yaml.safe_load((REPO / "clusters" / "cpu-vllm-1p1d.yaml").read_text())
     data["model"] = {"path": str(REPO / "clusters" / "models" / "sim-tiny"), "name": "sim-tiny"}
+    data.pop("baseline")
     (tmp_path / "cpu-vllm-1p1d.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     measurer = Measurer(tmp_path, tmp_path / "runs", None)
     with pytest.raises(PdError, match="engine vllm serves no 'generate' API .* api='completions'"):
@@ -135,3 +136,20 @@ def test_a_workload_on_an_api_vllm_lacks_fails_before_bring_up(tmp_path: Path):
             Workload(input_len=100, output_len=10, concurrency=1, num_requests=1),
         )
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_the_metrics_the_vllm_engine_reads_are_those_vllm_exports():
+    """Held to what real vLLM 0.32.0 exported (tests/data/vllm_0.32.0_shapes.json, written by the
+    cross-engine test's probes with PD_RECORD_SHAPES=1): a renamed family fails here, not as a
+    silently empty TTFT breakdown."""
+    from pytest_pd.cluster.engines.vllm import metrics
+    from tests.helpers import vllm_probes
+
+    recorded = vllm_probes.load()
+    for role, names in metrics.READ.items():
+        families = recorded[f"{role}.metrics"]["families"]
+        for name in (*names, *metrics.GAUGES.values()):
+            assert name.removesuffix("_total") in families, f"{role}: vLLM exports no {name}"
+    usage = recorded["completions_stream"]["usage_last"]
+    assert {"prompt_tokens", "completion_tokens"} <= set(usage)
+    assert recorded["prefill.version"]["body"] == {"version": "str"}

@@ -167,7 +167,10 @@ def options(spec: ClusterSpec, server: ServerSpec | None = None) -> dict[str, An
     key = engine_of(spec).options_key
     if key is None:
         return {}
-    return {**getattr(spec, key), **(getattr(server, key) if server is not None else {})}
+    return {
+        **spec.engine_options.get(key, {}),
+        **(server.engine_options.get(key, {}) if server is not None else {}),
+    }
 
 
 def time_scale(spec: ClusterSpec) -> float:

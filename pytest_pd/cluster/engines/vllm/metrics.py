@@ -28,6 +28,10 @@ _PREFILL = "vllm:request_prefill_time_seconds"
 _E2E = "vllm:e2e_request_latency_seconds"
 _TTFT = "vllm:time_to_first_token_seconds"
 _NIXL = "vllm:nixl_xfer_time_seconds"
+_CACHE_QUERIES = "vllm:prefix_cache_queries_total"
+_CACHE_HITS = "vllm:prefix_cache_hits_total"
+READ = {"prefill": (_QUEUE, _PREFILL, _E2E, _CACHE_QUERIES, _CACHE_HITS), "decode": (_TTFT, _NIXL)}
+"""The families read from each role's servers (besides the gauges, read from both)."""
 
 
 def _total(rows: Rows, role: str, name: str) -> float:
@@ -65,6 +69,6 @@ def server_times(rows: Rows) -> ServerTimes | None:
 
 
 def prefix_cache_hit_rate(rows: Rows) -> float | None:
-    queries = _total(rows, "prefill", "vllm:prefix_cache_queries_total")
-    hits = _total(rows, "prefill", "vllm:prefix_cache_hits_total")
+    queries = _total(rows, "prefill", _CACHE_QUERIES)
+    hits = _total(rows, "prefill", _CACHE_HITS)
     return hits / queries if queries > 0 else None
