@@ -25,7 +25,7 @@ from pytest_pd.environment import environment
 from pytest_pd.errors import PdError
 from pytest_pd.record import ClusterInfo, Environment, ModelInfo, build_record
 from pytest_pd.results import save_result, write_record
-from pytest_pd.workload.api_probe import choose_api
+from pytest_pd.workload.api_probe import PROBE_TIMEOUT_S, choose_api
 from pytest_pd.workload.chat import NO_TEMPLATE_NOTE, has_chat_template
 from pytest_pd.workload.metrics import RunSummary, summarize
 from pytest_pd.workload.prompts import build_prompts
@@ -182,7 +182,8 @@ def _run(args: argparse.Namespace) -> int:
     host = args.ip if ":" not in args.ip else f"[{args.ip}]"
     base_url = f"http://{host}:{args.port}"
     if args.api is None:
-        choice = choose_api(base_url, model=args.model)
+        # each probe within the time a request is given (30 s at most): three at most
+        choice = choose_api(base_url, min(PROBE_TIMEOUT_S, args.request_timeout), model=args.model)
         args.api = choice.api
         say(f"api: {choice.api} ({choice.reason})", flush=True)
     workload = workload_from_args(args)

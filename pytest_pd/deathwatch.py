@@ -22,6 +22,7 @@ class DeathWatch:
         self.on_death = on_death
         self.interval_s = interval_s
         self.dead: list[str] = []
+        self.stop_servers = False  # once one died, stop the others (not with --pd-keep-cluster-on-failure)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pytest-pd-deathwatch", daemon=True)
 
@@ -39,6 +40,11 @@ class DeathWatch:
             if dead:
                 self.dead = dead
                 self.on_death(self.reason() or "")
+                if self.stop_servers:
+                    # the rest cannot serve, and a server left without its peer may spin every core
+                    # it has (vLLM's prefill after its decode died: the run's own cleanup then
+                    # crawled for 30 s on two cores); the router stays to answer what is in flight
+                    self.topology.stop_servers()
                 return
 
     def reason(self) -> str | None:

@@ -84,6 +84,7 @@ class HostNeeds:
     dists: dict[str, str] = field(default_factory=dict)  # module → the distribution providing it
     paths: dict[str, str] = field(default_factory=dict)  # folder → what needs it
     gpus: bool = False
+    pinned: dict[str, str] = field(default_factory=dict)  # module → the engine_version it must have
 
 
 def module_of(argv: Sequence[str]) -> str | None:
@@ -106,6 +107,8 @@ def needs_of(spec: ClusterSpec, plan: Sequence[LaunchCommand]) -> list[HostNeeds
         if module is not None:
             needs.modules.setdefault(module, cmd.name)
             needs.dists.setdefault(module, router_package if cmd.role == "router" else engine.distribution)
+            if cmd.role != "router" and spec.engine_version and not engine.simulated:
+                needs.pinned[module] = spec.engine_version
         if cmd.role != "router":
             if spec.model_path:
                 needs.paths.setdefault(spec.model_path, f"the model of {cmd.name}")
@@ -126,7 +129,14 @@ def assess(
     missing = []
     for module, process in needs.modules.items():
         found = (probe.get("modules") or {}).get(module) or {}
-        if found.get("found"):
+        pinned = needs.pinned.get(module)
+        if found.get("found") and pinned and found.get("version") and found["version"] != pinned:
+            lines.append(f"  MISMATCH {module:<28} {needs.dists.get(module, module)} {found['version']}")
+            missing.append(
+                f"{needs.host}: {module} is version {found['version']}, the cluster file pins "
+                f"engine_version {pinned} (its commands are rendered for that): install it, or change the pin"
+            )
+        elif found.get("found"):
             version = found.get("version") or "version unknown"
             lines.append(f"  ok       {module:<28} {needs.dists.get(module, module)} {version}")
         else:

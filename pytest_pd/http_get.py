@@ -1,5 +1,6 @@
 """Plain HTTP GETs of pytest-pd's own and its clusters' URLs (stdlib ``http.client``, no session, no
-retry), in the three shapes callers want: the status, the body text, the body as JSON.
+retry), in the three shapes callers want: the status, the body text, the body as JSON; and the
+small JSON POSTs of probes (:func:`post_json`).
 
 ``timeout`` is the whole exchange's: connecting, the head and every byte of the body. A server that
 answers slowly, or trickles its body a byte at a time (a stuck engine's ``/metrics``), is given up
@@ -22,7 +23,9 @@ def _left(deadline: float) -> float:
     return left
 
 
-def _fetch(url: str, timeout: float, method: str = "GET") -> tuple[int, str, bytes]:
+def _fetch(
+    url: str, timeout: float, method: str = "GET", payload: bytes | None = None
+) -> tuple[int, str, bytes]:
     """(status, reason, body) of one request, all of it within ``timeout`` seconds. Raises
     ``TimeoutError`` at the deadline and ``urllib.error.URLError`` when nothing answers."""
     deadline = time.monotonic() + timeout
@@ -40,7 +43,10 @@ def _fetch(url: str, timeout: float, method: str = "GET") -> tuple[int, str, byt
         assert sock is not None
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         sock.settimeout(_left(deadline))
-        conn.request(method, target, body=None if method == "GET" else b"")
+        if payload is not None:
+            conn.request(method, target, body=payload, headers={"Content-Type": "application/json"})
+        else:
+            conn.request(method, target, body=None if method == "GET" else b"")
         sock.settimeout(_left(deadline))
         resp = conn.getresponse()
         body = bytearray()
@@ -85,3 +91,17 @@ def get_json(url: str, timeout: float = 5.0) -> dict[str, Any]:
         return json.loads(get_text(url, timeout))
     except (OSError, ValueError) as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def post_json(url: str, body: Any, timeout: float) -> tuple[int, Any]:
+    """POST ``body`` as JSON: (status, the answer parsed as JSON, or None when it is not JSON),
+    all of it within ``timeout``; raises ``OSError`` (``TimeoutError`` at the deadline) when
+    nothing answers in time, ``ValueError`` for a malformed HTTP answer."""
+    try:
+        status, _, answer = _fetch(url, timeout, "POST", json.dumps(body).encode())
+    except http.client.HTTPException as exc:
+        raise ValueError(f"bad HTTP response: {exc!r}") from exc
+    try:
+        return status, json.loads(answer)
+    except ValueError:
+        return status, None

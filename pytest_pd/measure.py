@@ -345,6 +345,7 @@ class Measurer:
         # one client process stops at once; several finish their requests first
         then = "stopping the run" if run_as.client_processes <= 1 else "the run ends with its requests"
         watchdog = DeathWatch(topology, lambda why: self.say(f"{spec.label}: {why}; {then}")).start()
+        watchdog.stop_servers = not self.keep_on_failure
         try:
             for _ in range(self.repeats):
                 result = run_workload_sync(  # the tokenizer counts tokens per chunk where the API does not

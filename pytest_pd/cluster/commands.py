@@ -97,6 +97,13 @@ def render_commands(spec: ClusterSpec, *, local_python: str = "python") -> str:
     """The whole topology as a shell script: the shared environment as ``export`` lines, then one
     line per process (with its own extra variables inline), each under a comment naming its host."""
     lines = launchers.launcher_of(spec).commands_comment(spec)
+    if getattr(engines.engine_of(spec), "flags_probe", None) is not None:
+        lines.append(
+            f"# rendered for {spec.engine} {spec.engine_version} (the cluster file's engine_version)"
+            if spec.engine_version
+            else f"# rendered for the newest {spec.engine} pytest-pd knows; at bring-up, for the "
+            "version found on the hosts (pin one with engine_version:)"
+        )
     lines.append("# environment exported on every host before each launch")
     lines += [f"export {k}={shlex.quote(v)}" for k, v in spec.env.items()]
     for cmd in launch_plan(spec, local_python=local_python):

@@ -217,6 +217,9 @@ class ClusterSpec(_HoldsEngineOptions):
     baseline: str | None = None
     launcher: str = "local"  # cluster/launchers/ (the name is checked in spec_rules)
     engine: str = "sglang"  # cluster/engines/ (the name is checked in spec_rules)
+    engine_version: str | None = Field(default=None, pattern=r"^[0-9][0-9A-Za-z.+!-]*$")
+    """The engine version the commands are rendered for and bring-up expects on every host;
+    unset: the version found on the hosts at bring-up (the newest known when rendered offline)."""
     model: ModelSpec
     hosts: dict[str, HostSpec] = Field(min_length=1)
     env: EnvBlock = {}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_pd.cluster import router_workers
+from pytest_pd.cluster import engine_check, router_workers
 from pytest_pd.cluster.commands import LaunchCommand, launch_plan
 from pytest_pd.cluster.host_agent import PROC_ENV, RUN_ENV
 from pytest_pd.cluster.hosts import Host, Proc
@@ -101,6 +101,13 @@ class Topology:
         try:
             if self.manages_processes:
                 self.connect_hosts()
+                self.spec, self.plan = engine_check.checked(
+                    self.spec,
+                    self.plan,
+                    self.hosts,
+                    self.say,
+                    lambda s: launch_plan(s, local_python=self.local_python),
+                )
                 self.reservation.take(self.host_locks())
                 self._check_ports()
                 self._start_all([c for c in self.plan if c.role != "router"])
@@ -143,6 +150,14 @@ class Topology:
             raise interrupted
         if problems:
             raise HostError("teardown left processes behind: " + " ".join(problems))
+
+    def stop_servers(self, grace_s: float = 2.0) -> None:
+        """Stop the prefill and decode servers still running (teardown later finds them gone and
+        takes their logs)."""
+        for item in list(self.running):
+            if item.command.role != "router" and item.host.exit_code(item.proc) is None:
+                with contextlib.suppress(HostError, OSError):
+                    item.host.kill_tree(item.proc, grace_s=grace_s)
 
     def _stop_processes(self, problems: list[str]) -> None:
         while self.running:

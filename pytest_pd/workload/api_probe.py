@@ -5,13 +5,10 @@ choice in words."""
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_pd.http_get import get_json
+from pytest_pd.http_get import get_json, post_json
 
 from .spec import API_COMPLETIONS, API_GENERATE
 
@@ -28,16 +25,12 @@ class ApiChoice:
 def _one_token(url: str, body: dict[str, Any], counts_in: str, timeout: float) -> str | None:
     """None when a 1-token POST to ``url`` answered a JSON object whose ``counts_in`` part holds
     an int ``completion_tokens``, else what happened instead."""
-    req = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (the user's server)
-            answer = json.loads(resp.read(1 << 20))
-    except urllib.error.HTTPError as exc:
-        return f"HTTP {exc.code}"
+    try:  # the whole answer within ``timeout``: a server that trickles it is given up on
+        status, answer = post_json(url, body, timeout)
     except (OSError, ValueError) as exc:
         return f"{type(exc).__name__}: {exc}"
+    if status >= 400:
+        return f"HTTP {status}"
     part = answer.get(counts_in) if isinstance(answer, dict) else None
     if not isinstance(part, dict) or not isinstance(part.get("completion_tokens"), int):
         return f"an answer without {counts_in}.completion_tokens"
@@ -74,7 +67,7 @@ def choose_api(base_url: str, timeout: float = PROBE_TIMEOUT_S, model: str | Non
     """``generate`` when ``/generate`` works; else ``completions`` when ``GET /v1/models`` lists a
     model or, where it does not (``transformers serve`` may answer it with HTTP 500), a 1-token
     ``POST /v1/completions`` works; else ``generate`` (the default), saying that no probe
-    succeeded."""
+    succeeded. Each probe gets ``timeout`` for its whole answer: three at most."""
     gen = probe_generate(base_url, timeout)
     if gen is None:
         return ApiChoice(

@@ -58,3 +58,15 @@ def test_assess_reads_ok_missing_and_unreachable():
     lines, missing = assess(needs, None, "could not connect to root@qjhs0.example:22")
     assert lines == [f"host {needs.host}: not reachable: could not connect to root@qjhs0.example:22"]
     assert missing == [f"{needs.host}: not reachable (could not connect to root@qjhs0.example:22)"]
+
+
+def test_an_engine_version_other_than_the_pinned_one_is_named():
+    spec = load_cluster("h20-tp8", CLUSTERS)  # pins the seed's SGLang 0.5.6.post2
+    needs = next(n for n in needs_of(spec, launch_plan(spec)) if ROUTER in n.modules)
+    newer = {"sglang.launch_server": {"found": True, "version": "0.5.23"}, ROUTER: {"found": True}}
+    lines, missing = assess(needs, probe(modules=newer, paths={spec.model_path: True}))
+    assert "  MISMATCH sglang.launch_server         sglang 0.5.23" in lines
+    assert missing == [
+        f"{needs.host}: sglang.launch_server is version 0.5.23, the cluster file pins engine_version "
+        "0.5.6.post2 (its commands are rendered for that): install it, or change the pin"
+    ]

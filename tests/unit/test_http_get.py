@@ -10,7 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pytest_pd.http_get import get_json, get_status, get_text
+from pytest_pd.http_get import get_json, get_status, get_text, post_json
+from pytest_pd.workload.api_probe import choose_api
 
 SLOW_S = 1.0  # how long /slow keeps the client waiting; every timeout below is well under it
 ROUTES: dict[str, tuple[int, bytes]] = {
@@ -22,8 +23,20 @@ ROUTES: dict[str, tuple[int, bytes]] = {
 
 
 class Handler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path == "/echo":
+            self.send_response(200)
+            self.send_header("Content-Length", "19")
+            self.end_headers()
+            self.wfile.write(b'{"usage": {"n": 1}}')
+            return
+        self.do_GET()
+
     def do_GET(self) -> None:
-        if self.path == "/trickle":  # a stuck server: the head at once, then a byte per 0.1 s
+        if self.path == "/trickle" or self.path.startswith(
+            "/trickling/"
+        ):  # a stuck server: the head at once, then a byte per 0.1 s
             self.send_response(200)
             self.send_header("Content-Length", "40")
             self.end_headers()
@@ -124,3 +137,17 @@ def test_a_body_trickled_a_byte_at_a_time_is_cut_at_the_deadline(base_url: str):
     assert get_json(base_url + "/trickle", timeout=0.5) == {"error": "TimeoutError: timed out"}
     assert get_status(base_url + "/trickle", timeout=0.5) is None
     assert time.monotonic() - start < 3.0  # three calls of 0.5 s each, not 3 × 4 s
+
+
+def test_posts_of_probes_have_one_deadline_too(base_url: str):
+    """`pytest-pd bench` without --api probes three endpoints; against a server that trickles
+    every answer a byte at a time, each probe ends at its deadline (it used to read on with a
+    30 s idle timeout per read and no end)."""
+    assert post_json(base_url + "/echo", {"prompt": "x"}, 2.0) == (200, {"usage": {"n": 1}})
+    start = time.monotonic()
+    with pytest.raises(TimeoutError):
+        post_json(base_url + "/trickle", {"prompt": "x"}, 0.5)
+    choice = choose_api(base_url + "/trickling", timeout=0.5)
+    took = time.monotonic() - start
+    assert choice.reason.startswith("no probe succeeded (POST /generate: TimeoutError: timed out;"), choice
+    assert took < 4.0, f"four probes of 0.5 s each took {took:.1f} s"

@@ -101,9 +101,11 @@ def test_minimal_file_parses(tmp_path):
         ),
         (MINIMAL.replace("model: {path: /models/m}\n", ""), 1, "model: required field is missing"),
         (
-            MINIMAL.replace("bootstrap_port: 8998, tp: 1", "bootstrap_port: 8998, tp: 1, pp: 2"),
-            10,
-            "must say `prefill_pp: 2`",
+            MINIMAL.replace("bootstrap_port: 8998, tp: 1", "bootstrap_port: 8998, tp: 1, pp: 2").replace(
+                "engine: sglang\n", 'engine: sglang\nengine_version: "0.5.9"\n'
+            ),
+            11,
+            "must say `prefill_pp: 2` (renders --disaggregation-prefill-pp)",
         ),
         (
             MINIMAL.replace("{address: 127.0.0.1}", "{address: 127.0.0.1, gpus: 4}").replace(

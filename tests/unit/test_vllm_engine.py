@@ -35,7 +35,8 @@ def test_the_cpu_pair_renders_the_commands_verified_by_hand():
         assert shlex.join(cmd.argv) == (
             f"{py} -m vllm.entrypoints.openai.api_server --model {model} --served-model-name tiny-llama "
             f"--host 127.0.0.1 --port {port} --max-model-len 2048 --kv-transfer-config "
-            f"""'{{"kv_connector":"NixlConnector","kv_role":"kv_{role}","kv_buffer_device":"cpu"}}'"""
+            f"""'{{"kv_connector":"NixlConnector","kv_role":"kv_{role}","kv_buffer_device":"cpu"}}' """
+            "--num-gpu-blocks-override 512"
         )
         assert cmd.env["VLLM_NIXL_SIDE_CHANNEL_PORT"] == side and cmd.env["VLLM_CPU_OMP_THREADS_BIND"] == core
         assert cmd.health_url == f"http://127.0.0.1:{port}/health" and cmd.exports_metrics

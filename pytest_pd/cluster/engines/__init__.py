@@ -37,6 +37,10 @@ class Engine(Protocol):
     # "node_rank", "dist_init_addr" (a multi-node server's rendezvous HOST:PORT)
     pod_flags: Mapping[str, str]
     options_key: str | None  # the cluster-file block holding its own options (``sim:``), if any
+    # Python source run as ``python -c SOURCE JSON`` on each host before bring-up: JSON is a list of
+    # command lines (what follows ``-m MODULE``); it prints a JSON list, per command line, of the
+    # arguments its parser does not accept. None: the flags are not checked (cluster/engine_check.py)
+    flags_probe: str | None
     simulated: bool  # runs no real model: no GPU to sample, results stand for another cluster
     apis: tuple[str, ...]  # the workload APIs it serves (generate, completions, chat), preferred first
 

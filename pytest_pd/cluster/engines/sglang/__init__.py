@@ -30,6 +30,7 @@ class SGLang(engines.NoOptionsBlock):
     }
     simulated = False
     apis: tuple[str, ...] = ("generate", "completions", "chat")
+    flags_probe: str | None = argv.FLAGS_PROBE
 
     # ---------------------------------------------------------------- the cluster file
     def server_argv(
@@ -43,8 +44,19 @@ class SGLang(engines.NoOptionsBlock):
     ) -> list[str]:
         own = self.server_args(engines.options(spec, server))
         return argv.server_argv(
-            spec, role, server, rank, python=python, module=self.server_module, own_args=own
+            spec,
+            role,
+            server,
+            rank,
+            python=python,
+            module=self.server_module,
+            own_args=own,
+            prefill_pp=self.takes_prefill_pp(spec.engine_version),
         )
+
+    def takes_prefill_pp(self, version: str | None) -> bool:
+        """Whether a decode server of this version states the prefill's pp size."""
+        return argv.takes_prefill_pp(version)
 
     def uses_gpus(self, argv: Sequence[str]) -> bool:
         return not ("--device" in argv and argv[argv.index("--device") + 1 :][:1] == ["cpu"])
@@ -53,19 +65,26 @@ class SGLang(engines.NoOptionsBlock):
         return bool(server.enable_metrics)
 
     def spec_problems(self, spec: ClusterSpec) -> list[tuple[Loc, str]]:
-        """Every prefill server runs one pp size, which each decode server states."""
+        """Every prefill server runs one pp size, which each decode server states where this
+        version takes it (and, where it does not, states rightly if at all)."""
         pps = {server.pp or 1 for server in spec.servers("prefill")}
         if len(pps) > 1:
             return [(("prefill",), "all prefill servers must use the same pp size")]
         (pp,) = pps
+        needed = self.takes_prefill_pp(spec.engine_version)
+        why = (
+            "renders --disaggregation-prefill-pp"
+            if needed
+            else "not rendered: this SGLang learns it at bootstrap; only the simulator and the twin read it"
+        )
         return [
             (
                 ("decode", i, "prefill_pp"),
                 f"prefill servers run pp={pp}; this decode server must say `prefill_pp: {pp}` "
-                f"(renders --disaggregation-prefill-pp), it has {server.prefill_pp or 1}",
+                f"({why}), it has {server.prefill_pp or 1}",
             )
-            for i, server in enumerate(spec.servers("decode"))
-            if (server.prefill_pp or 1) != pp
+            for i, (raw, server) in enumerate(zip(spec.decode, spec.servers("decode"), strict=True))
+            if (server.prefill_pp or 1) != pp and (needed or raw.prefill_pp is not None)
         ]
 
     # ---------------------------------------------------------------- endpoints

@@ -1,15 +1,53 @@
 """SGLang's server command line (``python -m sglang.launch_server``) from a cluster file's server
-entry: each structured field is the flag of the same meaning; ``extra_args`` follow verbatim."""
+entry: each structured field is the flag of the same meaning; ``extra_args`` follow verbatim.
+
+Rendered for one SGLang version (the cluster file's ``engine_version``, else the one found on the
+hosts at bring-up, else the newest known) where SGLang's flags changed between versions."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
+from packaging.version import InvalidVersion, Version
+
 from pytest_pd.cluster.flags import flag
 
 if TYPE_CHECKING:
     from pytest_pd.cluster.spec import ClusterSpec, ServerSpec
+
+
+PREFILL_PP_LAST = Version("0.5.9")
+"""The last SGLang that takes ``--disaggregation-prefill-pp`` (a decode server stating the prefill's
+pp size): 0.5.10 dropped it (the decode learns it from the prefill's bootstrap server) without a
+deprecation, and refuses it as an unrecognized argument."""
+
+
+FLAGS_PROBE = r"""
+import argparse, json, sys
+from sglang.srt.server_args import ServerArgs
+parser = argparse.ArgumentParser(exit_on_error=False)
+ServerArgs.add_cli_args(parser)
+out = []
+for args in json.loads(sys.argv[1]):
+    try:
+        out.append(parser.parse_known_args(args)[1])
+    except (argparse.ArgumentError, SystemExit):
+        out.append([])  # a value it refuses: the server's own start-up says which, in its log
+print(json.dumps(out))
+"""
+"""SGLang's own parser (``ServerArgs.add_cli_args``, what ``sglang.launch_server`` builds) asked
+which arguments it does not know (see :attr:`pytest_pd.cluster.engines.Engine.flags_probe`)."""
+
+
+def takes_prefill_pp(version: str | None) -> bool:
+    """Whether SGLang ``version`` (None: the newest known) takes ``--disaggregation-prefill-pp``."""
+    if version is None:
+        return False
+    try:
+        return Version(version) <= PREFILL_PP_LAST
+    except InvalidVersion:
+        return False
 
 
 def server_argv(
@@ -21,7 +59,10 @@ def server_argv(
     python: str,
     module: str,
     own_args: Sequence[str] = (),
+    prefill_pp: bool = False,
 ) -> list[str]:
+    """``prefill_pp``: render a decode server's ``--disaggregation-prefill-pp`` (see
+    :func:`takes_prefill_pp`)."""
     node = server.node_hosts[rank]
     argv = [python, "-m", module]
     flag(argv, "--model-path", spec.model_path)
@@ -30,7 +71,7 @@ def server_argv(
     flag(argv, "--disaggregation-ib-device", server.ib_device)
     if role == "prefill":
         flag(argv, "--disaggregation-bootstrap-port", server.bootstrap_port)
-    else:
+    elif prefill_pp:
         flag(argv, "--disaggregation-prefill-pp", server.prefill_pp)
     flag(argv, "--host", server.listen or spec.host_address(node))
     flag(argv, "--port", server.port)

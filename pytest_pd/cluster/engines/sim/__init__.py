@@ -23,6 +23,7 @@ class SimEngine(SGLang):
     distribution = "pytest-pd"
     options_key = "sim"
     simulated = True
+    flags_probe = None  # its parser is pytest-pd's own, whatever the version
 
     def server_args(self, options: Mapping[str, Any]) -> list[str]:
         return sim_cli_args(dict(options))
@@ -53,6 +54,9 @@ class SimEngine(SGLang):
 
     def uses_gpus(self, argv: Sequence[str]) -> bool:
         return False
+
+    def takes_prefill_pp(self, version: str | None) -> bool:
+        return True  # the simulator keeps the seed's flag: it times the KV bootstrap per prefill stage
 
     def version_of(self, info: Mapping[str, Any]) -> str | None:
         return str(info["version"]) if info.get("version") else None  # "sim (pytest-pd)"
