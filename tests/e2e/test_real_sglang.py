@@ -182,7 +182,7 @@ def test_shipped_suite_on_real_sglang_2p1d_local_and_1p1d_over_ssh(
         tmp_path,
     )
     assert code == 0, text
-    assert re.search(r"4 passed, 1 skipped", text), text
+    assert re.search(r"4 passed, 2 skipped", text), text  # the seed (sim, h20) and vLLM tests skip
     assert "pass: prefix_cache_hit_rate" in text and "prefix cache not flushed" not in text, text
     assert "process names:" in text and "sglang::schedul" in text, text
     assert re.search(r"cpu-2p1d \(candidate\)\s+TP=1 \(2P1D\)", text), text

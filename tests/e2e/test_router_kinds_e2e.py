@@ -24,7 +24,7 @@ def test_seed_suite_passes_on_sim_clusters_through_smg(pytester, tmp_path, monke
     result, out = run_session(pytester, folder, str(REPO / "suites" / "test_pd_acceptance.py"), "-rs")
     text = result.stdout.str()
     assert result.ret == 0, text
-    result.assert_outcomes(passed=1, skipped=2)  # the cpu-* workloads are not for sim clusters
+    result.assert_outcomes(passed=1, skipped=3)  # the cpu-* workloads are not for sim clusters
     assert "pytest-pd: candidate vs baseline" in text
     assert re.search(r"sim-pp2 \(candidate, simulated ×\d+\)\s+TP=4, PP=2", text), text
     assert re.search(r"sim-tp8 \(baseline, simulated ×\d+\)\s+TP=8", text), text

@@ -30,7 +30,7 @@ def test_shipped_suite_passes_through_slurm(
     result, out = run_session(pytester, folder, str(REPO / "suites" / "test_pd_acceptance.py"), "-s")
     text = result.stdout.str()
     assert result.ret == 0, text
-    result.assert_outcomes(passed=1, skipped=2)  # the cpu-* workloads are not for sim clusters
+    result.assert_outcomes(passed=1, skipped=3)  # the cpu-* workloads are not for sim clusters
     jobs = re.findall(r"(sim-\w+): submitted Slurm job (\d+) for 2 node\(s\)", text)
     assert [c for c, _ in jobs] == ["sim-pp2", "sim-tp8"], text
     for cluster, job in jobs:

@@ -23,7 +23,7 @@ def test_shipped_suite_passes_on_ssh_clusters_across_two_hosts(pytester, sshd_fa
     )  # -s: progress lines
     text = result.stdout.str()
     assert result.ret == 0, text
-    result.assert_outcomes(passed=1, skipped=2)  # the cpu-* workloads are not for sim clusters
+    result.assert_outcomes(passed=1, skipped=3)  # the cpu-* workloads are not for sim clusters
     for cluster in ("sim-pp2", "sim-tp8"):
         for host, address in (("prefill-node", "127.0.0.2"), ("decode-node", "127.0.0.3")):
             assert re.search(rf"{cluster}: connected to {host} \(\S+@{address}:\d+\)", text), text
