@@ -47,8 +47,8 @@ def _decode_generated(port: int) -> float:
 
 # A decode killed mid-run used to fail the session 26-36 s later in 5 of 10 runs (3.6-12 s in the
 # others): vLLM's prefill, left without its peer, spins both cores and the session's own cleanup
-# crawled until teardown killed it. The death watch now stops the other servers at once: 4.1, 6.1,
-# 6.3 and 4.1 s in four runs (the diagnosis is in issue 30's closing note).
+# crawled until teardown killed it (top -H: two VLLM::Worker threads at 100 %, top itself ran 13-18 s
+# apart). The death watch now stops the other servers at once: 4.1, 6.1, 6.3 and 4.1 s in four runs.
 @pytest.mark.parametrize("victim", ["decode-0", "prefill-0", "router"])
 def test_process_killed_mid_run_fails_fast_and_names_it(real_vllm: Path, tmp_path: Path, victim: str):
     folder = tmp_path / "clusters"
