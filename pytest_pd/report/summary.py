@@ -48,7 +48,7 @@ def _value(run: RunRecord, col: Column) -> str:
 def _side_label(run: RunRecord, role: str, engine: bool = False) -> str:
     """'cpu-1p1d (candidate, sglang 0.5.23)': the engine is named when the two sides differ in it."""
     sim = f", simulated ×{run.speedup:g}" if run.simulated else ""
-    eng = f", {engine_of(run, short=True)}" if engine else ""
+    eng = f", {engine_of(run)}" if engine else ""
     return f"{run.name} ({role}{eng}{sim})"
 
 
@@ -105,14 +105,14 @@ def _baseline_source(comp: Comparison) -> str:
     return f"stored run {base.path if base else None}"
 
 
-def engine_of(run: RunRecord, short: bool = False) -> str:
-    """'vllm (vllm 0.32.0)': the cluster's engine and the versions its servers reported;
-    ``short``: the versions alone when they all name the engine ('vllm 0.32.0')."""
+def engine_of(run: RunRecord) -> str:
+    """The versions its servers reported when they all name the cluster's engine ('vllm 0.32.0'),
+    else the engine and those versions ('toy (toy on sim (pytest-pd))'), or the engine alone."""
     engine = run.cluster.engine or "unknown engine"
     versions = sorted(set(run.environment.engines.values()))
     if not versions:
         return engine
-    if short and all(v.split(" ", 1)[0] == engine for v in versions):
+    if all(v.split(" ", 1)[0] == engine for v in versions):
         return ", ".join(versions)
     return f"{engine} ({', '.join(versions)})"
 
@@ -125,8 +125,8 @@ def baseline_lines(comp: Comparison) -> list[str]:
         out.append(f"baseline: {comp.baseline.name}, {_baseline_source(comp)}")
         if engines_differ(comp):
             out.append(
-                f"engines differ: candidate {engine_of(comp.candidate, short=True)}, baseline "
-                f"{engine_of(comp.baseline, short=True)}; the ratios compare engines as well as topologies"
+                f"engines differ: candidate {engine_of(comp.candidate)}, baseline "
+                f"{engine_of(comp.baseline)}; the ratios compare engines as well as topologies"
             )
     if comp.last is not None:
         out.append(f"last run: {comp.last.path or '(not stored)'}")
