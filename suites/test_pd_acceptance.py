@@ -2,6 +2,7 @@
 
 Run with:  pytest suites/ --cluster=sim-pp2      (or h20-pp2 on the real cluster,
            or cpu-1p1d / cpu-2p1d: real SGLang on this machine's CPU, after `make real-sglang`,
+           or cpu-pp2 / cpu-tp2: the seed's PP-against-TP pair on real SGLang (test_pd_parallel.py),
            or cpu-vllm-1p1d: real vLLM against real SGLang, after both `make real-*`)
 
 Each workload is measured once per cluster per session (the candidate first, then its baseline,
@@ -42,7 +43,7 @@ def test_seed_workload_within_bounds_of_baseline(pd_run):
 # "same order of magnitude", not "faster". Seen between runs on this 2-core machine: TTFT
 # 0.07-0.81 s (a ratio of 0.4-5.5), throughput ratio 0.76-1.2, TPOT ratio 0.96-1.12. The absolute
 # bounds catch a broken engine (a stalled KV transfer shows as seconds of TTFT).
-@clusters("cpu-*", exclude="cpu-vllm-*")
+@clusters("cpu-*", exclude=("cpu-vllm-*", "cpu-pp2", "cpu-tp2"))  # those two: test_pd_parallel.py
 @threshold("mean_ttft_ms", max_ratio=10.0, max=5000)
 @threshold("output_throughput", min_ratio=0.5, min=20)
 @threshold("mean_tpot_ms", max_ratio=2.0, max=500)

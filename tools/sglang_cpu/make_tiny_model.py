@@ -4,6 +4,14 @@ downloaded; the weights are seeded, so every machine makes the same model.
 
 Its outputs are gibberish: the real-engine tier measures serving (scheduling, KV transfer,
 streaming, the router), not the model. Run by setup.sh with the SGLang environment's Python.
+
+Two choices serve the prefill TP=2 / PP=2 clusters (cpu-tp2, cpu-pp2):
+- the output head is its own weight, not tied to the embedding: SGLang 0.5.23's Llama with tied
+  embeddings and PP > 1 points the last stage's head at an embedding only the first stage holds
+  (``'PPMissingLayer' object has no attribute 'quant_method'`` on the first request);
+- the head's weights are drawn wider than the rest (std 0.2, not 0.02), so the next token wins by
+  a clear margin (logits spread ~2 instead of ~0.2): greedy outputs of differently split servers
+  can then be compared token for token, rounding cannot flip them.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 MAX_POSITIONS = 4096
+HEAD_STD = 0.2
 
 
 def main() -> int:
@@ -34,10 +43,13 @@ def main() -> int:
         vocab_size=len(vocab), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=MAX_POSITIONS,
         bos_token_id=ids["bos"], eos_token_id=ids["eos"], pad_token_id=ids["pad"],
-        tie_word_embeddings=True, torch_dtype="bfloat16",
+        tie_word_embeddings=False, torch_dtype="bfloat16",
     )
     torch.manual_seed(0)
-    model = LlamaForCausalLM(config).to(torch.bfloat16)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        model.lm_head.weight.normal_(0.0, HEAD_STD)
+    model = model.to(torch.bfloat16)
     model.save_pretrained(args.out, safe_serialization=True)
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(args.tokenizer / name, args.out / name)
