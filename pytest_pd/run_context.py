@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pytest_pd.cluster.commands import render_commands
+from pytest_pd.cluster.commands import launch_identity, render_commands
 from pytest_pd.cluster.routers import kind as router_kind
 from pytest_pd.cluster.spec import ClusterSpec
 from pytest_pd.environment import router_version
@@ -31,6 +31,7 @@ def run_context(
             prefill_strategy=spec.prefill_strategy(),
             spec=redact_env(spec.model_dump(mode="json")),
             commands=redact_commands(render_commands(spec, local_python=sys.executable)),
+            launch=redact_commands(launch_identity(spec)),
             router_url=spec.router_url,
             router_kind=spec.router.kind,
         ),

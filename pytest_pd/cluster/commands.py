@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pytest_pd.cluster import engines, launchers, routers
-from pytest_pd.cluster.spec import ClusterSpec
+from pytest_pd.cluster.spec import ClusterSpec, ServerSpec
 
 Role = Literal["prefill", "decode", "router"]
 
@@ -111,3 +111,30 @@ def render_commands(spec: ClusterSpec, *, local_python: str = "python") -> str:
         lines.append(f"# {cmd.name} on {cmd.host} ({spec.host_address(cmd.host)})")
         lines.append(LaunchCommand(cmd.name, cmd.role, cmd.host, cmd.argv, own).shell_line())
     return "\n".join(lines) + "\n"
+
+
+def launch_identity(spec: ClusterSpec) -> str:
+    """The topology's launch commands with what does not change what it measures set to fixed
+    stand-ins: every port (by role and index), every host's address (its name) and Python
+    (``python``). Two runs launched with the same identity ran the same cluster, wherever its
+    ports and machines were; :func:`render_commands`' text otherwise."""
+
+    def masked_servers(role: Literal["prefill", "decode"], first_port: int) -> list[ServerSpec]:
+        return [
+            s.model_copy(update={"port": first_port + i, "bootstrap_port": s.bootstrap_port and 20000 + i})
+            for i, s in enumerate(spec.servers(role))
+        ]
+
+    router = spec.router.model_copy(
+        update={"port": 30000, "prometheus_port": spec.router.prometheus_port and 30001}
+    )
+    hosts = {name: h.model_copy(update={"address": name, "python": None}) for name, h in spec.hosts.items()}
+    masked = spec.model_copy(
+        update={
+            "prefill": masked_servers("prefill", 10000),
+            "decode": masked_servers("decode", 10100),
+            "router": router,
+            "hosts": hosts,
+        }
+    )
+    return render_commands(masked, local_python="python")

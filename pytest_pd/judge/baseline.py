@@ -1,20 +1,26 @@
 """Where a workload's baseline comes from (``--pd-baseline``): measured live in this session, the
 stored run the results store picks, or a given results file or folder. Decided before anything is
-measured, so a missing stored baseline fails at once."""
+measured, so a missing stored baseline fails at once. A stored run of the baseline cluster counts
+only if it was launched as the cluster file launches it now: after an edit of that file, its
+earlier runs measured something else."""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from pytest_pd import results as store
+from pytest_pd.cluster.commands import launch_identity
 from pytest_pd.cluster.spec import ClusterSpec
 from pytest_pd.errors import BaselineError
 from pytest_pd.record import RunRecord
+from pytest_pd.redaction import redact_commands
+from pytest_pd.store.changes import Change, launch_changes
+from pytest_pd.store.summary import LAUNCH_FACT
 from pytest_pd.workload.spec import Workload
 
 
@@ -69,7 +75,11 @@ def plan_baseline(
         runs = [r for r in stored(bspec.label, key, bspec.model_name) if r.failure is None]
     elif folder:
         runs = store.find_runs(folder, bspec.label, key, bspec.model_name)
-    pick = store.pick_baseline(runs, time.time(), limit)
+    pick = (
+        _pick_launched_alike(runs, bspec, limit)
+        if path is None
+        else store.pick_baseline(runs, time.time(), limit)
+    )
     if pick.run is not None:
         chosen = (
             pick.run if isinstance(pick.run, RunRecord) else _from_file(Path(str(pick.run.path)), mode, key)
@@ -84,6 +94,37 @@ def plan_baseline(
         f"    {create_command}\n"
         "or run with --pd-baseline=live."
     )
+
+
+def _pick_launched_alike(
+    runs: Sequence[store.StoredLike], bspec: ClusterSpec, max_age_s: float
+) -> store.BaselinePick[store.StoredLike]:
+    """The results store's pick among the runs launched as ``bspec`` launches now; when none is,
+    why (what the newest of the others was launched with)."""
+    now = redact_commands(launch_identity(bspec))
+    changed = {id(r): launch_changes(_launch_of(r), now) for r in runs}
+    alike = [r for r in runs if not changed[id(r)]]
+    pick = store.pick_baseline(alike, time.time(), max_age_s)
+    if pick.run is not None or len(alike) == len(runs):
+        return pick
+    newest = next(changed[id(r)] for r in reversed(runs) if changed[id(r)])
+    return store.BaselinePick(
+        None,
+        f"{len(runs) - len(alike)} stored run(s) launched otherwise than {bspec.source} launches "
+        f"{bspec.label} now ({_listed(newest)})",
+    )
+
+
+def _launch_of(run: object) -> str | None:
+    if isinstance(run, RunRecord):
+        return run.cluster.launch
+    facts = getattr(run, "facts", None)  # an index summary (store/summary.py: StoredRun)
+    return facts.get(LAUNCH_FACT) if isinstance(facts, Mapping) else None
+
+
+def _listed(changes: list[Change], most: int = 4) -> str:
+    text = "; ".join(c.text for c in changes[:most])
+    return text + (f"; and {len(changes) - most} more" if len(changes) > most else "")
 
 
 def _from_file(path: Path, mode: str, key: str) -> RunRecord:

@@ -101,7 +101,9 @@ def verdict_word(verdicts: Sequence) -> str:
 def _baseline_source(comp: Comparison) -> str:
     base = comp.baseline
     if base is not None and base.session is not None and base.session == comp.candidate.session:
-        return "measured in this session"
+        why = comp.baseline_source.partition("no usable stored run: ")[2].removesuffix(")")
+        # a stored run that exists but was launched otherwise: say why it was measured again
+        return "measured in this session" + (f" ({why})" if "launched otherwise" in why else "")
     return f"stored run {base.path if base else None}"
 
 

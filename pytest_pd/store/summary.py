@@ -100,6 +100,7 @@ def summarize(record: RunRecord, path: str | None = None) -> StoredRun:
 # ---------------------------------------------------------------------------- facts
 
 COMMAND_PREFIX = "command "
+LAUNCH_FACT = "launch"  # the launch identity (ClusterInfo.launch): a stored baseline must match it
 ENV_PREFIX = "env "
 VERSION_PREFIX = "version "
 
@@ -155,6 +156,7 @@ def run_facts(record: RunRecord) -> dict[str, str]:
     for host, gpu in sorted(env.gpus.items()):
         facts[f"gpus {host}"] = str(gpu)
     facts.update(command_lines(record.cluster.commands))
+    facts[LAUNCH_FACT] = record.cluster.launch
     for name, value in record.workload.to_dict().items():  # the same id, other settings
         if name != "id" and value is not None:
             facts[f"workload {name}"] = str(value)

@@ -126,7 +126,13 @@ async def fetch_model_id(dialer: Dialer, base_url: str, timeout_s: float) -> str
         if exchange.status // 100 != 2:
             return None
         return str(orjson.loads(body)["data"][0]["id"])
-    except (asyncio.TimeoutError, HTTPError, OSError) as exc:
+    except asyncio.TimeoutError as exc:
+        raise WorkloadError(
+            f"{url} did not answer within {timeout_s:g} s (the request timeout) when asked for the "
+            "model id. Check the server/router is healthy, or name the model (--model) to skip "
+            "the look-up."
+        ) from exc
+    except (HTTPError, OSError) as exc:
         raise WorkloadError(
             f"Cannot reach {url} to look up the model id: {type(exc).__name__}: {exc}. "
             "Check that the server/router is up and the base URL is right."

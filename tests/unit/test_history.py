@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from pytest_pd.history.changepoints import change_points
-from pytest_pd.history.changes import diff_facts, summary_line
+from pytest_pd.history.changes import summary_line
 from pytest_pd.history.series import build_series, night_of, ratio_series
 from pytest_pd.history.verdict import HistorySettings, history_findings, marker_settings, open_regressions
 from pytest_pd.results import load_result
+from pytest_pd.store.changes import diff_facts
 from pytest_pd.store.summary import StoredRun, command_flags, command_lines, summarize
 from tests.helpers.records import run_record
 

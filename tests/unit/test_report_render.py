@@ -264,3 +264,16 @@ def test_a_baseline_on_another_engine_is_said_plainly():
     same = compare("t", "w", on("sglang", "sglang 0.5.23", "a"), on("sglang", "sglang 0.5.23", "b"), b)
     assert "engines differ" not in "\n".join(summary.terminal_lines(same))
     assert summary.table_rows(same)[1][0] == "a (candidate)"
+
+
+def test_a_baseline_measured_again_because_its_stored_run_was_launched_otherwise_says_so():
+    b = bounds_from_marker(("mean_ttft_ms",), {"max_ratio": 1.5}, KNOWN)
+    cand, base = run_record("sim-pp2", "TP=4, PP=2", PP2), run_record("sim-tp8", "TP=8", PP2)
+    cand.session = base.session = "s1"
+    why = "1 stored run(s) launched otherwise than t.yaml launches sim-tp8 now (--tp-size (decode-0): 4 -> 8)"
+    comp = compare("t", "w", cand, base, b, baseline_source=f"live (no usable stored run: {why})")
+    assert f"baseline: sim-tp8, measured in this session ({why})\n" in "\n".join(
+        [*summary.terminal_lines(comp), ""]
+    )
+    plain = compare("t", "w", cand, base, b, baseline_source="live (no usable stored run: no stored run)")
+    assert "baseline: sim-tp8, measured in this session\n" in "\n".join([*summary.terminal_lines(plain), ""])
