@@ -83,9 +83,8 @@ class ClusterInfo(BaseModel):
     prefill_strategy: str = ""
     spec: dict[str, Any] | None = None  # the resolved cluster file, secrets redacted
     commands: str | None = None  # the rendered launch commands, secrets redacted
-    launch: str | None = (
-        None  # the same with ports, addresses and interpreters masked (commands.launch_identity)
-    )
+    # the same with ports, addresses and interpreters masked (cluster/commands.py: launch_identity)
+    launch: str | None = None
     router_url: str | None = None
     router_kind: str | None = None  # the cluster file's router.kind (sglang-router, smg)
 
