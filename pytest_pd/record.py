@@ -43,7 +43,7 @@ from pytest_pd.catalog import to_model_time
 from pytest_pd.cluster import engines
 from pytest_pd.failure import Failure
 from pytest_pd.prometheus import server_summary
-from pytest_pd.ttft_breakdown import ttft_breakdown
+from pytest_pd.ttft_breakdown import RequestTimes, ttft_breakdown
 from pytest_pd.workload.metrics import RunSummary, aggregate_repeats, run_problems
 from pytest_pd.workload.spec import Workload
 
@@ -335,6 +335,25 @@ def decode_requests(block: Mapping[str, Any] | None) -> dict[str, Any] | None:
 # ---------------------------------------------------------------------------- building a record
 
 
+def _request_times(runs: Sequence[Mapping[str, Any]], speedup: float) -> RequestTimes | None:
+    """The answering server's own timing of every completed request that carries it, over all
+    repeats (model seconds); None when no response carried it."""
+    return RequestTimes.mean_of(
+        (
+            (r["t_first_token"] - r["t_start"]) * speedup,
+            r["server_ttft"] * speedup,
+            r["server_before_forward"] * speedup,
+        )
+        for run in runs
+        for r in run.get("records", ())
+        if r.get("error_kind") is None
+        and r.get("t_first_token") is not None
+        and r.get("t_start") is not None
+        and r.get("server_ttft") is not None
+        and r.get("server_before_forward") is not None
+    )
+
+
 def build_record(
     *,
     cluster: ClusterInfo,
@@ -370,7 +389,9 @@ def build_record(
         cluster=cluster,
         workload=workload,
         metrics=metrics,
-        ttft_breakdown=ttft_breakdown(server_times, metrics["mean_ttft_ms"] / 1000.0),
+        ttft_breakdown=ttft_breakdown(
+            server_times, metrics["mean_ttft_ms"] / 1000.0, _request_times(runs, speedup)
+        ),
         repeats=[model_time(s) for s in summaries] if len(summaries) > 1 else [],
         slo=dict(slo) if slo else None,
         simulated=Simulated(speedup=speedup, measured_metrics=agg.to_dict()) if simulated else None,

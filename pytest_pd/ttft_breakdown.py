@@ -1,25 +1,40 @@
 """Where the time to first token goes: the client's mean TTFT split into client and router,
 queueing, prefill, KV transfer and the decode side's hand-off and first step. Pure and
 engine-neutral: each engine reads its own metrics into :class:`ServerTimes` (SGLang's in
-:mod:`pytest_pd.cluster.engines.sglang.metrics`); this module does the arithmetic.
+:mod:`pytest_pd.cluster.engines.sglang.metrics`), the client keeps what each response says of its
+own timing in :class:`RequestTimes`; this module does the arithmetic.
 
-The parts are means over the run's requests, each from the server that measures it:
+The parts, as means over the run's requests:
 
+- ``client_router``: the client's TTFT minus the answering (decode or unified) server's own TTFT:
+  the router, the network and the client (its own parsing included);
 - ``queueing``: arrival in the prefill (or unified) server's waiting queue to its first forward
   batch (on a PD prefill, plus the wait for the decode's handshake, where the engine says);
 - ``prefill``: first forward batch to the prefill's end (all chunks, a PP pipeline included);
 - ``kv_transfer``: the KV cache's transfer to the decode server (0 on a unified server);
-- ``decode_first_step``: what is left of the decode (or unified) server's own TTFT after the three
-  parts above: the KV hand-off's bootstrap, the decode's queues and its first step;
-- ``client_router``: the client's mean TTFT minus that server TTFT: the router, the network and
-  the client (its own parsing included).
+- ``decode_first_step``: the rest of the decode server's own TTFT: the KV hand-off's bootstrap,
+  the decode's queues and its first step.
 
-A part the servers do not export is ``None`` with the reason in ``missing``; the per-request split
-is not possible from the client alone.
+Two sources, and the result says which part came from which (``sources``):
+
+- **per request** (:data:`MEASURED`), where every response carries the answering server's own
+  timing (SGLang's ``meta_info`` with ``--enable-metrics``): its TTFT and the time from its receipt
+  of the request to its first forward batch. Through a PD router that server is the decode, so
+  ``client_router`` and the decode's first step are measured per request, and so is the prefill
+  side as a whole (the decode waits for it before its first forward); only its split into
+  queueing, prefill and KV transfer comes from the prefill servers' run means (:data:`INFERRED`).
+  On a unified server every part is measured per request.
+- **run means** of the servers' histograms (:data:`RUN_MEAN`) where responses carry nothing.
+
+The prefill side's parts come from one server and the total they must fit from another, so they
+need not add up: when they exceed it, they are scaled down in proportion to fit (``scaled``, the
+factor), and the parts always add up to the client's TTFT. A part nobody measures is ``None``
+with the reason in ``missing``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,28 +47,70 @@ PART_TITLES = {
     "decode_first_step": "decode: hand-off + first step",
 }
 SERVER_PARTS = ("queueing", "prefill", "kv_transfer")
+MEASURED = "per request"
+INFERRED = "run means, fitted to the per-request total"
+RUN_MEAN = "run means"
 
 
 @dataclass(frozen=True)
 class ServerTimes:
     """Mean seconds per request the servers measured over a run; None where they export nothing,
-    with the reason in ``missing`` (part name, or ``server_ttft``, → why)."""
+    with the reason in ``missing`` (part name, or ``server_ttft``, → why). ``unified``: no
+    separate prefill and decode servers."""
 
     queueing: float | None
     prefill: float | None
     kv_transfer: float | None
     server_ttft: float | None  # the decode (or unified) server's own time to first token
     missing: dict[str, str] = field(default_factory=dict)
+    unified: bool = False
 
 
-def ttft_breakdown(times: ServerTimes | None, client_ttft_s: float | None) -> dict[str, Any] | None:
-    """The breakdown of ``client_ttft_s`` (the run's mean TTFT, model seconds) by the servers'
-    ``times``; None without them or without a measured TTFT. ``parts``: name → seconds or None;
-    ``missing``: name → why it could not be measured."""
+@dataclass(frozen=True)
+class RequestTimes:
+    """Means over the ``count`` requests whose answering server timed them itself: the client's
+    TTFT, that server's TTFT, and its receipt of the request to its first forward batch."""
+
+    count: int
+    client_ttft: float
+    server_ttft: float
+    before_forward: float
+
+    @classmethod
+    def mean_of(cls, rows: Iterable[tuple[float, float, float]]) -> RequestTimes | None:
+        """From (client TTFT, server TTFT, before forward) per request; None without any."""
+        rows = list(rows)
+        if not rows:
+            return None
+        n = len(rows)
+        return cls(n, *(sum(column) / n for column in zip(*rows, strict=True)))
+
+
+def _fit(total: float, parts: dict[str, float]) -> tuple[dict[str, float], float | None]:
+    """``parts`` as they are when they fit in ``total``, else scaled down in proportion to fill
+    it (and the factor)."""
+    whole = sum(parts.values())
+    if whole <= total or whole <= 0:
+        return parts, None
+    factor = max(0.0, total) / whole
+    return {name: value * factor for name, value in parts.items()}, factor
+
+
+def ttft_breakdown(
+    times: ServerTimes | None, client_ttft_s: float | None, requests: RequestTimes | None = None
+) -> dict[str, Any] | None:
+    """The breakdown of the run's mean TTFT: per request where ``requests`` is given (then of
+    the mean TTFT of those requests), else of ``client_ttft_s`` (model seconds) by the servers'
+    run means ``times``; None with neither. ``parts``: name → seconds or None; ``sources``: name →
+    :data:`MEASURED`, :data:`INFERRED` or :data:`RUN_MEAN`; ``missing``: name → why not
+    measured; ``scaled``: the factor the prefill side's parts were fitted by, or None."""
+    if requests is not None:
+        return _per_request(times, requests)
     if times is None or client_ttft_s is None or client_ttft_s != client_ttft_s:
         return None
     parts: dict[str, float | None] = dict.fromkeys(PARTS)
     missing = {name: why for name, why in times.missing.items() if name in SERVER_PARTS}
+    scaled = None
     for name in SERVER_PARTS:
         parts[name] = getattr(times, name)
     if times.server_ttft is None:
@@ -61,9 +118,66 @@ def ttft_breakdown(times: ServerTimes | None, client_ttft_s: float | None) -> di
         missing["client_router"] = missing["decode_first_step"] = why
     else:
         parts["client_router"] = max(0.0, client_ttft_s - times.server_ttft)
-        known = [parts[n] for n in SERVER_PARTS]
-        if None in known:
+        known = {n: parts[n] for n in SERVER_PARTS}
+        if None in known.values():
             missing["decode_first_step"] = "needs the queueing, prefill and KV transfer parts"
         else:
-            parts["decode_first_step"] = max(0.0, times.server_ttft - sum(known))  # type: ignore[arg-type]
-    return {"ttft_s": client_ttft_s, "server_ttft_s": times.server_ttft, "parts": parts, "missing": missing}
+            fitted, scaled = _fit(times.server_ttft, known)  # type: ignore[arg-type]
+            parts.update(fitted)
+            parts["decode_first_step"] = max(0.0, times.server_ttft - sum(fitted.values()))
+    sources = {name: RUN_MEAN for name, value in parts.items() if value is not None}
+    return _result(client_ttft_s, times.server_ttft, parts, sources, missing, scaled, None)
+
+
+def _per_request(times: ServerTimes | None, req: RequestTimes) -> dict[str, Any]:
+    parts: dict[str, float | None] = dict.fromkeys(PARTS)
+    sources = dict.fromkeys(("client_router", "decode_first_step"), MEASURED)
+    missing: dict[str, str] = {}
+    scaled = None
+    parts["client_router"] = max(0.0, req.client_ttft - req.server_ttft)
+    first_step = max(0.0, req.server_ttft - req.before_forward)
+    if times is not None and times.unified:  # the server's own queue, then its prefill
+        parts.update(queueing=req.before_forward, prefill=first_step, kv_transfer=0.0, decode_first_step=0.0)
+        sources.update(dict.fromkeys(SERVER_PARTS, MEASURED))
+        return _result(req.client_ttft, req.server_ttft, parts, sources, missing, None, req.count)
+    known = {name: None if times is None else getattr(times, name) for name in SERVER_PARTS}
+    if None in known.values():
+        for name in SERVER_PARTS:
+            if known[name] is None:
+                missing[name] = (
+                    times.missing.get(name) if times else None
+                ) or "the prefill servers' metrics were not read"
+        missing["decode_first_step"] = (
+            f"the decode measured {req.before_forward:.3f} s per request before its first forward "
+            "(the prefill side and the hand-off): splitting it needs the queueing, prefill and KV "
+            "transfer parts"
+        )
+        parts["decode_first_step"] = None
+        del sources["decode_first_step"]
+    else:
+        fitted, scaled = _fit(req.before_forward, known)  # type: ignore[arg-type]
+        parts.update(fitted)
+        handoff = req.before_forward - sum(fitted.values())
+        parts["decode_first_step"] = first_step + handoff
+        sources.update(dict.fromkeys(SERVER_PARTS, INFERRED))
+    return _result(req.client_ttft, req.server_ttft, parts, sources, missing, scaled, req.count)
+
+
+def _result(
+    ttft: float,
+    server_ttft: float | None,
+    parts: dict[str, float | None],
+    sources: dict[str, str],
+    missing: dict[str, str],
+    scaled: float | None,
+    requests: int | None,
+) -> dict[str, Any]:
+    return {
+        "ttft_s": ttft,
+        "server_ttft_s": server_ttft,
+        "parts": parts,
+        "sources": {name: sources[name] for name in PARTS if name in sources},
+        "missing": missing,
+        "scaled": scaled,
+        "requests": requests,
+    }

@@ -8,6 +8,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from html import escape
+from typing import Any
 
 from pytest_pd.catalog import HISTORY_METRICS
 from pytest_pd.judge.comparison import Comparison
@@ -20,7 +21,7 @@ from pytest_pd.report.summary import (
     COLUMNS,
 )
 from pytest_pd.telemetry import ROUTER
-from pytest_pd.ttft_breakdown import PART_TITLES, PARTS
+from pytest_pd.ttft_breakdown import INFERRED, MEASURED, PART_TITLES, PARTS, RUN_MEAN
 from pytest_pd.twin.predict import JUDGED
 
 WALL = "s since the measurement started"
@@ -124,6 +125,33 @@ def capacity_chart(comp: Comparison) -> str:
     )
 
 
+def breakdown_notes(b: dict[str, Any]) -> list[str]:
+    """What one side's breakdown rests on: which parts were measured per request, which come
+    from the servers' run means (fitted, if they were), and what was not measured."""
+    by_source: dict[str, list[str]] = {}
+    for part, source in (b.get("sources") or {}).items():
+        by_source.setdefault(source, []).append(PART_TITLES[part])
+    notes = []
+    if by_source.get(MEASURED):
+        notes.append(
+            f"measured per request (the answering server's own timing in each of {b.get('requests')} "
+            f"responses): {', '.join(by_source[MEASURED])}"
+        )
+    if by_source.get(INFERRED):
+        notes.append(
+            f"{', '.join(by_source[INFERRED])}: the prefill side the decode measured per request, split "
+            "in proportion to the prefill servers' run means (/metrics)"
+        )
+    if by_source.get(RUN_MEAN):
+        notes.append(f"from the servers' run means (/metrics): {', '.join(by_source[RUN_MEAN])}")
+    if b.get("scaled") is not None:
+        notes.append(
+            "the prefill servers' queueing, prefill and KV transfer exceeded the time the decode "
+            f"server measured for them: scaled by {b['scaled']:.2f} to fit"
+        )
+    return notes + [f"{PART_TITLES[p]} not measured: {why}" for p, why in (b.get("missing") or {}).items()]
+
+
 def ttft_breakdown_chart(comp: Comparison) -> str:
     """Where the mean TTFT went on each side (stacked bars) and the parts in a table with the
     candidate's difference; empty when neither side has a breakdown."""
@@ -151,11 +179,11 @@ def ttft_breakdown_chart(comp: Comparison) -> str:
     rows.append(
         ["TTFT (client, mean)", *(f"{b['ttft_s']:.3f}" for _, b in shown)] + ([""] if len(shown) == 2 else [])
     )
-    notes = [
-        f"{label}: {PART_TITLES[p]} not measured: {why}"
-        for label, b in shown
-        for p, why in b.get("missing", {}).items()
-    ]
+    said: dict[str, list[str]] = {}  # a note → the sides it holds for, said once
+    for label, b in shown:
+        for note in breakdown_notes(b):
+            said.setdefault(note, []).append(label)
+    notes = [f"{' and '.join(labels)}: {note}" for note, labels in said.items()]
     if any(r.simulated for _, r in sides):
         notes.append(
             "a simulated cluster's times are scaled back by its speedup, its client and router "
@@ -164,7 +192,7 @@ def ttft_breakdown_chart(comp: Comparison) -> str:
     note = "".join(f'<p class="pd-note">{escape(n)}.</p>' for n in notes)
     return (
         f"<h4>{escape(comp.workload_id)}: where the time to first token goes (mean, seconds; "
-        "from the servers' /metrics)</h4>"
+        "from the servers' own timing)</h4>"
         + charts.img(png, "TTFT breakdown", "ttft-breakdown", sides=len(shown))
         + table([head, *rows])
         + note

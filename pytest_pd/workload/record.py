@@ -72,6 +72,13 @@ class RequestRecord:
     status: int | None = None
     cached_tokens: int | None = None
     rid: str | None = None
+    # the answering server's own timing of this request, where its response carries it (SGLang's
+    # meta_info with --enable-metrics; through a PD router, the decode server's): its time to
+    # first token (first_token_latency) and from its receipt of the request to its first forward
+    # batch (forward_entry_time - request_received_ts: on a PD decode the whole prefill side and
+    # the KV hand-off, on a unified server its queue), seconds
+    server_ttft: float | None = None
+    server_before_forward: float | None = None
 
     @property
     def ok(self) -> bool:

@@ -198,6 +198,12 @@ class SSEStream:
         cached = meta.get("cached_tokens")
         if type(cached) is int:
             rec.cached_tokens = cached
+        first = meta.get("first_token_latency")  # the final event's; with --enable-metrics
+        if type(first) is float:
+            rec.server_ttft = first
+            received, entered = meta.get("request_received_ts"), meta.get("forward_entry_time")
+            if type(received) is float and type(entered) is float:
+                rec.server_before_forward = entered - received
         finish = meta.get("finish_reason")
         if finish:
             self.finished = True

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pytest_pd.http_get import get_status, post_json
 from tests.helpers import REPO, assert_nothing_left, free_ports, real_cluster_copy, session_args
@@ -40,7 +41,9 @@ def test_one_sglang_process_gives_the_recorded_greedy_answer(real_sglang: Path, 
         *("--device", "cpu", "--dtype", "float32", "--disable-cuda-graph", "--max-total-tokens", "16384"),
         *("--disable-overlap-schedule", "--sleep-on-idle"),
     ]
-    env = {**os.environ, "SGLANG_USE_CPU_ENGINE": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    # the environment cpu-pp2's servers get (its file's env:), so the one process runs as they do
+    cluster_env = yaml.safe_load((REPO / "clusters" / "cpu-pp2.yaml").read_text())["env"]
+    env = {**os.environ, **{key: str(value) for key, value in cluster_env.items()}}
     log = tmp_path / "server.log"
     with log.open("w") as out:
         server = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)

@@ -340,7 +340,19 @@ def probe_generate_stream(router: str, n: int = N_TOKENS) -> Obs:
         "final_output_ids": len(chunks[-1].get("output_ids", [])) if chunks else None,
         "finish_reason_before_last": sorted({json.dumps(m.get("finish_reason")) for m in metas[:-1]}),
         "finish_reason_last": metas[-1].get("finish_reason") if metas else None,
+        "decode_timing_in_order": _timing_in_order(metas[-1]) if metas else None,
     }
+
+
+def _timing_in_order(meta: dict[str, Any]) -> bool:
+    """What the TTFT breakdown reads from the answering (decode) server's final ``meta_info``:
+    received, then first forward batch, then first token, then finished, on its own clock."""
+    try:
+        received, entered = meta["request_received_ts"], meta["forward_entry_time"]
+        first, finished = received + meta["first_token_latency"], meta["request_finished_ts"]
+    except (KeyError, TypeError):
+        return False
+    return received <= entered <= first <= finished
 
 
 def probe_generate(router: str, n: int = N_TOKENS) -> Obs:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import base64
 import re
+from html import unescape
 
 from pytest_pd.judge.comparison import compare
 from pytest_pd.judge.thresholds import bounds_from_marker
 from pytest_pd.record import ClusterInfo, RunRecord, Simulated, encode_requests, migrate
 from pytest_pd.report import html, html_charts, series, summary
+from pytest_pd.ttft_breakdown import RequestTimes, ServerTimes, ttft_breakdown
 from pytest_pd.workload.spec import Workload
 from tests.helpers.records import run_record
 
@@ -277,3 +279,34 @@ def test_a_baseline_measured_again_because_its_stored_run_was_launched_otherwise
     )
     plain = compare("t", "w", cand, base, b, baseline_source="live (no usable stored run: no stored run)")
     assert "baseline: sim-tp8, measured in this session\n" in "\n".join([*summary.terminal_lines(plain), ""])
+
+
+def test_the_ttft_breakdown_says_what_each_part_rests_on():
+    """Parts measured per request, parts split from the prefill's run means (fitted), parts from
+    run means only, a part not measured: each said once, for the sides it holds for."""
+    per_request = ttft_breakdown(
+        ServerTimes(queueing=0.1, prefill=0.5, kv_transfer=0.124, server_ttft=0.6),
+        None,
+        RequestTimes(32, 0.626, 0.6, 0.58),
+    )
+    run_means = ttft_breakdown(
+        ServerTimes(
+            queueing=None,
+            prefill=0.5,
+            kv_transfer=0.1,
+            server_ttft=0.7,
+            missing={"queueing": "no queue histogram"},
+        ),
+        0.8,
+    )
+    comp = comparison()
+    comp.candidate.ttft_breakdown, comp.baseline.ttft_breakdown = per_request, run_means
+    text = unescape(re.sub(r"<[^>]+>", " ", html_charts.ttft_breakdown_chart(comp)))
+    assert (
+        "measured per request (the answering server's own timing in each of 32 responses): client + router, decode: hand-off + first step"
+        in text
+    )
+    assert "scaled by 0.80 to fit" in text
+    assert "from the servers' run means (/metrics): client + router, prefill compute, KV transfer" in text
+    assert "queueing (prefill) not measured: no queue histogram" in text
+    assert text.count("split in proportion to the prefill servers") == 1

@@ -1,5 +1,6 @@
-"""Where TTFT goes (ttft_breakdown.py): parts from histogram deltas between the first and last
-telemetry sample, the remainder for the decode side, honest gaps."""
+"""Where TTFT goes (ttft_breakdown.py): per request from the answering server's own timing where
+responses carry it, else parts from histogram deltas between the first and last telemetry sample;
+the parts add up (the prefill side fitted when it overflows), honest gaps."""
 
 from __future__ import annotations
 
@@ -9,7 +10,18 @@ import pytest
 
 from pytest_pd.cluster.engines.sglang.metrics import server_times
 from pytest_pd.prometheus import server_summary
-from pytest_pd.ttft_breakdown import PARTS, ttft_breakdown
+from pytest_pd.ttft_breakdown import (
+    INFERRED,
+    MEASURED,
+    PARTS,
+    RUN_MEAN,
+    RequestTimes,
+    ServerTimes,
+    ttft_breakdown,
+)
+from pytest_pd.workload.record import RequestRecord
+from pytest_pd.workload.spec import API_GENERATE
+from pytest_pd.workload.sse import SSEStream
 from tests.helpers import REPO
 
 P = "engine_type=prefill,moe_ep_rank=0,pp_rank={pp},tp_rank=0"
@@ -119,3 +131,100 @@ def test_real_sglang_pd_metrics_give_every_part():
     assert parts["kv_transfer"] == pytest.approx(0.0833, abs=1e-3)
     assert 0 < parts["decode_first_step"] < 0.02
     assert sum(parts.values()) == pytest.approx(b["ttft_s"])
+
+
+# ---------------------------------------------------------------- per request (the decode's own timing)
+
+
+def per_request(times: ServerTimes | None, client: float, server: float, before: float, n: int = 10) -> dict:
+    b = ttft_breakdown(times, None, RequestTimes(n, client, server, before))
+    assert b is not None
+    return b
+
+
+def pd_times(queueing: float = 0.5, prefill: float = 2.0, kv: float = 0.25) -> ServerTimes:
+    return ServerTimes(queueing=queueing, prefill=prefill, kv_transfer=kv, server_ttft=2.9)
+
+
+def test_per_request_parts_add_up_and_say_what_was_measured():
+    """The decode measured 3.0 s before its first forward: the prefill side's 2.75 s of run
+    means fit, the 0.25 s left is the decode's hand-off, on top of its measured 0.1 s step."""
+    b = per_request(pd_times(), client=3.3, server=3.1, before=3.0)
+    assert b["parts"] == pytest.approx(
+        {
+            "client_router": 0.2,
+            "queueing": 0.5,
+            "prefill": 2.0,
+            "kv_transfer": 0.25,
+            "decode_first_step": 0.35,
+        }
+    )
+    assert sum(b["parts"].values()) == pytest.approx(b["ttft_s"]) and b["ttft_s"] == 3.3
+    assert b["sources"] == {
+        "client_router": MEASURED,
+        "queueing": INFERRED,
+        "prefill": INFERRED,
+        "kv_transfer": INFERRED,
+        "decode_first_step": MEASURED,
+    }
+    assert b["scaled"] is None and b["requests"] == 10 and b["missing"] == {}
+
+
+def test_prefill_means_over_the_measured_prefill_side_are_fitted_into_it():
+    """The issue's real-SGLang case: the prefill's run means (0.724 s) exceed what the decode
+    measured for them per request: scaled down in proportion, the parts still add up."""
+    b = per_request(pd_times(0.1, 0.5, 0.124), client=0.626, server=0.60, before=0.58)
+    assert b["scaled"] == pytest.approx(0.58 / 0.724)
+    assert b["parts"]["prefill"] == pytest.approx(0.5 * 0.58 / 0.724)
+    assert b["parts"]["decode_first_step"] == pytest.approx(0.02)
+    assert sum(b["parts"].values()) == pytest.approx(0.626)
+
+
+def test_run_means_that_overlap_the_decode_ttft_are_fitted_too():
+    b = ttft_breakdown(pd_times(1.0, 2.0, 0.5), 3.0)  # 3.5 s of prefill stages in a 2.9 s decode TTFT
+    assert b["scaled"] == pytest.approx(2.9 / 3.5) and b["parts"]["decode_first_step"] == 0.0
+    assert sum(b["parts"].values()) == pytest.approx(3.0)
+    assert set(b["sources"].values()) == {RUN_MEAN} and b["requests"] is None
+
+
+def test_a_unified_server_measures_every_part_per_request():
+    unified = ServerTimes(queueing=9.0, prefill=9.0, kv_transfer=0.0, server_ttft=9.0, unified=True)
+    b = per_request(unified, client=1.0, server=0.9, before=0.3)
+    assert b["parts"] == pytest.approx(
+        {"client_router": 0.1, "queueing": 0.3, "prefill": 0.6, "kv_transfer": 0.0, "decode_first_step": 0.0}
+    )
+    assert set(b["sources"].values()) == {MEASURED}
+
+
+def test_without_the_prefill_metrics_the_prefill_side_is_missing_with_its_total():
+    b = per_request(None, client=1.0, server=0.9, before=0.8)
+    assert b["parts"]["client_router"] == pytest.approx(0.1) and b["parts"]["prefill"] is None
+    assert "0.800 s per request before its first forward" in b["missing"]["decode_first_step"]
+    assert b["sources"] == {"client_router": MEASURED}
+
+
+def test_the_final_generate_event_carries_the_servers_own_timing():
+    """What the client keeps of SGLang's final ``meta_info`` (with --enable-metrics), through the
+    fast path and the whole-object path alike."""
+    meta = {
+        "completion_tokens": 2,
+        "finish_reason": {"type": "length", "length": 2},
+        "request_received_ts": 1000.0,
+        "forward_entry_time": 1000.75,
+        "first_token_latency": 0.8,
+    }
+    for meta_first in (False, True):  # True: a shape the fast path leaves to the whole-object decoder
+        rec = RequestRecord(index=0, prompt_len=4, expected_output_len=2)
+        stream = SSEStream(API_GENERATE, rec)
+        first = {
+            "text": "a",
+            "output_ids": [1],
+            "meta_info": {"completion_tokens": 1, "forward_entry_time": 1000.75},
+        }
+        stream.feed(b"data: " + json.dumps(first).encode() + b"\n\n", 1.0)
+        assert rec.server_ttft is None  # only the final event says it
+        last = json.dumps({"text": "ab", "output_ids": [1, 2], "meta_info": meta}).encode()
+        if meta_first:
+            last = json.dumps({"meta_info": meta, "text": "ab", "output_ids": [1, 2]}).encode()
+        stream.feed(b"data: " + last + b"\n\n", 2.0)
+        assert rec.server_ttft == 0.8 and rec.server_before_forward == pytest.approx(0.75)

@@ -4,8 +4,9 @@
 #
 # Creates, once, a separate virtualenv with pinned SGLang, its router and Mooncake's TCP transfer
 # engine (and accelerate, which `transformers serve` from the same environment needs), installs
-# the two CPU workarounds (fixups/: each file says what it works around) into that environment
-# only, and makes a tiny random-weight Llama with the simulator's tokenizer (never downloaded).
+# the two CPU workarounds (fixups/: each file says what it works around) and the package that
+# registers the tiny model's architecture alone (start-up without importing every model) into that
+# environment only, and makes a tiny random-weight Llama with the simulator's tokenizer (never downloaded).
 # Everything lands in $PD_SGLANG_HOME (default ~/.cache/pytest-pd/sglang-0.5.23-cpu), which the
 # cpu-* cluster files name; a second run with nothing changed takes a second.
 set -euo pipefail
@@ -27,7 +28,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 # What the environment is made of: change any of it and the next run rebuilds it.
 fixups=("$here/fixups/pytest_pd_sglang_cpu.py" "$here/fixups/common_ops.py"
         "$here/fixups/pytest_pd_sglang_cpu.pth")
-inputs=("$0" "${fixups[@]}" "$here/make_tiny_model.py" "$repo"/clusters/models/sim-tiny/*.json)
+models="$here/fixups/pytest_pd_sglang_models"   # SGLANG_EXTERNAL_MODEL_PACKAGE of the cpu-* files
+inputs=("$0" "${fixups[@]}" "$models"/*.py "$here/make_tiny_model.py" "$repo"/clusters/models/sim-tiny/*.json)
 want="$(cat "${inputs[@]}" | sha256sum)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/python" ] \
    && [ -f "$model/config.json" ]; then
@@ -60,6 +62,7 @@ echo "installing sglang==$SGLANG_VERSION sglang-router==$ROUTER_VERSION into $ve
 # The workarounds, in this environment only.
 site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 cp "${fixups[@]}" "$site/"
+rm -rf "$site/pytest_pd_sglang_models" && cp -r "$models" "$site/"
 "$venv/bin/python" -c 'import pytest_pd_sglang_cpu as f; f.check()'
 
 # The tiny model: random weights (seeded), the simulator's tokenizer.

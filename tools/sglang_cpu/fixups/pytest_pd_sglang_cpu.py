@@ -95,4 +95,13 @@ def check() -> None:
     module = importlib.import_module(MOONCAKE_CONN)
     if module.MooncakeKVSender.supports_host_tensor_indices is not False:
         raise WorkaroundError(f"pytest-pd CPU workarounds: the mooncake patch did not apply. {WHAT_TO_DO}")
+    # SGLang's registry imports the package named by SGLANG_EXTERNAL_MODEL_PACKAGE leniently
+    # (an import error is only a warning, then it loads every model): import it strictly here.
+    import os
+
+    os.environ.setdefault("SGLANG_EXTERNAL_MODEL_PACKAGE", "pytest_pd_sglang_models")  # as the cpu-* files
+    from sglang.srt.models.registry import import_model_classes
+
+    if "LlamaForCausalLM" not in import_model_classes("pytest_pd_sglang_models", strict=True):
+        raise WorkaroundError(f"pytest-pd CPU fixups: no Llama in pytest_pd_sglang_models. {WHAT_TO_DO}")
     print(f"pytest-pd CPU workarounds apply to SGLang {SGLANG_VERSION}")

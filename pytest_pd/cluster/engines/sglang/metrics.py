@@ -68,7 +68,7 @@ def server_times(rows: Rows) -> ServerTimes | None:
     server_ttft = _mean(rows, _TTFT, DECODE_SIDE)
     if server_ttft is None:
         missing["server_ttft"] = f"the decode servers export no {_TTFT} observations"
-    return ServerTimes(**times, server_ttft=server_ttft, missing=missing)
+    return ServerTimes(**times, server_ttft=server_ttft, missing=missing, unified=unified)
 
 
 def prefix_cache_hit_rate(rows: Rows) -> float | None:

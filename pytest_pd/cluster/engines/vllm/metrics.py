@@ -65,7 +65,7 @@ def server_times(rows: Rows) -> ServerTimes | None:
     server_ttft = None if prefill_e2e is None or decode_ttft is None else prefill_e2e + decode_ttft
     if server_ttft is None:
         missing["server_ttft"] = f"no prefill {_E2E} or decode {_TTFT} observations"
-    return ServerTimes(**times, server_ttft=server_ttft, missing=missing)
+    return ServerTimes(**times, server_ttft=server_ttft, missing=missing, unified=False)  # PD only
 
 
 def prefix_cache_hit_rate(rows: Rows) -> float | None:
