@@ -9,7 +9,7 @@ a kind that differs in more adds a field here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -34,17 +34,72 @@ def sglang_router_argv(spec: ClusterSpec, python: str, kind: RouterKind) -> list
     for server in spec.servers("decode"):
         argv += ["--decode", spec.server_url(server)]
     flag(argv, "--host", r.listen or spec.host_address(spec.router_host))
-    flag(argv, "--port", r.port)
-    flag(argv, "--policy", r.policy)
-    flag(argv, "--prefill-policy", r.prefill_policy)
-    flag(argv, "--decode-policy", r.decode_policy)
-    flag(argv, "--worker-startup-timeout-secs", r.startup_timeout_s)
-    flag(argv, "--worker-startup-check-interval", r.startup_check_interval_s)
-    flag(argv, "--prometheus-host", r.prometheus_host)
-    flag(argv, "--prometheus-port", r.prometheus_port)
-    flag(argv, "--request-timeout-secs", r.request_timeout_s)
+    for field_name, name in _SETTINGS:
+        flag(argv, name, getattr(r, field_name))
     argv.extend(r.extra_args)
     return argv
+
+
+_SETTINGS = (
+    ("port", "--port"),
+    ("policy", "--policy"),
+    ("prefill_policy", "--prefill-policy"),
+    ("decode_policy", "--decode-policy"),
+    ("startup_timeout_s", "--worker-startup-timeout-secs"),
+    ("startup_check_interval_s", "--worker-startup-check-interval"),
+    ("prometheus_host", "--prometheus-host"),
+    ("prometheus_port", "--prometheus-port"),
+    ("request_timeout_s", "--request-timeout-secs"),
+)
+"""The router's settings rendered as one flag each (after its workers and ``--host``), in order."""
+
+
+@dataclass
+class ImportedRouter:
+    """A router command line read back (``pytest-pd import``): its kind, the workers by URL (a
+    prefill's bootstrap port beside it), the address it listens on, the settings that render its
+    flags and the rest of its arguments."""
+
+    kind: str
+    prefill: list[tuple[str, int | None]]
+    decode: list[str]
+    host: str | None
+    fields: dict[str, str]
+    extra_args: list[str]
+
+
+def read_router_argv(module: str, args: Sequence[str]) -> ImportedRouter | None:
+    """The command line of a router run as ``python -m module args``; None when ``module`` is no
+    router kind's. Raises ``ValueError`` for a flag without its value."""
+    kind = next((k for k in KINDS.values() if k.module == module), None)
+    if kind is None:
+        return None
+    settings = {name: field_name for field_name, name in _SETTINGS}
+    out = ImportedRouter(kind.name, [], [], None, {}, [])
+    rest = [a for a in args if a != kind.pd_flag]
+    i = 0
+    while i < len(rest):
+        arg = rest[i]
+        if arg not in ("--prefill", "--decode", "--host") and arg not in settings:
+            out.extra_args.append(arg)
+            i += 1
+            continue
+        if i + 1 >= len(rest) or rest[i + 1].startswith("--"):
+            raise ValueError(f"{arg} without its value")
+        value = rest[i + 1]
+        i += 2
+        if arg == "--prefill":
+            port = None
+            if kind.bootstrap_ports and i < len(rest) and rest[i].isdigit():
+                port, i = int(rest[i]), i + 1
+            out.prefill.append((value, port))
+        elif arg == "--decode":
+            out.decode.append(value)
+        elif arg == "--host":
+            out.host = value
+        else:
+            out.fields[settings[arg]] = value
+    return out
 
 
 @dataclass(frozen=True)

@@ -63,18 +63,18 @@ def probe_completions(base_url: str, model: str | None, timeout: float = PROBE_T
     return _one_token(base_url.rstrip("/") + "/v1/completions", probe, "usage", timeout)
 
 
-def _no_answer(failure: str) -> bool:
-    """Whether a probe's failure was the server not answering in time (or not at all), as opposed
-    to an answer pytest-pd could not use."""
-    return failure.startswith(("TimeoutError:", "URLError:")) and "bad HTTP response" not in failure
+def _timed_out(failure: str) -> bool:
+    """Whether a probe's failure was the server not answering in time (a refused connection
+    fails at once, and so would every request: the run then says so per request)."""
+    return failure.startswith("TimeoutError:")
 
 
 def choose_api(base_url: str, timeout: float = PROBE_TIMEOUT_S, model: str | None = None) -> ApiChoice:
     """``generate`` when ``/generate`` works; else ``completions`` when ``GET /v1/models`` lists a
     model or, where it does not (``transformers serve`` may answer it with HTTP 500), a 1-token
     ``POST /v1/completions`` works; else ``generate`` (the default), saying that no probe
-    succeeded, unless none was answered at all: then :class:`WorkloadError` (measuring would only
-    time out again). Each probe gets ``timeout`` for its whole answer: three at most."""
+    succeeded, unless all three timed out: then :class:`WorkloadError` (measuring would only time
+    out again). Each probe gets ``timeout`` for its whole answer: three at most."""
     gen = probe_generate(base_url, timeout)
     if gen is None:
         return ApiChoice(
@@ -99,7 +99,7 @@ def choose_api(base_url: str, timeout: float = PROBE_TIMEOUT_S, model: str | Non
             f"/v1/completions answered a 1-token probe: {openai_hint}",
         )
     failures = f"POST /generate: {gen}; GET /v1/models: {models}; POST /v1/completions: {completions}"
-    if all(_no_answer(f) for f in (gen, models, completions)):
+    if all(_timed_out(f) for f in (gen, models, completions)):
         raise WorkloadError(
             f"{base_url} answered none of the three API probes within {timeout:g} s each ({failures}). "
             "Check --ip/--port and that the server is up and not stuck; a server that is only slow "

@@ -86,11 +86,8 @@ def test_chat_run_checks_input_lengths_with_the_chat_template(sim: str, tmp_path
 def test_auto_api_choice_probes_the_server(sim: str):
     choice = choose_api(sim)
     assert choice.api == "generate" and "POST /generate answered" in choice.reason
-    nobody = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(
-        WorkloadError, match=f"{nobody} answered none of the three API probes within 2 s each"
-    ):
-        choose_api(nobody, timeout=2)  # measuring would only fail the same way
+    dead = choose_api(f"http://127.0.0.1:{free_port()}", timeout=2)  # refused at once: each request says so
+    assert dead.api == "generate" and "no probe succeeded" in dead.reason
 
 
 @pytest.mark.asyncio

@@ -10,60 +10,9 @@ from pathlib import Path
 import pytest
 
 from pytest_pd.cli import main as cli_main
+from tests.helpers.seed import flags, parse_env, rendered, seed_blocks
 
 REPO = Path(__file__).resolve().parents[2]
-SEED = REPO / "tests" / "data" / "seed_commands.sh"
-
-
-def seed_blocks() -> dict[str, str]:
-    blocks: dict[str, list[str]] = {}
-    current = None
-    for line in SEED.read_text(encoding="utf-8").splitlines():
-        if line.startswith("### "):
-            current = line[4:].split(" (")[0]
-            blocks[current] = []
-        elif current is not None:
-            blocks[current].append(line)
-    return {k: "\n".join(v) for k, v in blocks.items()}
-
-
-def parse_env(text: str) -> dict[str, str]:
-    env = {}
-    for line in text.splitlines():
-        if line.startswith("export "):
-            key, _, value = shlex.split(line[len("export ") :])[0].partition("=")
-            env[key] = value
-    return env
-
-
-def flags(argv: list[str]) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
-    """(program, {flag: values}) with the values each flag takes, order of flags ignored."""
-    head: list[str] = []
-    out: dict[str, tuple[str, ...]] = {}
-    current = None
-    for arg in argv:
-        if arg.startswith("--"):
-            assert arg not in out, f"flag {arg} given twice"
-            current = arg
-            out[arg] = ()
-        elif current is None:
-            head.append(arg)
-        else:
-            out[current] += (arg,)
-    return tuple(head), out
-
-
-def rendered(cluster: str, capsys) -> tuple[dict[str, str], dict[str, list[str]]]:
-    assert cli_main(["commands", cluster, "--cluster-dir", str(REPO / "clusters")]) == 0
-    text = capsys.readouterr().out
-    commands: dict[str, list[str]] = {}
-    name = None
-    for line in text.splitlines():
-        if line.startswith("# ") and " on " in line:
-            name = line[2:].split(" on ")[0]
-        elif line and not line.startswith(("#", "export ")):
-            commands[name] = shlex.split(line)
-    return parse_env(text), commands
 
 
 @pytest.mark.parametrize("cluster", ["h20-pp2", "h20-tp8"])

@@ -9,7 +9,8 @@ entry-point line. Each is loaded only when a cluster file names it.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -23,6 +24,22 @@ Rows = Mapping[str, Mapping[str, float]]
 """Each worker's metrics over a run (:func:`pytest_pd.prometheus.server_summary`)."""
 
 GROUP = "pytest_pd.engines"
+
+
+@dataclass
+class ImportedServer:
+    """One server command line read back into a cluster file's terms (``pytest-pd import``):
+    ``role`` (prefill or decode), the model, the address it listens on, its node of a multi-node
+    server, the server-entry fields that render its flags, and the rest of its arguments."""
+
+    role: str
+    fields: dict[str, Any]
+    extra_args: list[str]
+    model_path: str | None = None
+    host: str | None = None
+    nnodes: int = 1
+    node_rank: int = 0
+    newest_version: str | None = None  # the newest engine version taking every flag (None: any)
 
 
 class Engine(Protocol):
@@ -41,6 +58,9 @@ class Engine(Protocol):
     # command lines (what follows ``-m MODULE``); it prints a JSON list, per command line, of the
     # arguments its parser does not accept. None: the flags are not checked (cluster/engine_check.py)
     flags_probe: str | None
+    # reads one server command line (what follows ``-m MODULE``) back into cluster-file fields
+    # (``pytest-pd import``); None: the engine's commands cannot be imported
+    server_reader: Callable[[Sequence[str]], ImportedServer] | None
     simulated: bool  # runs no real model: no GPU to sample, results stand for another cluster
     apis: tuple[str, ...]  # the workload APIs it serves (generate, completions, chat), preferred first
 

@@ -5,7 +5,7 @@ options block in the cluster file."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from pytest_pd.cluster import engines
@@ -31,6 +31,9 @@ class SGLang(engines.NoOptionsBlock):
     simulated = False
     apis: tuple[str, ...] = ("generate", "completions", "chat")
     flags_probe: str | None = argv.FLAGS_PROBE
+    server_reader: Callable[[Sequence[str]], engines.ImportedServer] | None = staticmethod(
+        argv.read_server_argv
+    )
 
     # ---------------------------------------------------------------- the cluster file
     def server_argv(

