@@ -1,7 +1,7 @@
 """`pytest-pd` command line: render a cluster's commands, hold a cluster up for manual use, list
 what pytest-pd runs on a cluster's hosts, tear down what a session left behind, benchmark, and
-calibrate the timing model to stored runs, plan topologies, write request traces, import the
-launch lines a team already runs as a cluster file."""
+calibrate the timing model to stored runs, plan topologies, write request traces, write a
+starter into a repository, import the launch lines a team already runs as a cluster file."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pytest_pd import bench, bench_args, import_cli, manifests_cli, trace_cli
+from pytest_pd import bench, bench_args, import_cli, init_cli, manifests_cli, trace_cli
 from pytest_pd.cli_args import add_cluster_arguments
 from pytest_pd.cluster.commands import render_commands
 from pytest_pd.cluster.launchers import launcher_of
@@ -82,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     plan_cli.add_parser(sub)
     trace_cli.add_parser(sub)
     import_cli.add_parser(sub)
+    init_cli.add_parser(sub)
     manifests_cli.add_parser(sub)
     history_cli.add_parser(sub)
     return parser
@@ -177,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         return plan_cli.run(args)
     if args.command == "trace":
         return trace_cli.run(args)
+    if args.command == "init":
+        return init_cli.run(args)
     if args.command == "import":
         return import_cli.run(args)
     if args.command == "manifests":

@@ -10,6 +10,7 @@ import re
 import types
 import typing
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Union
 
@@ -115,6 +116,9 @@ def parse_cluster(text: str, source: Path) -> ClusterSpec:
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+EXAMPLES = Path(str(resources.files("pytest_pd.examples") / "clusters"))
+"""The cluster files shipped with pytest-pd (the repository's clusters/, in the wheel as package
+data); a name not found in the cluster folder is looked up here."""
 
 
 def _known_clusters(folder: Path) -> list[str]:
@@ -134,7 +138,8 @@ def _not_a_cluster_file(path: Path, problem: str) -> ClusterFileError:
 
 
 def find_cluster_file(name_or_path: str, cluster_dir: Path) -> Path:
-    """A cluster is named by its file stem in ``cluster_dir`` or by a path to a YAML file."""
+    """A cluster is named by its file stem in ``cluster_dir`` (else among the :data:`EXAMPLES`)
+    or by a path to a YAML file."""
     candidate = Path(name_or_path)
     if candidate.suffix in (".yaml", ".yml") or "/" in name_or_path:
         problem = safe_yaml.path_problem(candidate)
@@ -151,10 +156,14 @@ def find_cluster_file(name_or_path: str, cluster_dir: Path) -> Path:
         raise ClusterFileError(
             f"cluster {name_or_path!r}: {path} {problem}; check that file and --cluster-dir ({cluster_dir})."
         )
+    example = EXAMPLES / f"{name_or_path}.yaml"
+    if example.is_file():  # shipped with pytest-pd (sim-pp2, …): found from any folder
+        return example.resolve()
     raise ClusterFileError(
         f"unknown cluster {name_or_path!r}: no file {path}. Known clusters in {cluster_dir}: "
-        f"{', '.join(_known_clusters(cluster_dir)) or 'none'}. Pass --cluster-dir to look "
-        f"elsewhere, or add {path}."
+        f"{', '.join(_known_clusters(cluster_dir)) or 'none'}; shipped with pytest-pd: "
+        f"{', '.join(_known_clusters(EXAMPLES))}. Pass --cluster-dir to look elsewhere, or add {path} "
+        "(`pytest-pd init` writes a starter, `pytest-pd import` one from your launch commands)."
     )
 
 

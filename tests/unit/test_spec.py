@@ -162,6 +162,17 @@ def test_unknown_cluster_lists_known_ones(tmp_path):
         load_cluster("h20-pp3", CLUSTERS)
 
 
+def test_the_shipped_clusters_are_found_by_name_from_any_folder(tmp_path):
+    """A name the cluster folder lacks is looked up among the clusters shipped in the package (the
+    repository's clusters/); the folder's own file of that name wins."""
+    spec = load_cluster("sim-pp2", tmp_path / "clusters")
+    assert spec.name == "sim-pp2" and Path(spec.model_path).is_dir()
+    with pytest.raises(ClusterFileError, match="shipped with pytest-pd: .*sim-pp2, sim-tp8"):
+        load_cluster("sim-pp3", tmp_path)
+    (tmp_path / "sim-pp2.yaml").write_text(MINIMAL.replace("name: mini", "name: sim-pp2"), encoding="utf-8")
+    assert load_cluster("sim-pp2", tmp_path).source == (tmp_path / "sim-pp2.yaml").resolve()
+
+
 def test_numbers_in_env_are_strings(tmp_path):
     spec = parse(MINIMAL + "env: {NCCL_IB_TIMEOUT: 22}\n", tmp_path)
     assert spec.env == {"NCCL_IB_TIMEOUT": "22"}
