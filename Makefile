@@ -21,7 +21,7 @@ PYTHON ?= python3
 CLUSTER ?= sim-pp2
 FAST   := not e2e and not real_sglang and not real_vllm
 
-.PHONY: run test test-fast test-real real-sglang real-vllm lint setup clean
+.PHONY: run test test-fast test-real real-sglang real-vllm lint docs setup clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,7 +53,12 @@ test-fast: $(STAMP)
 test-real: $(STAMP) real-sglang real-vllm
 	$(VENV)/bin/pytest tests/ -m "real_sglang or real_vllm" $(PYTEST_ARGS)
 
-LINTED := pytest_pd tests benchmarks tools suites conftest.py
+# the documentation site (docs/, mkdocs.yml): strict, so a broken link, a missing anchor or a page
+# left out of the navigation fails the build; the reference pages are generated from the code
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+
+LINTED := pytest_pd tests benchmarks tools suites docs/hooks conftest.py
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)

@@ -1,5 +1,5 @@
 """The simulator's decode step time against batch size and context (the seed calibration, or a
-profile), printed as a table and drawn as a chart: what the README shows.
+profile), printed as a table and drawn as a chart: what the documentation (docs/simulator.md) shows.
 
     python benchmarks/decode_step_curve.py [--profile profiles/x.yaml] [--tp 8] [-o docs/decode-step.png]
 """

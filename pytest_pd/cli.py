@@ -29,6 +29,15 @@ from pytest_pd.twin import plan_cli
 
 
 def _parser() -> argparse.ArgumentParser:
+    return _parsers()[0]
+
+
+def command_parsers() -> dict[str, argparse.ArgumentParser]:
+    """Each command's parser by name (the documentation's command-line reference)."""
+    return _parsers()[1]
+
+
+def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(prog="pytest-pd", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (
@@ -85,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     init_cli.add_parser(sub)
     manifests_cli.add_parser(sub)
     history_cli.add_parser(sub)
-    return parser
+    return parser, dict(sub.choices)
 
 
 def _show(text: str) -> None:

@@ -421,5 +421,6 @@ def format_problems(where: str, problems: list[tuple[int, Loc, str]]) -> str:
         body += f"\n  … and {len(problems) - len(listed)} more"
     return (
         f"cluster file {where} is invalid ({len(problems)} problem{'s' * (len(problems) != 1)}):\n"
-        f"{body}\nFix the fields named above; the README section 'Cluster file format' lists every key."
+        f"{body}\nFix the fields named above; pytest-pd's documentation lists every key "
+        "(Reference: cluster file keys, docs/reference/cluster-file.md)."
     )

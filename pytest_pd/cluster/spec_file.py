@@ -83,7 +83,7 @@ def parse_cluster(text: str, source: Path) -> ClusterSpec:
     if not isinstance(document.data, dict):
         raise ClusterFileError(
             f"{where}:1: a cluster file must be a YAML mapping (name:, hosts:, prefill:, decode:, "
-            "router:, …); see the README section 'Cluster file format'."
+            "router:, …); pytest-pd's documentation lists every key (Reference: cluster file keys)."
         )
     if document.duplicate_keys:
         raise ClusterFileError(format_problems(where, document.duplicate_keys))
