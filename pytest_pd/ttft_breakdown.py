@@ -103,10 +103,13 @@ def ttft_breakdown(
     the mean TTFT of those requests), else of ``client_ttft_s`` (model seconds) by the servers'
     run means ``times``; None with neither. ``parts``: name → seconds or None; ``sources``: name →
     :data:`MEASURED`, :data:`INFERRED` or :data:`RUN_MEAN`; ``missing``: name → why not
-    measured; ``scaled``: the factor the prefill side's parts were fitted by, or None."""
+    measured; ``scaled``: the factor the prefill side's parts were fitted by, or None. None
+    without ``times`` (an engine that exports no timing of its own)."""
+    if times is None:  # the engine exports no timing of its own: no breakdown
+        return None
     if requests is not None:
         return _per_request(times, requests)
-    if times is None or client_ttft_s is None or client_ttft_s != client_ttft_s:
+    if client_ttft_s is None or client_ttft_s != client_ttft_s:
         return None
     parts: dict[str, float | None] = dict.fromkeys(PARTS)
     missing = {name: why for name, why in times.missing.items() if name in SERVER_PARTS}
@@ -129,24 +132,22 @@ def ttft_breakdown(
     return _result(client_ttft_s, times.server_ttft, parts, sources, missing, scaled, None)
 
 
-def _per_request(times: ServerTimes | None, req: RequestTimes) -> dict[str, Any]:
+def _per_request(times: ServerTimes, req: RequestTimes) -> dict[str, Any]:
     parts: dict[str, float | None] = dict.fromkeys(PARTS)
     sources = dict.fromkeys(("client_router", "decode_first_step"), MEASURED)
     missing: dict[str, str] = {}
     scaled = None
     parts["client_router"] = max(0.0, req.client_ttft - req.server_ttft)
     first_step = max(0.0, req.server_ttft - req.before_forward)
-    if times is not None and times.unified:  # the server's own queue, then its prefill
+    if times.unified:  # the server's own queue, then its prefill
         parts.update(queueing=req.before_forward, prefill=first_step, kv_transfer=0.0, decode_first_step=0.0)
         sources.update(dict.fromkeys(SERVER_PARTS, MEASURED))
         return _result(req.client_ttft, req.server_ttft, parts, sources, missing, None, req.count)
-    known = {name: None if times is None else getattr(times, name) for name in SERVER_PARTS}
+    known = {name: getattr(times, name) for name in SERVER_PARTS}
     if None in known.values():
         for name in SERVER_PARTS:
             if known[name] is None:
-                missing[name] = (
-                    times.missing.get(name) if times else None
-                ) or "the prefill servers' metrics were not read"
+                missing[name] = times.missing.get(name) or "the prefill servers export no such metric"
         missing["decode_first_step"] = (
             f"the decode measured {req.before_forward:.3f} s per request before its first forward "
             "(the prefill side and the hand-off): splitting it needs the queueing, prefill and KV "
@@ -155,7 +156,7 @@ def _per_request(times: ServerTimes | None, req: RequestTimes) -> dict[str, Any]
         parts["decode_first_step"] = None
         del sources["decode_first_step"]
     else:
-        fitted, scaled = _fit(req.before_forward, known)  # type: ignore[arg-type]
+        fitted, scaled = _fit(req.before_forward, known)
         parts.update(fitted)
         handoff = req.before_forward - sum(fitted.values())
         parts["decode_first_step"] = first_step + handoff

@@ -136,7 +136,7 @@ def test_real_sglang_pd_metrics_give_every_part():
 # ---------------------------------------------------------------- per request (the decode's own timing)
 
 
-def per_request(times: ServerTimes | None, client: float, server: float, before: float, n: int = 10) -> dict:
+def per_request(times: ServerTimes, client: float, server: float, before: float, n: int = 10) -> dict:
     b = ttft_breakdown(times, None, RequestTimes(n, client, server, before))
     assert b is not None
     return b
@@ -197,10 +197,24 @@ def test_a_unified_server_measures_every_part_per_request():
 
 
 def test_without_the_prefill_metrics_the_prefill_side_is_missing_with_its_total():
-    b = per_request(None, client=1.0, server=0.9, before=0.8)
+    silent_prefill = ServerTimes(
+        queueing=None,
+        prefill=None,
+        kv_transfer=0.1,
+        server_ttft=0.9,
+        missing={"prefill": "no prefill_forward"},
+    )
+    b = per_request(silent_prefill, client=1.0, server=0.9, before=0.8)
     assert b["parts"]["client_router"] == pytest.approx(0.1) and b["parts"]["prefill"] is None
+    assert b["missing"]["prefill"] == "no prefill_forward"
     assert "0.800 s per request before its first forward" in b["missing"]["decode_first_step"]
     assert b["sources"] == {"client_router": MEASURED}
+
+
+def test_an_engine_without_timing_of_its_own_has_no_breakdown_even_with_per_request_times():
+    """Responses may carry timing (a third-party engine on the simulator does) while the engine
+    says it exports none (``server_times`` None): no breakdown, as without responses."""
+    assert ttft_breakdown(None, 1.0, RequestTimes(4, 1.0, 0.9, 0.8)) is None
 
 
 def test_the_final_generate_event_carries_the_servers_own_timing():
