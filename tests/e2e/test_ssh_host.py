@@ -15,8 +15,8 @@ import pytest
 from pytest_pd.cluster.launchers.ssh import HostKeyError, SSHConnection, SSHHost, resolve_target
 from pytest_pd.cluster.spec import HostSpec
 from pytest_pd.errors import HostError
-from tests.helpers import group_alive
-from tests.helpers.sshd import SSH_KEYGEN, SshFarm, free_port_on, remote_python
+from tests.helpers import free_port, group_alive
+from tests.helpers.sshd import SSH_KEYGEN, SshFarm, remote_python
 
 ARGV_ECHO = "import json, sys; print(json.dumps(sys.argv[1:]))"
 HOSTILE = [
@@ -153,7 +153,7 @@ def test_ports_in_use_are_checked_on_the_host(node: SSHHost):
         s.bind(("127.0.0.2", 0))
         s.listen()
         taken = s.getsockname()[1]
-        free = free_port_on("127.0.0.2")
+        free = free_port()
         assert node.ports_in_use([("127.0.0.2", taken), ("127.0.0.2", free)]) == [("127.0.0.2", taken)]
 
 
@@ -222,7 +222,7 @@ def test_password_env_must_be_set(sshd_farm: SshFarm, tmp_path: Path, monkeypatc
 
 
 def test_unreachable_host_fails_within_the_connect_timeout(sshd_farm: SshFarm, tmp_path: Path):
-    closed = free_port_on("127.0.0.9")
+    closed = free_port()
     spec = HostSpec.model_validate(
         {
             "address": "127.0.0.9",
@@ -321,7 +321,7 @@ def test_local_and_ssh_hosts_run_the_same_way(node: SSHHost, tmp_path: Path):
     local = LocalHost("here")
     argv = [node.python, "-c", ARGV_ECHO, *HOSTILE]
     assert local.run(argv, cwd=str(tmp_path)).stdout == node.run(argv, cwd=str(tmp_path)).stdout
-    assert local.ports_in_use([("127.0.0.2", free_port_on("127.0.0.2"))]) == []
+    assert local.ports_in_use([("127.0.0.2", free_port())]) == []
 
 
 def test_a_start_whose_answer_is_lost_leaves_no_process_behind(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -30,17 +31,45 @@ sim-* files' ×10 the timing jitter of a loaded 2-core CI machine reached 3.6 % 
 27 ms runs in 2.7 ms there); jitter shrinks with the speedup."""
 
 
+# Ports for the servers tests start: below the kernel's ephemeral range (32768-60999 here), so no
+# outgoing connection of a busy run (clients, Slurm, sshd, the engines' own sockets) can already hold
+# one on some 127.0.0.x when its server binds it; each xdist worker draws from its own slice, and a
+# process never hands out the same port twice.
+_PORT_LOW, _PORT_HIGH, _SLICES = 20000, 32000, 8
+_handed_out: set[int] = set()
+
+
+def _port_slice() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    width = (_PORT_HIGH - _PORT_LOW) // _SLICES
+    start = _PORT_LOW + (index % _SLICES) * width
+    return range(start, start + width)
+
+
+def _bindable(port: int) -> bool:
+    """Free on every local address (0.0.0.0 conflicts with any 127.0.0.x holding it)."""
+    with socket.socket() as s:
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_ports(n: int) -> list[int]:
-    """n distinct ports that were free a moment ago on 127.0.0.1."""
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
+    """n distinct ports, free a moment ago on every local address, never handed out before by this
+    process and outside the ephemeral range."""
+    candidates = [p for p in _port_slice() if p not in _handed_out]
+    random.shuffle(candidates)
+    ports = []
+    for port in candidates:
+        if _bindable(port):
+            ports.append(port)
+            _handed_out.add(port)
+            if len(ports) == n:
+                return ports
+    raise RuntimeError(f"no {n} free ports left in {_port_slice()}")
 
 
 def free_port() -> int:

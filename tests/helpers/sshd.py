@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.helpers import REPO
+from tests.helpers import REPO, free_port
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 SSH_KEYGEN = shutil.which("ssh-keygen") or "/usr/bin/ssh-keygen"
@@ -37,12 +37,6 @@ def keygen(path: Path, comment: str) -> str:
         capture_output=True,
     )
     return path.with_suffix(".pub").read_text().strip()
-
-
-def free_port_on(address: str) -> int:
-    with socket.socket() as s:
-        s.bind((address, 0))
-        return s.getsockname()[1]
 
 
 def remote_python() -> str:
@@ -107,7 +101,7 @@ def start_sshd(folder: Path, address: str, authorized_keys: Path) -> SshdHost:
     host_pub = keygen(folder / "host_key", f"host-{address}")
     last_error = ""
     for _ in range(3):  # a free port can be taken between choosing and binding it
-        port = free_port_on(address)
+        port = free_port()
         config = folder / "sshd_config"
         config.write_text(
             "\n".join(

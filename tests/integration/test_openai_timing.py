@@ -40,11 +40,12 @@ def start(tmp: Path, *args: str) -> tuple[str, Proc]:
     return f"http://127.0.0.1:{port}", p
 
 
-def server_itl(url: str, rids: set[str]) -> tuple[float, list[list[int]]]:
+def server_itl(url: str, rids: set[str]) -> tuple[float, dict[str, list[int]]]:
+    """The worker's mean per-token gap, and per request the token counts its chunks carried."""
     with urllib.request.urlopen(url + "/sim/trace", timeout=10) as r:
         trace = [t for t in json.loads(r.read())["requests"] if t["rid"] in rids]
     gaps = np.concatenate([np.diff(t["token_times"]) for t in trace])
-    return float(gaps.mean()), [t["sent_tokens"] for t in trace]
+    return float(gaps.mean()), {t["rid"]: t["sent_tokens"] for t in trace}
 
 
 @pytest.fixture(scope="module")
@@ -64,14 +65,21 @@ def test_itl_is_per_token_when_chunks_merge_tokens(tmp_path: Path, tok, usage_dr
         proc.stop()
     s = summarize(result)
     assert s.completed == 8 and s.failed == 0, [r.error for r in result.records]
-    assert all(st == [1, 5, 9, 13, 17, 21, 25, 29, 33, 37, 41, 45, 49, 53, 57, 60] for st in sent)
+    # the first token alone, then a chunk each time the count enters a new block of INTERVAL
+    # tokens (1, 5, 9, ... when the worker's HTTP side keeps up; later, merging what piled up, when
+    # a loaded machine delays it, as SGLang's does), and the last token
+    assert len(sent) == 8
+    for counts in sent.values():
+        blocks = [(c - 1) // INTERVAL for c in counts[:-1]]
+        assert counts[0] == 1 and counts[-1] == 60 and blocks == sorted(set(blocks)), counts
     want = "tokenizer" if usage_dropped else "server per chunk"
     assert s.token_count_source == want
     for r in result.records:
         assert r.token_source == want and r.chunk_texts == []
-        assert r.chunk_tokens[-1] == 60 and len(r.chunk_tokens) == 16
+        assert len(r.chunk_tokens) == len(sent[r.rid])  # one count per chunk the worker sent
+        assert r.chunk_tokens[-1] == 60
         if not usage_dropped:
-            assert r.chunk_tokens == sent[0]
+            assert r.chunk_tokens == sent[r.rid]
     # per-token ITL near the server's (one value per gap would be ~3.7x too large); 10 %: a client
     # stamp a few ms late on a busy machine moves a 4 ms gap's mean by ~2 % (benchmarks/accuracy.py
     # prints how close the stamps are)
