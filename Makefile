@@ -3,8 +3,8 @@
 #               workload on both, writes report.html
 #   make test   runs the plugin's own tests, every tier: sets up real SGLang and real vLLM on this
 #               CPU first (make real-sglang, once: ~5 min, 11 GB; make real-vllm, once: ~3 min,
-#               4 GB; both in ~/.cache/pytest-pd); the quick tier on two workers, then the e2e and
-#               real-engine tiers serially
+#               4 GB; both in ~/.cache/pytest-pd); the tests that may share the cores on two
+#               workers, then the serial ones (timing judged, real engines) one at a time
 # For your edit-test loop:
 #   make test-fast     the quick tier (no real SGLang, no sshd, no browser), on two pytest-xdist
 #                      workers: about two minutes
@@ -40,12 +40,14 @@ real-vllm:
 run: $(STAMP)
 	$(VENV)/bin/pytest suites/ --cluster=$(CLUSTER)
 
-# the quick tier on two workers, then the end-to-end and real-engine tiers one test at a time (their
-# timings are measured; two at once on two cores would skew them); fails if either fails
+# every test that may share the cores on two workers (the quick tier and the end-to-end tests that
+# judge no timing), then the serial ones one at a time: those that judge measured timing (two at
+# once on two cores would skew them), need the one local Slurm, or run a real engine; fails if
+# either fails
 test: $(STAMP) real-sglang real-vllm
-	$(VENV)/bin/pytest tests/ -m "$(FAST)" -n 2 $(PYTEST_ARGS); quick=$$?; \
-	$(VENV)/bin/pytest tests/ -m "not ($(FAST))" $(PYTEST_ARGS); slow=$$?; \
-	[ $$quick -eq 0 ] && [ $$slow -eq 0 ]
+	$(VENV)/bin/pytest tests/ -m "not serial" -n 2 $(PYTEST_ARGS); shared=$$?; \
+	$(VENV)/bin/pytest tests/ -m serial $(PYTEST_ARGS); serial=$$?; \
+	[ $$shared -eq 0 ] && [ $$serial -eq 0 ]
 
 test-fast: $(STAMP)
 	$(VENV)/bin/pytest tests/ -m "$(FAST)" -n 2 $(PYTEST_ARGS)

@@ -1,5 +1,6 @@
 """Fixtures shared by every tier (tests/unit, tests/integration, tests/e2e); helpers live in
-tests/helpers. Each test is marked with its tier (unit, integration, e2e) by its folder."""
+tests/helpers. Each test is marked with its tier (unit, integration, e2e) by its folder, and a
+real-engine test ``serial`` as well."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         tier = item.path.parent.name
         if tier in TIERS:
             item.add_marker(tier)
+        if item.get_closest_marker("real_sglang") or item.get_closest_marker("real_vllm"):
+            item.add_marker("serial")  # a real engine spins both cores
 
 
 @pytest.fixture(scope="session", autouse=True)

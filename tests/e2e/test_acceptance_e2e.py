@@ -11,6 +11,8 @@ import pytest
 
 from tests.helpers import REPO, SEED_BOUNDS_SPEEDUP, assert_nothing_left, run_session, sim_cluster_copy
 
+pytestmark = pytest.mark.serial  # the shipped suite's verdicts on measured timing
+
 SMALL_SUITE = """
 import pytest
 from pytest_pd.workload.spec import Workload

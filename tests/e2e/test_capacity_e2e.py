@@ -12,6 +12,8 @@ import pytest
 
 from tests.helpers import assert_nothing_left, run_session, sim_cluster_copy
 
+pytestmark = pytest.mark.serial  # the load at which a measured SLO breaks
+
 SUITE = """
 import pytest
 from pytest_pd import Workload

@@ -214,7 +214,16 @@ FAULTS = [
         launchers=("ssh",),
     ),
 ]
-CASES = [pytest.param(f, launcher, id=f"{f.id}-{launcher}") for f in FAULTS for launcher in f.launchers]
+CASES = [
+    pytest.param(
+        f,
+        launcher,
+        id=f"{f.id}-{launcher}",
+        marks=[pytest.mark.serial] if launcher == "slurm" else [],  # one local Slurm per machine
+    )
+    for f in FAULTS
+    for launcher in f.launchers
+]
 
 
 def fault_cluster(folder: Path, fault: Fault, ctx: dict[str, Any]) -> Path:

@@ -196,6 +196,7 @@ def test_a_kept_cluster_is_reported_not_stopped(tmp_path):
     assert ledger.runs() == []
 
 
+@pytest.mark.serial  # one local Slurm per machine
 @pytest.mark.parametrize("how", ["next-session", "down"])
 def test_a_killed_sessions_slurm_job_is_found_and_cancelled(tmp_path, local_slurm, how):
     """Through Slurm the job outlives a SIGKILLed session, holding its nodes until its time limit.

@@ -14,7 +14,7 @@ from pytest_pd.history.series import run_label
 from pytest_pd.results import find_runs
 from tests.helpers import assert_nothing_left, pd_cli, run_session, sim_cluster_copy
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.serial  # a slowdown found in measured nights
 
 SUITE = """
 import pytest

@@ -11,6 +11,8 @@ import pytest
 
 from tests.helpers import PREDICTION_SUITE, pd_cli, run_session, sim_cluster_copy
 
+pytestmark = pytest.mark.serial  # a run's measured figures against the plan's prediction
+
 
 def test_the_top_plan_runs_and_meets_its_prediction(pytester: pytest.Pytester):
     clusters = pytester.path / "clusters"

@@ -24,6 +24,8 @@ from pytest_pd.record import SCHEMA_VERSION
 from tests.helpers import REPO, assert_nothing_left, sim_cluster_copy
 from tests.helpers.browser import CHROMIUM, inspect_report
 
+pytestmark = pytest.mark.serial  # a slowed candidate's TPOT judged against a bound
+
 SUITE = textwrap.dedent("""
     import pytest
     from pytest_pd.workload.spec import Workload

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 import yaml
 
 from pytest_pd.cluster.routers import KINDS
 from tests.helpers import REPO, SEED_BOUNDS_SPEEDUP, assert_nothing_left, run_session, sim_cluster_copy
+
+pytestmark = pytest.mark.serial  # the shipped suite's verdicts on measured timing
 
 
 def test_seed_suite_passes_on_sim_clusters_through_smg(pytester, tmp_path, monkeypatch):

@@ -20,6 +20,9 @@ from pytest_pd.errors import BringUpError
 from tests.helpers import REPO, SEED_BOUNDS_SPEEDUP, assert_nothing_left, run_session
 from tests.helpers.slurm import PARTITION, LocalSlurm, slurm_cluster_copy, tagged_processes
 
+# the shipped suite's verdicts on measured timing; and one local Slurm per machine
+pytestmark = pytest.mark.serial
+
 
 def test_shipped_suite_passes_through_slurm(
     pytester: pytest.Pytester, local_slurm: LocalSlurm, tmp_path: Path

@@ -10,8 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import REPO, SEED_BOUNDS_SPEEDUP, assert_nothing_left, run_session
 from tests.helpers.sshd import SshFarm, ssh_cluster_copy
+
+pytestmark = pytest.mark.serial  # the shipped suite's verdicts on measured timing
 
 
 def test_shipped_suite_passes_on_ssh_clusters_across_two_hosts(pytester, sshd_farm: SshFarm, tmp_path: Path):

@@ -14,6 +14,8 @@ from pytest_pd.prometheus import series_total, server_summary
 from pytest_pd.workload.trace import read_trace
 from tests.helpers import REPO, assert_nothing_left, run_session, sim_cluster_copy
 
+pytestmark = pytest.mark.serial  # the shipped trace suite's verdicts on measured timing
+
 TRACE = REPO / "suites" / "traces" / "synthetic-1000.jsonl"
 
 

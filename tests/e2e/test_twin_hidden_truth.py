@@ -15,7 +15,11 @@ Simulated at speedup 5 (at 10, jitter is magnified tenfold)."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.helpers.twin_truth import HIDDEN, run_experiment
+
+pytestmark = pytest.mark.serial  # a model fitted to measured runs
 
 BOUND = {"mean_ttft_ms": 0.25, "mean_tpot_ms": 0.12, "output_throughput": 0.12}
 

@@ -15,6 +15,8 @@ from pytest_pd.cluster.engines.sim.profile import profile_of, save_profile
 from pytest_pd.sim.model import SimParams
 from tests.helpers import PREDICTION_SUITE, run_session, sim_cluster_copy
 
+pytestmark = pytest.mark.serial  # measured runs against predictions
+
 
 @pytest.fixture
 def twin_cluster(pytester: pytest.Pytester):
