@@ -108,60 +108,77 @@ def ttft_breakdown(
     if times is None:  # the engine exports no timing of its own: no breakdown
         return None
     if requests is not None:
-        return _per_request(times, requests)
+        if times.unified:
+            return _unified(requests)
+        return _split(requests.client_ttft, requests.server_ttft, requests.before_forward, times, requests)
     if client_ttft_s is None or client_ttft_s != client_ttft_s:
         return None
-    parts: dict[str, float | None] = dict.fromkeys(PARTS)
-    missing = {name: why for name, why in times.missing.items() if name in SERVER_PARTS}
-    scaled = None
-    for name in SERVER_PARTS:
-        parts[name] = getattr(times, name)
     if times.server_ttft is None:
         why = times.missing.get("server_ttft", "the decode servers export no time to first token")
-        missing["client_router"] = missing["decode_first_step"] = why
-    else:
-        parts["client_router"] = max(0.0, client_ttft_s - times.server_ttft)
-        known = {n: parts[n] for n in SERVER_PARTS}
-        if None in known.values():
-            missing["decode_first_step"] = "needs the queueing, prefill and KV transfer parts"
-        else:
-            fitted, scaled = _fit(times.server_ttft, known)  # type: ignore[arg-type]
-            parts.update(fitted)
-            parts["decode_first_step"] = max(0.0, times.server_ttft - sum(fitted.values()))
-    sources = {name: RUN_MEAN for name, value in parts.items() if value is not None}
-    return _result(client_ttft_s, times.server_ttft, parts, sources, missing, scaled, None)
-
-
-def _per_request(times: ServerTimes, req: RequestTimes) -> dict[str, Any]:
-    parts: dict[str, float | None] = dict.fromkeys(PARTS)
-    sources = dict.fromkeys(("client_router", "decode_first_step"), MEASURED)
-    missing: dict[str, str] = {}
-    scaled = None
-    parts["client_router"] = max(0.0, req.client_ttft - req.server_ttft)
-    first_step = max(0.0, req.server_ttft - req.before_forward)
-    if times.unified:  # the server's own queue, then its prefill
-        parts.update(queueing=req.before_forward, prefill=first_step, kv_transfer=0.0, decode_first_step=0.0)
-        sources.update(dict.fromkeys(SERVER_PARTS, MEASURED))
-        return _result(req.client_ttft, req.server_ttft, parts, sources, missing, None, req.count)
-    known = {name: getattr(times, name) for name in SERVER_PARTS}
-    if None in known.values():
-        for name in SERVER_PARTS:
-            if known[name] is None:
-                missing[name] = times.missing.get(name) or "the prefill servers export no such metric"
-        missing["decode_first_step"] = (
-            f"the decode measured {req.before_forward:.3f} s per request before its first forward "
-            "(the prefill side and the hand-off): splitting it needs the queueing, prefill and KV "
-            "transfer parts"
+        server = {name: getattr(times, name) for name in SERVER_PARTS}
+        return _result(
+            client_ttft_s,
+            None,
+            {name: server.get(name) for name in PARTS},
+            {name: RUN_MEAN for name, value in server.items() if value is not None},
+            {**_missing(times), "client_router": why, "decode_first_step": why},
+            None,
+            None,
         )
-        parts["decode_first_step"] = None
-        del sources["decode_first_step"]
+    return _split(client_ttft_s, times.server_ttft, times.server_ttft, times, None)
+
+
+def _missing(times: ServerTimes) -> dict[str, str]:
+    return {
+        name: times.missing.get(name) or "the prefill servers export no such metric"
+        for name in SERVER_PARTS
+        if getattr(times, name) is None
+    }
+
+
+def _split(
+    ttft: float, server_ttft: float, room: float, times: ServerTimes, req: RequestTimes | None
+) -> dict[str, Any]:
+    """``ttft`` split around the answering server's own ``server_ttft``: the client and router
+    before it, the prefill side's parts (the servers' run means) fitted into ``room`` (the time the
+    decode waited before its first forward, per request; the whole server TTFT with run means
+    alone), and the decode's first step after them. ``req``: the requests measured, or None."""
+    whole = RUN_MEAN if req is None else MEASURED
+    parts: dict[str, float | None] = dict.fromkeys(PARTS)
+    parts["client_router"] = max(0.0, ttft - server_ttft)
+    sources = {"client_router": whole}
+    missing = _missing(times)
+    scaled = None
+    known = {name: getattr(times, name) for name in SERVER_PARTS}
+    if missing:  # the parts there are, as they are; the decode's first step cannot be split off
+        parts.update({name: value for name, value in known.items() if value is not None})
+        sources.update({name: RUN_MEAN for name, value in known.items() if value is not None})
+        missing["decode_first_step"] = "needs the queueing, prefill and KV transfer parts" + (
+            ""
+            if req is None
+            else f" (the decode measured {req.before_forward:.3f} s per request before its first "
+            "forward: the prefill side and the hand-off)"
+        )
     else:
-        fitted, scaled = _fit(req.before_forward, known)
+        fitted, scaled = _fit(room, known)
         parts.update(fitted)
-        handoff = req.before_forward - sum(fitted.values())
-        parts["decode_first_step"] = first_step + handoff
-        sources.update(dict.fromkeys(SERVER_PARTS, INFERRED))
-    return _result(req.client_ttft, req.server_ttft, parts, sources, missing, scaled, req.count)
+        parts["decode_first_step"] = max(0.0, server_ttft - sum(fitted.values()))
+        sources.update(dict.fromkeys(SERVER_PARTS, RUN_MEAN if req is None else INFERRED))
+        sources["decode_first_step"] = whole
+    return _result(ttft, server_ttft, parts, sources, missing, scaled, None if req is None else req.count)
+
+
+def _unified(req: RequestTimes) -> dict[str, Any]:
+    """A unified server answers alone: its own queue, then its prefill, per request."""
+    parts: dict[str, float | None] = {
+        "client_router": max(0.0, req.client_ttft - req.server_ttft),
+        "queueing": req.before_forward,
+        "prefill": max(0.0, req.server_ttft - req.before_forward),
+        "kv_transfer": 0.0,
+        "decode_first_step": 0.0,
+    }
+    sources = dict.fromkeys(PARTS, MEASURED)
+    return _result(req.client_ttft, req.server_ttft, parts, sources, {}, None, req.count)
 
 
 def _result(

@@ -310,14 +310,15 @@ def _number_or_word(word: str) -> str:
 
 def _flag_values(args: Sequence[str]) -> Counter[tuple[str, ...]]:
     """Each flag with the values that follow it (the words before the first flag as one), the
-    order of flags ignored."""
+    order of flags ignored; ``--flag=value`` as ``--flag value``."""
     out: Counter[tuple[str, ...]] = Counter()
     current: list[str] = []
     for arg in args:
         if arg.startswith("--") and current:
             out[tuple(current)] += 1
             current = []
-        current.append(_number_or_word(arg))
+        words = arg.split("=", 1) if arg.startswith("--") else [arg]
+        current.extend(_number_or_word(w) for w in words)
     if current:
         out[tuple(current)] += 1
     return out

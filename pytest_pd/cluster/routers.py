@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pytest_pd.cluster.flags import flag
+from pytest_pd.cluster.flags import flag, read_flags
 
 if TYPE_CHECKING:
     from pytest_pd.cluster.spec import ClusterSpec
@@ -76,29 +76,24 @@ def read_router_argv(module: str, args: Sequence[str]) -> ImportedRouter | None:
         return None
     settings = {name: field_name for field_name, name in _SETTINGS}
     out = ImportedRouter(kind.name, [], [], None, {}, [])
-    rest = [a for a in args if a != kind.pd_flag]
-    i = 0
-    while i < len(rest):
-        arg = rest[i]
-        if arg not in ("--prefill", "--decode", "--host") and arg not in settings:
-            out.extra_args.append(arg)
-            i += 1
-            continue
-        if i + 1 >= len(rest) or rest[i + 1].startswith("--"):
-            raise ValueError(f"{arg} without its value")
-        value = rest[i + 1]
-        i += 2
-        if arg == "--prefill":
-            port = None
-            if kind.bootstrap_ports and i < len(rest) and rest[i].isdigit():
-                port, i = int(rest[i]), i + 1
-            out.prefill.append((value, port))
-        elif arg == "--decode":
-            out.decode.append(value)
-        elif arg == "--host":
-            out.host = value
+    last = None
+    for name, value in read_flags(
+        [a for a in args if a != kind.pd_flag], {"--prefill", "--decode", "--host", *settings}
+    ):
+        text = str(value)
+        if name is None and last == "--prefill" and kind.bootstrap_ports and text.isdigit():
+            out.prefill[-1] = (out.prefill[-1][0], int(text))  # the prefill's bootstrap port
+        elif name is None:
+            out.extra_args.append(text)
+        elif name == "--prefill":
+            out.prefill.append((text, None))
+        elif name == "--decode":
+            out.decode.append(text)
+        elif name == "--host":
+            out.host = text
         else:
-            out.fields[settings[arg]] = value
+            out.fields[settings[name]] = text
+        last = name
     return out
 
 

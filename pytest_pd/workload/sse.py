@@ -198,18 +198,23 @@ class SSEStream:
         cached = meta.get("cached_tokens")
         if type(cached) is int:
             rec.cached_tokens = cached
-        first = meta.get("first_token_latency")  # the final event's; with --enable-metrics
-        if type(first) is float:
-            rec.server_ttft = first
-            received, entered = meta.get("request_received_ts"), meta.get("forward_entry_time")
-            if type(received) is float and type(entered) is float:
-                rec.server_before_forward = entered - received
         finish = meta.get("finish_reason")
         if finish:
             self.finished = True
             if type(finish) is dict and finish.get("type") == "abort":
                 self._abort(finish)
+            self._server_times(meta)
         return ct
+
+    def _server_times(self, meta: dict[str, Any]) -> None:
+        """The answering server's own times of the request, from the final event's
+        ``meta_info`` (SGLang with ``--enable-metrics``)."""
+        first = meta.get("first_token_latency")
+        if type(first) is float:
+            self.rec.server_ttft = first
+            received, entered = meta.get("request_received_ts"), meta.get("forward_entry_time")
+            if type(received) is float and type(entered) is float:
+                self.rec.server_before_forward = entered - received
 
     def _error(self, obj: dict[str, Any]) -> None:
         err = obj.get("error")

@@ -82,14 +82,14 @@ export NCCL_IB_HCA=mlx5
 # 2-node decode, launched by hand
 ssh -p 2222 me@gpu-a "cd /srv && nohup /opt/venv/bin/python -m sglang.launch_server --model-path /m \\
     --disaggregation-mode prefill --host 10.0.0.1 --port 30000 --disaggregation-bootstrap-port 8998 \\
-    --tp-size 8 --mem-fraction-static 0.90 --new-flag x > prefill.log 2>&1 &"
+    --tp-size=8 --mem-fraction-static 0.90 --trust-remote-code --new-flag x > prefill.log 2>&1 &"
 ssh gpu-b 'CUDA_VISIBLE_DEVICES=0,1,2,3 python3 -m sglang.launch_server --model-path /m --disaggregation-mode decode --host 0.0.0.0 --port 30001 --tp-size 8 --nnodes 2 --node-rank 0 --dist-init-addr 10.0.0.2:5000'
 # gpu-c (10.0.0.3)
 ssh gpu-c 'python3 -m sglang.launch_server --model-path /m --disaggregation-mode decode --host 0.0.0.0 --port 30001 --tp-size 8 --nnodes 2 --node-rank 1 --dist-init-addr 10.0.0.2:5000'
 sleep 60
 # router on gpu-a
 python -m sglang_router.launch_router --pd-disaggregation --prefill http://10.0.0.1:30000 8998 \\
-    --decode http://10.0.0.2:30001 --host 0.0.0.0 --port 8000 --policy cache_aware
+    --decode http://10.0.0.2:30001 --host=0.0.0.0 --port=8000 --policy cache_aware
 """
 
 
@@ -105,6 +105,8 @@ def test_a_hand_written_script_with_ssh_and_a_two_node_decode():
     assert decode["env"] == {"CUDA_VISIBLE_DEVICES": "0,1,2,3"}
     assert data["prefill"][0]["extra_args"] == ["--new-flag", "x"]  # kept, never dropped
     assert data["prefill"][0]["mem_fraction_static"] == 0.9  # a number, as a cluster file holds it
+    assert data["server_defaults"] == {"tp": 8}  # both servers' --tp-size (one of them as --tp-size=8)
+    assert data["prefill"][0]["trust_remote_code"] is True  # a switch, given alone
     assert data["router"] == {"host": "gpu-a", "listen": "0.0.0.0", "port": 8000, "policy": "cache_aware"}
     assert data["env"] == {"NCCL_IB_HCA": "mlx5"}
 

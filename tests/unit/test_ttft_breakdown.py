@@ -208,7 +208,10 @@ def test_without_the_prefill_metrics_the_prefill_side_is_missing_with_its_total(
     assert b["parts"]["client_router"] == pytest.approx(0.1) and b["parts"]["prefill"] is None
     assert b["missing"]["prefill"] == "no prefill_forward"
     assert "0.800 s per request before its first forward" in b["missing"]["decode_first_step"]
-    assert b["sources"] == {"client_router": MEASURED}
+    assert b["missing"]["queueing"] == "the prefill servers export no such metric"
+    # what the prefill did export is shown as it is, as without per-request times
+    assert b["parts"]["kv_transfer"] == pytest.approx(0.1) and b["parts"]["decode_first_step"] is None
+    assert b["sources"] == {"client_router": MEASURED, "kv_transfer": RUN_MEAN}
 
 
 def test_an_engine_without_timing_of_its_own_has_no_breakdown_even_with_per_request_times():

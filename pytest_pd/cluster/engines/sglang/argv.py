@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from packaging.version import InvalidVersion, Version
 
 from pytest_pd.cluster.engines import ImportedServer
-from pytest_pd.cluster.flags import flag
+from pytest_pd.cluster.flags import flag, read_flags
+from pytest_pd.cluster.spec import ServerSpec
 
 if TYPE_CHECKING:
-    from pytest_pd.cluster.spec import ClusterSpec, ServerSpec
+    from pytest_pd.cluster.spec import ClusterSpec
 
 
 PREFILL_PP_LAST = Version("0.5.9")
@@ -75,9 +76,9 @@ _TRAILING = (
 """The server options rendered as one flag each, in the order rendered (around the server's own
 address and ports); the flags :func:`read_server_argv` reads back into the same fields."""
 SWITCHES = frozenset(
-    {"disable_overlap_schedule", "trust_remote_code", "enable_cache_report", "enable_metrics"}
+    name for field, name in _TRAILING if ServerSpec.model_fields[field].annotation == (bool | None)
 )
-"""Of those, the flags that take no value."""
+"""Of those, the flags that take no value: the fields that are switches in the cluster file."""
 
 
 def server_argv(
@@ -116,6 +117,9 @@ def server_argv(
     return argv
 
 
+_PLACED = ("--model-path", "--disaggregation-mode", "--host", "--nnodes", "--node-rank")
+"""Flags the cluster file says elsewhere than in the server's fields (the model, the role, the
+host and the nodes a server spans)."""
 _READ = {
     **{name: field for field, name in (*_LEADING, *_TRAILING)},
     "--disaggregation-bootstrap-port": "bootstrap_port",
@@ -130,46 +134,24 @@ def read_server_argv(args: Sequence[str]) -> ImportedServer:
     fields that render it: every flag :func:`server_argv` renders goes back to its field, the
     rest is kept in order as ``extra_args``. Raises ``ValueError`` for a flag without its value."""
     fields: dict[str, Any] = {}
-    extra: list[str] = []
-    out = ImportedServer(role="", fields=fields, extra_args=extra)
-    i = 0
-    while i < len(args):
-        arg, value = args[i], None
-        if arg.startswith("--") and "=" in arg:
-            arg, value = arg.split("=", 1)
-        field = _READ.get(arg)
-        if field in SWITCHES and value is None:
-            fields[field] = True
-            i += 1
-            continue
-        known = field is not None or arg in (
-            "--model-path",
-            "--disaggregation-mode",
-            "--host",
-            "--nnodes",
-            "--node-rank",
-        )
-        if not known:
-            extra.append(args[i])
-            i += 1
-            continue
-        if value is None:
-            if i + 1 >= len(args) or args[i + 1].startswith("--"):
-                raise ValueError(f"{arg} without its value")
-            value = args[i + 1]
-            i += 1
-        i += 1
-        if field == "prefill_pp":
-            out.newest_version = str(PREFILL_PP_LAST)
-        if field is not None:
-            fields[field] = value
-        elif arg == "--model-path":
+    out = ImportedServer(role="", fields=fields, extra_args=[])
+    for name, value in read_flags(args, {*_READ, *_PLACED}, SWITCHES):
+        if name is None or value is None:  # an argument of its own; a switch given alone
+            if name is None:
+                out.extra_args.append(str(value))
+            else:
+                fields[_READ[name]] = True
+        elif name in _READ:
+            fields[_READ[name]] = value
+            if name == "--disaggregation-prefill-pp":
+                out.newest_version = str(PREFILL_PP_LAST)
+        elif name == "--model-path":
             out.model_path = value
-        elif arg == "--disaggregation-mode":
+        elif name == "--disaggregation-mode":
             out.role = value
-        elif arg == "--host":
+        elif name == "--host":
             out.host = value
-        elif arg == "--nnodes":
+        elif name == "--nnodes":
             out.nnodes = int(value)
         else:
             out.node_rank = int(value)
