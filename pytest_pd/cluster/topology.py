@@ -409,7 +409,7 @@ class Topology:
                 )
                 next_note = now + 10.0
             cancel.wait(delay)
-            delay = min(delay * 1.5, 2.0)
+            delay = min(delay * 1.5, 0.5)  # a local GET: cheap, and it shortens every bring-up
 
     def _router_not_ready(
         self, item: Running, status: int | None, workers: router_workers.WorkersView

@@ -78,12 +78,15 @@ def timelines(panels: Sequence[tuple[str, Sequence[tuple[float, float | None, fl
     fig = _figure(figsize=(10.4, 0.6 + 2.6 * len(panels)), layout="constrained")
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
     for ax, (title, rows) in zip(axes, panels, strict=True):
-        for i, (send, first, last) in enumerate(rows):
-            if first is not None:
-                ax.hlines(i, send, first, color=BASELINE_COLOR, linewidth=2)
-            if first is not None and last is not None:
-                ax.hlines(i, first, last, color=CANDIDATE_COLOR, linewidth=2)
-            ax.plot([send], [i], marker="|", color="#444", markersize=5)
+        # one collection per kind of segment, not an artist per request (a 1000-request trace)
+        waiting = [(i, send, first) for i, (send, first, _) in enumerate(rows) if first is not None]
+        decoding = [(i, first, last) for i, (_, first, last) in enumerate(rows) if None not in (first, last)]
+        for segments, color in ((waiting, BASELINE_COLOR), (decoding, CANDIDATE_COLOR)):
+            if segments:
+                ys, starts, ends = zip(*segments, strict=True)
+                ax.hlines(ys, starts, ends, color=color, linewidth=2)
+        if rows:
+            ax.plot([r[0] for r in rows], range(len(rows)), "|", color="#444", markersize=5)
         ax.set_title(f"{title}: send → first token (orange) → last token (blue)", fontsize=10)
         ax.set_ylabel("request")
         ax.set_xlabel("s since first send")
