@@ -5,7 +5,8 @@ cannot drift from it. A page holds a marker line, replaced by what it names:
   pydantic schema (pytest_pd/cluster/spec.py): type, default, constraints and the comment beside
   the field in the source;
 - ``<!-- reference: cli -->``: every `pytest-pd` command's ``--help``, from its argparse parser;
-- ``<!-- reference: pytest-options -->``: the plugin's pytest options and ini keys.
+- ``<!-- reference: pytest-options -->``: the plugin's pytest options and ini keys;
+- ``<!-- reference: changelog -->``: the repository's CHANGELOG.md, below its title.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import inspect
 import re
 import typing
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -150,7 +152,13 @@ def pytest_options_reference() -> str:
     )
 
 
+def changelog() -> str:
+    text = (Path(__file__).resolve().parents[2] / "CHANGELOG.md").read_text()
+    return text.split("\n", 1)[1].lstrip()  # the page has its own title
+
+
 GENERATORS = {
+    "changelog": changelog,
     "cluster-file": cluster_file_reference,
     "cli": cli_reference,
     "pytest-options": pytest_options_reference,

@@ -81,6 +81,7 @@ def test_wheel_in_a_fresh_venv_then_init_then_pytest(tmp_path: Path):
     assert {"pytest_pd/py.typed", "pytest_pd/starter/test_pd_acceptance.py.tmpl"} <= shipped
     in_sdist = tarfile.open(sdist).getnames()
     assert any(n.endswith("pytest_pd/examples/clusters/models/sim-tiny/tokenizer.json") for n in in_sdist)
+    assert any(n.endswith("/CHANGELOG.md") for n in in_sdist)
 
     env_dir = tmp_path / "fresh-venv"
     venv.create(env_dir, with_pip=True)

@@ -1,8 +1,9 @@
 """Trace replay in a real session: the shipped trace suite (a generated 1000-request trace in the
-Mooncake format, with shared system prompts and multi-turn conversations) against sim-pp2 and
-its baseline sim-tp8 behind the real router: every request completes, each prompt is exactly the
-trace's length, the prefill's prefix cache serves the shared prefixes (its own /metrics say so),
-and the report shows where TTFT goes."""
+Mooncake format, with shared system prompts and multi-turn conversations; on the simulated pair
+its first requests, as `make run` replays them) against sim-pp2 and its baseline sim-tp8 behind
+the real router: every request completes, each prompt is exactly the trace's length, the
+prefill's prefix cache serves the shared prefixes (its own /metrics say so), and the report shows
+where TTFT goes."""
 
 from __future__ import annotations
 
@@ -27,12 +28,14 @@ def test_shipped_trace_suite_replays_every_request_with_cache_hits(pytester: pyt
     text = result.stdout.str()
     assert result.ret == 0, text
     assert "pass: prefix_cache_hit_rate" in text, text
-    rows = read_trace(TRACE)
-    assert len(rows) == 1000
+    assert len(read_trace(TRACE)) == 1000
     for path in sorted((out / "results").glob("*.json")):
         data = json.loads(path.read_text())
         m = data["metrics"]
-        assert m["completed"] == 1000 and m["failed"] == 0 and m["not_sent"] == 0, m
+        n = data["workload"]["num_requests"]  # the suite's demo size for sim-* clusters
+        assert 50 <= n < 1000, n
+        rows = read_trace(TRACE)[:n]
+        assert m["completed"] == n and m["failed"] == 0 and m["not_sent"] == 0, m
         assert m["input_len_mismatches"] == 0 and m["output_len_mismatches"] == 0
         assert m["total_input_tokens"] == sum(r.input_len for r in rows)
         assert m["total_output_tokens"] == sum(r.output_len for r in rows)
@@ -43,8 +46,10 @@ def test_shipped_trace_suite_replays_every_request_with_cache_hits(pytester: pyt
         )
         assert hits > 0.3 * m["total_input_tokens"], hits
         assert m["prefix_cache_hit_rate"] > 0.3
-        # arrivals followed the trace: the run lasted about its 520 s (scaled back to real time)
-        assert 520 <= m["duration"] <= 600, m["duration"]
+        # arrivals followed the trace: the run lasted from its first to its last arrival, and the
+        # last requests' time after it (scaled back to real time; 80 s allowed, as for all 1000)
+        span = (rows[-1].timestamp_ms - rows[0].timestamp_ms) / 1000
+        assert span <= m["duration"] <= span + 80, (m["duration"], span)
         assert data["ttft_breakdown"]["missing"] == {}
     assert 'data-chart="ttft-breakdown"' in (out / "report.html").read_text()
     assert_nothing_left(out / "runs")
