@@ -53,12 +53,12 @@ run: $(RUN_STAMP)
 # once on two cores would skew them), need the one local Slurm, or run a real engine; fails if
 # either fails
 test: $(STAMP) real-sglang real-vllm
-	$(VENV)/bin/pytest tests/ -m "not serial" -n 2 $(PYTEST_ARGS); shared=$$?; \
+	$(VENV)/bin/pytest tests/ -m "not serial" -n 2 --dist worksteal $(PYTEST_ARGS); shared=$$?; \
 	$(VENV)/bin/pytest tests/ -m serial $(PYTEST_ARGS); serial=$$?; \
 	[ $$shared -eq 0 ] && [ $$serial -eq 0 ]
 
 test-fast: $(STAMP)
-	$(VENV)/bin/pytest tests/ -m "$(FAST)" -n 2 $(PYTEST_ARGS)
+	$(VENV)/bin/pytest tests/ -m "$(FAST)" -n 2 --dist worksteal $(PYTEST_ARGS)
 
 test-real: $(STAMP) real-sglang real-vllm
 	$(VENV)/bin/pytest tests/ -m "real_sglang or real_vllm" $(PYTEST_ARGS)
