@@ -110,7 +110,8 @@ def ttft_breakdown(
     if requests is not None:
         if times.unified:
             return _unified(requests)
-        return _split(requests.client_ttft, requests.server_ttft, requests.before_forward, times, requests)
+        req = requests
+        return _split(times, req.client_ttft, req.server_ttft, req.before_forward, req.count)
     if client_ttft_s is None or client_ttft_s != client_ttft_s:
         return None
     if times.server_ttft is None:
@@ -125,7 +126,7 @@ def ttft_breakdown(
             None,
             None,
         )
-    return _split(client_ttft_s, times.server_ttft, times.server_ttft, times, None)
+    return _split(times, client_ttft_s, times.server_ttft, times.server_ttft, None)
 
 
 def _missing(times: ServerTimes) -> dict[str, str]:
@@ -137,13 +138,14 @@ def _missing(times: ServerTimes) -> dict[str, str]:
 
 
 def _split(
-    ttft: float, server_ttft: float, room: float, times: ServerTimes, req: RequestTimes | None
+    times: ServerTimes, ttft: float, server_ttft: float, room: float, count: int | None
 ) -> dict[str, Any]:
     """``ttft`` split around the answering server's own ``server_ttft``: the client and router
     before it, the prefill side's parts (the servers' run means) fitted into ``room`` (the time the
     decode waited before its first forward, per request; the whole server TTFT with run means
-    alone), and the decode's first step after them. ``req``: the requests measured, or None."""
-    whole = RUN_MEAN if req is None else MEASURED
+    alone), and the decode's first step after them. ``count``: the requests measured, or None
+    (run means)."""
+    whole = RUN_MEAN if count is None else MEASURED
     parts: dict[str, float | None] = dict.fromkeys(PARTS)
     parts["client_router"] = max(0.0, ttft - server_ttft)
     sources = {"client_router": whole}
@@ -155,17 +157,17 @@ def _split(
         sources.update({name: RUN_MEAN for name, value in known.items() if value is not None})
         missing["decode_first_step"] = "needs the queueing, prefill and KV transfer parts" + (
             ""
-            if req is None
-            else f" (the decode measured {req.before_forward:.3f} s per request before its first "
+            if count is None
+            else f" (the decode measured {room:.3f} s per request before its first "
             "forward: the prefill side and the hand-off)"
         )
     else:
         fitted, scaled = _fit(room, known)
         parts.update(fitted)
         parts["decode_first_step"] = max(0.0, server_ttft - sum(fitted.values()))
-        sources.update(dict.fromkeys(SERVER_PARTS, RUN_MEAN if req is None else INFERRED))
+        sources.update(dict.fromkeys(SERVER_PARTS, RUN_MEAN if count is None else INFERRED))
         sources["decode_first_step"] = whole
-    return _result(ttft, server_ttft, parts, sources, missing, scaled, None if req is None else req.count)
+    return _result(ttft, server_ttft, parts, sources, missing, scaled, count)
 
 
 def _unified(req: RequestTimes) -> dict[str, Any]:
