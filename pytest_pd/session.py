@@ -171,11 +171,16 @@ class PdSession:
         opts = self.settings
         bounds = item.stash.get(BOUNDS_KEY, [])
         plan = self._baseline_plan(spec, workload, key) if any(b.is_ratio for b in bounds) else None
+        live = plan.live if plan is not None else None
+        up = self.measurer.current
+        # whichever of the two is up already goes first: one bring-up less per test
+        up_first = live is not None and up is not None and up.spec.label == live.label
+        baseline = measure(live) if live is not None and up_first else None
         candidate = measure(spec)
-        baseline, log_runs = None, [(spec, Path(candidate.run_dir) if candidate.run_dir else None)]
-        if plan is not None and plan.live is not None:
-            baseline = measure(plan.live)
-            log_runs.append((plan.live, Path(baseline.run_dir) if baseline.run_dir else None))
+        log_runs = [(spec, Path(candidate.run_dir) if candidate.run_dir else None)]
+        if live is not None:
+            baseline = baseline or measure(live)
+            log_runs.append((live, Path(baseline.run_dir) if baseline.run_dir else None))
         elif plan is not None:
             baseline = plan.stored
         stored = self.source.runs(spec.label, key, spec.model_name)
