@@ -123,6 +123,19 @@ class RouterKind:
         "smg_worker_requests_total",
     )
 
+    # What each ``--policy`` does in PD mode, in the timing model's terms (sim/closed_loop.py's
+    # POLICIES), read from the installed version's source and checked against it; a policy not
+    # listed is not modelled. ``default_policy`` is what runs without ``--policy``.
+    modelled_policies: Mapping[str, str] = field(
+        default_factory=lambda: {
+            "round_robin": "round_robin",
+            "random": "random",
+            "power_of_two": "power_of_two",
+            # 0.3.2 never fills its PD prefix trees: random until the loads are imbalanced
+            "cache_aware": "random_unless_imbalanced",
+        }
+    )
+    default_policy: str = "cache_aware"
     # the flags a pod rewrites: "bind" (addresses it listens on), "worker_url" (a worker's URL)
     pod_flags: Mapping[str, tuple[str, ...]] = field(
         default_factory=lambda: {
@@ -140,7 +153,14 @@ KINDS: dict[str, RouterKind] = {
     "sglang-router": RouterKind(
         "sglang-router", package="sglang-router", module="sglang_router.launch_router"
     ),
-    "smg": RouterKind("smg", package="smg", module="smg.launch_router"),
+    "smg": RouterKind(
+        "smg",
+        package="smg",
+        module="smg.launch_router",
+        # prefix trees per side: a prompt whose prefix no server holds goes to the least loaded
+        # (prefix hits are not modelled yet); power_of_two weighs expected waits, not modelled
+        modelled_policies={"round_robin": "round_robin", "random": "random", "cache_aware": "least_load"},
+    ),
     # vLLM's PD workers (KV over NIXL: no bootstrap port); its own Prometheus families
     "vllm-router": RouterKind(
         "vllm-router",
@@ -148,6 +168,7 @@ KINDS: dict[str, RouterKind] = {
         module="vllm_router.launch_router",
         pd_flag="--vllm-pd-disaggregation",
         bootstrap_ports=False,
+        modelled_policies={"round_robin": "round_robin", "random": "random"},
         metric_families=(
             "vllm_router_pd_requests_total",
             "vllm_router_pd_prefill_requests_total",

@@ -57,7 +57,7 @@ def candidate_topologies(
     tp_sizes: Sequence[int] = TP_SIZES,
     pp_sizes: Sequence[int] = PP_SIZES,
     chunk_sizes: Sequence[int] = CHUNK_SIZES,
-    policy: str = "round_robin",
+    policies: tuple[str, str] = ("round_robin", "round_robin"),
 ) -> Iterator[Topology]:
     """Every xPyD topology that fits: prefill servers of one shape, decode servers of one shape
     (each decode told its prefills' PP size), in a fixed order (fewer GPUs first)."""
@@ -77,6 +77,7 @@ def candidate_topologies(
             for x in range(1, budget // size_p + 1):
                 for y in range(1, (budget - x * size_p) // tp_d + 1):
                     if fits([size_p] * x + [tp_d] * y, nodes, gpus_per_node):
-                        found.append((x * size_p + y * tp_d, Topology((pre,) * x, (dec,) * y, policy)))
+                        t = Topology((pre,) * x, (dec,) * y, policies[0], *policies)
+                        found.append((x * size_p + y * tp_d, t))
     found.sort(key=lambda item: item[0])
     yield from (t for _, t in found)

@@ -6,6 +6,7 @@ calibrated to."""
 from __future__ import annotations
 
 import heapq
+import random
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,26 +21,58 @@ from pytest_pd.sim.model import (
     max_running,
 )
 
-POLICIES = ("round_robin", "least_load")
-"""How the modelled router picks a prefill and a decode server for each request (separately, as
-sglang-router does in PD mode): in turn, or the one with the fewest requests in flight (lowest
-index on a tie; what cache-aware and power-of-two routing come to for prompts sharing no prefix)."""
+POLICIES = ("round_robin", "least_load", "random", "power_of_two", "random_unless_imbalanced")
+"""How the modelled router picks a prefill and a decode server for each request (each side with
+its own policy and state, as sglang-router and smg do in PD mode). Load is the router's own count
+of each server's requests in flight, from dispatch to completion.
+
+- ``round_robin``: in turn.
+- ``least_load``: the fewest in flight (lowest index on a tie): smg's ``cache_aware`` when no
+  prompt's prefix is cached.
+- ``random``: uniformly.
+- ``power_of_two``: two distinct servers drawn at random, the less loaded (the first on a tie).
+- ``random_unless_imbalanced``: sglang-router 0.3.2's ``cache_aware`` in PD mode (its prefix
+  trees are never filled there): the least loaded when the loads are imbalanced (max - min >
+  ``BALANCE_ABS`` and max > ``BALANCE_REL`` x min), else random."""
+
+RANDOM_POLICIES = frozenset({"random", "power_of_two", "random_unless_imbalanced"})
+BALANCE_ABS = 64
+BALANCE_REL = 1.5
+"""The routers' defaults for ``--balance-abs-threshold`` and ``--balance-rel-threshold``."""
 
 
 @dataclass(frozen=True)
 class Topology:
     """The servers a modelled run spreads over: any number of prefill and decode servers (xPyD),
-    each with its own shape, behind a router with one of :data:`POLICIES`."""
+    each with its own shape, behind a router with one of :data:`POLICIES` for both sides, or one
+    per side."""
 
     prefill: tuple[ServerShape, ...]
     decode: tuple[ServerShape, ...]
     policy: str = "round_robin"
+    prefill_policy: str | None = None
+    decode_policy: str | None = None
 
     def __post_init__(self) -> None:
         if not self.prefill or not self.decode:
             raise ValueError("a topology needs at least one prefill and one decode server")
-        if self.policy not in POLICIES:
-            raise ValueError(f"unknown routing policy {self.policy!r}; known: {', '.join(POLICIES)}")
+        for name in (self.policy, self.prefill_policy, self.decode_policy):
+            if name is not None and name not in POLICIES:
+                raise ValueError(f"unknown routing policy {name!r}; known: {', '.join(POLICIES)}")
+
+    @property
+    def policies(self) -> tuple[str, str]:
+        """(prefill side, decode side)."""
+        return (self.prefill_policy or self.policy, self.decode_policy or self.policy)
+
+    @property
+    def random(self) -> bool:
+        """Whether a run depends on the router's random draws (a side with a random policy and
+        more than one server to draw from)."""
+        pre, dec = self.policies
+        return (pre in RANDOM_POLICIES and len(self.prefill) > 1) or (
+            dec in RANDOM_POLICIES and len(self.decode) > 1
+        )
 
 
 @dataclass
@@ -52,21 +85,37 @@ class _Req:
     first: float = -1.0
     finish: float = -1.0
     emitted: int = 0
+    prefill: int = 0
     decode: int = 0
 
 
 class _Router:
-    def __init__(self, n: int, policy: str) -> None:
+    def __init__(self, n: int, policy: str, rng: random.Random) -> None:
         self.load = [0] * n
         self.turn = 0
         self.policy = policy
+        self.rng = rng
+
+    def _least(self) -> int:
+        return min(range(len(self.load)), key=self.load.__getitem__)
 
     def pick(self) -> int:
-        if self.policy == "round_robin":
-            i = self.turn % len(self.load)
+        n, policy = len(self.load), self.policy
+        if n == 1:
+            i = 0
+        elif policy == "round_robin":
+            i = self.turn % n
             self.turn += 1
+        elif policy == "least_load":
+            i = self._least()
+        elif policy == "power_of_two":
+            a, b = self.rng.sample(range(n), 2)
+            i = b if self.load[b] < self.load[a] else a
         else:
-            i = min(range(len(self.load)), key=self.load.__getitem__)
+            lo, hi = min(self.load), max(self.load)
+            imbalanced = hi - lo > BALANCE_ABS and hi > BALANCE_REL * lo
+            balancing = policy == "random_unless_imbalanced" and imbalanced
+            i = self._least() if balancing else self.rng.randrange(n)
         self.load[i] += 1
         return i
 
@@ -116,6 +165,7 @@ def simulate(
     *,
     concurrency: int | None = None,
     arrivals: Sequence[float] | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Evaluate a benchmark run on ``topology``: request ``i`` has ``input_lens[i]`` prompt and
     ``output_lens[i]`` output tokens and is due at ``arrivals[i]`` (model seconds; default: all
@@ -126,7 +176,9 @@ def simulate(
     server picked by the router policy; its KV moves to the decode when its prefill is done, its
     first token comes then, and it joins that decode's running batch at the next step boundary.
     Returns :func:`summarize`'s means and per-request times (``send``, ``ttft``, ``latency``,
-    ``finish``), in model seconds divided by ``params.speedup``.
+    ``finish``), in model seconds divided by ``params.speedup``. ``seed`` draws the random
+    policies' choices (one run of a random router is one draw); ``servers`` says which (prefill,
+    decode) pair each request went to, in request order.
     """
     n = len(input_lens)
     if len(output_lens) != n or (arrivals is not None and len(arrivals) != n):
@@ -136,8 +188,9 @@ def simulate(
     prefills = [PrefillScheduler(params, s.tp, s.pp, s.chunked_prefill_size) for s in topology.prefill]
     prefill_wake = [False] * len(prefills)
     decodes = [_Decode(s, max_running(params, s)) for s in topology.decode]
-    to_prefill = _Router(len(prefills), topology.policy)
-    to_decode = _Router(len(decodes), topology.policy)
+    rng = random.Random(seed)
+    to_prefill = _Router(len(prefills), topology.policies[0], rng)
+    to_decode = _Router(len(decodes), topology.policies[1], rng)
     cap = n if concurrency is None else max(1, concurrency)
     queued: deque[_Req] = deque()  # due, waiting for a free slot
     in_flight = 0
@@ -153,7 +206,7 @@ def simulate(
         nonlocal in_flight
         in_flight += 1
         r.send = t
-        p = to_prefill.pick()
+        p = r.prefill = to_prefill.pick()
         r.decode = to_decode.pick()
         prefills[p].submit((r, p), r.input_len)
         wake_prefill(p, t)
@@ -162,6 +215,7 @@ def simulate(
         nonlocal in_flight
         r.finish = t
         in_flight -= 1
+        to_prefill.done(r.prefill)
         to_decode.done(r.decode)
         if queued:
             send(queued.popleft(), t)
@@ -183,7 +237,6 @@ def simulate(
         batch = sched.next_batch(t)
         assert batch is not None
         for r, _ in batch.finished:
-            to_prefill.done(p)
             prefill_pp = decodes[r.decode].shape.prefill_pp
             push(batch.done_at + kv_transfer_time(params, r.input_len, prefill_pp), "kv_arrive", r)
         wake_prefill(p, t)
@@ -226,7 +279,9 @@ def simulate(
                 complete(r, t)
             start_step(data, t)
 
-    return summarize(reqs, scale=1.0 / params.speedup)
+    out = summarize(reqs, scale=1.0 / params.speedup)
+    out["servers"] = [(r.prefill, r.decode) for r in reqs]  # the router's choice per request
+    return out
 
 
 def simulate_closed_loop(

@@ -11,20 +11,19 @@ from typing import Any
 from pytest_pd.cluster.engines.sim.profile import TIMING_PARAMS, load_profile
 from pytest_pd.cluster.spec import ClusterSpec
 from pytest_pd.judge.capacity import Capacity, CapacitySpec
-from pytest_pd.sim.closed_loop import Topology, simulate
+from pytest_pd.sim.closed_loop import Topology
 from pytest_pd.sim.model import SimParams
 from pytest_pd.workload.spec import Workload
 from pytest_pd.workload.sweep import at_load
 
-from .observed import stats_of, topology_of
+from .observed import NotModelled, expected_stats, topology_of
 from .plan import workload_requests
 
 
 def model_stats(params: SimParams, topology: Topology, workload: Workload) -> dict[str, float]:
     """The workload's TTFT/TPOT statistics and throughput on the model (model time)."""
     ins, outs, arrivals = workload_requests(workload)
-    run = simulate(params, topology, ins, outs, concurrency=workload.concurrency, arrivals=arrivals)
-    return stats_of(run["requests"], run["duration_s"])
+    return expected_stats(params, topology, ins, outs, concurrency=workload.concurrency, arrivals=arrivals)[0]
 
 
 def model_capacity(params: SimParams, topology: Topology, base: Workload, wanted: CapacitySpec) -> Capacity:
@@ -55,5 +54,8 @@ def predicted_capacity(spec: ClusterSpec, base: Workload, wanted: CapacitySpec) 
     params = model_of(spec)
     if params is None:
         return None
-    topology = topology_of(spec.model_dump(mode="json"))
+    try:
+        topology = topology_of(spec.model_dump(mode="json"))
+    except NotModelled:  # its router's policy
+        return None
     return model_capacity(params, topology, base, wanted).capacity

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from pytest_pd.cluster import routers
+from pytest_pd.cluster.flags import read_flags
 from pytest_pd.record import RunRecord
 from pytest_pd.sim.closed_loop import Topology, simulate
 from pytest_pd.sim.model import ServerShape, SimParams
@@ -27,10 +29,6 @@ STATS = (
 )
 """What a run is fitted on: TTFT and TPOT distributions (their spread carries the queueing and
 batch effects a mean hides) and the throughput."""
-
-ROUTER_POLICY = {"round_robin": "round_robin"}
-"""sglang-router / smg ``--policy`` values modelled as themselves; every other policy
-(cache_aware, the default, power_of_two, random) as least_load."""
 
 
 class NotModelled(ValueError):
@@ -65,17 +63,31 @@ def _shape(server: Mapping[str, Any], defaults: Mapping[str, Any]) -> ServerShap
 
 
 def topology_of(spec: Mapping[str, Any]) -> Topology:
-    """The servers of a cluster file (as a record keeps it) and its router's policy."""
+    """The servers of a cluster file (as a record keeps it) and what its router's policies do;
+    raises :class:`NotModelled` for a policy the model does not know for that router kind."""
     defaults = spec.get("server_defaults") or {}
     router = spec.get("router") or {}
-    args = list(router.get("extra_args") or [])
-    named = router.get("policy")
-    if named is None and "--policy" in args and args.index("--policy") + 1 < len(args):
-        named = args[args.index("--policy") + 1]
-    policy = ROUTER_POLICY.get(str(named), "least_load")
+    kind = routers.KINDS.get(str(router.get("kind") or "sglang-router"))
+    if kind is None:
+        raise NotModelled(f"router kind {router.get('kind')!r} is not modelled")
+    named = {key: router.get(key) for key in ("policy", "prefill_policy", "decode_policy")}
+    flags = read_flags(router.get("extra_args") or [], {"--policy", "--prefill-policy", "--decode-policy"})
+    for flag, value in flags:  # a setting given as an extra argument
+        key = (flag or "").lstrip("-").replace("-", "_")
+        if key in named and named[key] is None:
+            named[key] = str(value)
+    policy = named["policy"] or kind.default_policy
+    modelled = []
+    for name in (policy, named["prefill_policy"] or policy, named["decode_policy"] or policy):
+        if name not in kind.modelled_policies:
+            raise NotModelled(
+                f"{kind.name}'s --policy {name} is not modelled (modelled: "
+                f"{', '.join(kind.modelled_policies)})"
+            )
+        modelled.append(kind.modelled_policies[name])
     prefill = tuple(_shape(s, defaults) for s in spec.get("prefill") or [])
     decode = tuple(_shape(s, defaults) for s in spec.get("decode") or [])
-    return Topology(prefill, decode, policy)
+    return Topology(prefill, decode, modelled[0], modelled[1], modelled[2])
 
 
 def observe(record: RunRecord) -> Observed:
@@ -87,6 +99,8 @@ def observe(record: RunRecord) -> Observed:
         raise NotModelled(f"{label}: the record keeps no cluster file (written by an older version?)")
     try:
         topology = topology_of(record.cluster.spec)
+    except NotModelled as exc:
+        raise NotModelled(f"{label}: {exc}") from None
     except (TypeError, ValueError) as exc:
         raise NotModelled(
             f"{label}: its cluster file has no prefill/decode servers to model ({exc})"
@@ -125,9 +139,47 @@ def _request_lengths(record: RunRecord) -> tuple[tuple[int, ...], tuple[int, ...
     )
 
 
+DRAWS = 16
+"""Runs of the model per prediction when the router routes at random: one measured run is one draw
+of the router's choices, so the model predicts their spread (and its mean)."""
+
+
+def expected_stats(
+    params: SimParams,
+    topology: Topology,
+    input_lens: Sequence[int],
+    output_lens: Sequence[int],
+    *,
+    concurrency: int | None,
+    arrivals: Sequence[float] | None,
+) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    """:data:`STATS` of a run on the timing model (model time), and each one's range (10th to
+    90th percentile) over :data:`DRAWS` draws of a random router's choices (a point otherwise)."""
+    draws = []
+    for seed in range(DRAWS if topology.random else 1):
+        out = simulate(
+            params, topology, input_lens, output_lens, concurrency=concurrency, arrivals=arrivals, seed=seed
+        )
+        draws.append(stats_of(out["requests"], out["duration_s"]))
+    mean = {k: float(np.mean([d[k] for d in draws])) for k in draws[0]}
+    spread = {
+        k: (float(np.percentile([d[k] for d in draws], 10)), float(np.percentile([d[k] for d in draws], 90)))
+        for k in draws[0]
+    }
+    return mean, spread
+
+
 def predict(params: SimParams, run: Observed) -> dict[str, float]:
-    """The run's :data:`STATS` on the timing model with ``params`` (model time)."""
-    out = simulate(
+    """The run's :data:`STATS` on the timing model with ``params`` (model time; the mean over a
+    random router's draws)."""
+    return predict_spread(params, run)[0]
+
+
+def predict_spread(
+    params: SimParams, run: Observed
+) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    """:func:`expected_stats` of the run."""
+    return expected_stats(
         params,
         run.topology,
         run.input_lens,
@@ -135,7 +187,6 @@ def predict(params: SimParams, run: Observed) -> dict[str, float]:
         concurrency=run.concurrency,
         arrivals=run.arrivals,
     )
-    return stats_of(out["requests"], out["duration_s"])
 
 
 def stats_of(requests: Sequence[Mapping[str, float]], duration_s: float) -> dict[str, float]:

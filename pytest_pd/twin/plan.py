@@ -14,13 +14,13 @@ import numpy as np
 
 from pytest_pd.judge.slo import slo_misses
 from pytest_pd.sim.candidates import gpu_count
-from pytest_pd.sim.closed_loop import Topology, simulate
+from pytest_pd.sim.closed_loop import Topology
 from pytest_pd.sim.model import ServerShape, SimParams, max_running
 from pytest_pd.workload.lengths import draw_lengths
 from pytest_pd.workload.runner import arrival_offsets
 from pytest_pd.workload.spec import Workload
 
-from .observed import STATS, stats_of
+from .observed import STATS, expected_stats
 
 PER_GPU = "output_throughput_per_gpu"
 SLO_STATS = (*STATS, PER_GPU)
@@ -140,8 +140,9 @@ def evaluate(
         if problem:
             out.append(Candidate(topology, {}, "memory: " + problem))
             continue
-        run = simulate(params, fitted, ins, outs, concurrency=workload.concurrency, arrivals=arrivals)
-        stats = stats_of(run["requests"], run["duration_s"])
+        stats, _ = expected_stats(
+            params, fitted, ins, outs, concurrency=workload.concurrency, arrivals=arrivals
+        )
         stats[PER_GPU] = stats["output_throughput"] / gpu_count(fitted)
         misses = slo_misses(stats, slos or {})
         out.append(Candidate(fitted, stats, "SLO: " + "; ".join(misses) if misses else ""))

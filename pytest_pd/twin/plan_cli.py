@@ -137,7 +137,7 @@ def _plan(args: argparse.Namespace) -> int:
             tp_sizes=args.tp_sizes,
             pp_sizes=args.pp_sizes,
             chunk_sizes=args.chunk_sizes,
-            policy=topology_of(template.model_dump(mode="json")).policy,
+            policies=topology_of(template.model_dump(mode="json")).policies,
         )
         if gpu_count(t) <= budget
     ]

@@ -13,7 +13,7 @@ from pytest_pd.cluster.spec import ClusterSpec
 from pytest_pd.judge.thresholds import ThresholdError
 from pytest_pd.record import RunRecord
 
-from .observed import STATS, NotModelled, observe, predict
+from .observed import STATS, NotModelled, observe, predict_spread
 
 MARKER = "pd_prediction"
 JUDGED = ("mean_ttft_ms", "mean_tpot_ms", "output_throughput")
@@ -29,12 +29,15 @@ def prediction_of(record: RunRecord, profile_path: str) -> dict[str, Any]:
         run = observe(record)
     except (ProfileError, NotModelled) as exc:
         return {**out, "unavailable": str(exc)}
-    got = predict(profile.sim_params(), run)
+    got, spread = predict_spread(profile.sim_params(), run)
     out["stats"] = {
         k: {"predicted": got[k], "measured": v, "error": got[k] / v - 1.0}
         for k, v in run.measured.items()
         if k in got and v > 0
     }
+    if run.topology.random:  # one run is one draw of the router's choices: say their range
+        for k, cell in out["stats"].items():
+            cell["range"] = list(spread[k])
     return out
 
 
@@ -51,6 +54,14 @@ def prediction_misses(
         cell = prediction.get("stats", {}).get(stat)
         if cell is None:
             misses.append(f"pd_prediction: {stat} was not measured")
+        elif "range" in cell:  # a random router: the measured draw must lie in the model's range
+            lo, hi = cell["range"]
+            if not lo * (1 - max_error) <= cell["measured"] <= hi * (1 + max_error):
+                misses.append(
+                    f"prediction missed: {stat} measured {cell['measured']:.4g} outside the model's "
+                    f"range over the router's random draws {lo:.4g}–{hi:.4g} (10th–90th percentile, "
+                    f"mean {cell['predicted']:.4g}) ±{100 * max_error:g} % (profile {prediction['profile']})"
+                )
         elif abs(cell["error"]) > max_error:
             misses.append(
                 f"prediction missed: {stat} predicted {cell['predicted']:.4g} vs measured "
@@ -66,11 +77,17 @@ def prediction_line(prediction: Mapping[str, Any], stats: Sequence[str] = JUDGED
         return f"no prediction: {prediction['unavailable']}"
     cells = prediction.get("stats", {})
     parts = [
-        f"{s} {cells[s]['predicted']:.4g} vs {cells[s]['measured']:.4g} ({100 * cells[s]['error']:+.1f} %)"
+        f"{s} {cells[s]['predicted']:.4g}{_draws(cells[s])} vs {cells[s]['measured']:.4g} "
+        f"({100 * cells[s]['error']:+.1f} %)"
         for s in stats
         if s in cells
     ]
     return f"predicted vs measured (profile {Path(str(prediction['profile'])).name}): " + ", ".join(parts)
+
+
+def _draws(cell: Mapping[str, Any]) -> str:
+    """A random router's range of draws, where the prediction has one."""
+    return f" [draws {cell['range'][0]:.4g}–{cell['range'][1]:.4g}]" if "range" in cell else ""
 
 
 def prediction_bound(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[float, tuple[str, ...]]:

@@ -4,8 +4,11 @@ per-request lengths. Pure: no clock, no I/O."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
+from pytest_pd.sim import closed_loop
 from pytest_pd.sim.closed_loop import SEED_TOPOLOGIES, Topology, simulate, simulate_closed_loop
 from pytest_pd.sim.model import ServerShape, SimParams
 
@@ -74,7 +77,48 @@ def test_each_request_gets_its_own_lengths():
 def test_bad_topologies_and_inputs_are_refused():
     with pytest.raises(ValueError, match="at least one prefill and one decode"):
         Topology((), (DEC,))
-    with pytest.raises(ValueError, match="unknown routing policy 'random'"):
-        Topology((PRE,), (DEC,), "random")
+    with pytest.raises(ValueError, match="unknown routing policy 'cache_aware'"):
+        Topology((PRE,), (DEC,), "cache_aware")
     with pytest.raises(ValueError, match="one entry per request"):
         simulate(P, Topology((PRE,), (DEC,)), [1, 2], [1])
+
+
+def _decode_counts(topology: Topology, n: int, seed: int = 0) -> list[int]:
+    """How many of ``n`` requests, all sent at once, each decode server took (fewest first)."""
+    r = simulate(P, topology, [100] * n, [50] * n, concurrency=n, seed=seed)
+    return sorted(sum(1 for _, d in r["servers"] if d == i) for i in range(len(topology.decode)))
+
+
+def test_a_random_router_is_one_draw_per_seed_and_reproducible():
+    t = Topology((PRE,), (DEC, DEC), "random")
+    assert t.random and not Topology((PRE,), (DEC,), "random").random
+    draws = [_decode_counts(t, 30, seed) for seed in range(12)]
+    assert draws[3] == _decode_counts(t, 30, 3)  # the same seed, the same choices
+    assert len({tuple(d) for d in draws}) > 1  # other seeds, other splits
+    assert any(d != [15, 15] for d in draws)  # uneven splits happen: one decode runs a bigger batch
+    assert all(sum(d) == 30 for d in draws)
+
+
+def test_sglang_router_cache_aware_is_random_until_the_loads_are_imbalanced():
+    """sglang-router 0.3.2 in PD mode: random while max - min <= 64 or max <= 1.5 x min, else the
+    least loaded."""
+    small = [
+        _decode_counts(Topology((PRE,), (DEC, DEC), "random_unless_imbalanced"), 30, s) for s in range(8)
+    ]
+    assert any(d != [15, 15] for d in small)
+    router = closed_loop._Router(2, "random_unless_imbalanced", random.Random(0))
+    router.load = [100, 10]  # gap 90 > 64 and 100 > 1.5 x 10: imbalanced
+    assert {router.pick() for _ in range(20)} == {1}
+    router.load = [100, 70]  # gap 30: balanced, random again
+    assert {router.pick() for _ in range(40)} == {0, 1}
+
+
+def test_power_of_two_never_picks_the_busier_of_its_two():
+    # two servers: power of two always compares both, so it is least-load with the first pick on a tie
+    counts = _decode_counts(Topology((PRE,), (DEC, DEC), "power_of_two"), 30)
+    assert counts == [15, 15]
+
+
+def test_one_side_may_route_by_another_policy():
+    t = Topology((PRE, PRE), (DEC, DEC), "round_robin", decode_policy="random")
+    assert t.policies == ("round_robin", "random") and t.random

@@ -1,0 +1,41 @@
+"""What a cluster file's router does, in the timing model's terms (``twin/observed.topology_of``):
+per router kind and policy, as the installed routers implement them in PD mode."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_pd.twin.observed import NotModelled, topology_of
+
+SERVERS = {"prefill": [{"tp": 1}, {"tp": 1}], "decode": [{"tp": 1}, {"tp": 1}]}
+
+
+def _policies(router: dict) -> tuple[str, str]:
+    return topology_of({**SERVERS, "router": router}).policies
+
+
+def test_each_router_kinds_policies_as_the_model_runs_them():
+    # sglang-router 0.3.2 never fills its PD prefix trees: its default is random until imbalanced
+    assert _policies({}) == ("random_unless_imbalanced",) * 2
+    assert _policies({"kind": "sglang-router", "policy": "round_robin"}) == ("round_robin",) * 2
+    assert _policies({"policy": "power_of_two"}) == ("power_of_two",) * 2
+    # smg's prefix trees work: prompts that share nothing go to the least loaded
+    assert _policies({"kind": "smg"}) == ("least_load",) * 2
+    assert _policies({"kind": "smg", "decode_policy": "round_robin"}) == ("least_load", "round_robin")
+
+
+def test_a_policy_given_as_an_extra_argument_counts():
+    assert _policies({"extra_args": ["--policy", "round_robin"]}) == ("round_robin",) * 2
+    assert _policies({"extra_args": ["--prefill-policy=random"]}) == ("random", "random_unless_imbalanced")
+
+
+@pytest.mark.parametrize(
+    ("router", "message"),
+    [
+        ({"kind": "vllm-router"}, "vllm-router's --policy cache_aware is not modelled"),
+        ({"kind": "smg", "policy": "power_of_two"}, "smg's --policy power_of_two is not modelled"),
+    ],
+)
+def test_a_policy_the_model_does_not_know_is_said_not_guessed(router, message):
+    with pytest.raises(NotModelled, match=message):
+        _policies(router)
