@@ -11,7 +11,7 @@ measured mean TTFT, TPOT and output throughput (model time). The target (the dig
 every held-out number within 5 %. The router runs ``--policy round_robin`` by default;
 ``--policy cache_aware`` (the router's default) routes at random in sglang-router 0.3.2's PD mode
 (until the loads are 64 apart), so one run is one draw of its choices: for such a run the table
-adds the model's 10th–90th percentile over the router's draws, and whether the measured value
+adds the model's 5th–95th percentile over the router's draws, and whether the measured value
 lies in it.
 """
 
@@ -63,7 +63,7 @@ def main() -> int:
                 + ("in" if spread[s][0] <= run.measured[s] <= spread[s][1] else "OUT")
                 for s in STATS
             ]
-            print(f"{'  (router draws, 10th-90th pct)':<40} " + " ".join(f"{c:>30}" for c in cells))
+            print(f"{'  (router draws, 5th-95th pct)':<40} " + " ".join(f"{c:>30}" for c in cells))
     print(f"largest held-out error: {100 * out.worst:.1f} % (target: within 5 %)")
     return 0
 

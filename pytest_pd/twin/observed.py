@@ -139,7 +139,7 @@ def _request_lengths(record: RunRecord) -> tuple[tuple[int, ...], tuple[int, ...
     )
 
 
-DRAWS = 16
+DRAWS = 32
 """Runs of the model per prediction when the router routes at random: one measured run is one draw
 of the router's choices, so the model predicts their spread (and its mean)."""
 
@@ -153,8 +153,8 @@ def expected_stats(
     concurrency: int | None,
     arrivals: Sequence[float] | None,
 ) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
-    """:data:`STATS` of a run on the timing model (model time), and each one's range (10th to
-    90th percentile) over :data:`DRAWS` draws of a random router's choices (a point otherwise)."""
+    """:data:`STATS` of a run on the timing model (model time), and each one's range (5th to
+    95th percentile) over :data:`DRAWS` draws of a random router's choices (a point otherwise)."""
     draws = []
     for seed in range(DRAWS if topology.random else 1):
         out = simulate(
@@ -163,7 +163,7 @@ def expected_stats(
         draws.append(stats_of(out["requests"], out["duration_s"]))
     mean = {k: float(np.mean([d[k] for d in draws])) for k in draws[0]}
     spread = {
-        k: (float(np.percentile([d[k] for d in draws], 10)), float(np.percentile([d[k] for d in draws], 90)))
+        k: (float(np.percentile([d[k] for d in draws], 5)), float(np.percentile([d[k] for d in draws], 95)))
         for k in draws[0]
     }
     return mean, spread

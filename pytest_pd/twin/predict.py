@@ -59,7 +59,7 @@ def prediction_misses(
             if not lo * (1 - max_error) <= cell["measured"] <= hi * (1 + max_error):
                 misses.append(
                     f"prediction missed: {stat} measured {cell['measured']:.4g} outside the model's "
-                    f"range over the router's random draws {lo:.4g}–{hi:.4g} (10th–90th percentile, "
+                    f"range over the router's random draws {lo:.4g}–{hi:.4g} (5th–95th percentile, "
                     f"mean {cell['predicted']:.4g}) ±{100 * max_error:g} % (profile {prediction['profile']})"
                 )
         elif abs(cell["error"]) > max_error:

@@ -50,7 +50,7 @@ def write_cluster(
     decode: list[dict],
     prefill_pp: int,
     speedup: float,
-    policy: str,
+    policy: str | None,
 ) -> None:
     data: dict[str, Any] = yaml.safe_load((REPO / "clusters" / "sim-pp2.yaml").read_text())
     data.pop("baseline", None)
@@ -72,8 +72,8 @@ def write_cluster(
     ]
     data["decode"] = [{**d, "host": "node", "port": next(ports), "prefill_pp": prefill_pp} for d in decode]
     data["router"].update(host="node", port=next(ports), prometheus_port=next(ports))
-    # round robin is modelled as it is; the router's default cache-aware policy is not (see below)
-    data["router"]["extra_args"] = [*data["router"].get("extra_args", []), "--policy", policy]
+    if policy is not None:  # else the router's default (cache_aware)
+        data["router"]["extra_args"] = [*data["router"].get("extra_args", []), "--policy", policy]
     (folder / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
 
