@@ -136,6 +136,9 @@ class RouterKind:
         }
     )
     default_policy: str = "cache_aware"
+    # policies that send a prompt where its prefix is cached: modelled as above only for prompts
+    # that share nothing
+    prefix_routing: frozenset[str] = frozenset()
     # the flags a pod rewrites: "bind" (addresses it listens on), "worker_url" (a worker's URL)
     pod_flags: Mapping[str, tuple[str, ...]] = field(
         default_factory=lambda: {
@@ -160,6 +163,7 @@ KINDS: dict[str, RouterKind] = {
         # prefix trees per side: a prompt whose prefix no server holds goes to the least loaded
         # (prefix hits are not modelled yet); power_of_two weighs expected waits, not modelled
         modelled_policies={"round_robin": "round_robin", "random": "random", "cache_aware": "least_load"},
+        prefix_routing=frozenset({"cache_aware"}),
     ),
     # vLLM's PD workers (KV over NIXL: no bootstrap port); its own Prometheus families
     "vllm-router": RouterKind(

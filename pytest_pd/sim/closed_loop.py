@@ -10,16 +10,18 @@ import random
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from pytest_pd.sim.model import (
     PrefillScheduler,
     ServerShape,
     SimParams,
     decode_step_time,
+    kv_pool_tokens,
     kv_transfer_time,
     max_running,
 )
+from pytest_pd.sim.prefix_cache import PrefixCache
 
 POLICIES = ("round_robin", "least_load", "random", "power_of_two", "random_unless_imbalanced")
 """How the modelled router picks a prefill and a decode server for each request (each side with
@@ -166,6 +168,8 @@ def simulate(
     concurrency: int | None = None,
     arrivals: Sequence[float] | None = None,
     seed: int = 0,
+    prefix_keys: Sequence[Sequence[int]] | None = None,
+    context_length: int = 65536,
 ) -> dict[str, Any]:
     """Evaluate a benchmark run on ``topology``: request ``i`` has ``input_lens[i]`` prompt and
     ``output_lens[i]`` output tokens and is due at ``arrivals[i]`` (model seconds; default: all
@@ -179,13 +183,26 @@ def simulate(
     ``finish``), in model seconds divided by ``params.speedup``. ``seed`` draws the random
     policies' choices (one run of a random router is one draw); ``servers`` says which (prefill,
     decode) pair each request went to, in request order.
+
+    ``prefix_keys`` (per request, the chained keys of its prompt's ``BLOCK``-token blocks, as
+    :func:`pytest_pd.sim.prefix_cache.block_keys` makes them) turns on each prefill server's prefix
+    cache, as the simulated server keeps it: a request's cached blocks are matched when it
+    arrives and need no compute, its blocks are cached when its prefill is done, least recently
+    used evicted beyond the KV pool; ``cache_hit_rate`` is then the cached share of the prompt
+    tokens.
     """
     n = len(input_lens)
     if len(output_lens) != n or (arrivals is not None and len(arrivals) != n):
         raise ValueError("input_lens, output_lens and arrivals must have one entry per request")
     due = list(arrivals) if arrivals is not None else [0.0] * n
     reqs = [_Req(i, float(due[i]), int(input_lens[i]), int(output_lens[i])) for i in range(n)]
+    if prefix_keys is not None and len(prefix_keys) != n:
+        raise ValueError("prefix_keys must have one entry per request")
     prefills = [PrefillScheduler(params, s.tp, s.pp, s.chunked_prefill_size) for s in topology.prefill]
+    caches = [
+        PrefixCache(kv_pool_tokens(params, s, context_length)) if prefix_keys is not None else None
+        for s in topology.prefill
+    ]
     prefill_wake = [False] * len(prefills)
     decodes = [_Decode(s, max_running(params, s)) for s in topology.decode]
     rng = random.Random(seed)
@@ -208,7 +225,9 @@ def simulate(
         r.send = t
         p = r.prefill = to_prefill.pick()
         r.decode = to_decode.pick()
-        prefills[p].submit((r, p), r.input_len)
+        cache = caches[p]
+        cached = cache.match(prefix_keys[r.idx], r.input_len) if cache is not None and prefix_keys else 0
+        prefills[p].submit((r, p), r.input_len, cached)
         wake_prefill(p, t)
 
     def complete(r: _Req, t: float) -> None:
@@ -237,6 +256,8 @@ def simulate(
         batch = sched.next_batch(t)
         assert batch is not None
         for r, _ in batch.finished:
+            if caches[p] is not None:
+                push(batch.done_at, "prefilled", (p, r))
             prefill_pp = decodes[r.decode].shape.prefill_pp
             push(batch.done_at + kv_transfer_time(params, r.input_len, prefill_pp), "kv_arrive", r)
         wake_prefill(p, t)
@@ -260,6 +281,9 @@ def simulate(
                 send(data, t)
             else:
                 queued.append(data)
+        elif kind == "prefilled":  # its blocks are cached once its prefill is done
+            p, r = data
+            cast(PrefixCache, caches[p]).insert(cast(Sequence[Sequence[int]], prefix_keys)[r.idx])
         elif kind == "prefill_wake":
             prefill_wake[data] = False
             run_prefill(data, t)
@@ -281,6 +305,10 @@ def simulate(
 
     out = summarize(reqs, scale=1.0 / params.speedup)
     out["servers"] = [(r.prefill, r.decode) for r in reqs]  # the router's choice per request
+    if prefix_keys is not None:
+        hits = sum(c.hit_tokens for c in caches if c is not None)
+        total = hits + sum(c.computed_tokens for c in caches if c is not None)
+        out["cache_hit_rate"] = hits / total if total else 0.0
     return out
 
 

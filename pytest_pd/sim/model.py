@@ -296,6 +296,12 @@ def max_running(params: SimParams, shape: ServerShape) -> int:
     return params.default_max_running_requests
 
 
+def kv_pool_tokens(params: SimParams, shape: ServerShape, context_length: int) -> int:
+    """Tokens a simulated server's KV pool holds (what its prefix cache may keep): room for
+    ``max_running`` requests of up to 8192 tokens of context each."""
+    return max_running(params, shape) * min(context_length, 8192)
+
+
 # ---------------------------------------------------------------------------------------------
 # Chunked-prefill scheduler (shared by the server and the discrete-event simulation)
 # ---------------------------------------------------------------------------------------------

@@ -53,9 +53,8 @@ class SimWorker:
             prefill_pp=args.disaggregation_prefill_pp,
             max_running_requests=args.max_running_requests,
         )
-        self.max_total_tokens = args.max_total_tokens or model.max_running(params, shape) * min(
-            self.context_length, 8192
-        )
+        pool = model.kv_pool_tokens(params, shape, self.context_length)
+        self.max_total_tokens = args.max_total_tokens or pool
         caches = self.role != "decode" and not args.disable_radix_cache
         self.prefix_cache = PrefixCache(self.max_total_tokens) if caches else None
         self.metrics = self._make_metrics()

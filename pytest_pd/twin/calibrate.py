@@ -18,7 +18,7 @@ import numpy as np
 from pytest_pd.cluster.engines.sim.profile import TIMING_PARAMS
 from pytest_pd.sim.model import SimParams
 
-from .observed import Observed, predict
+from .observed import STATS, Observed, predict
 
 DEFAULT_FIT = (
     "prefill_tokens_per_s",
@@ -86,6 +86,8 @@ def _residuals(params: SimParams, runs: Sequence[Observed]) -> np.ndarray:
     for run in runs:
         got = predict(params, run)
         for k, v in sorted(run.measured.items()):
+            if k not in STATS:  # the prefix cache's hit rate: no timing parameter moves it
+                continue
             if v > 0 and got.get(k, 0) > 0:
                 res.append(math.log(got[k] / v))
             elif v > 0:

@@ -17,6 +17,9 @@ from pytest_pd.record import RunRecord
 from pytest_pd.sim.closed_loop import Topology, simulate
 from pytest_pd.sim.model import ServerShape, SimParams
 from pytest_pd.workload.runner import arrival_offsets
+from pytest_pd.workload.spec import WorkloadError
+
+from .prefixes import trace_keys
 
 STATS = (
     "mean_ttft_ms",
@@ -29,6 +32,10 @@ STATS = (
 )
 """What a run is fitted on: TTFT and TPOT distributions (their spread carries the queueing and
 batch effects a mean hides) and the throughput."""
+
+
+HIT_RATE = "prefix_cache_hit_rate"
+"""Predicted and judged for a trace replay (its prompts share prefixes), besides :data:`STATS`."""
 
 
 class NotModelled(ValueError):
@@ -44,6 +51,9 @@ class Observed:
     arrivals: tuple[float, ...] | None
     concurrency: int
     measured: Mapping[str, float]
+    prefix_keys: tuple[tuple[int, ...], ...] | None = None
+    """A trace replay's prompts as the prefix cache sees them (:mod:`.prefixes`); None: prompts
+    that share nothing."""
 
 
 def _shape(server: Mapping[str, Any], defaults: Mapping[str, Any]) -> ServerShape:
@@ -62,9 +72,10 @@ def _shape(server: Mapping[str, Any], defaults: Mapping[str, Any]) -> ServerShap
     )
 
 
-def topology_of(spec: Mapping[str, Any]) -> Topology:
-    """The servers of a cluster file (as a record keeps it) and what its router's policies do;
-    raises :class:`NotModelled` for a policy the model does not know for that router kind."""
+def topology_of(spec: Mapping[str, Any], shared_prefixes: bool = False) -> Topology:
+    """The servers of a cluster file (as a record keeps it) and what its router's policies do
+    (for prompts that share prefixes when ``shared_prefixes``); raises :class:`NotModelled` for
+    a policy the model does not know for that router kind."""
     defaults = spec.get("server_defaults") or {}
     router = spec.get("router") or {}
     kind = routers.KINDS.get(str(router.get("kind") or "sglang-router"))
@@ -78,7 +89,13 @@ def topology_of(spec: Mapping[str, Any]) -> Topology:
             named[key] = str(value)
     policy = named["policy"] or kind.default_policy
     modelled = []
-    for name in (policy, named["prefill_policy"] or policy, named["decode_policy"] or policy):
+    used = (policy, named["prefill_policy"] or policy, named["decode_policy"] or policy)
+    if shared_prefixes and kind.prefix_routing.intersection(used):
+        raise NotModelled(
+            f"{kind.name}'s --policy {policy} routes prompts by their shared prefixes, which the "
+            "model does not do yet (round_robin or random would be modelled)"
+        )
+    for name in used:
         if name not in kind.modelled_policies:
             raise NotModelled(
                 f"{kind.name}'s --policy {name} is not modelled (modelled: "
@@ -97,27 +114,34 @@ def observe(record: RunRecord) -> Observed:
         raise NotModelled(f"{label}: the run did not complete")
     if not record.cluster.spec:
         raise NotModelled(f"{label}: the record keeps no cluster file (written by an older version?)")
+    w = record.workload
     try:
-        topology = topology_of(record.cluster.spec)
+        topology = topology_of(record.cluster.spec, shared_prefixes=bool(w.trace_path))
     except NotModelled as exc:
         raise NotModelled(f"{label}: {exc}") from None
     except (TypeError, ValueError) as exc:
         raise NotModelled(
             f"{label}: its cluster file has no prefill/decode servers to model ({exc})"
         ) from exc
-    w = record.workload
+    keys = None
     if w.trace_path:
-        raise NotModelled(f"{label}: a trace replay's shared prefixes (prefix caching) are not modelled")
+        try:
+            keys = tuple(tuple(k) for k in trace_keys(w))
+        except WorkloadError as exc:
+            raise NotModelled(f"{label}: its prompts' shared prefixes are in its trace: {exc}") from None
     lens = _request_lengths(record)
     if lens is None:
         lens = ((w.input_len,) * w.num_requests, (w.output_len,) * w.num_requests)
     n = len(lens[0])
-    # the client's schedule ran in wall time; a simulated cluster's model time is speedup x that
+    # the record keeps the workload as asked, in the cluster's own time: a simulated cluster's
+    # client ran its schedule `speedup` times faster, but these offsets are already model time
     arrivals = None
-    if not math.isinf(w.request_rate):
-        arrivals = tuple(float(t) * record.speedup for t in arrival_offsets(w, n))
+    if w.trace_path or not math.isinf(w.request_rate):
+        arrivals = tuple(float(t) for t in arrival_offsets(w, n))
     measured = {k: float(record.metrics[k]) for k in STATS if _finite(record.metrics.get(k))}
-    return Observed(label, topology, lens[0], lens[1], arrivals, int(w.concurrency), measured)
+    if keys is not None and _finite(record.metrics.get(HIT_RATE)):
+        measured[HIT_RATE] = float(record.metrics[HIT_RATE])
+    return Observed(label, topology, lens[0], lens[1], arrivals, int(w.concurrency), measured, keys)
 
 
 def _finite(value: Any) -> bool:
@@ -152,15 +176,26 @@ def expected_stats(
     *,
     concurrency: int | None,
     arrivals: Sequence[float] | None,
+    prefix_keys: Sequence[Sequence[int]] | None = None,
 ) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
     """:data:`STATS` of a run on the timing model (model time), and each one's range (5th to
     95th percentile) over :data:`DRAWS` draws of a random router's choices (a point otherwise)."""
     draws = []
     for seed in range(DRAWS if topology.random else 1):
         out = simulate(
-            params, topology, input_lens, output_lens, concurrency=concurrency, arrivals=arrivals, seed=seed
+            params,
+            topology,
+            input_lens,
+            output_lens,
+            concurrency=concurrency,
+            arrivals=arrivals,
+            seed=seed,
+            prefix_keys=prefix_keys,
         )
-        draws.append(stats_of(out["requests"], out["duration_s"]))
+        stats = stats_of(out["requests"], out["duration_s"])
+        if "cache_hit_rate" in out:
+            stats[HIT_RATE] = out["cache_hit_rate"]
+        draws.append(stats)
     mean = {k: float(np.mean([d[k] for d in draws])) for k in draws[0]}
     spread = {
         k: (float(np.percentile([d[k] for d in draws], 5)), float(np.percentile([d[k] for d in draws], 95)))
@@ -186,6 +221,7 @@ def predict_spread(
         run.output_lens,
         concurrency=run.concurrency,
         arrivals=run.arrivals,
+        prefix_keys=run.prefix_keys,
     )
 
 

@@ -13,7 +13,7 @@ from pytest_pd.cluster.spec import ClusterSpec
 from pytest_pd.judge.thresholds import ThresholdError
 from pytest_pd.record import RunRecord
 
-from .observed import STATS, NotModelled, observe, predict_spread
+from .observed import HIT_RATE, STATS, NotModelled, observe, predict_spread
 
 MARKER = "pd_prediction"
 JUDGED = ("mean_ttft_ms", "mean_tpot_ms", "output_throughput")
@@ -102,10 +102,11 @@ def prediction_bound(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[
     if isinstance(max_error, bool) or not isinstance(max_error, (int, float)) or not max_error > 0:
         raise ThresholdError(f"{MARKER}(max_error=…) must be a number > 0 (0.1 = 10 %), got {max_error!r}")
     stats = tuple(kwargs.get("stats", JUDGED))
-    bad = [x for x in stats if x not in STATS]
+    known = (*STATS, HIT_RATE)
+    bad = [x for x in stats if x not in known]
     if bad:
         raise ThresholdError(
-            f"{MARKER}: unknown statistic(s) {', '.join(map(str, bad))}; known: {', '.join(STATS)}"
+            f"{MARKER}: unknown statistic(s) {', '.join(map(str, bad))}; known: {', '.join(known)}"
         )
     return float(max_error), stats
 

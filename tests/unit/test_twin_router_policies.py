@@ -39,3 +39,14 @@ def test_a_policy_given_as_an_extra_argument_counts():
 def test_a_policy_the_model_does_not_know_is_said_not_guessed(router, message):
     with pytest.raises(NotModelled, match=message):
         _policies(router)
+
+
+def test_routing_by_shared_prefixes_is_not_modelled_for_prompts_that_share_them():
+    spec = {**SERVERS, "router": {"kind": "smg"}}
+    assert topology_of(spec).policies == ("least_load", "least_load")  # prompts sharing nothing
+    with pytest.raises(
+        NotModelled, match="smg's --policy cache_aware routes prompts by their shared prefixes"
+    ):
+        topology_of(spec, shared_prefixes=True)
+    # sglang-router 0.3.2's cache_aware does not (in PD mode): random, prefixes or not
+    assert topology_of(SERVERS, shared_prefixes=True).policies == ("random_unless_imbalanced",) * 2

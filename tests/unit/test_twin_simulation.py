@@ -11,6 +11,7 @@ import pytest
 from pytest_pd.sim import closed_loop
 from pytest_pd.sim.closed_loop import SEED_TOPOLOGIES, Topology, simulate, simulate_closed_loop
 from pytest_pd.sim.model import ServerShape, SimParams
+from pytest_pd.sim.prefix_cache import BLOCK, block_keys
 
 P = SimParams()
 PRE, DEC = SEED_TOPOLOGIES["tp8"]
@@ -122,3 +123,42 @@ def test_power_of_two_never_picks_the_busier_of_its_two():
 def test_one_side_may_route_by_another_policy():
     t = Topology((PRE, PRE), (DEC, DEC), "round_robin", decode_policy="random")
     assert t.policies == ("round_robin", "random") and t.random
+
+
+def _keys(*prefix: int, own: int, blocks: int = 100) -> list[int]:
+    """Chained keys of a prompt: the shared ``prefix`` blocks, then ``own`` distinct ones."""
+    return block_keys([*prefix, *range(1000 * own, 1000 * own + blocks * BLOCK - len(prefix))])
+
+
+def test_a_prefix_cached_before_it_arrives_needs_no_prefill():
+    """Two 1600-token prompts sharing their first 1024 tokens: the second, sent after the first's
+    prefill is done, computes only its own 576 (its TTFT shorter, the hit rate 1024 of 3200
+    tokens); sent at the same time, both compute everything, as the simulated server does."""
+    shared = list(range(1024))
+    keys = [_keys(*shared, own=1), _keys(*shared, own=2)]
+    topo = Topology((PRE,), (DEC,))
+    later = simulate(P, topo, [1600, 1600], [2, 2], arrivals=[0.0, 30.0], prefix_keys=keys)
+    alone = simulate(P, topo, [1600], [2], prefix_keys=keys[:1])
+    assert later["cache_hit_rate"] == pytest.approx(1024 / 3200)
+    assert later["requests"][1]["ttft"] < alone["requests"][0]["ttft"]
+    together = simulate(P, topo, [1600, 1600], [2, 2], arrivals=[0.0, 0.0], prefix_keys=keys)
+    assert together["cache_hit_rate"] == 0.0
+    assert "cache_hit_rate" not in simulate(P, topo, [1600], [2])  # no keys, no cache
+
+
+def test_each_prefill_server_caches_what_it_prefilled_itself():
+    shared = list(range(1024))
+    keys = [_keys(*shared, own=i) for i in range(4)]
+    rr = Topology((PRE, PRE), (DEC,), "round_robin")  # 0, 1, 0, 1: the first two miss, then hits
+    r = simulate(P, rr, [1600] * 4, [2] * 4, arrivals=[0.0, 1.0, 30.0, 31.0], prefix_keys=keys)
+    assert r["cache_hit_rate"] == pytest.approx(2 * 1024 / 6400)
+
+
+def test_the_cache_keeps_what_the_kv_pool_holds():
+    tiny = ServerShape(tp=8, max_running_requests=1)  # a pool of 8192 tokens
+    keys = [_keys(own=i, blocks=300) for i in range(3)]  # 4800 tokens each: the third evicts the first
+    again = [*keys, keys[0]]
+    r = simulate(
+        P, Topology((tiny,), (DEC,)), [4800] * 4, [2] * 4, arrivals=[0, 30, 60, 90], prefix_keys=again
+    )
+    assert r["cache_hit_rate"] == 0.0
