@@ -18,12 +18,16 @@ from pytest_pd.workload.sweep import at_load
 
 from .observed import NotModelled, expected_stats, topology_of
 from .plan import workload_requests
+from .prefixes import trace_keys
 
 
 def model_stats(params: SimParams, topology: Topology, workload: Workload) -> dict[str, float]:
     """The workload's TTFT/TPOT statistics and throughput on the model (model time)."""
     ins, outs, arrivals = workload_requests(workload)
-    return expected_stats(params, topology, ins, outs, concurrency=workload.concurrency, arrivals=arrivals)[0]
+    keys = trace_keys(workload) if workload.trace_path else None
+    return expected_stats(
+        params, topology, ins, outs, concurrency=workload.concurrency, arrivals=arrivals, prefix_keys=keys
+    )[0]
 
 
 def model_capacity(params: SimParams, topology: Topology, base: Workload, wanted: CapacitySpec) -> Capacity:

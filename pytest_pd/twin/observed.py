@@ -72,10 +72,9 @@ def _shape(server: Mapping[str, Any], defaults: Mapping[str, Any]) -> ServerShap
     )
 
 
-def topology_of(spec: Mapping[str, Any], shared_prefixes: bool = False) -> Topology:
-    """The servers of a cluster file (as a record keeps it) and what its router's policies do
-    (for prompts that share prefixes when ``shared_prefixes``); raises :class:`NotModelled` for
-    a policy the model does not know for that router kind."""
+def topology_of(spec: Mapping[str, Any]) -> Topology:
+    """The servers of a cluster file (as a record keeps it) and what its router's policies do;
+    raises :class:`NotModelled` for a policy the model does not know for that router kind."""
     defaults = spec.get("server_defaults") or {}
     router = spec.get("router") or {}
     kind = routers.KINDS.get(str(router.get("kind") or "sglang-router"))
@@ -89,13 +88,7 @@ def topology_of(spec: Mapping[str, Any], shared_prefixes: bool = False) -> Topol
             named[key] = str(value)
     policy = named["policy"] or kind.default_policy
     modelled = []
-    used = (policy, named["prefill_policy"] or policy, named["decode_policy"] or policy)
-    if shared_prefixes and kind.prefix_routing.intersection(used):
-        raise NotModelled(
-            f"{kind.name}'s --policy {policy} routes prompts by their shared prefixes, which the "
-            "model does not do yet (round_robin or random would be modelled)"
-        )
-    for name in used:
+    for name in (policy, named["prefill_policy"] or policy, named["decode_policy"] or policy):
         if name not in kind.modelled_policies:
             raise NotModelled(
                 f"{kind.name}'s --policy {name} is not modelled (modelled: "
@@ -116,7 +109,7 @@ def observe(record: RunRecord) -> Observed:
         raise NotModelled(f"{label}: the record keeps no cluster file (written by an older version?)")
     w = record.workload
     try:
-        topology = topology_of(record.cluster.spec, shared_prefixes=bool(w.trace_path))
+        topology = topology_of(record.cluster.spec)
     except NotModelled as exc:
         raise NotModelled(f"{label}: {exc}") from None
     except (TypeError, ValueError) as exc:

@@ -19,8 +19,10 @@ from pytest_pd.sim.model import ServerShape, SimParams, max_running
 from pytest_pd.workload.lengths import draw_lengths
 from pytest_pd.workload.runner import arrival_offsets
 from pytest_pd.workload.spec import Workload
+from pytest_pd.workload.trace import trace_rows
 
 from .observed import STATS, expected_stats
+from .prefixes import trace_keys
 
 PER_GPU = "output_throughput_per_gpu"
 SLO_STATS = (*STATS, PER_GPU)
@@ -115,9 +117,13 @@ def fit_memory(
 def workload_requests(workload: Workload) -> tuple[list[int], list[int], list[float] | None]:
     """The workload's per-request prompt and output lengths and arrival times, as a run draws
     them (closed loop: no arrival times)."""
-    ins, outs = draw_lengths(workload, np.random.default_rng(workload.seed))
+    if workload.trace_path:
+        rows = trace_rows(workload)
+        ins, outs = np.array([r.input_len for r in rows]), np.array([r.output_len for r in rows])
+    else:
+        ins, outs = draw_lengths(workload, np.random.default_rng(workload.seed))
     arrivals = None
-    if not math.isinf(workload.request_rate):
+    if workload.trace_path or not math.isinf(workload.request_rate):
         arrivals = [float(t) for t in arrival_offsets(workload, workload.num_requests)]
     return [int(x) for x in ins], [int(x) for x in outs], arrivals
 
@@ -132,6 +138,7 @@ def evaluate(
     """Every topology checked for memory, simulated on the workload, judged by the SLOs, and the
     feasible ones marked when on the Pareto front (:data:`OBJECTIVES`). Order is kept."""
     ins, outs, arrivals = workload_requests(workload)
+    keys = trace_keys(workload) if workload.trace_path else None
     out = []
     for topology in topologies:
         fitted, problem = fit_memory(
@@ -141,7 +148,7 @@ def evaluate(
             out.append(Candidate(topology, {}, "memory: " + problem))
             continue
         stats, _ = expected_stats(
-            params, fitted, ins, outs, concurrency=workload.concurrency, arrivals=arrivals
+            params, fitted, ins, outs, concurrency=workload.concurrency, arrivals=arrivals, prefix_keys=keys
         )
         stats[PER_GPU] = stats["output_throughput"] / gpu_count(fitted)
         misses = slo_misses(stats, slos or {})

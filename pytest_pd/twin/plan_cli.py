@@ -40,6 +40,7 @@ from pytest_pd.sim.candidates import (
 from pytest_pd.sim.closed_loop import Topology
 from pytest_pd.sim.model import SimParams
 from pytest_pd.workload.spec import Workload
+from pytest_pd.workload.trace import read_trace
 
 from .observed import topology_of
 from .plan import DEFAULT_MEM_FRACTION, SLO_STATS, Candidate, PlanError, evaluate, ranked, same_servers
@@ -80,6 +81,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--workload", default=Workload().id, help="workload id (default: %(default)s)")
     p.add_argument(
+        "--trace",
+        type=Path,
+        default=None,
+        help="a request trace (Mooncake format) as the workload instead: its rows at their "
+        "timestamps, sharing the prefixes its hash ids name (the prefill's prefix cache modelled)",
+    )
+    p.add_argument(
+        "--trace-requests", type=int, default=None, help="replay the trace's first N rows (default: all)"
+    )
+    p.add_argument(
         "--slo", default="", help="bounds, e.g. p90_ttft_ms=8000,p90_tpot_ms=40,output_throughput=400"
     )
     p.add_argument("--top", type=int, default=3, help="cluster files to write (default: 3)")
@@ -109,6 +120,15 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
+def _trace_workload(path: Path, requests: int | None) -> Workload:
+    """Every row of the trace at ``path`` (or its first ``requests``), uncapped."""
+    rows = len(read_trace(path))
+    n = rows if requests is None else requests
+    if not 1 <= n <= rows:
+        raise PlanError(f"--trace-requests {requests}: the trace {path} holds {rows} requests")
+    return Workload(trace_path=str(path), num_requests=n, concurrency=n)
+
+
 def _plan(args: argparse.Namespace) -> int:
     template_path = find_cluster_file(args.template, args.cluster_dir)
     template = load_cluster(str(template_path), template_path.parent)
@@ -116,6 +136,8 @@ def _plan(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile) if args.profile else None
     params = profile.sim_params() if profile else SimParams()
     workload = Workload.from_id(args.workload)
+    if args.trace:
+        workload = _trace_workload(args.trace, args.trace_requests)
     slos = parse_slos(args.slo, SLO_STATS)
     host_gpus = _host_gpus(template, args.gpus_per_node)
     per_node = args.gpus_per_node or min(g for _, g in host_gpus)

@@ -71,3 +71,17 @@ def test_a_budget_nothing_fits_in_writes_no_plan_and_says_so(tmp_path: Path):
     assert "no candidate meets the SLOs and fits in memory" in done.stdout, done.stdout
     assert "template sim-pp2" not in done.stdout  # its 16 GPUs are over this budget
     assert not list(out.glob("plan[0-9]*.yaml"))
+
+
+def test_plan_takes_a_trace_as_its_workload(tmp_path: Path):
+    trace = Path(__file__).resolve().parents[2] / "suites" / "traces" / "synthetic-1000.jsonl"
+    args = ["plan", "--template", "sim-pp2", "--gpus", "16", "--top", "1", "--trace", str(trace)]
+    done = pd_cli(*args, "--trace-requests", "80", "-o", str(tmp_path / "p"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "plan: trsynthetic_1000-c80-n80 on 16 GPUs" in done.stdout, done.stdout
+    (plan,) = [p for p in (tmp_path / "p").glob("plan1-*.prediction.yaml")]
+    prediction = yaml.safe_load(plan.read_text())
+    assert prediction["workload"] == "trsynthetic_1000-c80-n80"
+    assert 0 < prediction["predicted"]["mean_ttft_ms"] < 10_000  # half the prompt tokens cached
+    done = pd_cli(*args, "--trace-requests", "5000", "-o", str(tmp_path / "q"))
+    assert done.returncode == 2 and "--trace-requests 5000: the trace" in done.stderr, done.stderr

@@ -18,10 +18,11 @@ def test_each_router_kinds_policies_as_the_model_runs_them():
     # sglang-router 0.3.2 never fills its PD prefix trees: its default is random until imbalanced
     assert _policies({}) == ("random_unless_imbalanced",) * 2
     assert _policies({"kind": "sglang-router", "policy": "round_robin"}) == ("round_robin",) * 2
-    assert _policies({"policy": "power_of_two"}) == ("power_of_two",) * 2
-    # smg's prefix trees work: prompts that share nothing go to the least loaded
-    assert _policies({"kind": "smg"}) == ("least_load",) * 2
-    assert _policies({"kind": "smg", "decode_policy": "round_robin"}) == ("least_load", "round_robin")
+    assert _policies({"policy": "power_of_two"}) == ("random",) * 2  # its polled loads tie
+    assert _policies({"kind": "smg", "policy": "random", "decode_policy": "round_robin"}) == (
+        "random",
+        "round_robin",
+    )
 
 
 def test_a_policy_given_as_an_extra_argument_counts():
@@ -34,19 +35,9 @@ def test_a_policy_given_as_an_extra_argument_counts():
     [
         ({"kind": "vllm-router"}, "vllm-router's --policy cache_aware is not modelled"),
         ({"kind": "smg", "policy": "power_of_two"}, "smg's --policy power_of_two is not modelled"),
+        ({"kind": "smg"}, "smg's --policy cache_aware is not modelled"),  # its default
     ],
 )
 def test_a_policy_the_model_does_not_know_is_said_not_guessed(router, message):
     with pytest.raises(NotModelled, match=message):
         _policies(router)
-
-
-def test_routing_by_shared_prefixes_is_not_modelled_for_prompts_that_share_them():
-    spec = {**SERVERS, "router": {"kind": "smg"}}
-    assert topology_of(spec).policies == ("least_load", "least_load")  # prompts sharing nothing
-    with pytest.raises(
-        NotModelled, match="smg's --policy cache_aware routes prompts by their shared prefixes"
-    ):
-        topology_of(spec, shared_prefixes=True)
-    # sglang-router 0.3.2's cache_aware does not (in PD mode): random, prefixes or not
-    assert topology_of(SERVERS, shared_prefixes=True).policies == ("random_unless_imbalanced",) * 2
