@@ -27,10 +27,11 @@ FAST   := not e2e and not real_sglang and not real_vllm
 # Installs with uv (seconds, where pip takes over a minute; both from PyPI), with pip where uv
 # cannot be had. The venv is made without pip (0.2 s, where ensurepip takes 6 s) and gets uv from
 # the creating Python's pip; pip is put in only when that fails. make run needs the plugin alone;
-# make test its test tools too, and every package compiled to bytecode once (uv does not, pip
-# does): where PYTHONDONTWRITEBYTECODE is set, each of its hundreds of Python processes would
-# compile what it imports again (3.1 s against 1.65 s to import the plugin, the simulator and a
-# tokenizer here). A file no Python can compile is skipped.
+# make test its test tools too (pip among them: tests build wheels and install with it), and every
+# package compiled to bytecode once (uv does not, pip does): where PYTHONDONTWRITEBYTECODE is set,
+# each of its hundreds of Python processes would compile what it imports again (3.1 s against
+# 1.65 s to import the plugin, the simulator and a tokenizer here). A file no Python can compile
+# is skipped.
 ENSURE_PIP = $(PY) -m pip --version > /dev/null 2>&1 || $(PY) -m ensurepip --default-pip > /dev/null
 GET_UV  = $(PYTHON) -m pip --python $(PY) install --quiet uv 2>/dev/null \
           || { $(ENSURE_PIP); $(PY) -m pip install --quiet uv 2>/dev/null; } || true
