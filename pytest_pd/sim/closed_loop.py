@@ -29,8 +29,7 @@ its own policy and state, as sglang-router and smg do in PD mode). Load is the r
 of each server's requests in flight, from dispatch to completion.
 
 - ``round_robin``: in turn.
-- ``least_load``: the fewest in flight (lowest index on a tie): smg's ``cache_aware`` when no
-  prompt's prefix is cached.
+- ``least_load``: the fewest in flight (lowest index on a tie).
 - ``random``: uniformly.
 - ``power_of_two``: two distinct servers drawn at random, the less loaded (the first on a tie).
 - ``random_unless_imbalanced``: sglang-router 0.3.2's ``cache_aware`` in PD mode (its prefix
