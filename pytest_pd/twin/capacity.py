@@ -18,13 +18,11 @@ from pytest_pd.workload.sweep import at_load
 
 from .observed import NotModelled, expected_stats, topology_of
 from .plan import workload_requests
-from .prefixes import trace_keys
 
 
 def model_stats(params: SimParams, topology: Topology, workload: Workload) -> dict[str, float]:
     """The workload's TTFT/TPOT statistics and throughput on the model (model time)."""
-    ins, outs, arrivals = workload_requests(workload)
-    keys = trace_keys(workload) if workload.trace_path else None
+    ins, outs, arrivals, keys = workload_requests(workload)
     return expected_stats(
         params, topology, ins, outs, concurrency=workload.concurrency, arrivals=arrivals, prefix_keys=keys
     )[0]

@@ -114,9 +114,11 @@ def fit_memory(
 # ---------------------------------------------------------------------------------------------
 
 
-def workload_requests(workload: Workload) -> tuple[list[int], list[int], list[float] | None]:
-    """The workload's per-request prompt and output lengths and arrival times, as a run draws
-    them (closed loop: no arrival times)."""
+def workload_requests(
+    workload: Workload,
+) -> tuple[list[int], list[int], list[float] | None, list[list[int]] | None]:
+    """The workload's per-request prompt and output lengths, arrival times (closed loop: none)
+    and, for a trace replay, its prompts' prefix keys (:mod:`.prefixes`), as a run draws them."""
     if workload.trace_path:
         rows = trace_rows(workload)
         ins, outs = np.array([r.input_len for r in rows]), np.array([r.output_len for r in rows])
@@ -125,7 +127,8 @@ def workload_requests(workload: Workload) -> tuple[list[int], list[int], list[fl
     arrivals = None
     if workload.trace_path or not math.isinf(workload.request_rate):
         arrivals = [float(t) for t in arrival_offsets(workload, workload.num_requests)]
-    return [int(x) for x in ins], [int(x) for x in outs], arrivals
+    keys = trace_keys(workload) if workload.trace_path else None
+    return [int(x) for x in ins], [int(x) for x in outs], arrivals, keys
 
 
 def evaluate(
@@ -137,8 +140,7 @@ def evaluate(
 ) -> list[Candidate]:
     """Every topology checked for memory, simulated on the workload, judged by the SLOs, and the
     feasible ones marked when on the Pareto front (:data:`OBJECTIVES`). Order is kept."""
-    ins, outs, arrivals = workload_requests(workload)
-    keys = trace_keys(workload) if workload.trace_path else None
+    ins, outs, arrivals, keys = workload_requests(workload)
     out = []
     for topology in topologies:
         fitted, problem = fit_memory(
