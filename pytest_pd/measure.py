@@ -325,6 +325,7 @@ class Measurer:
                 request_rate=workload.request_rate * speedup,
                 duration_limit_s=workload.duration_limit_s / speedup,
                 trace_time_scale=workload.trace_time_scale * speedup,
+                think_time_s=workload.think_time_s / speedup,
                 request_timeout_s=workload.request_timeout_s / speedup,
             )
             if speedup != 1.0

@@ -169,6 +169,8 @@ def simulate(
     seed: int = 0,
     prefix_keys: Sequence[Sequence[int]] | None = None,
     context_length: int = 65536,
+    turns: int = 1,
+    think_s: float = 0.0,
 ) -> dict[str, Any]:
     """Evaluate a benchmark run on ``topology``: request ``i`` has ``input_lens[i]`` prompt and
     ``output_lens[i]`` output tokens and is due at ``arrivals[i]`` (model seconds; default: all
@@ -189,6 +191,11 @@ def simulate(
     arrives and need no compute, its blocks are cached when its prefill is done, least recently
     used evicted beyond the KV pool; ``cache_hit_rate`` is then the cached share of the prompt
     tokens.
+
+    ``turns`` > 1: requests form conversations of that many turns (request ``i`` is turn
+    ``i % turns`` of conversation ``i // turns``); a conversation holds its place under
+    ``concurrency`` from its first turn, due at its arrival, to its last, and each later turn is
+    sent ``think_s`` after the previous one completes (its lengths are the whole prompt sent).
     """
     n = len(input_lens)
     if len(output_lens) != n or (arrivals is not None and len(arrivals) != n):
@@ -219,8 +226,6 @@ def simulate(
         seq += 1
 
     def send(r: _Req, t: float) -> None:
-        nonlocal in_flight
-        in_flight += 1
         r.send = t
         p = r.prefill = to_prefill.pick()
         r.decode = to_decode.pick()
@@ -232,10 +237,14 @@ def simulate(
     def complete(r: _Req, t: float) -> None:
         nonlocal in_flight
         r.finish = t
-        in_flight -= 1
         to_prefill.done(r.prefill)
         to_decode.done(r.decode)
+        if (r.idx + 1) % turns and r.idx + 1 < n:  # the conversation goes on in this place
+            push(t + think_s, "turn", reqs[r.idx + 1])
+            return
+        in_flight -= 1
         if queued:
+            in_flight += 1
             send(queued.popleft(), t)
 
     def wake_prefill(p: int, t: float) -> None:
@@ -271,15 +280,18 @@ def simulate(
         d.active = True
         push(t + decode_step_time(params, batch, d.context / batch, d.shape.tp), "step_end", d)
 
-    for r in reqs:
+    for r in reqs[::turns]:  # a conversation's first turn (every request when single-turn)
         push(r.arrival, "due", r)
     while events:
         t, _, kind, data = heapq.heappop(events)
         if kind == "due":
             if in_flight < cap:
+                in_flight += 1
                 send(data, t)
             else:
                 queued.append(data)
+        elif kind == "turn":
+            send(data, t)
         elif kind == "prefilled":  # its blocks are cached once its prefill is done
             p, r = data
             cast(PrefixCache, caches[p]).insert(cast(Sequence[Sequence[int]], prefix_keys)[r.idx])

@@ -17,15 +17,12 @@ from pytest_pd.workload.spec import Workload
 from pytest_pd.workload.sweep import at_load
 
 from .observed import NotModelled, expected_stats, topology_of
-from .plan import workload_requests
+from .requests import workload_requests
 
 
 def model_stats(params: SimParams, topology: Topology, workload: Workload) -> dict[str, float]:
     """The workload's TTFT/TPOT statistics and throughput on the model (model time)."""
-    ins, outs, arrivals, keys = workload_requests(workload)
-    return expected_stats(
-        params, topology, ins, outs, concurrency=workload.concurrency, arrivals=arrivals, prefix_keys=keys
-    )[0]
+    return expected_stats(params, topology, workload_requests(workload))[0]
 
 
 def model_capacity(params: SimParams, topology: Topology, base: Workload, wanted: CapacitySpec) -> Capacity:

@@ -14,12 +14,11 @@ import numpy as np
 from pytest_pd.cluster import routers
 from pytest_pd.cluster.flags import read_flags
 from pytest_pd.record import RunRecord
-from pytest_pd.sim.closed_loop import Topology, simulate
+from pytest_pd.sim.closed_loop import Topology
 from pytest_pd.sim.model import ServerShape, SimParams
-from pytest_pd.workload.runner import arrival_offsets
 from pytest_pd.workload.spec import WorkloadError
 
-from .prefixes import trace_keys
+from .requests import Requests, workload_requests
 
 STATS = (
     "mean_ttft_ms",
@@ -35,7 +34,8 @@ batch effects a mean hides) and the throughput."""
 
 
 HIT_RATE = "prefix_cache_hit_rate"
-"""Predicted and judged for a trace replay (its prompts share prefixes), besides :data:`STATS`."""
+"""Predicted and judged where the prompts share prefixes (a trace replay, prefix groups,
+conversations), besides :data:`STATS`."""
 
 
 class NotModelled(ValueError):
@@ -46,14 +46,8 @@ class NotModelled(ValueError):
 class Observed:
     label: str
     topology: Topology
-    input_lens: tuple[int, ...]
-    output_lens: tuple[int, ...]
-    arrivals: tuple[float, ...] | None
-    concurrency: int
+    requests: Requests
     measured: Mapping[str, float]
-    prefix_keys: tuple[tuple[int, ...], ...] | None = None
-    """A trace replay's prompts as the prefix cache sees them (:mod:`.prefixes`); None: prompts
-    that share nothing."""
 
 
 def _shape(server: Mapping[str, Any], defaults: Mapping[str, Any]) -> ServerShape:
@@ -116,25 +110,20 @@ def observe(record: RunRecord) -> Observed:
         raise NotModelled(
             f"{label}: its cluster file has no prefill/decode servers to model ({exc})"
         ) from exc
-    keys = None
-    if w.trace_path:
-        try:
-            keys = tuple(tuple(k) for k in trace_keys(w))
-        except WorkloadError as exc:
-            raise NotModelled(f"{label}: its prompts' shared prefixes are in its trace: {exc}") from None
     lens = _request_lengths(record)
-    if lens is None:
-        lens = ((w.input_len,) * w.num_requests, (w.output_len,) * w.num_requests)
-    n = len(lens[0])
-    # the record keeps the workload as asked, in the cluster's own time: a simulated cluster's
-    # client ran its schedule `speedup` times faster, but these offsets are already model time
-    arrivals = None
-    if w.trace_path or not math.isinf(w.request_rate):
-        arrivals = tuple(float(t) for t in arrival_offsets(w, n))
+    if w.turns > 1 and lens is not None and len(lens[0]) != w.num_requests:
+        sent = f"{len(lens[0])} of {w.num_requests} requests sent"
+        raise NotModelled(f"{label}: a conversation ended early ({sent})")
+    try:
+        # the record keeps the workload as asked, in the cluster's own time: a simulated
+        # cluster's client ran its schedule `speedup` times faster, but these are model time
+        requests = workload_requests(w, lens)
+    except WorkloadError as exc:
+        raise NotModelled(f"{label}: its requests cannot be rebuilt: {exc}") from None
     measured = {k: float(record.metrics[k]) for k in STATS if _finite(record.metrics.get(k))}
-    if keys is not None and _finite(record.metrics.get(HIT_RATE)):
+    if requests.prefix_keys is not None and _finite(record.metrics.get(HIT_RATE)):
         measured[HIT_RATE] = float(record.metrics[HIT_RATE])
-    return Observed(label, topology, lens[0], lens[1], arrivals, int(w.concurrency), measured, keys)
+    return Observed(label, topology, requests, measured)
 
 
 def _finite(value: Any) -> bool:
@@ -162,29 +151,13 @@ of the router's choices, so the model predicts their spread (and its mean)."""
 
 
 def expected_stats(
-    params: SimParams,
-    topology: Topology,
-    input_lens: Sequence[int],
-    output_lens: Sequence[int],
-    *,
-    concurrency: int | None,
-    arrivals: Sequence[float] | None,
-    prefix_keys: Sequence[Sequence[int]] | None = None,
+    params: SimParams, topology: Topology, requests: Requests
 ) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
     """:data:`STATS` of a run on the timing model (model time), and each one's range (5th to
     95th percentile) over :data:`DRAWS` draws of a random router's choices (a point otherwise)."""
     draws = []
     for seed in range(DRAWS if topology.random else 1):
-        out = simulate(
-            params,
-            topology,
-            input_lens,
-            output_lens,
-            concurrency=concurrency,
-            arrivals=arrivals,
-            seed=seed,
-            prefix_keys=prefix_keys,
-        )
+        out = requests.simulate(params, topology, seed)
         stats = stats_of(out["requests"], out["duration_s"])
         if "cache_hit_rate" in out:
             stats[HIT_RATE] = out["cache_hit_rate"]
@@ -207,15 +180,7 @@ def predict_spread(
     params: SimParams, run: Observed
 ) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
     """:func:`expected_stats` of the run."""
-    return expected_stats(
-        params,
-        run.topology,
-        run.input_lens,
-        run.output_lens,
-        concurrency=run.concurrency,
-        arrivals=run.arrivals,
-        prefix_keys=run.prefix_keys,
-    )
+    return expected_stats(params, run.topology, run.requests)
 
 
 def stats_of(requests: Sequence[Mapping[str, float]], duration_s: float) -> dict[str, float]:

@@ -6,7 +6,6 @@ throughput per GPU against mean TTFT and mean TPOT. Pure but for the CPU time of
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -16,13 +15,10 @@ from pytest_pd.judge.slo import slo_misses
 from pytest_pd.sim.candidates import gpu_count
 from pytest_pd.sim.closed_loop import Topology
 from pytest_pd.sim.model import ServerShape, SimParams, max_running
-from pytest_pd.workload.lengths import draw_lengths
-from pytest_pd.workload.runner import arrival_offsets
 from pytest_pd.workload.spec import Workload
-from pytest_pd.workload.trace import trace_rows
 
 from .observed import STATS, expected_stats
-from .prefixes import trace_keys
+from .requests import workload_requests
 
 PER_GPU = "output_throughput_per_gpu"
 SLO_STATS = (*STATS, PER_GPU)
@@ -114,23 +110,6 @@ def fit_memory(
 # ---------------------------------------------------------------------------------------------
 
 
-def workload_requests(
-    workload: Workload,
-) -> tuple[list[int], list[int], list[float] | None, list[list[int]] | None]:
-    """The workload's per-request prompt and output lengths, arrival times (closed loop: none)
-    and, for a trace replay, its prompts' prefix keys (:mod:`.prefixes`), as a run draws them."""
-    if workload.trace_path:
-        rows = trace_rows(workload)
-        ins, outs = np.array([r.input_len for r in rows]), np.array([r.output_len for r in rows])
-    else:
-        ins, outs = draw_lengths(workload, np.random.default_rng(workload.seed))
-    arrivals = None
-    if workload.trace_path or not math.isinf(workload.request_rate):
-        arrivals = [float(t) for t in arrival_offsets(workload, workload.num_requests)]
-    keys = trace_keys(workload) if workload.trace_path else None
-    return [int(x) for x in ins], [int(x) for x in outs], arrivals, keys
-
-
 def evaluate(
     params: SimParams,
     topologies: Iterable[Topology],
@@ -140,18 +119,15 @@ def evaluate(
 ) -> list[Candidate]:
     """Every topology checked for memory, simulated on the workload, judged by the SLOs, and the
     feasible ones marked when on the Pareto front (:data:`OBJECTIVES`). Order is kept."""
-    ins, outs, arrivals, keys = workload_requests(workload)
+    requests = workload_requests(workload)
+    longest = (max(requests.input_lens), max(requests.output_lens), workload.concurrency)
     out = []
     for topology in topologies:
-        fitted, problem = fit_memory(
-            params, topology, (max(ins), max(outs), workload.concurrency), mem_fraction
-        )
+        fitted, problem = fit_memory(params, topology, longest, mem_fraction)
         if problem:
             out.append(Candidate(topology, {}, "memory: " + problem))
             continue
-        stats, _ = expected_stats(
-            params, fitted, ins, outs, concurrency=workload.concurrency, arrivals=arrivals, prefix_keys=keys
-        )
+        stats, _ = expected_stats(params, fitted, requests)
         stats[PER_GPU] = stats["output_throughput"] / gpu_count(fitted)
         misses = slo_misses(stats, slos or {})
         out.append(Candidate(fitted, stats, "SLO: " + "; ".join(misses) if misses else ""))

@@ -1,6 +1,7 @@
-"""A trace replay's prompts as the prefix cache sees them, without building a token: per request,
-the chained keys of its ``BLOCK``-token blocks (:mod:`pytest_pd.sim.prefix_cache`), equal where
-the prompts the replay sends (:func:`pytest_pd.workload.trace.trace_prompts`) hold equal tokens.
+"""A run's prompts as the prefix cache sees them, without building a token: per request, the
+chained keys of its ``BLOCK``-token blocks (:mod:`pytest_pd.sim.prefix_cache`), equal where the
+prompts the run sends hold equal tokens: a trace replay's (:func:`pytest_pd.workload.trace.trace_prompts`),
+prefix groups' and conversations' (:func:`workload_keys`).
 
 A replayed prompt is its trace row's blocks in order — each hash id the same
 ``trace_block_size`` tokens wherever it appears, the last one cut to the prompt's length — and,
@@ -10,7 +11,10 @@ it, so two prompts' blocks get equal keys exactly when their tokens up to there 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pytest_pd.sim.prefix_cache import BLOCK
+from pytest_pd.workload.conversation import prefix_group
 from pytest_pd.workload.spec import Workload
 from pytest_pd.workload.trace import TraceRow, trace_rows
 
@@ -53,3 +57,26 @@ def trace_keys(workload: Workload) -> list[list[int]]:
     """:func:`prompt_keys` of every row a trace workload replays (reads its trace file)."""
     size = workload.trace_block_size
     return [prompt_keys(row, i, size) for i, row in enumerate(trace_rows(workload))]
+
+
+def workload_keys(workload: Workload, input_lens: Sequence[int]) -> list[list[int]] | None:
+    """Every request's keys when the workload's prompts share prefixes, None when they share
+    nothing. ``input_lens``: each request's whole prompt length (a later turn's with the
+    conversation so far). A trace's come from its hash ids. A prefix group's prompts share the
+    blocks inside its ``prefix_len`` tokens; a conversation's later turn starts with the
+    previous turn's prompt (its whole blocks), then the answer and new tokens of its own."""
+    if workload.trace_path:
+        return trace_keys(workload)
+    if not workload.prefix_groups and workload.turns == 1:
+        return None
+    keys: list[list[int]] = []
+    for i, n in enumerate(input_lens):
+        blocks = int(n) // BLOCK
+        if i % workload.turns:
+            head = keys[-1]
+        else:
+            group = prefix_group(workload, i)
+            shared = workload.prefix_len // BLOCK if group is not None else 0
+            head = [hash(("prefix", group, j)) for j in range(min(shared, blocks))]
+        keys.append(head + [hash(("own", i, j)) for j in range(len(head), blocks)])
+    return keys

@@ -25,7 +25,7 @@ from .record import (
     RequestRecord,
 )
 from .spec import API_CHAT, API_GENERATE, Prompt, WorkloadError
-from .sse import MAX_SSE_LINE_BYTES, InBandError, LineTooLong, SSEStream, ended_stream_failure
+from .sse import MAX_SSE_LINE_BYTES, Answer, InBandError, LineTooLong, SSEStream, ended_stream_failure
 from .transport import BodyCut, Dialer, Exchange, HTTPError, deadline
 
 BODY_EXCERPT_CHARS = 500
@@ -71,7 +71,7 @@ def request_payload(
         if prompt.text is None:
             raise WorkloadError("the chat API needs text prompts; this prompt has token ids only")
         body = {
-            "messages": chat_messages(prompt.text),
+            "messages": [*prompt.history, *chat_messages(prompt.text)],
             "max_completion_tokens": max_tokens,
             "max_tokens": max_tokens,
             "temperature": 0,
@@ -156,12 +156,14 @@ async def send_request(
     model: str | None = None,
     body: bytes | None = None,
     ignore_eos: bool = True,
+    answer: Answer | None = None,
 ) -> RequestRecord:
     """Send one streaming request and fill ``record``. Never raises for request failures.
 
     ``record.t_start`` is set here unless the caller already set it (the runner sets it right
     after acquiring the concurrency slot). ``body`` is the serialized request when the caller
-    prepared it (else it is built here, with ``ignore_eos`` as given).
+    prepared it (else it is built here, with ``ignore_eos`` as given). ``answer`` keeps what the
+    server answered (a conversation's next turn sends it back).
     """
     url = endpoint_url(base_url, api)
     if body is None:
@@ -170,7 +172,7 @@ async def send_request(
                 api, prompt, max_tokens=max_tokens, model=model, rid=record.rid, ignore_eos=ignore_eos
             )
         )
-    stream = SSEStream(api, record)
+    stream = SSEStream(api, record, answer)
     exchange: Exchange | None = None
     got_response = False
     if record.t_start is None:

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from .spec import Prompt, Workload, WorkloadError, json_object_line, sample_lengths
+from .lengths import sample_lengths
+from .spec import Prompt, Workload, WorkloadError, json_object_line
 from .text import text_builder
 
 

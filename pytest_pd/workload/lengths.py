@@ -10,13 +10,23 @@ from pathlib import Path
 
 import numpy as np
 
-from .spec import Workload, WorkloadError, sample_lengths
+from .spec import Workload, WorkloadError
 
 
 def draw_lengths(workload: Workload, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Every request's (prompt, output) length, drawn from ``rng`` (the prompt builder's, seeded
     with ``workload.seed``: lengths first). A shared-prefix workload's prompts stay longer than
-    the prefix."""
+    the prefix. In a multi-turn workload a later turn's prompt length is its new tokens only
+    (``turn_input_len``; the conversation so far comes before them when it is sent)."""
+    input_lens, output_lens = _draw(workload, rng)
+    if workload.turns > 1:
+        input_lens = np.where(
+            np.arange(len(input_lens)) % workload.turns == 0, input_lens, workload.turn_input_len
+        )
+    return input_lens, output_lens
+
+
+def _draw(workload: Workload, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     n = workload.num_requests
     if workload.lengths_path:
         pairs, weights = read_length_histogram(Path(workload.lengths_path))
@@ -78,3 +88,11 @@ def read_length_histogram(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not pairs or total <= 0:
         raise WorkloadError(f"lengths file {path}: no rows with a count > 0")
     return np.array(pairs, dtype=np.int64), np.array(counts) / total
+
+
+def sample_lengths(rng: np.random.Generator, length: int, ratio: float, n: int) -> np.ndarray:
+    """n lengths uniform over the integers in [max(int(length*ratio), 1), length]."""
+    low = max(int(length * ratio), 1)
+    if low >= length:
+        return np.full(n, length, dtype=np.int64)
+    return rng.integers(low, length, size=n, endpoint=True)

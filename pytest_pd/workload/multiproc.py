@@ -99,7 +99,7 @@ def run_multiprocess(
     out = ctx.Queue()
     procs, conns = [], []
     for k in range(procs_n):
-        idx = list(range(k, n, procs_n))
+        idx = [i for i in range(n) if (i // workload.turns) % procs_n == k]  # whole conversations
         sub = {i: prompts[i] for i in idx}
         args = {
             "k": k,

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .chat import chat_prompts
+from .conversation import prefix_group
 from .dataset import dataset_prompts
 from .lengths import draw_lengths
 from .spec import API_CHAT, Prompt, Workload, WorkloadError
@@ -117,12 +118,13 @@ def _id_prompts(tokenizer: Any, workload: Workload) -> list[Prompt]:
     prefixes = (
         rng.choice(candidates, size=(groups, plen)).astype(dtype) if groups else np.empty((0, 0), dtype=dtype)
     )
-    own = input_lens - plen if groups else input_lens
+    group = [prefix_group(workload, i) for i in range(len(input_lens))]
+    own = input_lens - np.array([plen if g is not None else 0 for g in group], dtype=input_lens.dtype)
     flat = rng.choice(candidates, size=int(own.sum())).astype(dtype)
     bodies = np.split(flat, np.cumsum(own)[:-1])
     prompts = []
-    for i, (body, out_len) in enumerate(zip(bodies, output_lens.tolist(), strict=True)):
-        ids = np.concatenate((prefixes[i % groups], body)) if groups else body
+    for g, body, out_len in zip(group, bodies, output_lens.tolist(), strict=True):
+        ids = np.concatenate((prefixes[g], body)) if g is not None else body
         prompts.append(Prompt(token_ids=ids, output_len=int(out_len)))
     return prompts
 
@@ -139,8 +141,9 @@ def _text_prompts(tokenizer: Any, workload: Workload, *, verify: bool) -> list[P
         prefix_text = [tb.from_pool(p) for p in prefix_ids]
         for i, (n, out_len) in enumerate(zip(input_lens.tolist(), output_lens.tolist(), strict=True)):
             want = tb.content_len(int(n))
-            head_ids = prefix_ids[i % groups] if groups else pool[:0]
-            head = prefix_text[i % groups] if groups else ""
+            g = prefix_group(workload, i)
+            head_ids = prefix_ids[g] if g is not None else pool[:0]
+            head = prefix_text[g] if g is not None else ""
             while True:
                 ids = np.concatenate((head_ids, rng.choice(pool, size=want - len(head_ids))))
                 text = head + tb.from_pool(ids[len(head_ids) :])
@@ -155,7 +158,8 @@ def _text_prompts(tokenizer: Any, workload: Workload, *, verify: bool) -> list[P
             text, _ids = tb.fallback(rng, tb.content_len(plen) if plen else 0)
             prefixes.append(text)
         for i, (n, out_len) in enumerate(zip(input_lens.tolist(), output_lens.tolist(), strict=True)):
-            head = prefixes[i % groups] if groups else ""
+            g = prefix_group(workload, i)
+            head = prefixes[g] if g is not None else ""
             head_len = len(tb.encode(head)) if head else 0
             tail, tail_ids = tb.fallback(rng, tb.content_len(int(n)) - head_len, prefix=head)
             prompts.append(

@@ -23,10 +23,11 @@ import numpy as np
 
 from .chunk_count import counted
 from .client import IGNORE_EOS_HINT, encode_body, fetch_model_id, request_payload, send_request
+from .conversation import Conversation, conversation_units
 from .pacing import AbortFn, Pacer, Stop
 from .record import ABORTED, RequestRecord
 from .result import RunResult
-from .spec import API_GENERATE, WARMUP_OUTPUT_LEN, Prompt, Workload, WorkloadError
+from .spec import API_CHAT, API_GENERATE, WARMUP_OUTPUT_LEN, Prompt, Workload, WorkloadError
 from .trace import trace_offsets
 from .transport import Dialer
 
@@ -56,16 +57,21 @@ def arrival_offsets(workload: Workload, n: int) -> np.ndarray:
     A trace replay: the trace's timestamps (:func:`.trace.trace_offsets`). Infinite rate: all at 0
     (closed loop: the concurrency cap paces them). Finite rate: gaps drawn
     from a gamma distribution with shape ``burstiness`` and mean ``1/request_rate`` (shape 1 is a
-    Poisson process), seeded by ``workload.seed``; the first request goes at 0.
+    Poisson process), seeded by ``workload.seed``; the first request goes at 0. A multi-turn
+    workload's rate is that of its conversations: each of a conversation's requests has its
+    conversation's start (its later turns follow their answers).
     """
     if workload.trace_path:
         return trace_offsets(workload)[:n]
     if math.isinf(workload.request_rate) or n == 0:
         return np.zeros(n)
+    turns = workload.turns
+    m = -(-n // turns)  # conversations (requests when single-turn)
     rng = np.random.default_rng([workload.seed, 1])  # independent of the prompt stream
     shape = float(workload.burstiness)
-    gaps = rng.gamma(shape, 1.0 / (workload.request_rate * shape), size=n)
-    return np.concatenate(([0.0], np.cumsum(gaps[:-1])))
+    gaps = rng.gamma(shape, 1.0 / (workload.request_rate * shape), size=m)
+    starts = np.concatenate(([0.0], np.cumsum(gaps[:-1])))
+    return np.repeat(starts, turns)[:n] if turns > 1 else starts
 
 
 def check_base_url(base_url: str) -> str:
@@ -145,7 +151,12 @@ async def drive(
 ) -> Part:
     """Send ``prompts[i]`` for ``i`` in ``indices`` at ``start_at + offsets[k]`` under a cap of
     ``concurrency`` requests in flight. Once ``stop`` fires, nothing more is sent and requests in
-    flight end as ``aborted`` with its reason."""
+    flight end as ``aborted`` with its reason.
+
+    A multi-turn workload's conversations (:mod:`.conversation`) each hold one place under the
+    cap from its first turn, due at its offset, to its last: a turn is sent ``think_time_s``
+    after the previous answer ended, with the conversation so far before its own prompt. A
+    failed turn ends its conversation (the later turns are not sent)."""
     stop = stop or Stop(None)
     api = workload.api
     timeout_s = float(workload.request_timeout_s)
@@ -158,50 +169,69 @@ async def drive(
         )
         for i in indices
     ]
+    units = conversation_units(indices, workload.turns)
+    think_s = float(workload.think_time_s)
     sent = [False] * len(records)
+    sending: list[int | None] = [None] * len(units)  # the position each unit has in flight
     sem = asyncio.Semaphore(concurrency)
     counters = {"done": 0, "failed": 0, "tokens": 0}
     perf = time.perf_counter
     stop_at = math.inf
     pacer = Pacer(STARTS_PER_TURN)
 
-    async def one(k: int) -> None:
-        rec = records[k]
-        prompt = prompts[rec.index]
+    async def one(u: int) -> None:
+        talk = Conversation(api == API_CHAT) if workload.turns > 1 else None
         async with sem:
-            await pacer.turn()
-            if perf() >= stop_at or stop.reason:
-                return  # the duration limit passed (or the run stopped) while it waited: never sent
-            body = encode_body(
-                request_payload(
+            for turn, k in enumerate(units[u]):
+                rec = records[k]
+                if turn:
+                    if think_s > 0:
+                        await stop.sleep(think_s)
+                    rec.t_queued = perf()
+                await pacer.turn()
+                if perf() >= stop_at or stop.reason:
+                    return  # the duration limit passed (or the run stopped) while it waited: never sent
+                prompt = prompts[rec.index]
+                if talk is not None:
+                    prompt = talk.next_prompt(prompt)
+                    rec.prompt_len = len(prompt)
+                body = encode_body(
+                    request_payload(
+                        api,
+                        prompt,
+                        max_tokens=prompt.output_len,
+                        model=model,
+                        rid=rec.rid,
+                        ignore_eos=workload.ignore_eos,
+                    )
+                )
+                sent[k] = True
+                sending[u] = k
+                rec.t_start = perf()
+                await send_request(
+                    dialer,
+                    base_url,
                     api,
                     prompt,
+                    rec,
                     max_tokens=prompt.output_len,
+                    timeout_s=timeout_s,
                     model=model,
-                    rid=rec.rid,
-                    ignore_eos=workload.ignore_eos,
+                    body=body,
+                    answer=None if talk is None else talk.answer,
                 )
-            )
-            sent[k] = True
-            rec.t_start = perf()
-            await send_request(
-                dialer,
-                base_url,
-                api,
-                prompt,
-                rec,
-                max_tokens=prompt.output_len,
-                timeout_s=timeout_s,
-                model=model,
-                body=body,
-            )
-        counters["done"] += 1
-        if rec.error_kind is None:
-            counters["tokens"] += rec.completion_tokens or 0
-        else:
-            counters["failed"] += 1
-        if on_progress is not None:
-            on_progress(counters["done"], total, counters["tokens"], counters["failed"])
+                sending[u] = None
+                counters["done"] += 1
+                if rec.error_kind is None:
+                    counters["tokens"] += rec.completion_tokens or 0
+                else:
+                    counters["failed"] += 1
+                if on_progress is not None:
+                    on_progress(counters["done"], total, counters["tokens"], counters["failed"])
+                if talk is not None:
+                    if rec.error_kind is not None:
+                        return  # the conversation cannot go on without this answer
+                    talk.check_answer(rec.completion_tokens, base_url)
 
     async def ticker() -> None:
         assert progress_interval_s is not None and on_progress is not None
@@ -210,12 +240,13 @@ async def drive(
             streamed = sum(r.completion_tokens or 0 for r in records if r.error_kind is None)
             on_progress(counters["done"], total, streamed, counters["failed"])
 
-    tasks: list[asyncio.Task[None]] = []  # tasks[k] sends records[k]
+    tasks: list[asyncio.Task[None]] = []  # tasks[u] sends units[u]
 
     def abort_in_flight(reason: str) -> None:
-        for k, task in enumerate(tasks):
+        for u, task in enumerate(tasks):
             if not task.done():
-                if sent[k]:
+                k = sending[u]
+                if k is not None:
                     records[k].fail(ABORTED, f"run stopped: {reason}")
                 task.cancel()
 
@@ -233,8 +264,8 @@ async def drive(
                 await asyncio.sleep(delay)
         t0 = perf() if start_at is None else start_at
         stop_at = t0 + float(workload.duration_limit_s)
-        for k in range(len(records)):
-            due = t0 + float(offsets[k])
+        for u, unit in enumerate(units):
+            due = t0 + float(offsets[unit[0]])
             if due >= stop_at or stop.reason:
                 break
             delay = due - perf()
@@ -242,8 +273,8 @@ async def drive(
                 await stop.sleep(delay)
             if perf() >= stop_at or stop.reason:
                 break
-            records[k].t_queued = max(due, t0)
-            tasks.append(asyncio.create_task(one(k)))
+            records[unit[0]].t_queued = max(due, t0)
+            tasks.append(asyncio.create_task(one(u)))
         if tasks:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         bugs = [t.exception() for t in tasks if t.done() and not t.cancelled()]

@@ -50,12 +50,13 @@ _ID_SUFFIXES: tuple[tuple[str, str, type], ...] = (
     ("blk", "trace_block_size", int),
     ("b", "burstiness", float),
     ("ts", "trace_time_scale", float),
+    ("think", "think_time_s", float),
     ("t", "duration_limit_s", float),
     ("s", "seed", int),
     ("w", "warmup_requests", int),
 )
 """Id suffixes ``<prefix><number>`` and the field each sets (``rate`` before ``r``, ``blk``
-before ``b``, ``ts`` before ``t``)."""
+before ``b``, ``ts`` and ``think`` before ``t``)."""
 
 
 DISTRIBUTIONS = ("uniform", "normal", "lognormal")
@@ -117,6 +118,17 @@ class Workload:
     duration_limit_s: float = math.inf
     """Stop dispatching new measured requests this many seconds after the first one; requests in
     flight finish (each bounded by ``request_timeout_s``); the rest are reported as not sent."""
+    turns: int = 1
+    """Requests per conversation. Above 1, the ``num_requests`` requests form
+    ``num_requests / turns`` conversations: each turn after the first sends the whole
+    conversation so far (the earlier prompts and the answers the server actually gave) and
+    ``turn_input_len`` new tokens, ``think_time_s`` after the previous answer ended.
+    ``concurrency`` then caps the conversations in flight (a closed loop per conversation) and a
+    finite ``request_rate`` is the rate at which conversations start."""
+    turn_input_len: int = 256
+    """New prompt tokens of each turn after the first (the user's next message)."""
+    think_time_s: float = 0.0
+    """Seconds between an answer's end and the conversation's next turn."""
     max_mismatch_share: float = 0.0
     """The run fails when more than this share of requests has a server-reported input or output
     length different from the requested one."""
@@ -135,7 +147,15 @@ class Workload:
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("input_len", "output_len", "concurrency", "num_requests", "client_processes"):
+        for name in (
+            "input_len",
+            "output_len",
+            "concurrency",
+            "num_requests",
+            "client_processes",
+            "turns",
+            "turn_input_len",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 problems.append(f"{name} must be an integer >= 1 (got {value!r})")
@@ -192,6 +212,7 @@ class Workload:
             or self.trace_block_size < 1
         ):
             problems.append(f"trace_block_size must be an integer >= 1 (got {self.trace_block_size!r})")
+        problems.extend(self._turn_problems())
         for name in ("request_timeout_s", "duration_limit_s", "burstiness", "trace_time_scale"):
             value = float(getattr(self, name))
             if math.isnan(value) or value <= 0:
@@ -228,12 +249,42 @@ class Workload:
                 "(or the suite/CLI options that build them)."
             )
 
+    def _turn_problems(self) -> list[str]:
+        think = float(self.think_time_s)
+        problems = (
+            [] if think >= 0 and math.isfinite(think) else [f"think_time_s must be >= 0 (got {think!r})"]
+        )
+        if not isinstance(self.turns, int) or self.turns <= 1:
+            return problems
+        if isinstance(self.num_requests, int) and self.num_requests % self.turns:
+            problems.append(
+                f"num_requests ({self.num_requests}) must be a whole number of conversations of "
+                f"{self.turns} turns"
+            )
+        if self.trace_path or self.dataset_path:
+            problems.append(
+                "a multi-turn workload excludes a trace and a dataset file (they hold their own prompts)"
+            )
+        if self.api == API_COMPLETIONS:
+            problems.append(
+                "a multi-turn workload sends each answer back: use api='generate' (token ids) or "
+                "api='chat' (messages); /v1/completions streams text that would not tokenize back "
+                "to the same prompt"
+            )
+        return problems
+
+    @property
+    def conversations(self) -> int:
+        """How many conversations the requests form (``num_requests`` when single-turn)."""
+        return self.num_requests // self.turns
+
     @property
     def id(self) -> str:
         """Stable, filename-safe name, e.g. ``in6000-out1000-c16-n32``.
 
         Suffixes appear only for non-default values: range ratio (``-r0.5``), finite request rate
-        (``-rate2``, burstiness ``-b0.5``), shared prefix (``-px4x512``), dataset (``-ds<stem>``),
+        (``-rate2``, burstiness ``-b0.5``), shared prefix (``-px4x512``), conversations (``-mt4x256``:
+        turns x new tokens per turn, think time ``-think2``), dataset (``-ds<stem>``),
         trace time scale (``-ts2``) and block size (``-blk256``; a trace's id starts with
         ``tr<stem>`` instead of the lengths),
         OpenAI API (``-completions`` / ``-chat``, ``-ids`` for token-id prompts), no ignore_eos
@@ -260,6 +311,10 @@ class Workload:
                 parts.append(f"b{_fmt(self.burstiness)}")
         if self.prefix_groups:
             parts.append(f"px{self.prefix_groups}x{self.prefix_len}")
+        if self.turns > 1:
+            parts.append(f"mt{self.turns}x{self.turn_input_len}")
+            if self.think_time_s:
+                parts.append(f"think{_fmt(self.think_time_s)}")
         if self.dataset_path:
             parts.append(f"ds{_stem(self.dataset_path)}")
         if self.trace_path:
@@ -345,6 +400,9 @@ class Workload:
                 elif token.startswith("px"):
                     groups, _, length = token[2:].partition("x")
                     kw["prefix_groups"], kw["prefix_len"] = int(groups), int(length)
+                elif token.startswith("mt"):
+                    turns, _, length = token[2:].partition("x")
+                    kw["turns"], kw["turn_input_len"] = int(turns), int(length)
                 else:
                     for prefix, name, kind in _ID_SUFFIXES:
                         if token.startswith(prefix):
@@ -366,13 +424,15 @@ class Prompt:
 
     ``token_ids`` is a sequence of ints (a numpy array for built prompts). ``text``, when set, is
     what ``/v1/completions`` sends; ``prompt_len`` is then the number of tokens the server should
-    count for it (``len(token_ids)`` otherwise).
+    count for it (``len(token_ids)`` otherwise). ``history``: a chat turn's earlier messages
+    (``{"role", "content"}`` dicts) sent before ``text``.
     """
 
     token_ids: Any = dataclasses.field(repr=False)
     output_len: int
     text: str | None = dataclasses.field(default=None, repr=False)
     prompt_len: int | None = None
+    history: tuple[dict[str, str], ...] = dataclasses.field(default=(), repr=False)
 
     def __len__(self) -> int:
         return self.prompt_len if self.prompt_len is not None else len(self.token_ids)
@@ -383,16 +443,9 @@ class Prompt:
         return (
             self.output_len == other.output_len
             and self.text == other.text
+            and self.history == other.history
             and len(self) == len(other)
             and np.array_equal(np.asarray(self.token_ids), np.asarray(other.token_ids))
         )
 
     __hash__ = None  # type: ignore[assignment]
-
-
-def sample_lengths(rng: np.random.Generator, length: int, ratio: float, n: int) -> np.ndarray:
-    """n lengths uniform over the integers in [max(int(length*ratio), 1), length]."""
-    low = max(int(length * ratio), 1)
-    if low >= length:
-        return np.full(n, length, dtype=np.int64)
-    return rng.integers(low, length, size=n, endpoint=True)

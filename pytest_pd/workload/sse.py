@@ -14,6 +14,7 @@ body that just stops (a router closing the stream of a killed worker) is incompl
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -42,6 +43,27 @@ class LineTooLong(ValueError):
     """An SSE line over :data:`MAX_SSE_LINE_BYTES`; the message says how long it got."""
 
 
+@dataclass
+class Answer:
+    """What the server answered to one request: output token ids (SGLang ``/generate``, whose
+    events carry ``output_ids``, cumulative or, with ``--incremental-streaming-output``, each
+    event's new ones) and text (the OpenAI APIs' streamed pieces)."""
+
+    ids: list[int] = field(default_factory=list)
+    text: str = ""
+
+    def add_ids(self, ids: object, total: int | None) -> None:
+        """One ``/generate`` event's ``output_ids``; ``total``: its cumulative token count. An
+        event holding as many ids as the count so far is cumulative (it replaces), else it holds
+        the new ones (they are appended)."""
+        if not isinstance(ids, list):
+            return
+        if total is not None and len(ids) == total:
+            self.ids = ids
+        else:
+            self.ids.extend(ids)
+
+
 class SSEStream:
     """Incremental SSE decoder for one response: feed it raw body bytes with their arrival time.
 
@@ -65,9 +87,10 @@ class SSEStream:
         "finished",
         "times",
         "tokens",
+        "answer",
     )
 
-    def __init__(self, api: str, record: RequestRecord) -> None:
+    def __init__(self, api: str, record: RequestRecord, answer: Answer | None = None) -> None:
         self.generate = api == API_GENERATE
         self.chat = api == API_CHAT
         self.texts = record.chunk_texts
@@ -80,6 +103,7 @@ class SSEStream:
         self.finished = False  # a finish reason came (the stream may end without [DONE])
         self.times = record.chunk_times
         self.tokens = record.chunk_tokens
+        self.answer = answer  # kept for a conversation's next turn (no fast path then)
 
     def feed(self, data: bytes | bytearray, t: float) -> None:
         """Decode the body bytes of one read, which returned at ``t`` (also the record's
@@ -99,6 +123,7 @@ class SSEStream:
             self.tail = bytearray()  # frees a long line's bytes before its lines are decoded
         elif (
             self.generate
+            and self.answer is None
             and data[:6] == b"data: "
             and data[-2:] == b"\n\n"
             and data.find(b"\n") == len(data) - 2
@@ -117,7 +142,7 @@ class SSEStream:
             if payload == b"[DONE]":
                 self.done = True
                 return
-            if self.generate and self._generate_meta(payload, 0, len(payload), t):
+            if self.generate and self.answer is None and self._generate_meta(payload, 0, len(payload), t):
                 continue
             try:
                 obj = orjson.loads(payload)
@@ -242,6 +267,8 @@ class SSEStream:
         if not isinstance(text, str):
             raise ValueError("'text' is not a string")
         tokens = self._meta_info(meta) if type(meta) is dict else None
+        if self.answer is not None:
+            self.answer.add_ids(obj.get("output_ids"), tokens)
         if tokens is not None:
             if tokens > self.last_tokens:
                 self._chunk(t, tokens)
@@ -289,6 +316,8 @@ class SSEStream:
         if choices and (text or (grew and self.counts_complete)):
             self._chunk(t, tokens)
             self.texts.append(text)
+        if self.answer is not None and text:
+            self.answer.text += text
         if tokens is not None and tokens > self.last_tokens:
             self.last_tokens = tokens
 

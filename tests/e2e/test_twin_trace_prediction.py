@@ -46,14 +46,16 @@ def test_a_trace_replay_is_predicted_with_its_prefix_cache(tmp_path):
     finally:
         measurer.close()
     params = model_of(spec)
-    assert params is not None and run.prefix_keys is not None and len(run.prefix_keys) == 80
+    assert params is not None and run.requests.prefix_keys is not None and len(run.requests.prefix_keys) == 80
     got = predict(params, run)
     assert 0.3 < got[HIT_RATE] < 0.6  # half of the trace's prompt tokens are shared prefixes
     errors = {stat: got[stat] / run.measured[stat] - 1 for stat in BOUND}
     misses = {s: round(e, 3) for s, e in errors.items() if abs(e) > BOUND[s]}
     assert not misses, f"predicted vs measured off by more than the bound: {misses}; all: {errors}"
     # without the prefix cache the model misses the bound (here: +35 % on the median TTFT)
-    blind = predict(params, dataclasses.replace(run, prefix_keys=None))
+    blind = predict(
+        params, dataclasses.replace(run, requests=dataclasses.replace(run.requests, prefix_keys=None))
+    )
     assert blind["median_ttft_ms"] / run.measured["median_ttft_ms"] - 1 > BOUND["median_ttft_ms"]
 
 
@@ -70,7 +72,7 @@ def test_an_open_loop_runs_arrivals_are_read_in_the_clusters_own_time(tmp_path):
         run = observe(measurer.measure(spec, workload))
     finally:
         measurer.close()
-    assert run.arrivals is not None and 24 < run.arrivals[-1] < 100  # ~48 s of model time
+    assert run.requests.arrivals is not None and 24 < run.requests.arrivals[-1] < 100  # ~48 s of model time
     params = model_of(spec)
     assert params is not None
     got = predict(params, run)["output_throughput"]

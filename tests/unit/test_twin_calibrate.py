@@ -14,6 +14,7 @@ from pytest_pd.sim.closed_loop import Topology, simulate
 from pytest_pd.sim.model import ServerShape, SimParams
 from pytest_pd.twin.calibrate import DEFAULT_FIT, NotIdentifiable, calibrate, relative_errors
 from pytest_pd.twin.observed import Observed, stats_of
+from pytest_pd.twin.requests import Requests
 from tests.helpers import REPO
 
 HIDDEN = dataclasses.replace(
@@ -31,15 +32,8 @@ TP8 = Topology((ServerShape(tp=8, chunked_prefill_size=16384),), (ServerShape(tp
 
 def measured(label: str, topology: Topology, n_in: int, n_out: int, concurrency: int, n: int) -> Observed:
     out = simulate(HIDDEN, topology, [n_in] * n, [n_out] * n, concurrency=concurrency)
-    return Observed(
-        label,
-        topology,
-        (n_in,) * n,
-        (n_out,) * n,
-        None,
-        concurrency,
-        stats_of(out["requests"], out["duration_s"]),
-    )
+    requests = Requests((n_in,) * n, (n_out,) * n, concurrency=concurrency)
+    return Observed(label, topology, requests, stats_of(out["requests"], out["duration_s"]))
 
 
 @pytest.fixture(scope="module")
