@@ -124,6 +124,25 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--prefix-len", type=int, default=0, help="shared-prefix workload: tokens of the common prefix"
     )
     wl.add_argument(
+        "--turns",
+        type=int,
+        default=1,
+        help="multi-turn: requests per conversation; each later turn resends the conversation "
+        "so far with the server's answers (--parallel caps conversations; default: 1)",
+    )
+    wl.add_argument(
+        "--turn-input-length",
+        type=int,
+        default=256,
+        help="multi-turn: new prompt tokens per later turn (default: 256)",
+    )
+    wl.add_argument(
+        "--think-time",
+        type=float,
+        default=0.0,
+        help="multi-turn: seconds between an answer and the next turn (default: 0)",
+    )
+    wl.add_argument(
         "--dataset",
         default=None,
         metavar="JSONL",
@@ -220,6 +239,9 @@ def workload_from_args(args: argparse.Namespace) -> Workload:
         burstiness=args.burstiness,
         prefix_groups=args.prefix_groups,
         prefix_len=args.prefix_len,
+        turns=args.turns,
+        turn_input_len=args.turn_input_length,
+        think_time_s=args.think_time,
         dataset_path=str(Path(args.dataset).expanduser().resolve()) if args.dataset else None,
         trace_path=str(Path(args.trace).expanduser().resolve()) if args.trace else None,
         trace_time_scale=args.trace_time_scale,

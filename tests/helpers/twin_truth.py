@@ -7,6 +7,7 @@ holds it to 5 % and ``benchmarks/twin_identifiability.py`` that prints it."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +16,9 @@ from typing import Any
 import yaml
 
 from pytest_pd.measure import Measurer
+from pytest_pd.sim.model import SimParams
 from pytest_pd.twin.calibrate import Calibration, calibrate, relative_errors
-from pytest_pd.twin.observed import Observed, observe
+from pytest_pd.twin.observed import Observed, observe, predict_spread
 from pytest_pd.workload.spec import Workload
 
 from . import REPO, free_ports
@@ -104,3 +106,51 @@ def run_experiment(folder: Path, speedup: float, policy: str, say: Callable[[str
     unseen = [observe(records[n]) for n, t in TOPOLOGIES.items() if not t[4]]
     cal = calibrate(seen)
     return Outcome(cal, unseen, relative_errors(cal.params, unseen))
+
+
+CONVERSATIONS = Workload(
+    input_len=3000,
+    output_len=200,
+    num_requests=32,
+    concurrency=4,
+    turns=4,
+    turn_input_len=500,
+    think_time_s=2.0,
+)
+"""Eight four-turn conversations, four at a time, two seconds of thought between turns: each
+later turn resends the conversation so far, which the prefill that served the previous turn
+holds in its prefix cache."""
+JUDGED = (*STATS, "prefix_cache_hit_rate")
+
+
+def conversation_run(folder: Path, speedup: float, say: Callable[[str], None]) -> Predicted:
+    """:data:`CONVERSATIONS` on the 2P1D topology behind the router's default policy (random
+    prefill choice while the loads are balanced, so a turn finds the previous one cached about
+    half the time), measured, and predicted by the model with the hidden parameters (no fit)."""
+    prefill, decode, prefill_pp, _, _ = TOPOLOGIES["twin-2p1d"]
+    write_cluster(folder, "twin-2p1d", prefill, decode, prefill_pp, speedup, policy=None)
+    measurer = Measurer(folder, folder / "runs", None, say=say)
+    try:
+        run = observe(measurer.measure(measurer.spec("twin-2p1d"), CONVERSATIONS))
+    finally:
+        measurer.close()
+    mean, spread = predict_spread(dataclasses.replace(SimParams(), **HIDDEN), run)
+    return Predicted(run, mean, spread)
+
+
+@dataclass(frozen=True)
+class Predicted:
+    run: Observed
+    mean: dict[str, float]
+    spread: dict[str, tuple[float, float]]
+
+    def error(self, stat: str) -> float:
+        """(measured - the draws' mean) / the draws' mean."""
+        return self.run.measured[stat] / self.mean[stat] - 1
+
+    def outside(self, stat: str) -> float:
+        """How far the measured value lies outside the draws' range, relative to its edge (0
+        inside)."""
+        lo, hi = self.spread[stat]
+        value = self.run.measured[stat]
+        return value / hi - 1 if value > hi else value / lo - 1 if value < lo else 0.0
