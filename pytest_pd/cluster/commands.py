@@ -6,6 +6,7 @@ Nothing here touches a host; argv lists are shell-quoted only at the SSH edge (a
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from dataclasses import dataclass, field
 from typing import Literal
@@ -33,11 +34,17 @@ class LaunchCommand:
     # registered and healthy before bring-up is done
     workers_url: str | None = None
     expected_workers: tuple[tuple[str, str], ...] = ()
+    cpus: str | None = None  # the CPU cores it is pinned to (taskset's list), None: any
+
+    @property
+    def launch_argv(self) -> tuple[str, ...]:
+        """What is run: ``argv``, under ``taskset -c CPUS`` when pinned."""
+        return ("taskset", "-c", self.cpus, *self.argv) if self.cpus else self.argv
 
     def shell_line(self) -> str:
         """The command as one copy-pasteable shell line (env assignments first)."""
         assignments = [f"{k}={shlex.quote(v)}" for k, v in self.env.items()]
-        return " ".join([*assignments, shlex.join(self.argv)])
+        return " ".join([*assignments, shlex.join(self.launch_argv)])
 
 
 def interpreter(spec: ClusterSpec, host: str, local_python: str) -> str:
@@ -69,6 +76,7 @@ def launch_plan(spec: ClusterSpec, *, local_python: str = "python") -> list[Laun
                         health_timeout_s=server.health_timeout_s or 1800.0,
                         base_url=None if rank else spec.server_url(server),
                         exports_metrics=not rank and engine.exports_metrics(server),
+                        cpus=server.cpus,
                     )
                 )
     kind = routers.kind(spec.router.kind)
@@ -109,7 +117,7 @@ def render_commands(spec: ClusterSpec, *, local_python: str = "python") -> str:
     for cmd in launch_plan(spec, local_python=local_python):
         own = {k: v for k, v in cmd.env.items() if spec.env.get(k) != v}
         lines.append(f"# {cmd.name} on {cmd.host} ({spec.host_address(cmd.host)})")
-        lines.append(LaunchCommand(cmd.name, cmd.role, cmd.host, cmd.argv, own).shell_line())
+        lines.append(dataclasses.replace(cmd, env=own).shell_line())
     return "\n".join(lines) + "\n"
 
 

@@ -7,6 +7,7 @@ in size, time and memory whatever the file holds (:mod:`pytest_pd.cluster.safe_y
 
 from __future__ import annotations
 
+import re
 import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -58,6 +59,17 @@ def _registered(names: Callable[[], list[str]]) -> BeforeValidator:
 
 
 EnvBlock = dict[str, EnvValue]
+
+
+def _cpu_list(value: Any) -> Any:
+    """CPU cores as ``taskset -c`` takes them: "0-3,8"; a single number may be written bare."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(text, str) or not re.fullmatch(r"[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*", text):
+        raise ValueError('expected CPU cores as `taskset -c` takes them, e.g. "0-3" or "0,2"')
+    return text
+
+
+CpuList = Annotated[str, BeforeValidator(_cpu_list)]
 OptionsBlock = dict[str, bool | int | float | str]
 ENGINE_OPTIONS = "engine_options"
 
@@ -153,6 +165,9 @@ class ServerOptions(_HoldsEngineOptions):
     dp: int | None = Field(default=None, ge=1)
     base_gpu_id: int | None = Field(default=None, ge=0)
     """First GPU of this server on its node (SGLang's --base-gpu-id), for servers sharing a node."""
+    cpus: CpuList | None = None
+    """CPU cores this server's processes are pinned to, as ``taskset -c`` takes them ("0-15",
+    "0,2"): servers of a CPU engine sharing a host, or one NUMA node's cores per server."""
     transfer_backend: str | None = None
     ib_device: str | None = None
     trust_remote_code: bool | None = None

@@ -335,7 +335,7 @@ class Topology:
     def _start(self, cmd: LaunchCommand) -> Running:
         host = self.host(cmd.host)
         tags = {RUN_ENV: self.run_id, PROC_ENV: cmd.name}
-        proc = host.start_detached(cmd.name, cmd.argv, {**cmd.env, **tags}, self.run_dir)
+        proc = host.start_detached(cmd.name, cmd.launch_argv, {**cmd.env, **tags}, self.run_dir)
         item = Running(cmd, proc, host)
         with self._running_lock:
             self.running.append(item)

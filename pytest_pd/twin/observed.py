@@ -18,6 +18,7 @@ from pytest_pd.sim.closed_loop import Topology
 from pytest_pd.sim.model import ServerShape, SimParams
 from pytest_pd.workload.spec import WorkloadError
 
+from .contention import shared_cores
 from .requests import Requests, workload_requests
 
 STATS = (
@@ -68,7 +69,8 @@ def _shape(server: Mapping[str, Any], defaults: Mapping[str, Any]) -> ServerShap
 
 def topology_of(spec: Mapping[str, Any]) -> Topology:
     """The servers of a cluster file (as a record keeps it) and what its router's policies do;
-    raises :class:`NotModelled` for a policy the model does not know for that router kind."""
+    raises :class:`NotModelled` for a policy the model does not know for that router kind, and
+    for servers sharing CPU cores (:mod:`.contention`)."""
     defaults = spec.get("server_defaults") or {}
     router = spec.get("router") or {}
     kind = routers.KINDS.get(str(router.get("kind") or "sglang-router"))
@@ -89,6 +91,9 @@ def topology_of(spec: Mapping[str, Any]) -> Topology:
                 f"{', '.join(kind.modelled_policies)})"
             )
         modelled.append(kind.modelled_policies[name])
+    contention = shared_cores(spec)
+    if contention is not None:
+        raise NotModelled(contention)
     prefill = tuple(_shape(s, defaults) for s in spec.get("prefill") or [])
     decode = tuple(_shape(s, defaults) for s in spec.get("decode") or [])
     return Topology(prefill, decode, modelled[0], modelled[1], modelled[2])
