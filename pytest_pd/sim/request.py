@@ -100,6 +100,7 @@ class Req:
             "prefill_done": self.prefill_done,
             "kv_arrived": self.kv_arrived,
             "prompt_tokens": self.prompt_tokens,
+            "cached_tokens": self.cached,
             "completion_tokens": self.emitted,
             "prompt_head": self.prompt_head,
             "first_sent": self.sent_times[0] if self.sent_times else None,

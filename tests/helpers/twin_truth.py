@@ -18,10 +18,11 @@ import yaml
 from pytest_pd.measure import Measurer
 from pytest_pd.sim.model import SimParams
 from pytest_pd.twin.calibrate import Calibration, calibrate, relative_errors
+from pytest_pd.twin.capacity import model_of
 from pytest_pd.twin.observed import Observed, observe, predict_spread
 from pytest_pd.workload.spec import Workload
 
-from . import REPO, free_ports
+from . import REPO, free_ports, sim_cluster_copy
 
 HIDDEN = {
     "prefill_tokens_per_s": 12000.0,
@@ -136,6 +137,39 @@ def conversation_run(folder: Path, speedup: float, say: Callable[[str], None]) -
         measurer.close()
     mean, spread = predict_spread(dataclasses.replace(SimParams(), **HIDDEN), run)
     return Predicted(run, mean, spread)
+
+
+EVICTING = Workload(
+    input_len=3000,
+    output_len=200,
+    num_requests=32,
+    concurrency=8,
+    turns=4,
+    turn_input_len=500,
+    think_time_s=1.0,
+)
+"""Eight conversations at once whose prompts grow to 5100 tokens: about 40 000 tokens to keep."""
+EVICTING_MAX_RUNNING = 3
+
+
+def evicting_run(
+    folder: Path, say: Callable[[str], None], max_running: int = EVICTING_MAX_RUNNING
+) -> tuple[Observed, SimParams]:
+    """:data:`EVICTING` on sim-pp2 with its prefill's KV pool cut to ``max_running`` x 8192
+    tokens (``max_running_requests``), measured, and sim-pp2's own model."""
+    path = sim_cluster_copy("sim-pp2", folder, baseline=None)
+    data = yaml.safe_load(path.read_text())
+    data["prefill"][0]["max_running_requests"] = max_running
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    measurer = Measurer(folder, folder / "runs", None, say=say)
+    try:
+        spec = measurer.spec("sim-pp2")
+        run = observe(measurer.measure(spec, EVICTING))
+    finally:
+        measurer.close()
+    params = model_of(spec)
+    assert params is not None
+    return run, params
 
 
 @dataclass(frozen=True)
