@@ -92,7 +92,7 @@ class Outcome:
         return max(abs(per[s]) for per in self.errors.values() for s in STATS)
 
 
-def run_experiment(folder: Path, speedup: float, policy: str, say: Callable[[str], None]) -> Outcome:
+def run_experiment(folder: Path, speedup: float, policy: str | None, say: Callable[[str], None]) -> Outcome:
     """Measure every topology (one at a time), fit on the seen ones, predict the others."""
     for name, (pre, dec, pp, _, _) in TOPOLOGIES.items():
         write_cluster(folder, name, pre, dec, pp, speedup, policy)
