@@ -4,9 +4,9 @@ keeps from its stream, and the prompt of the next turn built from it.
 Request ``i`` is turn ``i % turns`` of conversation ``i // turns``. Its built prompt
 (:func:`.prompts.build_prompts`) is the first turn's whole prompt, or a later turn's new tokens
 only; when it is sent, the conversation so far comes first: the previous prompt and the answer
-the server actually gave to it (its output token ids on ``/generate`` and ``/v1/completions``
-with ids, its text as an assistant message on the chat API). So every turn's prompt starts with
-the previous turn's, as a chat client's does, and a server's prefix cache can find it.
+the server actually gave to it (its output token ids on ``/generate``, its text as an assistant
+message on the chat API). So every turn's prompt starts with the previous turn's, as a chat
+client's does, and a server's prefix cache can find it.
 """
 
 from __future__ import annotations
