@@ -242,10 +242,10 @@ def simulate(
         if (r.idx + 1) % turns and r.idx + 1 < n:  # the conversation goes on in this place
             push(t + think_s, "turn", reqs[r.idx + 1])
             return
-        in_flight -= 1
-        if queued:
-            in_flight += 1
+        if queued:  # the place goes to the next one waiting
             send(queued.popleft(), t)
+        else:
+            in_flight -= 1
 
     def wake_prefill(p: int, t: float) -> None:
         # a wake event (not an immediate batch) so that all sends at the same instant are queued

@@ -25,7 +25,7 @@ from pytest_pd.cluster.topology import Topology
 from pytest_pd.measure import Measurer
 from pytest_pd.sim.model import SimParams
 from pytest_pd.twin.observed import observe, predict_spread
-from tests.helpers.twin_truth import HIDDEN, TOPOLOGIES, write_cluster
+from tests.helpers.twin_truth import HIDDEN, TOPOLOGIES, Predicted, write_cluster
 
 pytestmark = pytest.mark.serial  # timing judged
 
@@ -58,12 +58,12 @@ def test_the_routers_default_policy_is_predicted_as_the_range_of_its_draws(tmp_p
         measurer.close()
     assert run.topology.policies == ("random_unless_imbalanced", "random_unless_imbalanced")
     assert workload.num_requests <= sum(split) <= workload.num_requests + 1  # and the run's warm-up
-    mean, spread = predict_spread(dataclasses.replace(SimParams(), **HIDDEN), run)
-    misses = {}
-    for stat, bound in BOUND.items():
-        lo, hi = spread[stat]
-        if not lo * (1 - bound) <= run.measured[stat] <= hi * (1 + bound):
-            misses[stat] = (run.measured[stat], (round(lo, 4), round(hi, 4)), round(mean[stat], 4))
+    got = Predicted(run, *predict_spread(dataclasses.replace(SimParams(), **HIDDEN), run))
+    misses = {
+        stat: (run.measured[stat], tuple(round(x, 4) for x in got.spread[stat]), round(got.mean[stat], 4))
+        for stat, bound in BOUND.items()
+        if abs(got.outside(stat)) > bound
+    }
     assert not misses, (
         f"measured outside the draws' range (measured, range, mean): {misses}; decode split {split}"
     )
