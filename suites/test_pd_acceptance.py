@@ -61,9 +61,12 @@ def test_cpu_workload_within_bounds_of_baseline(pd_run, pd_workload):
 # broken engine or a stalled KV transfer. Seen here (one run of this workload): vLLM's TTFT 7.2 s
 # against SGLang's 0.63 s (11.4x), throughput 92 against 317 tok/s (0.29x), TPOT 53 against 22 ms
 # (2.4x): vLLM's CPU build is the slower engine on this machine, and an idle NIXL server spins a core.
+# How much slower depends on the CPU (another machine's vLLM was 5x slower again, SGLang not), so
+# the one ratio bound is on what both must agree on exactly: every output token asked for; the
+# ceilings leave room for that 5x.
 @clusters("cpu-vllm-*")
-@threshold("output_throughput", min_ratio=0.1, min=20)
-@threshold("mean_ttft_ms", max=30000)
+@threshold("total_output_tokens", min_ratio=1.0, max_ratio=1.0)
+@threshold("mean_ttft_ms", max=60000)
 @threshold("mean_tpot_ms", max=500)
 @pytest.mark.parametrize("pd_workload", [CPU_TEXT], ids=lambda w: w.id)
 def test_vllm_workload_against_sglang(pd_run, pd_workload):

@@ -47,9 +47,11 @@ from pytest_pd import Workload, threshold
 
 W = Workload(input_len=256, output_len=32, concurrency=2, num_requests=8, api="completions")
 
-# two engines on two shared cores: seen here vLLM at 0.13x SGLang's throughput, 8.3x its TTFT;
-# a ratio bound far below that (it makes the comparison) and an absolute one for a broken engine
-@threshold("output_throughput", min_ratio=0.02)
+# The ratio bound is on what both engines must agree on exactly (every token asked for), not on
+# speed: vLLM's throughput against SGLang's was 0.13x and 0.093x on two machines here and 0.015x
+# on a CI machine, a spread no bound could be set from; the table still compares their timings.
+# The absolute TTFT ceiling catches a broken engine (CI's slowest vLLM mean: 8.2 s).
+@threshold("total_output_tokens", min_ratio=1.0, max_ratio=1.0)
 @threshold("mean_ttft_ms", max=60000)
 @pytest.mark.parametrize("pd_workload", [W], ids=lambda w: w.id)
 def test_vllm_against_sglang(pd_run):
@@ -105,6 +107,8 @@ def test_vllm_candidate_against_sglang_baseline(real_sglang: Path, real_vllm: Pa
     assert differ in text, text
     html = (out / "report.html").read_text()
     assert differ in html and "cpu-vllm-1p1d (candidate, vllm 0.32.0)" in html
+    # the ratio bound judged the candidate against the other engine's run
+    assert "total_output_tokens: candidate 256 vs baseline 256 = 1.000×" in html
 
     # the vLLM side: its engine per server, its router, its metrics in the TTFT breakdown
     assert vllm["cluster"]["engine"] == "vllm" and sglang["cluster"]["engine"] == "sglang"
