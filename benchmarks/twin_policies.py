@@ -8,6 +8,7 @@ range.
 
     python benchmarks/twin_policies.py [--policies round_robin random power_of_two default]
                                        [--topologies 2p2d 3p1d 1p3d] [--router sglang-router]
+                                       [--shared-prefix GROUPS TOKENS] [--router-args=ARG ...]
 """
 
 from __future__ import annotations
@@ -42,6 +43,14 @@ def main() -> int:
     ap.add_argument("--topologies", nargs="+", default=list(TOPOLOGIES), choices=list(TOPOLOGIES))
     ap.add_argument("--router", default="sglang-router", choices=["sglang-router", "smg"])
     ap.add_argument("--speedup", type=float, default=10.0)
+    ap.add_argument(
+        "--shared-prefix",
+        type=int,
+        nargs=2,
+        metavar=("GROUPS", "TOKENS"),
+        help="prompts in GROUPS groups sharing their first TOKENS tokens",
+    )
+    ap.add_argument("--router-args", nargs="*", default=[], help="more arguments for the router")
     args = ap.parse_args()
     params = dataclasses.replace(SimParams(), **HIDDEN)
     print(f"router {args.router}, hidden parameters {HIDDEN}, speedup {args.speedup:g}")
@@ -51,14 +60,18 @@ def main() -> int:
         folder = Path(tmp)
         for topo in args.topologies:
             prefill, decode, workload = TOPOLOGIES[topo]
+            if args.shared_prefix:
+                groups, tokens = args.shared_prefix
+                workload = dataclasses.replace(workload, prefix_groups=groups, prefix_len=tokens)
             for policy in args.policies:
                 name = f"{topo}-{policy}".replace("_", "-")
                 named = None if policy == "default" else policy
                 write_cluster(folder, name, prefill, decode, 1, args.speedup, named)
-                if args.router != "sglang-router":
+                if args.router != "sglang-router" or args.router_args:
                     path = folder / f"{name}.yaml"
                     data = yaml.safe_load(path.read_text())
                     data["router"]["kind"] = args.router
+                    data["router"]["extra_args"] = [*data["router"].get("extra_args", []), *args.router_args]
                     path.write_text(yaml.safe_dump(data, sort_keys=False))
                 measurer = Measurer(folder, folder / "runs", None, say=lambda _: None)
                 try:

@@ -123,7 +123,7 @@ class RouterKind:
         "smg_worker_requests_total",
     )
 
-    # What each ``--policy`` does in PD mode, in the timing model's terms (sim/closed_loop.py's
+    # What each ``--policy`` does in PD mode, in the timing model's terms (sim/routing.py's
     # POLICIES), read from the installed version's source and checked against it; a policy not
     # listed is not modelled. ``default_policy`` is what runs without ``--policy``.
     modelled_policies: Mapping[str, str] = field(
@@ -140,6 +140,11 @@ class RouterKind:
         }
     )
     default_policy: str = "cache_aware"
+    # policy -> (a switch it is modelled only with, why): the policy routes by something the
+    # model does not follow unless the switch is on
+    modelled_only_with: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    # policy -> flags that change what it decides (the model knows their defaults only)
+    policy_tuning_flags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # the flags a pod rewrites: "bind" (addresses it listens on), "worker_url" (a worker's URL)
     pod_flags: Mapping[str, tuple[str, ...]] = field(
         default_factory=lambda: {
@@ -161,10 +166,36 @@ KINDS: dict[str, RouterKind] = {
         "smg",
         package="smg",
         module="smg.launch_router",
-        # cache_aware: prefix trees per side and per-request load balancing; measured behind it,
-        # prompts sharing nothing did not go as least-load would send them (2P2D: TTFT 44 %
-        # above that model), so it is not modelled yet; power_of_two weighs expected waits
-        modelled_policies={"round_robin": "round_robin", "random": "random"},
+        # 1.13: cache_aware follows each side's prefix tree above a 0.3 match, past a holder
+        # over the per-request spill gate, else the least loaded (random ties); it counts a
+        # prefill's load until its prefill leg answers. power_of_two weighs expected waits from
+        # loads polled every 10 s: not modelled
+        modelled_policies={"round_robin": "round_robin", "random": "random", "cache_aware": "cache_affinity"},
+        # with its load monitor on (the default) cache_aware weighs worker loads polled every
+        # --load-monitor-interval (10 s) and passes over a worker the last poll saw overloaded:
+        # measured behind it, 2P2D prefill splits of 33/32, 52/13, 15/50, 18/47, 48/17, 55/10
+        # in six runs of one workload, TTFT 6.9 s once and 10.1-10.4 s five times
+        modelled_only_with={
+            "cache_aware": (
+                "--disable-load-monitoring",
+                "it routes by worker loads polled every 10 s, whose stale reports move whole "
+                "runs onto one worker (six runs of one 2P2D workload: prefill splits from 33/32 "
+                "to 55/10)",
+            )
+        },
+        policy_tuning_flags={
+            "cache_aware": (
+                "--cache-threshold",
+                "--cache-match-threshold",
+                "--balance-abs-threshold",
+                "--balance-rel-threshold",
+                "--spill-abs-threshold",
+                "--spill-rel-threshold",
+                "--overlap-decay",
+                "--selection-temperature",
+                "--prefill-max-inflight-requests-per-worker",
+            )
+        },
     ),
     # vLLM's PD workers (KV over NIXL: no bootstrap port); its own Prometheus families
     "vllm-router": RouterKind(

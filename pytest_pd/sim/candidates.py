@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from .closed_loop import Topology
 from .model import ServerShape
+from .routing import Topology
 
 TP_SIZES = (1, 2, 4, 8)
 PP_SIZES = (1, 2, 4)

@@ -22,58 +22,7 @@ from pytest_pd.sim.model import (
     max_running,
 )
 from pytest_pd.sim.prefix_cache import PrefixCache
-
-POLICIES = ("round_robin", "least_load", "random", "power_of_two", "random_unless_imbalanced")
-"""How the modelled router picks a prefill and a decode server for each request (each side with
-its own policy and state, as sglang-router and smg do in PD mode). Load is the router's own count
-of each server's requests in flight, from dispatch to completion.
-
-- ``round_robin``: in turn.
-- ``least_load``: the fewest in flight (lowest index on a tie).
-- ``random``: uniformly.
-- ``power_of_two``: two distinct servers drawn at random, the less loaded (the first on a tie).
-- ``random_unless_imbalanced``: sglang-router 0.3.2's ``cache_aware`` in PD mode (its prefix
-  trees are never filled there): the least loaded when the loads are imbalanced (max - min >
-  ``BALANCE_ABS`` and max > ``BALANCE_REL`` x min), else random."""
-
-RANDOM_POLICIES = frozenset({"random", "power_of_two", "random_unless_imbalanced"})
-BALANCE_ABS = 64
-BALANCE_REL = 1.5
-"""The routers' defaults for ``--balance-abs-threshold`` and ``--balance-rel-threshold``."""
-
-
-@dataclass(frozen=True)
-class Topology:
-    """The servers a modelled run spreads over: any number of prefill and decode servers (xPyD),
-    each with its own shape, behind a router with one of :data:`POLICIES` for both sides, or one
-    per side."""
-
-    prefill: tuple[ServerShape, ...]
-    decode: tuple[ServerShape, ...]
-    policy: str = "round_robin"
-    prefill_policy: str | None = None
-    decode_policy: str | None = None
-
-    def __post_init__(self) -> None:
-        if not self.prefill or not self.decode:
-            raise ValueError("a topology needs at least one prefill and one decode server")
-        for name in (self.policy, self.prefill_policy, self.decode_policy):
-            if name is not None and name not in POLICIES:
-                raise ValueError(f"unknown routing policy {name!r}; known: {', '.join(POLICIES)}")
-
-    @property
-    def policies(self) -> tuple[str, str]:
-        """(prefill side, decode side)."""
-        return (self.prefill_policy or self.policy, self.decode_policy or self.policy)
-
-    @property
-    def random(self) -> bool:
-        """Whether a run depends on the router's random draws (a side with a random policy and
-        more than one server to draw from)."""
-        pre, dec = self.policies
-        return (pre in RANDOM_POLICIES and len(self.prefill) > 1) or (
-            dec in RANDOM_POLICIES and len(self.decode) > 1
-        )
+from pytest_pd.sim.routing import PREFILL_LOAD_TO_PREFILL_END, Router, Topology
 
 
 @dataclass
@@ -88,40 +37,6 @@ class _Req:
     emitted: int = 0
     prefill: int = 0
     decode: int = 0
-
-
-class _Router:
-    def __init__(self, n: int, policy: str, rng: random.Random) -> None:
-        self.load = [0] * n
-        self.turn = 0
-        self.policy = policy
-        self.rng = rng
-
-    def _least(self) -> int:
-        return min(range(len(self.load)), key=self.load.__getitem__)
-
-    def pick(self) -> int:
-        n, policy = len(self.load), self.policy
-        if n == 1:
-            i = 0
-        elif policy == "round_robin":
-            i = self.turn % n
-            self.turn += 1
-        elif policy == "least_load":
-            i = self._least()
-        elif policy == "power_of_two":
-            a, b = self.rng.sample(range(n), 2)
-            i = b if self.load[b] < self.load[a] else a
-        else:
-            lo, hi = min(self.load), max(self.load)
-            imbalanced = hi - lo > BALANCE_ABS and hi > BALANCE_REL * lo
-            balancing = policy == "random_unless_imbalanced" and imbalanced
-            i = self._least() if balancing else self.rng.randrange(n)
-        self.load[i] += 1
-        return i
-
-    def done(self, i: int) -> None:
-        self.load[i] -= 1
 
 
 @dataclass
@@ -212,8 +127,9 @@ def simulate(
     prefill_wake = [False] * len(prefills)
     decodes = [_Decode(s, max_running(params, s)) for s in topology.decode]
     rng = random.Random(seed)
-    to_prefill = _Router(len(prefills), topology.policies[0], rng)
-    to_decode = _Router(len(decodes), topology.policies[1], rng)
+    to_prefill = Router(len(prefills), topology.policies[0], rng)
+    to_decode = Router(len(decodes), topology.policies[1], rng)
+    prefill_load_to_end = topology.policies[0] in PREFILL_LOAD_TO_PREFILL_END
     cap = n if concurrency is None else max(1, concurrency)
     queued: deque[_Req] = deque()  # due, waiting for a free slot
     in_flight = 0
@@ -227,17 +143,19 @@ def simulate(
 
     def send(r: _Req, t: float) -> None:
         r.send = t
-        p = r.prefill = to_prefill.pick()
-        r.decode = to_decode.pick()
+        keys = prefix_keys[r.idx] if prefix_keys is not None else ()
+        p = r.prefill = to_prefill.pick(keys, r.input_len)
+        r.decode = to_decode.pick(keys, r.input_len)
         cache = caches[p]
-        cached = cache.match(prefix_keys[r.idx], r.input_len) if cache is not None and prefix_keys else 0
+        cached = cache.match(keys, r.input_len) if cache is not None else 0
         prefills[p].submit((r, p), r.input_len, cached)
         wake_prefill(p, t)
 
     def complete(r: _Req, t: float) -> None:
         nonlocal in_flight
         r.finish = t
-        to_prefill.done(r.prefill)
+        if not prefill_load_to_end:
+            to_prefill.done(r.prefill)
         to_decode.done(r.decode)
         if (r.idx + 1) % turns and r.idx + 1 < n:  # the conversation goes on in this place
             push(t + think_s, "turn", reqs[r.idx + 1])
@@ -264,6 +182,8 @@ def simulate(
         batch = sched.next_batch(t)
         assert batch is not None
         for r, _ in batch.finished:
+            if prefill_load_to_end:
+                push(batch.done_at, "prefill_left", r)
             if caches[p] is not None:
                 push(batch.done_at, "prefilled", (p, r))
             prefill_pp = decodes[r.decode].shape.prefill_pp
@@ -295,6 +215,8 @@ def simulate(
         elif kind == "prefilled":  # its blocks are cached once its prefill is done
             p, r = data
             cast(PrefixCache, caches[p]).insert(cast(Sequence[Sequence[int]], prefix_keys)[r.idx])
+        elif kind == "prefill_left":
+            to_prefill.done(data.prefill)
         elif kind == "prefill_wake":
             prefill_wake[data] = False
             run_prefill(data, t)

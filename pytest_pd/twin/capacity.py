@@ -11,8 +11,8 @@ from typing import Any
 from pytest_pd.cluster.engines.sim.profile import TIMING_PARAMS, load_profile
 from pytest_pd.cluster.spec import ClusterSpec
 from pytest_pd.judge.capacity import Capacity, CapacitySpec
-from pytest_pd.sim.closed_loop import Topology
 from pytest_pd.sim.model import SimParams
+from pytest_pd.sim.routing import Topology
 from pytest_pd.workload.spec import Workload
 from pytest_pd.workload.sweep import at_load
 

@@ -13,8 +13,8 @@ import numpy as np
 
 from pytest_pd.judge.slo import slo_misses
 from pytest_pd.sim.candidates import gpu_count
-from pytest_pd.sim.closed_loop import Topology
 from pytest_pd.sim.model import ServerShape, SimParams, max_running
+from pytest_pd.sim.routing import Topology
 from pytest_pd.workload.spec import Workload
 
 from .observed import STATS, expected_stats

@@ -37,8 +37,8 @@ from pytest_pd.sim.candidates import (
     describe,
     gpu_count,
 )
-from pytest_pd.sim.closed_loop import Topology
 from pytest_pd.sim.model import SimParams
+from pytest_pd.sim.routing import Topology
 from pytest_pd.workload.spec import Workload
 from pytest_pd.workload.trace import read_trace
 

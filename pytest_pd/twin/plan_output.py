@@ -14,8 +14,8 @@ from typing import Any
 import yaml
 
 from pytest_pd.sim.candidates import describe
-from pytest_pd.sim.closed_loop import Topology
 from pytest_pd.sim.model import ServerShape
+from pytest_pd.sim.routing import Topology
 
 from .plan import PER_GPU, Candidate
 

@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from pytest_pd.sim.closed_loop import Topology, simulate
+from pytest_pd.sim.closed_loop import simulate
 from pytest_pd.sim.model import SimParams
+from pytest_pd.sim.routing import Topology
 from pytest_pd.workload.conversation import turn_lengths
 from pytest_pd.workload.lengths import draw_lengths
 from pytest_pd.workload.runner import arrival_offsets

@@ -9,8 +9,8 @@ import pytest
 
 from pytest_pd.judge.capacity import CapacitySpec, capacity_record, capacity_spec, measure_loads, search
 from pytest_pd.record import RunRecord, capacity_key
-from pytest_pd.sim.closed_loop import Topology
 from pytest_pd.sim.model import ServerShape, SimParams
+from pytest_pd.sim.routing import Topology
 from pytest_pd.twin.capacity import model_capacity, model_stats
 from pytest_pd.workload.spec import Workload, WorkloadError
 from pytest_pd.workload.sweep import at_load, geometric

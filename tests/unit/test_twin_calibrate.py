@@ -10,8 +10,9 @@ import pytest
 
 from pytest_pd.cluster.engines.sim.profile import ProfileError, load_profile, profile_of, save_profile
 from pytest_pd.errors import ClusterFileError
-from pytest_pd.sim.closed_loop import Topology, simulate
+from pytest_pd.sim.closed_loop import simulate
 from pytest_pd.sim.model import ServerShape, SimParams
+from pytest_pd.sim.routing import Topology
 from pytest_pd.twin.calibrate import DEFAULT_FIT, NotIdentifiable, calibrate, relative_errors
 from pytest_pd.twin.observed import Observed, stats_of
 from pytest_pd.twin.requests import Requests

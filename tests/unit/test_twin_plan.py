@@ -12,8 +12,9 @@ from pytest_pd.cluster import safe_yaml
 from pytest_pd.cluster.spec_file import parse_cluster
 from pytest_pd.judge.slo import SloError, parse_slos, slo_misses
 from pytest_pd.sim.candidates import candidate_topologies
-from pytest_pd.sim.closed_loop import Topology, simulate
+from pytest_pd.sim.closed_loop import simulate
 from pytest_pd.sim.model import ServerShape, SimParams
+from pytest_pd.sim.routing import Topology
 from pytest_pd.twin.observed import stats_of, topology_of
 from pytest_pd.twin.plan import (
     PER_GPU,

@@ -8,9 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pytest_pd.sim.closed_loop import Topology, simulate
+from pytest_pd.sim.closed_loop import simulate
 from pytest_pd.sim.model import ServerShape, SimParams
 from pytest_pd.sim.prefix_cache import block_keys
+from pytest_pd.sim.routing import Topology
 from pytest_pd.twin.prefixes import workload_keys
 from pytest_pd.twin.requests import workload_requests
 from pytest_pd.workload import (
