@@ -8,7 +8,8 @@ range.
 
     python benchmarks/twin_policies.py [--policies round_robin random power_of_two default]
                                        [--topologies 2p2d 3p1d 1p3d] [--router sglang-router]
-                                       [--shared-prefix GROUPS TOKENS] [--router-args=ARG ...]
+                                       [--shared-prefix GROUPS TOKENS] [--router-arg=ARG ...] [--runs N]
+                                       [--model-as least_load]
 """
 
 from __future__ import annotations
@@ -19,14 +20,16 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pytest_pd.measure import Measurer  # noqa: E402
 from pytest_pd.sim.model import SimParams  # noqa: E402
+from pytest_pd.sim.routing import POLICIES  # noqa: E402
 from pytest_pd.twin.observed import NotModelled, observe, predict_spread  # noqa: E402
-from tests.helpers.twin_truth import DOUBLE, HIDDEN, SEED, STATS, write_cluster  # noqa: E402
+from tests.helpers.twin_truth import DOUBLE, HIDDEN, SEED, STATS, Predicted, write_cluster  # noqa: E402
 
 PRE = {"tp": 4, "chunked_prefill_size": 16384}
 DEC = {"tp": 4}
@@ -50,12 +53,21 @@ def main() -> int:
         metavar=("GROUPS", "TOKENS"),
         help="prompts in GROUPS groups sharing their first TOKENS tokens",
     )
-    ap.add_argument("--router-args", nargs="*", default=[], help="more arguments for the router")
+    ap.add_argument(
+        "--router-arg", action="append", default=[], help="one more argument for the router (repeatable)"
+    )
+    ap.add_argument("--runs", type=int, default=1, help="measure each run N times; then a summary")
+    ap.add_argument(
+        "--model-as",
+        choices=POLICIES,
+        help="predict as if the router ran this model policy (for a router policy not modelled)",
+    )
     args = ap.parse_args()
     params = dataclasses.replace(SimParams(), **HIDDEN)
     print(f"router {args.router}, hidden parameters {HIDDEN}, speedup {args.speedup:g}")
     print(f"{'run':<28}" + "".join(f"{s:>44}" for s in STATS))
     worst = 0.0
+    seen: dict[str, list[Predicted]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for topo in args.topologies:
@@ -65,35 +77,61 @@ def main() -> int:
                 workload = dataclasses.replace(workload, prefix_groups=groups, prefix_len=tokens)
             for policy in args.policies:
                 name = f"{topo}-{policy}".replace("_", "-")
-                named = None if policy == "default" else policy
-                write_cluster(folder, name, prefill, decode, 1, args.speedup, named)
-                if args.router != "sglang-router" or args.router_args:
-                    path = folder / f"{name}.yaml"
-                    data = yaml.safe_load(path.read_text())
-                    data["router"]["kind"] = args.router
-                    data["router"]["extra_args"] = [*data["router"].get("extra_args", []), *args.router_args]
-                    path.write_text(yaml.safe_dump(data, sort_keys=False))
-                measurer = Measurer(folder, folder / "runs", None, say=lambda _: None)
-                try:
-                    run = observe(measurer.measure(measurer.spec(name), workload))
-                except NotModelled as exc:
-                    print(f"{name:<28}not modelled: {exc}")
-                    continue
-                finally:
-                    measurer.close()
-                mean, spread = predict_spread(params, run)
-                cells = []
-                for s in STATS:
-                    m, p = run.measured[s], mean[s]
-                    worst = max(worst, abs(p / m - 1))
-                    cell = f"{p:.4g} vs {m:.4g} {100 * (p / m - 1):+5.1f}%"
-                    if run.topology.random:
-                        lo, hi = spread[s]
-                        cell += f" [{lo:.4g}–{hi:.4g} {'in' if lo <= m <= hi else 'OUT'}]"
-                    cells.append(f"{cell:>44}")
-                print(f"{name:<28}" + "".join(cells), flush=True)
+                for _ in range(args.runs):
+                    got = _measure(folder, name, prefill, decode, workload, policy, args, params)
+                    if got is None:
+                        break
+                    seen.setdefault(name, []).append(got)
+                    worst = max(worst, *(abs(got.error(s)) for s in STATS))
+                    print(f"{name:<28}" + "".join(f"{_cell(got, s):>44}" for s in STATS), flush=True)
+    if args.runs > 1:
+        print("\nper run, measured against the model's mean (and beyond the draws' range):")
+        for name, runs in seen.items():
+            for s in STATS:
+                errors = np.array([100 * g.error(s) for g in runs])
+                beyond = max(abs(100 * g.outside(s)) for g in runs)
+                print(
+                    f"{name:<20}{s:<20}mean {errors.mean():+6.1f} %  sd {errors.std(ddof=1):5.1f} %  "
+                    f"{errors.min():+6.1f} to {errors.max():+6.1f} %  beyond the range at most {beyond:.1f} %"
+                )
     print(f"largest error against the model's (mean) prediction: {100 * worst:.1f} %")
     return 0
+
+
+def _measure(folder, name, prefill, decode, workload, policy, args, params) -> Predicted | None:
+    named = None if policy == "default" else policy
+    write_cluster(folder, name, prefill, decode, 1, args.speedup, named)
+    if args.router != "sglang-router" or args.router_arg:
+        path = folder / f"{name}.yaml"
+        data = yaml.safe_load(path.read_text())
+        data["router"]["kind"] = args.router
+        data["router"]["extra_args"] = [*data["router"].get("extra_args", []), *args.router_arg]
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    measurer = Measurer(folder, folder / "runs", None, say=lambda _: None)
+    try:
+        record = measurer.measure(measurer.spec(name), workload)
+    finally:
+        measurer.close()
+    if args.model_as:  # the run read with a modelled router, then given the policy asked for
+        spec = {**record.cluster.spec, "router": {"policy": "round_robin"}}
+        record = record.model_copy(update={"cluster": record.cluster.model_copy(update={"spec": spec})})
+    try:
+        run = observe(record)
+    except NotModelled as exc:
+        print(f"{name:<28}not modelled: {exc}")
+        return None
+    if args.model_as:
+        run = dataclasses.replace(run, topology=dataclasses.replace(run.topology, policy=args.model_as))
+    return Predicted(run, *predict_spread(params, run))
+
+
+def _cell(got: Predicted, stat: str) -> str:
+    m, p = got.run.measured[stat], got.mean[stat]
+    cell = f"{p:.4g} vs {m:.4g} {100 * (p / m - 1):+5.1f}%"
+    if got.run.topology.random:
+        lo, hi = got.spread[stat]
+        cell += f" [{lo:.4g}–{hi:.4g} {'in' if lo <= m <= hi else 'OUT'}]"
+    return cell
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pytest_pd.sim.model import (
     max_running,
 )
 from pytest_pd.sim.prefix_cache import PrefixCache
-from pytest_pd.sim.routing import PREFILL_LOAD_TO_PREFILL_END, Router, Topology
+from pytest_pd.sim.routing import Router, Topology
 
 
 @dataclass
@@ -129,7 +129,6 @@ def simulate(
     rng = random.Random(seed)
     to_prefill = Router(len(prefills), topology.policies[0], rng)
     to_decode = Router(len(decodes), topology.policies[1], rng)
-    prefill_load_to_end = topology.policies[0] in PREFILL_LOAD_TO_PREFILL_END
     cap = n if concurrency is None else max(1, concurrency)
     queued: deque[_Req] = deque()  # due, waiting for a free slot
     in_flight = 0
@@ -144,8 +143,8 @@ def simulate(
     def send(r: _Req, t: float) -> None:
         r.send = t
         keys = prefix_keys[r.idx] if prefix_keys is not None else ()
-        p = r.prefill = to_prefill.pick(keys, r.input_len)
-        r.decode = to_decode.pick(keys, r.input_len)
+        p = r.prefill = to_prefill.pick()
+        r.decode = to_decode.pick()
         cache = caches[p]
         cached = cache.match(keys, r.input_len) if cache is not None else 0
         prefills[p].submit((r, p), r.input_len, cached)
@@ -154,8 +153,7 @@ def simulate(
     def complete(r: _Req, t: float) -> None:
         nonlocal in_flight
         r.finish = t
-        if not prefill_load_to_end:
-            to_prefill.done(r.prefill)
+        to_prefill.done(r.prefill)
         to_decode.done(r.decode)
         if (r.idx + 1) % turns and r.idx + 1 < n:  # the conversation goes on in this place
             push(t + think_s, "turn", reqs[r.idx + 1])
@@ -182,8 +180,6 @@ def simulate(
         batch = sched.next_batch(t)
         assert batch is not None
         for r, _ in batch.finished:
-            if prefill_load_to_end:
-                push(batch.done_at, "prefill_left", r)
             if caches[p] is not None:
                 push(batch.done_at, "prefilled", (p, r))
             prefill_pp = decodes[r.decode].shape.prefill_pp
@@ -215,8 +211,6 @@ def simulate(
         elif kind == "prefilled":  # its blocks are cached once its prefill is done
             p, r = data
             cast(PrefixCache, caches[p]).insert(cast(Sequence[Sequence[int]], prefix_keys)[r.idx])
-        elif kind == "prefill_left":
-            to_prefill.done(data.prefill)
         elif kind == "prefill_wake":
             prefill_wake[data] = False
             run_prefill(data, t)

@@ -4,13 +4,10 @@ topology it routes over."""
 
 from __future__ import annotations
 
-import math
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pytest_pd.sim.model import ServerShape
-from pytest_pd.sim.prefix_cache import BLOCK
 
 POLICIES = (
     "round_robin",
@@ -18,11 +15,9 @@ POLICIES = (
     "random",
     "power_of_two",
     "random_unless_imbalanced",
-    "cache_affinity",
 )
 """How the modelled router picks a prefill and a decode server for each request. Load is the
-router's own count of each server's requests in flight, from dispatch to completion (on the
-prefill side of ``cache_affinity``: to the end of its prefill).
+router's own count of each server's requests in flight, from dispatch to completion.
 
 - ``round_robin``: in turn.
 - ``least_load``: the fewest in flight (lowest index on a tie).
@@ -30,24 +25,12 @@ prefill side of ``cache_affinity``: to the end of its prefill).
 - ``power_of_two``: two distinct servers drawn at random, the less loaded (the first on a tie).
 - ``random_unless_imbalanced``: sglang-router 0.3.2's ``cache_aware`` in PD mode (its prefix
   trees are never filled there): the least loaded when the loads are imbalanced (max - min >
-  ``BALANCE_ABS`` and max > ``BALANCE_REL`` x min), else random.
-- ``cache_affinity``: smg 1.13's ``cache_aware`` in PD mode. Each side keeps which prompt blocks
-  it sent where. A request whose longest match (as a share of its prompt) is above
-  ``CACHE_THRESHOLD`` goes to the least loaded of the servers holding that match, unless each is
-  over the spill gate (load above ``BALANCE_REL`` x the mean and above the mean + a margin that
-  grows with its square root, at most ``BALANCE_ABS``); every other request goes to the least
-  loaded server, ties drawn at random. The chosen server then holds the request's blocks. A
-  prefill's load ends when its prefill does (smg counts the prefill leg's response)."""
+  ``BALANCE_ABS`` and max > ``BALANCE_REL`` x min), else random."""
 
-RANDOM_POLICIES = frozenset({"random", "power_of_two", "random_unless_imbalanced", "cache_affinity"})
+RANDOM_POLICIES = frozenset({"random", "power_of_two", "random_unless_imbalanced"})
 BALANCE_ABS = 64
 BALANCE_REL = 1.5
 """The routers' defaults for ``--balance-abs-threshold`` and ``--balance-rel-threshold``."""
-CACHE_THRESHOLD = 0.3
-"""smg's default ``--cache-threshold``: the matched share of a prompt above which it follows the
-match."""
-PREFILL_LOAD_TO_PREFILL_END = frozenset({"cache_affinity"})
-"""Policies whose prefill-side load ends with the request's prefill, not with the request."""
 
 
 @dataclass(frozen=True)
@@ -84,13 +67,6 @@ class Topology:
         )
 
 
-def spills(load: int, mean: float) -> bool:
-    """smg's per-request gate: a server holding a request's prefix is passed over when its load
-    is well above the mean load of its side."""
-    margin = min(BALANCE_ABS, max(math.ceil(2 * math.sqrt(mean)), 4))
-    return load > BALANCE_REL * mean and load > mean + margin
-
-
 class Router:
     """One side's choices under one policy: ``pick`` a server for a request, ``done`` when its
     load on that server ends."""
@@ -100,42 +76,13 @@ class Router:
         self.turn = 0
         self.policy = policy
         self.rng = rng
-        self.held: list[set[int]] = [set() for _ in range(n)]  # cache_affinity: blocks sent there
 
-    def _least(self, among: Sequence[int] | None = None, random_ties: bool = False) -> int:
-        among = range(len(self.load)) if among is None else among
-        low = min(self.load[i] for i in among)
-        tied = [i for i in among if self.load[i] == low]
-        return self.rng.choice(tied) if random_ties and len(tied) > 1 else tied[0]
+    def _least(self) -> int:
+        return min(range(len(self.load)), key=self.load.__getitem__)
 
-    def _matched(self, i: int, keys: Sequence[int]) -> int:
-        n = 0
-        for key in keys:
-            if key not in self.held[i]:
-                break
-            n += 1
-        return n
-
-    def _affinity(self, keys: Sequence[int], prompt_tokens: int) -> int:
-        n = len(self.load)
-        matched = [self._matched(i, keys) for i in range(n)]
-        best = max(matched)
-        if prompt_tokens and best * BLOCK / prompt_tokens > CACHE_THRESHOLD:
-            mean = sum(self.load) / n
-            holders = [i for i in range(n) if matched[i] == best]
-            open_ = [i for i in holders if not spills(self.load[i], mean)]
-            if not open_:
-                open_ = [i for i in range(n) if not spills(self.load[i], mean)] or list(range(n))
-            return self._least(open_, random_ties=True)
-        return self._least(random_ties=True)
-
-    def pick(self, keys: Sequence[int] = (), prompt_tokens: int = 0) -> int:
-        """The server for a request (``keys``: its prompt's block keys, for ``cache_affinity``)."""
+    def pick(self) -> int:
         n, policy = len(self.load), self.policy
-        if policy == "cache_affinity":
-            i = self._affinity(keys, prompt_tokens) if n > 1 else 0
-            self.held[i].update(keys)
-        elif n == 1:
+        if n == 1:
             i = 0
         elif policy == "round_robin":
             i = self.turn % n

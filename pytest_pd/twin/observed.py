@@ -84,40 +84,19 @@ def topology_of(spec: Mapping[str, Any]) -> Topology:
             named[key] = str(value)
     policy = named["policy"] or kind.default_policy
     modelled = []
-    modelled_names = (policy, named["prefill_policy"] or policy, named["decode_policy"] or policy)
-    for name in modelled_names:
+    for name in (policy, named["prefill_policy"] or policy, named["decode_policy"] or policy):
         if name not in kind.modelled_policies:
             raise NotModelled(
                 f"{kind.name}'s --policy {name} is not modelled (modelled: "
                 f"{', '.join(kind.modelled_policies)})"
             )
         modelled.append(kind.modelled_policies[name])
-    _check_router_flags(kind, set(modelled_names), [str(a) for a in router.get("extra_args") or []])
     contention = shared_cores(spec)
     if contention is not None:
         raise NotModelled(contention)
     prefill = tuple(_shape(s, defaults) for s in spec.get("prefill") or [])
     decode = tuple(_shape(s, defaults) for s in spec.get("decode") or [])
     return Topology(prefill, decode, modelled[0], modelled[1], modelled[2])
-
-
-def _check_router_flags(kind: routers.RouterKind, policies: set[str], args: list[str]) -> None:
-    """Raises :class:`NotModelled` for a router flag that changes what its policies decide, or
-    a policy modelled only with a switch that is not given."""
-    given = {a.split("=", 1)[0] for a in args if a.startswith("--")}
-    for name in sorted(policies):
-        needed = kind.modelled_only_with.get(name)
-        if needed is not None and needed[0] not in given:
-            raise NotModelled(
-                f"{kind.name}'s --policy {name} is modelled only with {needed[0]}: {needed[1]}. "
-                f"Add {needed[0]} to router.extra_args for a prediction"
-            )
-    tuned = sorted(given & {f for name in policies for f in kind.policy_tuning_flags.get(name, ())})
-    if tuned:
-        raise NotModelled(
-            f"{kind.name}'s {', '.join(tuned)} changes what its policy decides; the model knows "
-            "only the defaults"
-        )
 
 
 def observe(record: RunRecord) -> Observed:

@@ -25,14 +25,6 @@ def test_each_router_kinds_policies_as_the_model_runs_them():
     )
 
 
-def test_smg_cache_aware_is_modelled_with_its_load_monitor_off():
-    off = ["--disable-load-monitoring"]
-    assert _policies({"kind": "smg", "extra_args": off}) == ("cache_affinity",) * 2
-    # round robin needs no switch, and a cache threshold does not change it
-    rr = {"kind": "smg", "policy": "round_robin", "extra_args": ["--cache-threshold", "0.5"]}
-    assert _policies(rr) == ("round_robin",) * 2
-
-
 def test_a_policy_given_as_an_extra_argument_counts():
     assert _policies({"extra_args": ["--policy", "round_robin"]}) == ("round_robin",) * 2
     assert _policies({"extra_args": ["--prefill-policy=random"]}) == ("random", "random_unless_imbalanced")
@@ -43,12 +35,7 @@ def test_a_policy_given_as_an_extra_argument_counts():
     [
         ({"kind": "vllm-router"}, "vllm-router's --policy cache_aware is not modelled"),
         ({"kind": "smg", "policy": "power_of_two"}, "smg's --policy power_of_two is not modelled"),
-        # its default, routing by loads it polls every 10 s
-        ({"kind": "smg"}, "smg's --policy cache_aware is modelled only with --disable-load-monitoring"),
-        (
-            {"kind": "smg", "extra_args": ["--disable-load-monitoring", "--cache-threshold=0.5"]},
-            "smg's --cache-threshold changes what its policy decides",
-        ),
+        ({"kind": "smg"}, "smg's --policy cache_aware is not modelled"),  # its default
     ],
 )
 def test_a_policy_the_model_does_not_know_is_said_not_guessed(router, message):

@@ -163,39 +163,3 @@ def test_the_cache_keeps_what_the_kv_pool_holds():
         P, Topology((tiny,), (DEC,)), [4800] * 4, [2] * 4, arrivals=[0, 30, 60, 90], prefix_keys=again
     )
     assert r["cache_hit_rate"] == 0.0
-
-
-def test_cache_affinity_follows_the_holder_of_a_prompts_prefix():
-    """smg 1.13's cache_aware: a request whose prefix (above 30 % of its prompt) another went
-    to follows it; one matching nothing goes to the least loaded."""
-    router = routing.Router(2, "cache_affinity", random.Random(0))
-    first = router.pick([1, 2, 3, 4], 64)
-    router.done(first)
-    # 3 of 4 blocks held by the first's server: there, though both are idle
-    assert all(router.pick([1, 2, 3, 9 + k], 64) == first for k in range(3))
-    assert router.load[first] == 3
-    # 1 of 4 blocks (25 %) is not above the threshold: the least loaded, the other one
-    assert router.pick([1, 7, 8, 9], 64) == 1 - first
-
-
-def test_cache_affinity_spills_a_holder_well_above_the_mean_load():
-    router = routing.Router(2, "cache_affinity", random.Random(0))
-    router.held[0].update([1, 2, 3, 4])
-    router.load = [20, 0]  # mean 10: 20 > 1.5 x 10 and 20 > 10 + 7 (2 x sqrt 10, rounded up)
-    assert routing.spills(20, 10.0) and not routing.spills(17, 10.0)
-    assert router.pick([1, 2, 3, 4], 64) == 1
-    assert router.held[1] >= {1, 2, 3, 4}  # the spilled prefix now has a second holder
-    router.load = [12, 8]  # mean 10: no spill
-    assert router.pick([1, 2, 3, 4], 64) in (0, 1)
-
-
-def test_cache_affinity_breaks_ties_at_random_and_frees_a_prefill_when_its_prefill_ends():
-    t = Topology((PRE, PRE), (DEC,), "cache_affinity")
-    assert t.random
-    # all at once with nothing shared: the least loaded with random ties, so the sides split evenly
-    r = simulate(P, t, [1000] * 8, [200] * 8, concurrency=8, seed=1)
-    assert sorted(sum(1 for p, _ in r["servers"] if p == i) for i in range(2)) == [4, 4]
-    # a closed loop of one: each prefill's load ended before the next request, so ties every time
-    # and the draws spread the requests over both
-    r = simulate(P, t, [1000] * 40, [5] * 40, concurrency=1, seed=1)
-    assert {p for p, _ in r["servers"]} == {0, 1}
