@@ -16,7 +16,7 @@ import pytest
 
 from tests.helpers import SIM_MODEL
 
-REQUEST_TIMEOUT_S = 3.0
+REQUEST_TIMEOUT_S = 1.5
 # Each of the phases above may wait up to the request timeout (the model look-up, the probe, the
 # warm-up, then the measured requests in one batch), plus the interpreter's start: far under the
 # 90 s this ran for, and the test says how long it took.

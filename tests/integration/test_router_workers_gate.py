@@ -68,7 +68,9 @@ SIM_ROUTERS = [k for k in routers.names() if routers.KINDS[k].bootstrap_ports]
 
 @pytest.mark.parametrize("kind", SIM_ROUTERS)
 def test_registered_but_unhealthy_worker_fails_bring_up_naming_it(kind, tmp_path):
-    pd = start_pd(tmp_path, router_module=routers.KINDS[kind].module, router_args=FLAKY_HEALTH)
+    # smg drains for up to its grace period on SIGTERM (5 s here with idle keep-alive probes)
+    grace = ["--shutdown-grace-period-secs", "1"] if kind == "smg" else []
+    pd = start_pd(tmp_path, router_module=routers.KINDS[kind].module, router_args=[*FLAKY_HEALTH, *grace])
     try:
         path = attach_file(pd, kind, tmp_path / "clusters")
         spec = load_cluster(str(path), path.parent)
@@ -100,7 +102,7 @@ def test_bring_up_times_out_naming_the_workers_the_router_has_not_registered(tmp
     data = yaml.safe_load(path.read_text())
     data["router"].update(
         kind="smg",
-        readiness_timeout_s=6,
+        readiness_timeout_s=3,
         extra_args=[*data["router"]["extra_args"], "--worker-startup-delay", "60"],
     )
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -112,7 +114,7 @@ def test_bring_up_times_out_naming_the_workers_the_router_has_not_registered(tmp
     assert time.monotonic() - started < 60
     message = str(err.value)
     prefill, decode = (spec.server_url(spec.servers(r)[0]) for r in ("prefill", "decode"))
-    assert f"router on prefill-node did not become ready within 6 s: {spec.router_url}/readiness" in message
+    assert f"router on prefill-node did not become ready within 3 s: {spec.router_url}/readiness" in message
     assert (
         "router sees 0 of 1 prefill and 0 of 1 decode workers healthy: "
         f"{prefill} (prefill) is not registered; {decode} (decode) is not registered "
