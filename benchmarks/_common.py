@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -122,3 +123,10 @@ def cpu_times() -> float:
     """User + system CPU seconds of this process and its reaped children."""
     t = os.times()
     return t.user + t.system + t.children_user + t.children_system
+
+
+def error_spread(errors: list[float]) -> str:
+    """Relative errors over repeated runs (fractions) as mean, standard deviation and range, in %."""
+    pct = [100 * e for e in errors]
+    sd = statistics.stdev(pct) if len(pct) > 1 else 0.0
+    return f"mean {statistics.mean(pct):+6.1f} %  sd {sd:4.1f} %  [{min(pct):+6.1f}, {max(pct):+6.1f}]"

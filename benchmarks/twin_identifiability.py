@@ -18,12 +18,14 @@ lies in it.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import error_spread  # noqa: E402
 
 from pytest_pd.sim.model import SimParams  # noqa: E402
 from pytest_pd.twin.observed import predict_spread  # noqa: E402
@@ -54,11 +56,7 @@ def main() -> int:
     if args.runs > 1:
         print(f"\nover {args.runs} runs: the fit's own largest error {100 * max(fit_errors):.1f} % at most")
         for (label, s), e in errors.items():
-            sd = statistics.stdev(e)
-            print(
-                f"  {label:<12} {s:<20} mean {100 * statistics.mean(e):+6.1f} % sd {100 * sd:4.1f} % "
-                f"[{100 * min(e):+6.1f}, {100 * max(e):+6.1f}]"
-            )
+            print(f"  {label:<12} {s:<20} {error_spread(e)}")
     return 0
 
 

@@ -20,10 +20,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import error_spread  # noqa: E402
 
 from pytest_pd.measure import Measurer  # noqa: E402
 from pytest_pd.sim.model import SimParams  # noqa: E402
@@ -88,12 +90,9 @@ def main() -> int:
         print("\nper run, measured against the model's mean (and beyond the draws' range):")
         for name, runs in seen.items():
             for s in STATS:
-                errors = np.array([100 * g.error(s) for g in runs])
                 beyond = max(abs(100 * g.outside(s)) for g in runs)
-                print(
-                    f"{name:<20}{s:<20}mean {errors.mean():+6.1f} %  sd {errors.std(ddof=1):5.1f} %  "
-                    f"{errors.min():+6.1f} to {errors.max():+6.1f} %  beyond the range at most {beyond:.1f} %"
-                )
+                spread = error_spread([g.error(s) for g in runs])
+                print(f"{name:<20}{s:<20}{spread}  beyond the range at most {beyond:.1f} %")
     print(f"largest error against the model's (mean) prediction: {100 * worst:.1f} %")
     return 0
 

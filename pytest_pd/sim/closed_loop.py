@@ -142,11 +142,10 @@ def simulate(
 
     def send(r: _Req, t: float) -> None:
         r.send = t
-        keys = prefix_keys[r.idx] if prefix_keys is not None else ()
         p = r.prefill = to_prefill.pick()
         r.decode = to_decode.pick()
         cache = caches[p]
-        cached = cache.match(keys, r.input_len) if cache is not None else 0
+        cached = cache.match(prefix_keys[r.idx], r.input_len) if cache is not None and prefix_keys else 0
         prefills[p].submit((r, p), r.input_len, cached)
         wake_prefill(p, t)
 
