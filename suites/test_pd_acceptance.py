@@ -35,8 +35,10 @@ CPU_TEXT = Workload(input_len=1024, output_len=256, concurrency=8, num_requests=
 def test_seed_workload_within_bounds_of_baseline(pd_run):
     # The markers above are the assertions; the plugin fails the test on any violated bound,
     # on any failed request and on any output-length mismatch. Sanity of the measurement itself:
-    assert pd_run.candidate.metrics["completed"] == 32
-    assert pd_run.baseline is not None and pd_run.baseline.metrics["completed"] == 32
+    assert pd_run.candidate.metrics["completed"] == 32, pd_run.failure_message()
+    assert pd_run.baseline is not None and pd_run.baseline.metrics["completed"] == 32, (
+        pd_run.failure_message()
+    )
 
 
 # 1P1D vs 2P1D on two shared cores: both topologies share the same CPUs, so the bounds say
@@ -49,7 +51,7 @@ def test_seed_workload_within_bounds_of_baseline(pd_run):
 @threshold("mean_tpot_ms", max_ratio=2.0, max=500)
 @pytest.mark.parametrize("pd_workload", [CPU, CPU_TEXT], ids=lambda w: w.id)
 def test_cpu_workload_within_bounds_of_baseline(pd_run, pd_workload):
-    assert pd_run.candidate.metrics["completed"] == pd_workload.num_requests
+    assert pd_run.candidate.metrics["completed"] == pd_workload.num_requests, pd_run.failure_message()
     assert pd_run.candidate.metrics["total_input_tokens"] == (
         pd_workload.num_requests * pd_workload.input_len
     )
@@ -70,7 +72,7 @@ def test_cpu_workload_within_bounds_of_baseline(pd_run, pd_workload):
 @threshold("mean_tpot_ms", max=500)
 @pytest.mark.parametrize("pd_workload", [CPU_TEXT], ids=lambda w: w.id)
 def test_vllm_workload_against_sglang(pd_run, pd_workload):
-    assert pd_run.candidate.metrics["completed"] == pd_workload.num_requests
+    assert pd_run.candidate.metrics["completed"] == pd_workload.num_requests, pd_run.failure_message()
     assert pd_run.candidate.metrics["total_input_tokens"] == (
         pd_workload.num_requests * pd_workload.input_len
     )

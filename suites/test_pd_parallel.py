@@ -26,21 +26,27 @@ ONE_PROCESS = json.loads((Path(__file__).parent / "data" / "tiny-llama-greedy.js
 SPLIT = Workload(input_len=1024, output_len=256, concurrency=8, num_requests=32)
 
 
-# Seen here (32 x 1024 -> 256 at c8): cpu-pp2 TTFT 0.75-0.94 s, 331-391 tok/s, TPOT 17-20 ms;
-# cpu-tp2 1.27 s, 193 tok/s, 36 ms. The baseline's decode is TP=2 too (two processes and a gloo
-# all-reduce per layer per step, on the same two cores as everything else), so its TPOT is about
-# twice PP's: the ratio bounds hold either cluster as the candidate against the other with room
-# for the run-to-run spread of two shared cores (TTFT 0.50-0.75 s between two runs of cpu-pp2).
-# The absolute bounds catch a broken engine or a stalled KV transfer.
+# Measured here, 20 runs of each cluster (32 x 1024 -> 256 at c8, each cluster held up): mean TTFT
+# cpu-pp2 0.36-1.50 s, cpu-tp2 0.33-1.09 s; throughput 444-713 and 319-420 tok/s; TPOT 9.2-12.8
+# and 17.5-22.3 ms. The baseline's decode is TP=2 too (two processes and a gloo all-reduce per
+# layer per step, on the same two cores as everything else), so its TPOT is about twice PP's.
+# TTFT is mostly eight prompts queueing at once, so its ratio spreads widest: over the 400 pairs
+# of runs pp2/tp2 went 0.33-4.6x (above 3x in 9 % of them; one suite run failed at 3.7x), tp2/pp2
+# 0.22-3.0x. Each bound is the 99.9th percentile (0.1th for throughput) of the ratio with both
+# clusters' numbers log-normal, the worse of the two directions, so either cluster may be the
+# candidate: TTFT 7.7x -> 8, throughput 0.41x -> 0.33, TPOT 2.5x -> 3. The absolute bounds catch
+# a broken engine or a stalled KV transfer.
 @clusters("cpu-pp2", "cpu-tp2")
-@threshold("mean_ttft_ms", max_ratio=3.0, max=5000)
+@threshold("mean_ttft_ms", max_ratio=8.0, max=5000)
 @threshold("output_throughput", min_ratio=0.33, min=20)
 @threshold("mean_tpot_ms", max_ratio=3.0, max=500)
 @pytest.mark.parametrize("pd_workload", [SPLIT], ids=lambda w: w.id)
 def test_pipeline_against_tensor_parallel_prefill(pd_run, pd_workload):
-    assert pd_run.candidate.metrics["completed"] == pd_workload.num_requests
+    assert pd_run.candidate.metrics["completed"] == pd_workload.num_requests, pd_run.failure_message()
     assert pd_run.candidate.metrics["total_input_tokens"] == pd_workload.num_requests * pd_workload.input_len
-    assert pd_run.baseline is not None and pd_run.baseline.metrics["completed"] == pd_workload.num_requests
+    assert pd_run.baseline is not None and pd_run.baseline.metrics["completed"] == pd_workload.num_requests, (
+        pd_run.failure_message()
+    )
 
 
 @clusters("cpu-pp2", "cpu-tp2")

@@ -47,5 +47,5 @@ WORKLOADS = [
 @pytest.mark.parametrize("pd_workload", WORKLOADS, ids=lambda w: w.id)
 def test_trace_replay_within_bounds_of_baseline(pd_run, pd_workload):
     n = pd_workload.num_requests
-    assert pd_run.candidate.metrics["completed"] == n
-    assert pd_run.baseline is not None and pd_run.baseline.metrics["completed"] == n
+    assert pd_run.candidate.metrics["completed"] == n, pd_run.failure_message()
+    assert pd_run.baseline is not None and pd_run.baseline.metrics["completed"] == n, pd_run.failure_message()

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -71,11 +72,22 @@ def test_one_sglang_process_gives_the_recorded_greedy_answer(real_sglang: Path, 
             server.wait()
 
 
-def test_shipped_suite_pipeline_against_tensor_parallel_prefill(real_sglang: Path, tmp_path: Path):
-    folder = tmp_path / "clusters"
-    real_cluster_copy("cpu-pp2", folder)
-    real_cluster_copy("cpu-tp2", folder)
-    out = tmp_path / "out"
+# A request real SGLang drops (1 of the 32 on cpu-tp2 in one of five CI runs; none of 640 in 20 runs
+# of the same workload on a cpu-tp2 held up here, 6 of them beside a busy loop) fails the shipped suite,
+# as it must: such a run's numbers are not comparable. This test is about the pipeline, so a
+# suite failed by dropped requests alone is run once more, and the drop is reported as a warning
+# with the engine's error. A bound violated or a greedy answer changed fails at once.
+def dropped_requests(out: Path) -> list[str]:
+    """What the stored runs of a suite session say about requests that failed, one per run."""
+    records = [json.loads(p.read_text()) for p in sorted((out / "results").glob("*.json"))]
+    return [
+        f"{r['cluster']['name']}: {'; '.join(r.get('problems') or [])}"
+        for r in records
+        if r.get("metrics", {}).get("failed")
+    ]
+
+
+def run_shipped_suite(folder: Path, out: Path, cwd: Path) -> tuple[int, str]:
     argv = [
         sys.executable,
         "-m",
@@ -88,14 +100,28 @@ def test_shipped_suite_pipeline_against_tensor_parallel_prefill(real_sglang: Pat
     ]
     done = subprocess.run(
         argv,
-        cwd=tmp_path,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=1200,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    text = done.stdout + done.stderr
-    assert done.returncode == 0, text
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_shipped_suite_pipeline_against_tensor_parallel_prefill(real_sglang: Path, tmp_path: Path):
+    folder = tmp_path / "clusters"
+    real_cluster_copy("cpu-pp2", folder)
+    real_cluster_copy("cpu-tp2", folder)
+    out = tmp_path / "out"
+    code, text = run_shipped_suite(folder, out, tmp_path)
+    dropped = dropped_requests(out) if code != 0 else []
+    if dropped:
+        warnings.warn(f"real SGLang dropped requests; the suite runs again: {dropped}", stacklevel=1)
+        assert_nothing_left(out / "runs")
+        out = tmp_path / "out-again"
+        code, text = run_shipped_suite(folder, out, tmp_path)
+    assert code == 0, text
     assert re.search(r"\b2 passed\b", text), text
     assert re.search(r"cpu-pp2 \(candidate\)\s+TP=1, PP=2\s", text), text
     assert re.search(r"cpu-tp2 \(baseline\)\s+TP=2\s", text), text
