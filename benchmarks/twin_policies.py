@@ -20,8 +20,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -99,13 +97,7 @@ def main() -> int:
 
 def _measure(folder, name, prefill, decode, workload, policy, args, params) -> Predicted | None:
     named = None if policy == "default" else policy
-    write_cluster(folder, name, prefill, decode, 1, args.speedup, named)
-    if args.router != "sglang-router" or args.router_arg:
-        path = folder / f"{name}.yaml"
-        data = yaml.safe_load(path.read_text())
-        data["router"]["kind"] = args.router
-        data["router"]["extra_args"] = [*data["router"].get("extra_args", []), *args.router_arg]
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    write_cluster(folder, name, prefill, decode, 1, args.speedup, named, args.router, args.router_arg)
     measurer = Measurer(folder, folder / "runs", None, say=lambda _: None)
     try:
         record = measurer.measure(measurer.spec(name), workload)
@@ -120,7 +112,9 @@ def _measure(folder, name, prefill, decode, workload, policy, args, params) -> P
         print(f"{name:<28}not modelled: {exc}")
         return None
     if args.model_as:
-        run = dataclasses.replace(run, topology=dataclasses.replace(run.topology, policy=args.model_as))
+        model = args.model_as  # both sides (observe names each side's policy)
+        topology = dataclasses.replace(run.topology, policy=model, prefill_policy=model, decode_policy=model)
+        run = dataclasses.replace(run, topology=topology)
     return Predicted(run, *predict_spread(params, run))
 
 

@@ -85,12 +85,12 @@ def topology_of(spec: Mapping[str, Any]) -> Topology:
     policy = named["policy"] or kind.default_policy
     modelled = []
     for name in (policy, named["prefill_policy"] or policy, named["decode_policy"] or policy):
-        if name not in kind.modelled_policies:
+        model = kind.policy_model(name, router.get("extra_args") or [])
+        if model is None:
             raise NotModelled(
-                f"{kind.name}'s --policy {name} is not modelled (modelled: "
-                f"{', '.join(kind.modelled_policies)})"
+                f"{kind.name}'s --policy {name} is not modelled (modelled: {'; '.join(kind.modelled())})"
             )
-        modelled.append(kind.modelled_policies[name])
+        modelled.append(model)
     contention = shared_cores(spec)
     if contention is not None:
         raise NotModelled(contention)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,11 @@ def write_cluster(
     prefill_pp: int,
     speedup: float,
     policy: str | None,
+    router: str = "sglang-router",
+    router_args: Sequence[str] = (),
 ) -> None:
+    """A simulated cluster file with the hidden parameters; ``policy`` None runs the router's
+    default, ``router`` is its kind, ``router_args`` more of its flags."""
     data: dict[str, Any] = yaml.safe_load((REPO / "clusters" / "sim-pp2.yaml").read_text())
     data.pop("baseline", None)
     data["name"] = name
@@ -77,6 +81,8 @@ def write_cluster(
     data["router"].update(host="node", port=next(ports), prometheus_port=next(ports))
     if policy is not None:  # else the router's default (cache_aware)
         data["router"]["extra_args"] = [*data["router"].get("extra_args", []), "--policy", policy]
+    data["router"]["kind"] = router
+    data["router"]["extra_args"] = [*data["router"].get("extra_args", []), *router_args]
     (folder / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
 
