@@ -103,7 +103,14 @@ def test_bring_up_times_out_naming_the_workers_the_router_has_not_registered(tmp
     data["router"].update(
         kind="smg",
         readiness_timeout_s=3,
-        extra_args=[*data["router"]["extra_args"], "--worker-startup-delay", "60"],
+        # a 1 s drain on SIGTERM (smg's default grace period keeps teardown waiting ~5 s)
+        extra_args=[
+            *data["router"]["extra_args"],
+            "--worker-startup-delay",
+            "60",
+            "--shutdown-grace-period-secs",
+            "1",
+        ],
     )
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     spec = load_cluster(str(path), path.parent)
