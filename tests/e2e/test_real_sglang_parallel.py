@@ -72,7 +72,7 @@ def test_one_sglang_process_gives_the_recorded_greedy_answer(real_sglang: Path, 
             server.wait()
 
 
-# A request real SGLang drops (1 of the 32 on cpu-tp2 in one of five CI runs; none of 640 in 20 runs
+# A request real SGLang drops (1 of the 32 on cpu-tp2 in one of five CI runs; none of 1280 in 40 runs
 # of the same workload on a cpu-tp2 held up here, 6 of them beside a busy loop) fails the shipped suite,
 # as it must: such a run's numbers are not comparable. This test is about the pipeline, so a
 # suite failed by dropped requests alone is run once more, and the drop is reported as a warning
