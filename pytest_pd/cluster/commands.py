@@ -34,6 +34,9 @@ class LaunchCommand:
     # registered and healthy before bring-up is done
     workers_url: str | None = None
     expected_workers: tuple[tuple[str, str], ...] = ()
+    # where it lists the loads it polled, and how long to wait for every worker to show there
+    loads_url: str | None = None
+    loads_wait_s: float = 0.0
     cpus: str | None = None  # the CPU cores it is pinned to (taskset's list), None: any
 
     @property
@@ -80,6 +83,7 @@ def launch_plan(spec: ClusterSpec, *, local_python: str = "python") -> list[Laun
                     )
                 )
     kind = routers.kind(spec.router.kind)
+    loads = kind.loads_path if kind.polls_loads(spec.router.extra_args) else None
     plan.append(
         LaunchCommand(
             name="router",
@@ -91,6 +95,8 @@ def launch_plan(spec: ClusterSpec, *, local_python: str = "python") -> list[Laun
             health_timeout_s=spec.router.readiness_timeout_s,
             workers_url=spec.router_url + kind.workers_path,
             expected_workers=expected_workers(spec),
+            loads_url=None if loads is None else spec.router_url + loads,
+            loads_wait_s=kind.poll_interval_s(spec.router.extra_args) + 2.0,
         )
     )
     return plan

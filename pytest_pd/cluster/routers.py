@@ -153,6 +153,15 @@ class RouterKind:
     default_policy: str = "cache_aware"
     # policies whose behaviour a flag chooses (checked before ``modelled_policies``)
     policy_flags: Mapping[str, PolicyFlag] = field(default_factory=dict)
+    # policies whose choice follows the prompts' shared prefixes, modelled only for prompts
+    # sharing none
+    prefix_policies: frozenset[str] = frozenset()
+    # the flag setting how often the router polls its workers' loads (seconds), and its default
+    load_poll: tuple[str, float] = ("--load-monitor-interval", 10.0)
+    # where the router lists the loads it last polled (None: it keeps none worth waiting for);
+    # bring-up waits until it lists every worker, unless ``no_poll_flag`` is given
+    loads_path: str | None = None
+    no_poll_flag: str = "--disable-load-monitoring"
     # the flags a pod rewrites: "bind" (addresses it listens on), "worker_url" (a worker's URL)
     pod_flags: Mapping[str, tuple[str, ...]] = field(
         default_factory=lambda: {
@@ -173,6 +182,19 @@ class RouterKind:
         given = [value for name, value in read_flags(extra_args, {chooser.flag}) if name and value]
         return chooser.models.get(given[-1] if given else chooser.default)
 
+    def polls_loads(self, extra_args: Sequence[str]) -> bool:
+        """Whether bring-up should wait for the router to have polled every worker's load."""
+        return self.loads_path is not None and self.no_poll_flag not in extra_args
+
+    def poll_interval_s(self, extra_args: Sequence[str]) -> float:
+        """Seconds between the router's polls of its workers' loads, as ``extra_args`` set them."""
+        flag, default = self.load_poll
+        given = [value for name, value in read_flags(extra_args, {flag}) if name and value]
+        try:
+            return float(given[-1]) if given else default
+        except ValueError:
+            return default
+
     def modelled(self) -> list[str]:
         """The policies modelled, as a user would name them (for "not modelled" messages)."""
         out = list(self.modelled_policies)
@@ -191,25 +213,29 @@ KINDS: dict[str, RouterKind] = {
         module="smg.launch_router",
         # 1.13's cache_aware: a prefix tree per side (16-token pages for input_ids, characters
         # for text), a hit above 0.3 of the prompt wins; on a miss (every prompt sharing nothing)
-        # the least *expected wait*: each worker's running and queued requests and KV use as
-        # last polled from its /metrics every 10 s (--disable-load-monitoring does not stop the
-        # polling for a policy that needs loads), plus the prompt tokens sent to it since, over
-        # its polled generation throughput; a worker polled with 8 waiting or 80 % KV use is left
-        # out until the next poll. Completions are not seen between polls, so a closed loop's
-        # split drifts with the poll's phase: 12 runs of one 2P2D workload sharing no prefix
-        # split two ways, 3 evenly, as a round-robin model says (TTFT within 9 %), 9 with most of one
-        # side's requests on one server (TTFT up to +49 %, TPOT up to +42 %, throughput down to
-        # -32 %). Not modelled; nor is power_of_two's default load metric (the same score)
-        modelled_policies={"round_robin": "round_robin", "random": "random"},
-        # power_of_two on the router's own in-flight counts: "requests" keeps the fewer of two
-        # drawn at random, "least_requests" the fewest of all (ties to the least expected wait).
-        # Measured behind smg (2P2D, 3P1D, 1P3D): within 6.9 % of these models (TTFT; TPOT and
-        # throughput within 2.3 %)
+        # the least expected wait (sim/routing.py's expected_wait, from its least_load.rs): each
+        # worker's load as polled from its /metrics every --load-monitor-interval seconds (not
+        # stopped by --disable-load-monitoring for a policy that needs loads), plus the prompt
+        # tokens sent to it since. Measured behind smg (2P2D, 3P1D, 1P3D): within 9.9 % (TTFT;
+        # TPOT and throughput within 3.6 %), once bring-up waits for /loads to list every worker
+        # (before its first poll of one, smg piles requests on the others)
+        modelled_policies={"round_robin": "round_robin", "random": "random", "cache_aware": "expected_wait"},
+        prefix_policies=frozenset({"cache_aware"}),
+        loads_path="/loads",
+        # power_of_two: "requests" keeps the fewer of the router's own in-flight counts of two
+        # drawn at random, "least_requests" the fewest of all (ties to the least expected wait),
+        # "expected_wait" (the default) the lesser expected wait of two. Measured behind smg
+        # (2P2D, 3P1D, 1P3D): within 6.9 % of the first two models, 9.9 % of the third (TTFT;
+        # TPOT and throughput within 2.3 %)
         policy_flags={
             "power_of_two": PolicyFlag(
                 "--power-of-two-load-metric",
                 default="expected_wait",
-                models={"requests": "power_of_two", "least_requests": "least_load"},
+                models={
+                    "requests": "power_of_two",
+                    "least_requests": "least_load",
+                    "expected_wait": "power_of_two_expected_wait",
+                },
             )
         },
     ),

@@ -152,8 +152,7 @@ class Topology:
             raise HostError("teardown left processes behind: " + " ".join(problems))
 
     def stop_servers(self, grace_s: float = 2.0) -> None:
-        """Stop the prefill and decode servers still running (teardown later finds them gone and
-        takes their logs)."""
+        """Stop the prefill and decode servers still running (teardown later takes their logs)."""
         for item in list(self.running):
             if item.command.role != "router" and item.host.exit_code(item.proc) is None:
                 with contextlib.suppress(HostError, OSError):
@@ -173,8 +172,7 @@ class Topology:
                 item.proc.remote_log = None  # the local copy is the one to read from now on
 
     def _release(self) -> None:
-        """Host locks and connections go only after every process is gone; the run leaves the
-        ledgers with its last process (one that outlived teardown stays listed for the next)."""
+        """Host locks and connections go after every process; one that outlived teardown stays listed."""
         self.reservation.release(forget=not self.running)
         self.hosts.close()
 
@@ -387,6 +385,8 @@ class Topology:
                 workers = router_workers.probe(cmd.workers_url, cmd.expected_workers)
             if status == 200 and (workers is None or workers.ok):
                 self.say(f"{self.spec.label}: {cmd.name} healthy after {time.monotonic() - start:.1f} s")
+                if cmd.loads_url:  # routing by polled loads: has it polled every worker?
+                    self.say(f"{self.spec.label}: {router_workers.await_loads(cmd, cancel)}")
                 return
             now = time.monotonic()
             if now > deadline:

@@ -77,8 +77,8 @@ def candidate_topologies(
             for x in range(1, budget // size_p + 1):
                 for y in range(1, (budget - x * size_p) // tp_d + 1):
                     if fits([size_p] * x + [tp_d] * y, nodes, gpus_per_node):
-                        pols = {"prefill_policy": policies[0], "decode_policy": policies[1]}
-                        t = Topology((pre,) * x, (dec,) * y, **pols)
+                        pre_p, dec_p = policies
+                        t = Topology((pre,) * x, (dec,) * y, prefill_policy=pre_p, decode_policy=dec_p)
                         found.append((x * size_p + y * tp_d, t))
     found.sort(key=lambda item: item[0])
     yield from (t for _, t in found)

@@ -22,7 +22,7 @@ from pytest_pd.sim.model import (
     max_running,
 )
 from pytest_pd.sim.prefix_cache import PrefixCache
-from pytest_pd.sim.routing import Router, Topology
+from pytest_pd.sim.routing import POLLED_POLICIES, Polled, Router, Topology
 
 
 @dataclass
@@ -53,6 +53,7 @@ class _Decode:
     admitted: int = 0
     context: int = 0  # prompt + generated tokens of the running requests
     active: bool = False
+    emitted: deque[tuple[float, int]] = field(default_factory=deque)  # (step end, tokens), if polled
 
     def admit(self, r: _Req) -> None:
         heapq.heappush(self.ends, (self.steps + r.output_len - r.emitted, self.admitted, r))
@@ -86,6 +87,7 @@ def simulate(
     context_length: int = 65536,
     turns: int = 1,
     think_s: float = 0.0,
+    warmup: Sequence[tuple[int, int]] = (),
 ) -> dict[str, Any]:
     """Evaluate a benchmark run on ``topology``: request ``i`` has ``input_lens[i]`` prompt and
     ``output_lens[i]`` output tokens and is due at ``arrivals[i]`` (model seconds; default: all
@@ -106,6 +108,13 @@ def simulate(
     arrives and need no compute, its blocks are cached when its prefill is done, least recently
     used evicted beyond the KV pool; ``cache_hit_rate`` is then the cached share of the prompt
     tokens.
+
+    A router policy that scores polled loads (:data:`pytest_pd.sim.routing.POLLED_POLICIES`)
+    reads each server's load every ``topology.poll_interval_s`` (model seconds), the first at a
+    phase drawn from ``seed``: a prefill its queue, a decode its running and waiting requests, KV
+    use and the tokens it emitted over the last ``topology.gen_window_s``. There the ``warmup``
+    requests ((prompt, output) lengths) go first, one after the other, and the run starts when
+    the last is done: what the router's last poll before the run saw may be one of them.
 
     ``turns`` > 1: requests form conversations of that many turns (request ``i`` is turn
     ``i % turns`` of conversation ``i // turns``); a conversation holds its place under
@@ -129,6 +138,9 @@ def simulate(
     rng = random.Random(seed)
     to_prefill = Router(len(prefills), topology.policies[0], rng)
     to_decode = Router(len(decodes), topology.policies[1], rng)
+    prefill_held = topology.policies[0] in POLLED_POLICIES  # the prefill's load ends with its prefill
+    poll_every, window = topology.poll_interval_s, topology.gen_window_s
+    pools = [kv_pool_tokens(params, s, context_length) for s in topology.decode]
     cap = n if concurrency is None else max(1, concurrency)
     queued: deque[_Req] = deque()  # due, waiting for a free slot
     in_flight = 0
@@ -142,9 +154,9 @@ def simulate(
 
     def send(r: _Req, t: float) -> None:
         r.send = t
-        p = r.prefill = to_prefill.pick()
-        r.decode = to_decode.pick()
-        cache = caches[p]
+        p = r.prefill = to_prefill.pick(r.input_len)
+        r.decode = to_decode.pick(r.input_len)
+        cache = caches[p] if r.idx >= 0 else None
         cached = cache.match(prefix_keys[r.idx], r.input_len) if cache is not None and prefix_keys else 0
         prefills[p].submit((r, p), r.input_len, cached)
         wake_prefill(p, t)
@@ -152,8 +164,15 @@ def simulate(
     def complete(r: _Req, t: float) -> None:
         nonlocal in_flight
         r.finish = t
-        to_prefill.done(r.prefill)
+        if not prefill_held:
+            to_prefill.done(r.prefill)
         to_decode.done(r.decode)
+        if r.idx < 0:  # a warm-up request: the next, or the run
+            if -r.idx < len(warm):
+                send(warm[-r.idx], t)
+            else:
+                start_run(t)
+            return
         if (r.idx + 1) % turns and r.idx + 1 < n:  # the conversation goes on in this place
             push(t + think_s, "turn", reqs[r.idx + 1])
             return
@@ -179,8 +198,10 @@ def simulate(
         batch = sched.next_batch(t)
         assert batch is not None
         for r, _ in batch.finished:
-            if caches[p] is not None:
+            if caches[p] is not None and r.idx >= 0:
                 push(batch.done_at, "prefilled", (p, r))
+            if prefill_held:
+                push(batch.done_at, "prefill_released", r)
             prefill_pp = decodes[r.decode].shape.prefill_pp
             push(batch.done_at + kv_transfer_time(params, r.input_len, prefill_pp), "kv_arrive", r)
         wake_prefill(p, t)
@@ -195,11 +216,37 @@ def simulate(
         d.active = True
         push(t + decode_step_time(params, batch, d.context / batch, d.shape.tp), "step_end", d)
 
-    for r in reqs[::turns]:  # a conversation's first turn (every request when single-turn)
-        push(r.arrival, "due", r)
+    def poll(t: float) -> None:
+        to_prefill.poll([Polled(waiting=len(s.queue)) for s in prefills])
+        loads = []
+        for d, pool in zip(decodes, pools, strict=True):
+            while d.emitted and d.emitted[0][0] < t - window:
+                d.emitted.popleft()
+            rate = sum(n for _, n in d.emitted) / window
+            loads.append(Polled(len(d.ends), len(d.waiting), d.context / pool, rate))
+        to_decode.poll(loads)
+
+    def start_run(t: float) -> None:
+        for r in reqs[::turns]:  # a conversation's first turn (every request when single-turn)
+            r.arrival += t
+            push(r.arrival, "due", r)
+
+    warm = [_Req(-1 - i, 0.0, a, b) for i, (a, b) in enumerate(warmup)] if topology.polled else []
+    if warm:
+        send(warm[0], 0.0)
+    else:
+        start_run(0.0)
+    if topology.polled:
+        push(rng.uniform(0.0, poll_every), "poll")
     while events:
         t, _, kind, data = heapq.heappop(events)
-        if kind == "due":
+        if kind == "poll":
+            poll(t)
+            if any(k != "poll" for *_, k, _d in events):
+                push(t + poll_every, "poll")
+        elif kind == "prefill_released":
+            to_prefill.done(data.prefill)
+        elif kind == "due":
             if in_flight < cap:
                 in_flight += 1
                 send(data, t)
@@ -225,6 +272,8 @@ def simulate(
             if not d.active:
                 start_step(d, t)
         elif kind == "step_end":
+            if topology.polled:
+                data.emitted.append((t, len(data.ends)))
             for r in data.step_done():
                 complete(r, t)
             start_step(data, t)

@@ -71,6 +71,8 @@ ITL_BUCKETS = (
     1.0,
     2.5,
 )
+GEN_THROUGHPUT_WINDOW_S = 5.0
+"""Wall seconds over which a server's ``gen_throughput`` gauge counts the tokens it emitted."""
 MS_BUCKETS = (1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0)
 SPEED_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0)
 MB_BUCKETS = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
@@ -218,7 +220,7 @@ class SimMetrics:
                 self.itl.observe(step_model_s)
         now = time.monotonic()
         self._steps.append((now, streaming + plain))
-        while self._steps and self._steps[0][0] < now - 5.0:
+        while self._steps and self._steps[0][0] < now - GEN_THROUGHPUT_WINDOW_S:
             self._steps.popleft()
 
     def kv_transfer(self, model_s: float, nbytes: float) -> None:
@@ -246,10 +248,10 @@ class SimMetrics:
         self._lazy[name].labels(*self._sched).inc()
 
     def gen_throughput(self) -> float:
-        """Tokens per (model) second over the last 5 s of wall time."""
+        """Tokens per (model) second over the last :data:`GEN_THROUGHPUT_WINDOW_S` of wall time."""
         now = time.monotonic()
-        recent = sum(n for t, n in self._steps if t >= now - 5.0)
-        return recent / self.model_seconds(5.0)
+        recent = sum(n for t, n in self._steps if t >= now - GEN_THROUGHPUT_WINDOW_S)
+        return recent / self.model_seconds(GEN_THROUGHPUT_WINDOW_S)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

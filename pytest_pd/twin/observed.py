@@ -14,6 +14,7 @@ import numpy as np
 from pytest_pd.cluster import routers
 from pytest_pd.cluster.flags import read_flags
 from pytest_pd.record import RunRecord
+from pytest_pd.sim.metrics import GEN_THROUGHPUT_WINDOW_S
 from pytest_pd.sim.model import ServerShape, SimParams
 from pytest_pd.sim.routing import Topology
 from pytest_pd.workload.spec import WorkloadError
@@ -67,10 +68,11 @@ def _shape(server: Mapping[str, Any], defaults: Mapping[str, Any]) -> ServerShap
     )
 
 
-def topology_of(spec: Mapping[str, Any]) -> Topology:
+def topology_of(spec: Mapping[str, Any], shared_prefixes: bool = False) -> Topology:
     """The servers of a cluster file (as a record keeps it) and what its router's policies do;
-    raises :class:`NotModelled` for a policy the model does not know for that router kind, and
-    for servers sharing CPU cores (:mod:`.contention`)."""
+    raises :class:`NotModelled` for a policy the model does not know for that router kind (or,
+    for prompts with ``shared_prefixes``, one that follows them), and for servers sharing CPU
+    cores (:mod:`.contention`)."""
     defaults = spec.get("server_defaults") or {}
     router = spec.get("router") or {}
     kind = routers.KINDS.get(str(router.get("kind") or "sglang-router"))
@@ -83,9 +85,15 @@ def topology_of(spec: Mapping[str, Any]) -> Topology:
         if key in named and named[key] is None:
             named[key] = str(value)
     policy = named["policy"] or kind.default_policy
+    extra = router.get("extra_args") or []
     modelled = []
     for name in (policy, named["prefill_policy"] or policy, named["decode_policy"] or policy):
-        model = kind.policy_model(name, router.get("extra_args") or [])
+        model = kind.policy_model(name, extra)
+        if shared_prefixes and name in kind.prefix_policies:
+            raise NotModelled(
+                f"{kind.name}'s --policy {name} follows the prompts' shared prefixes, which the "
+                "model does not route by (modelled for prompts sharing none)"
+            )
         if model is None:
             raise NotModelled(
                 f"{kind.name}'s --policy {name} is not modelled (modelled: {'; '.join(kind.modelled())})"
@@ -96,7 +104,17 @@ def topology_of(spec: Mapping[str, Any]) -> Topology:
         raise NotModelled(contention)
     prefill = tuple(_shape(s, defaults) for s in spec.get("prefill") or [])
     decode = tuple(_shape(s, defaults) for s in spec.get("decode") or [])
-    return Topology(prefill, decode, modelled[0], modelled[1], modelled[2])
+    # a simulated cluster's model runs `speedup` times faster than the router's wall clock
+    scale = float((spec.get("sim") or {}).get("speedup") or 1.0)
+    return Topology(
+        prefill,
+        decode,
+        modelled[0],
+        modelled[1],
+        modelled[2],
+        poll_interval_s=kind.poll_interval_s(extra) * scale,
+        gen_window_s=GEN_THROUGHPUT_WINDOW_S * scale,
+    )
 
 
 def observe(record: RunRecord) -> Observed:
@@ -107,14 +125,6 @@ def observe(record: RunRecord) -> Observed:
     if not record.cluster.spec:
         raise NotModelled(f"{label}: the record keeps no cluster file (written by an older version?)")
     w = record.workload
-    try:
-        topology = topology_of(record.cluster.spec)
-    except NotModelled as exc:
-        raise NotModelled(f"{label}: {exc}") from None
-    except (TypeError, ValueError) as exc:
-        raise NotModelled(
-            f"{label}: its cluster file has no prefill/decode servers to model ({exc})"
-        ) from exc
     lens = _request_lengths(record)
     if w.turns > 1 and lens is not None and len(lens[0]) != w.num_requests:
         sent = f"{len(lens[0])} of {w.num_requests} requests sent"
@@ -125,6 +135,14 @@ def observe(record: RunRecord) -> Observed:
         requests = workload_requests(w, lens)
     except WorkloadError as exc:
         raise NotModelled(f"{label}: its requests cannot be rebuilt: {exc}") from None
+    try:
+        topology = topology_of(record.cluster.spec, requests.prefix_keys is not None)
+    except NotModelled as exc:
+        raise NotModelled(f"{label}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise NotModelled(
+            f"{label}: its cluster file has no prefill/decode servers to model ({exc})"
+        ) from exc
     measured = {k: float(record.metrics[k]) for k in STATS if _finite(record.metrics.get(k))}
     if requests.prefix_keys is not None and _finite(record.metrics.get(HIT_RATE)):
         measured[HIT_RATE] = float(record.metrics[HIT_RATE])

@@ -17,7 +17,7 @@ from pytest_pd.sim.routing import Topology
 from pytest_pd.workload.conversation import turn_lengths
 from pytest_pd.workload.lengths import draw_lengths
 from pytest_pd.workload.runner import arrival_offsets
-from pytest_pd.workload.spec import Workload
+from pytest_pd.workload.spec import WARMUP_OUTPUT_LEN, Workload
 from pytest_pd.workload.trace import trace_rows
 
 from .prefixes import workload_keys
@@ -35,6 +35,8 @@ class Requests:
     """The prompts as the prefix cache sees them (:mod:`.prefixes`); None: they share nothing."""
     turns: int = 1
     think_s: float = 0.0
+    warmup: tuple[tuple[int, int], ...] = ()
+    """The warm-up requests sent before the run, (prompt, output) lengths."""
 
     def simulate(self, params: SimParams, topology: Topology, seed: int = 0) -> dict[str, Any]:
         """One run of these requests on the model (:func:`pytest_pd.sim.closed_loop.simulate`)."""
@@ -49,6 +51,7 @@ class Requests:
             prefix_keys=self.prefix_keys,
             turns=self.turns,
             think_s=self.think_s,
+            warmup=self.warmup,
         )
 
 
@@ -81,4 +84,5 @@ def workload_requests(
         None if keys is None else tuple(tuple(k) for k in keys),
         workload.turns,
         float(workload.think_time_s),
+        tuple((ins[i % len(ins)], WARMUP_OUTPUT_LEN) for i in range(workload.warmup_requests)) if ins else (),
     )

@@ -13,8 +13,9 @@ requests); outside the range they went by at most +5.3 % (TTFT), +3.1 % (TPOT) a
 range's edge. A least-load model (the earlier one) is 6.3 % above the 20 runs' mean throughput,
 the draws' mean 1.1 %.
 
-And smg 1.13's power_of_two weighing its own in-flight counts, which the model runs as least-load:
-its run must come within ``SMG_BOUND`` of the prediction."""
+And smg 1.13's power_of_two weighing its own in-flight counts, which the model runs as least-load,
+and its default policy on the loads it polls: each run must come within ``SMG_BOUND`` and
+``SMG_DEFAULT_BOUND`` of the prediction."""
 
 from __future__ import annotations
 
@@ -83,18 +84,46 @@ def test_the_routers_default_policy_is_predicted_as_the_range_of_its_draws(tmp_p
 SMG_BOUND = {"mean_ttft_ms": 0.15, "mean_tpot_ms": 0.06, "output_throughput": 0.09}
 
 
-def test_smgs_power_of_two_on_in_flight_counts_is_predicted_as_least_load(tmp_path):
+def _behind_smg(tmp_path, policy: str | None, args: list[str]) -> Predicted:
+    """The 2P2D run behind smg (``policy`` None: its default), with the model's prediction."""
     prefill, decode, prefill_pp, workload, _ = TOPOLOGIES["twin-2p2d"]
-    metric = ["--power-of-two-load-metric", "least_requests"]
-    write_cluster(tmp_path, "twin-2p2d", prefill, decode, prefill_pp, 10, "power_of_two", "smg", metric)
+    args = [*args, "--shutdown-grace-period-secs", "1"]  # smg's SIGTERM drain holds teardown ~5 s
+    write_cluster(tmp_path, "twin-2p2d", prefill, decode, prefill_pp, 10, policy, "smg", args)
     measurer = Measurer(tmp_path, tmp_path / "runs", None, say=lambda _: None)
     try:
         run = observe(measurer.measure(measurer.spec("twin-2p2d"), workload))
     finally:
         measurer.close()
-    assert run.topology.policies == ("least_load", "least_load")
-    got = Predicted(run, *predict_spread(dataclasses.replace(SimParams(), **HIDDEN), run))
-    errors = {stat: round(got.error(stat), 4) for stat in SMG_BOUND}
-    assert all(abs(errors[stat]) <= bound for stat, bound in SMG_BOUND.items()), (
-        f"measured against predicted (measured / predicted - 1): {errors}; bounds {SMG_BOUND}"
+    return Predicted(run, *predict_spread(dataclasses.replace(SimParams(), **HIDDEN), run))
+
+
+def _assert_within(got: Predicted, bounds: dict[str, float]) -> None:
+    errors = {stat: round(got.error(stat), 4) for stat in bounds}
+    assert all(abs(errors[stat]) <= bound for stat, bound in bounds.items()), (
+        f"measured against predicted (measured / the draws' mean - 1): {errors}; bounds {bounds}"
     )
+
+
+def test_smgs_power_of_two_on_in_flight_counts_is_predicted_as_least_load(tmp_path):
+    got = _behind_smg(tmp_path, "power_of_two", ["--power-of-two-load-metric", "least_requests"])
+    assert got.run.topology.policies == ("least_load", "least_load")
+    _assert_within(got, SMG_BOUND)
+
+
+# smg 1.13's default policy, cache_aware, on prompts sharing no prefix: the least expected wait
+# on the loads it polls (the model's expected_wait), as 32 draws of the poll's phase. 40 runs of
+# this experiment here (benchmarks/twin_policies.py --router smg --policies default --topologies
+# 2p2d --runs 20, twice: idle, and with one of the two cores kept busy), measured against the
+# draws' mean: TTFT 0.0 % on average (sd 1.7 %, -3.2 to +2.8 %) idle, -0.5 % (sd 2.1 %, -3.3 to
+# +4.3 %) loaded; TPOT -3.0 % (sd 0.4 % and 0.2 %); throughput +2.1 % and +2.0 % (sd 0.6 % and
+# 0.4 %). TTFT's bound is the worst mean plus 3.3 standard deviations (7.4 %); TPOT's and
+# throughput's (4.3 % and 4.1 % so) are those of the tests above, for what a loaded machine does
+# to the simulated steps (6-7 % once in CI).
+SMG_DEFAULT_BOUND = {"mean_ttft_ms": 0.08, "mean_tpot_ms": 0.06, "output_throughput": 0.09}
+
+
+def test_smgs_default_policy_is_predicted_from_the_loads_it_polls(tmp_path):
+    got = _behind_smg(tmp_path, None, [])
+    assert got.run.topology.policies == ("expected_wait", "expected_wait")
+    assert got.run.topology.poll_interval_s == 100.0  # smg's 10 s at speedup 10
+    _assert_within(got, SMG_DEFAULT_BOUND)

@@ -12,7 +12,7 @@ import yaml
 from pytest_pd.cli import main as cli_main
 from pytest_pd.cluster import routers
 from pytest_pd.cluster.commands import launch_plan, render_commands
-from pytest_pd.cluster.router_workers import check_workers
+from pytest_pd.cluster.router_workers import check_loads, check_workers
 from pytest_pd.cluster.spec_file import load_cluster, parse_cluster
 from pytest_pd.errors import ClusterFileError
 
@@ -161,3 +161,32 @@ def test_unreadable_worker_list(payload, needle):
     view = check_workers(payload, EXPECTED)
     assert not view.ok
     assert view.text.startswith("router's worker list could not be read (") and needle in view.text
+
+
+def test_a_router_routing_by_polled_loads_must_have_polled_every_worker():
+    # smg's /loads: one row per worker whose load it has polled
+    row = lambda url: {"worker": url, "worker_type": "decode", "num_running_reqs": 0}  # noqa: E731
+    assert check_loads({"loads": [row(P), row(D + "/")]}, EXPECTED).text == (
+        "router has polled the load of 2 of 2 workers"
+    )
+    partial = check_loads({"loads": [row(P)]}, [*EXPECTED, ("decode", D2)])
+    assert not partial.ok and partial.text == (
+        "router has polled the load of 1 of 3 workers: not yet "
+        "http://127.0.0.1:31001 (decode), http://127.0.0.1:31002 (decode)"
+    )
+    unread = check_loads({"error": "HTTP 404"}, EXPECTED)
+    assert not unread.ok and unread.text == "router's polled loads could not be read (HTTP 404)"
+
+
+def test_bring_up_waits_for_smgs_polled_loads_unless_it_polls_none(tmp_path):
+    def router_command(kind: str, extra: list[str]):
+        path = with_kind("sim-pp2", kind, tmp_path)
+        data = yaml.safe_load(path.read_text())
+        data["router"]["extra_args"] = [*data["router"].get("extra_args", []), *extra]
+        path.write_text(yaml.safe_dump(data))
+        return next(c for c in launch_plan(load_cluster(str(path), tmp_path)) if c.role == "router")
+
+    smg = router_command("smg", ["--load-monitor-interval", "3"])
+    assert smg.loads_url and smg.loads_url.endswith("/loads") and smg.loads_wait_s == 5.0
+    assert router_command("smg", ["--disable-load-monitoring"]).loads_url is None
+    assert router_command("sglang-router", []).loads_url is None

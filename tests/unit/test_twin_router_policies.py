@@ -38,21 +38,35 @@ def test_a_flag_that_chooses_what_a_policy_weighs_chooses_its_model():
     assert _policies({**smg, "extra_args": [f"{metric}=least_requests"]}) == ("least_load",) * 2
     mixed = {**smg, "prefill_policy": "round_robin", "extra_args": [metric, "requests"]}
     assert _policies(mixed) == ("round_robin", "power_of_two")
+    # its default metric: the expected wait, on loads it polls, of the two drawn
+    assert _policies(smg) == ("power_of_two_expected_wait",) * 2
+
+
+def test_smgs_default_policy_is_its_expected_wait_for_prompts_sharing_nothing():
+    # cache_aware on a miss (every prompt sharing no prefix) scores every worker's expected wait
+    assert _policies({"kind": "smg"}) == ("expected_wait",) * 2
+    # with shared prefixes its prefix trees choose: said, not guessed
+    with pytest.raises(NotModelled, match="cache_aware follows the prompts' shared prefixes"):
+        topology_of({**SERVERS, "router": {"kind": "smg"}}, shared_prefixes=True)
+    assert topology_of({**SERVERS, "router": {"kind": "smg", "policy": "random"}}, shared_prefixes=True)
+
+
+def test_the_routers_poll_interval_is_model_time():
+    # a simulated cluster's model runs `speedup` times the router's wall clock
+    smg = {"kind": "smg", "extra_args": ["--load-monitor-interval", "4"]}
+    topology = topology_of({**SERVERS, "router": smg, "sim": {"speedup": 10}})
+    assert (topology.poll_interval_s, topology.gen_window_s) == (40.0, 50.0)
+    assert topology_of({**SERVERS, "router": {"kind": "smg"}}).poll_interval_s == 10.0
 
 
 @pytest.mark.parametrize(
     ("router", "message"),
     [
         ({"kind": "vllm-router"}, "vllm-router's --policy cache_aware is not modelled"),
-        ({"kind": "smg", "policy": "power_of_two"}, "smg's --policy power_of_two is not modelled"),
-        ({"kind": "smg"}, "smg's --policy cache_aware is not modelled"),  # its default
-        # its default load metric: expected wait on loads polled every 10 s
+        ({"kind": "smg", "policy": "prefix_hash"}, "smg's --policy prefix_hash is not modelled"),
+        # a load metric it does not know
         (
-            {
-                "kind": "smg",
-                "policy": "power_of_two",
-                "extra_args": ["--power-of-two-load-metric", "expected_wait"],
-            },
+            {"kind": "smg", "policy": "power_of_two", "extra_args": ["--power-of-two-load-metric", "kv"]},
             r"power_of_two is not modelled \(modelled: .*power_of_two with --power-of-two-load-metric requests",
         ),
     ],
