@@ -83,7 +83,7 @@ def launch_plan(spec: ClusterSpec, *, local_python: str = "python") -> list[Laun
                     )
                 )
     kind = routers.kind(spec.router.kind)
-    loads = kind.loads_path if kind.polls_loads(spec.router.extra_args) else None
+    loads = kind.loads_path(spec.router.extra_args)
     plan.append(
         LaunchCommand(
             name="router",

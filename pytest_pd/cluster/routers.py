@@ -109,6 +109,17 @@ class PolicyFlag:
 
 
 @dataclass(frozen=True)
+class LoadPolling:
+    """How a router polls its workers' loads: where it lists what it last polled, the flag that
+    sets the interval and its default (seconds), and the flag that turns polling off."""
+
+    path: str = "/loads"
+    interval_flag: str = "--load-monitor-interval"
+    interval_s: float = 10.0
+    off_flag: str = "--disable-load-monitoring"
+
+
+@dataclass(frozen=True)
 class RouterKind:
     name: str  # the cluster file's ``router.kind``
     package: str  # the PyPI distribution that provides it (pinned in pyproject.toml)
@@ -156,12 +167,8 @@ class RouterKind:
     # policies whose choice follows the prompts' shared prefixes, modelled only for prompts
     # sharing none
     prefix_policies: frozenset[str] = frozenset()
-    # the flag setting how often the router polls its workers' loads (seconds), and its default
-    load_poll: tuple[str, float] = ("--load-monitor-interval", 10.0)
-    # where the router lists the loads it last polled (None: it keeps none worth waiting for);
-    # bring-up waits until it lists every worker, unless ``no_poll_flag`` is given
-    loads_path: str | None = None
-    no_poll_flag: str = "--disable-load-monitoring"
+    # how it polls its workers' loads, if it keeps them (None: it keeps none worth waiting for)
+    load_polling: LoadPolling | None = None
     # the flags a pod rewrites: "bind" (addresses it listens on), "worker_url" (a worker's URL)
     pod_flags: Mapping[str, tuple[str, ...]] = field(
         default_factory=lambda: {
@@ -182,18 +189,21 @@ class RouterKind:
         given = [value for name, value in read_flags(extra_args, {chooser.flag}) if name and value]
         return chooser.models.get(given[-1] if given else chooser.default)
 
-    def polls_loads(self, extra_args: Sequence[str]) -> bool:
-        """Whether bring-up should wait for the router to have polled every worker's load."""
-        return self.loads_path is not None and self.no_poll_flag not in extra_args
+    def loads_path(self, extra_args: Sequence[str]) -> str | None:
+        """Where the router lists the loads it polled, for bring-up to wait until it lists every
+        worker; None when it polls none (so run)."""
+        polling = self.load_polling
+        return None if polling is None or polling.off_flag in extra_args else polling.path
 
     def poll_interval_s(self, extra_args: Sequence[str]) -> float:
-        """Seconds between the router's polls of its workers' loads, as ``extra_args`` set them."""
-        flag, default = self.load_poll
-        given = [value for name, value in read_flags(extra_args, {flag}) if name and value]
+        """Seconds between the router's polls of its workers' loads, as ``extra_args`` set them
+        (what the model's polled policies read)."""
+        polling = self.load_polling or LoadPolling()
+        given = [value for name, value in read_flags(extra_args, {polling.interval_flag}) if name and value]
         try:
-            return float(given[-1]) if given else default
+            return float(given[-1]) if given else polling.interval_s
         except ValueError:
-            return default
+            return polling.interval_s
 
     def modelled(self) -> list[str]:
         """The policies modelled, as a user would name them (for "not modelled" messages)."""
@@ -221,7 +231,7 @@ KINDS: dict[str, RouterKind] = {
         # (before its first poll of one, smg piles requests on the others)
         modelled_policies={"round_robin": "round_robin", "random": "random", "cache_aware": "expected_wait"},
         prefix_policies=frozenset({"cache_aware"}),
-        loads_path="/loads",
+        load_polling=LoadPolling(),
         # power_of_two: "requests" keeps the fewer of the router's own in-flight counts of two
         # drawn at random, "least_requests" the fewest of all (ties to the least expected wait),
         # "expected_wait" (the default) the lesser expected wait of two. Measured behind smg
