@@ -5,6 +5,7 @@ combination of a prefill shape (TP x PP, chunked-prefill size) repeated x times 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 from .model import ServerShape
 from .routing import Topology
@@ -57,10 +58,11 @@ def candidate_topologies(
     tp_sizes: Sequence[int] = TP_SIZES,
     pp_sizes: Sequence[int] = PP_SIZES,
     chunk_sizes: Sequence[int] = CHUNK_SIZES,
-    policies: tuple[str, str] = ("round_robin", "round_robin"),
+    routing: Topology | None = None,
 ) -> Iterator[Topology]:
     """Every xPyD topology that fits: prefill servers of one shape, decode servers of one shape
-    (each decode told its prefills' PP size), in a fixed order (fewer GPUs first)."""
+    (each decode told its prefills' PP size), in a fixed order (fewer GPUs first), each routed as
+    ``routing`` is (its policies and polling; default: round robin)."""
     budget = nodes * gpus_per_node
     prefill_shapes = [
         ServerShape(tp=tp, pp=pp, chunked_prefill_size=chunk)
@@ -77,8 +79,8 @@ def candidate_topologies(
             for x in range(1, budget // size_p + 1):
                 for y in range(1, (budget - x * size_p) // tp_d + 1):
                     if fits([size_p] * x + [tp_d] * y, nodes, gpus_per_node):
-                        pre_p, dec_p = policies
-                        t = Topology((pre,) * x, (dec,) * y, prefill_policy=pre_p, decode_policy=dec_p)
+                        pres, decs = (pre,) * x, (dec,) * y
+                        t = replace(routing, prefill=pres, decode=decs) if routing else Topology(pres, decs)
                         found.append((x * size_p + y * tp_d, t))
     found.sort(key=lambda item: item[0])
     yield from (t for _, t in found)

@@ -59,6 +59,11 @@ def trace_keys(workload: Workload) -> list[list[int]]:
     return [prompt_keys(row, i, size) for i, row in enumerate(trace_rows(workload))]
 
 
+def shares_prefixes(workload: Workload) -> bool:
+    """Whether the workload's prompts share prefixes: a trace's, prefix groups', conversations'."""
+    return bool(workload.trace_path) or bool(workload.prefix_groups) or workload.turns > 1
+
+
 def workload_keys(workload: Workload, input_lens: Sequence[int]) -> list[list[int]] | None:
     """Every request's keys when the workload's prompts share prefixes, None when they share
     nothing. ``input_lens``: each request's whole prompt length (a later turn's with the
@@ -67,7 +72,7 @@ def workload_keys(workload: Workload, input_lens: Sequence[int]) -> list[list[in
     previous turn's prompt (its whole blocks), then the answer and new tokens of its own."""
     if workload.trace_path:
         return trace_keys(workload)
-    if not workload.prefix_groups and workload.turns == 1:
+    if not shares_prefixes(workload):
         return None
     keys: list[list[int]] = []
     for i, n in enumerate(input_lens):

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from pytest_pd.cluster.spec_file import load_cluster
-from tests.helpers import pd_cli
+from tests.helpers import pd_cli, sim_cluster_copy
 
 
 def test_plan_ranks_candidates_and_writes_runnable_cluster_files(tmp_path: Path):
@@ -85,3 +85,12 @@ def test_plan_takes_a_trace_as_its_workload(tmp_path: Path):
     assert 0 < prediction["predicted"]["mean_ttft_ms"] < 10_000  # half the prompt tokens cached
     done = pd_cli(*args, "--trace-requests", "5000", "-o", str(tmp_path / "q"))
     assert done.returncode == 2 and "--trace-requests 5000: the trace" in done.stderr, done.stderr
+    # behind smg's cache_aware, which follows the shared prefixes, the model declines to plan
+    smg = sim_cluster_copy("sim-pp2", tmp_path / "clusters")
+    data = yaml.safe_load(smg.read_text())
+    data["router"]["kind"] = "smg"
+    data.pop("baseline")
+    smg.write_text(yaml.safe_dump(data))
+    done = pd_cli("plan", "--template", str(smg), "--trace", str(trace), "-o", str(tmp_path / "r"))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "smg's --policy cache_aware follows the prompts' shared prefixes" in done.stderr, done.stderr

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from pytest_pd.sim.candidates import candidate_topologies, describe, fits, gpu_count
+from pytest_pd.sim.model import ServerShape
+from pytest_pd.sim.routing import Topology
 
 
 def test_servers_pack_onto_nodes_without_spanning_them():
@@ -27,3 +29,11 @@ def test_every_candidate_fits_and_the_seed_topologies_are_among_them():
     gpus = [gpu_count(t) for t in found]
     assert gpus == sorted(gpus)
     assert describe(found[-1]).count("P ") == 1 and "D TP" in describe(found[-1])
+
+
+def test_each_candidate_is_routed_as_the_template_is():
+    shape = ServerShape(tp=8)
+    routing = Topology((shape,), (shape,), "expected_wait", poll_interval_s=4.0)
+    found = list(candidate_topologies(1, 8, routing=routing))
+    assert found and all(t.policies == ("expected_wait",) * 2 and t.poll_interval_s == 4.0 for t in found)
+    assert {t.policies for t in candidate_topologies(1, 8)} == {("round_robin", "round_robin")}
