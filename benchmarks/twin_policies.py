@@ -8,7 +8,8 @@ range.
 
     python benchmarks/twin_policies.py [--policies round_robin random power_of_two default]
                                        [--topologies 2p2d 3p1d 1p3d] [--router sglang-router]
-                                       [--shared-prefix GROUPS TOKENS] [--router-arg=ARG ...] [--runs N]
+                                       [--shared-prefix GROUPS TOKENS | --trace N] [--stats STAT ...]
+                                       [--router-arg=ARG ...] [--runs N]
                                        [--model-as least_load]
 """
 
@@ -29,10 +30,12 @@ from pytest_pd.measure import Measurer  # noqa: E402
 from pytest_pd.sim.model import SimParams  # noqa: E402
 from pytest_pd.sim.routing import POLICIES  # noqa: E402
 from pytest_pd.twin.observed import NotModelled, observe, predict_spread  # noqa: E402
+from pytest_pd.workload.spec import Workload  # noqa: E402
 from tests.helpers.twin_truth import DOUBLE, HIDDEN, SEED, STATS, Predicted, write_cluster  # noqa: E402
 
 PRE = {"tp": 4, "chunked_prefill_size": 16384}
 DEC = {"tp": 4}
+TRACE = Path(__file__).resolve().parents[1] / "suites" / "traces" / "synthetic-1000.jsonl"
 TOPOLOGIES = {  # name: (prefill servers, decode servers, workload)
     "2p2d": ([PRE] * 2, [DEC] * 2, DOUBLE),
     "3p1d": ([PRE] * 3, [DEC], SEED),
@@ -54,6 +57,15 @@ def main() -> int:
         help="prompts in GROUPS groups sharing their first TOKENS tokens",
     )
     ap.add_argument(
+        "--trace",
+        type=int,
+        metavar="N",
+        help="replay the shipped synthetic trace's first N rows instead (prompts sharing prefixes)",
+    )
+    ap.add_argument(
+        "--stats", nargs="+", default=list(STATS), help=f"what to compare (default: {' '.join(STATS)})"
+    )
+    ap.add_argument(
         "--router-arg", action="append", default=[], help="one more argument for the router (repeatable)"
     )
     ap.add_argument("--runs", type=int, default=1, help="measure each run N times; then a summary")
@@ -65,7 +77,7 @@ def main() -> int:
     args = ap.parse_args()
     params = dataclasses.replace(SimParams(), **HIDDEN)
     print(f"router {args.router}, hidden parameters {HIDDEN}, speedup {args.speedup:g}")
-    print(f"{'run':<28}" + "".join(f"{s:>44}" for s in STATS))
+    print(f"{'run':<28}" + "".join(f"{s:>44}" for s in args.stats))
     worst = 0.0
     seen: dict[str, list[Predicted]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,6 +87,8 @@ def main() -> int:
             if args.shared_prefix:
                 groups, tokens = args.shared_prefix
                 workload = dataclasses.replace(workload, prefix_groups=groups, prefix_len=tokens)
+            if args.trace:
+                workload = Workload(trace_path=str(TRACE), num_requests=args.trace, concurrency=512)
             for policy in args.policies:
                 name = f"{topo}-{policy}".replace("_", "-")
                 for _ in range(args.runs):
@@ -82,12 +96,12 @@ def main() -> int:
                     if got is None:
                         break
                     seen.setdefault(name, []).append(got)
-                    worst = max(worst, *(abs(got.error(s)) for s in STATS))
-                    print(f"{name:<28}" + "".join(f"{_cell(got, s):>44}" for s in STATS), flush=True)
+                    worst = max(worst, *(abs(got.error(s)) for s in args.stats))
+                    print(f"{name:<28}" + "".join(f"{_cell(got, s):>44}" for s in args.stats), flush=True)
     if args.runs > 1:
         print("\nper run, measured against the model's mean (and beyond the draws' range):")
         for name, runs in seen.items():
-            for s in STATS:
+            for s in args.stats:
                 beyond = max(abs(100 * g.outside(s)) for g in runs)
                 spread = error_spread([g.error(s) for g in runs])
                 print(f"{name:<20}{s:<20}{spread}  beyond the range at most {beyond:.1f} %")

@@ -164,9 +164,6 @@ class RouterKind:
     default_policy: str = "cache_aware"
     # policies whose behaviour a flag chooses (checked before ``modelled_policies``)
     policy_flags: Mapping[str, PolicyFlag] = field(default_factory=dict)
-    # policies whose choice follows the prompts' shared prefixes, modelled only for prompts
-    # sharing none
-    prefix_policies: frozenset[str] = frozenset()
     # how it polls its workers' loads, if it keeps them (None: it keeps none worth waiting for)
     load_polling: LoadPolling | None = None
     # the flags a pod rewrites: "bind" (addresses it listens on), "worker_url" (a worker's URL)
@@ -221,16 +218,21 @@ KINDS: dict[str, RouterKind] = {
         "smg",
         package="smg",
         module="smg.launch_router",
-        # 1.13's cache_aware: a prefix tree per side (16-token pages for input_ids, characters
-        # for text), a hit above 0.3 of the prompt wins; on a miss (every prompt sharing nothing)
-        # the least expected wait (sim/routing.py's expected_wait, from its least_load.rs): each
-        # worker's load as polled from its /metrics every --load-monitor-interval seconds (not
-        # stopped by --disable-load-monitoring for a policy that needs loads), plus the prompt
-        # tokens sent to it since. Measured behind smg (2P2D, 3P1D, 1P3D): within 9.9 % (TTFT;
-        # TPOT and throughput within 3.6 %), once bring-up waits for /loads to list every worker
-        # (before its first poll of one, smg piles requests on the others)
-        modelled_policies={"round_robin": "round_robin", "random": "random", "cache_aware": "expected_wait"},
-        prefix_policies=frozenset({"cache_aware"}),
+        # 1.13's cache_aware (sim/routing.py's prefix_expected_wait, from its cache_aware.rs and
+        # kv_index's token_tree.rs): a prefix tree per side (16-token pages for input_ids), a
+        # match over --cache-threshold of the prompt goes to the least expected wait among the
+        # workers holding it unless they are over the pressure gate; otherwise (every prompt
+        # sharing nothing) the least expected wait of all (its least_load.rs): each worker's load
+        # as polled from its /metrics every --load-monitor-interval seconds (not stopped by
+        # --disable-load-monitoring for a policy that needs loads), plus the prompt tokens sent to
+        # it since. Measured behind smg (2P2D, 3P1D, 1P3D): within 9.9 % (TTFT; TPOT and
+        # throughput within 3.6 %), once bring-up waits for /loads to list every worker (before
+        # its first poll of one, smg piles requests on the others)
+        modelled_policies={
+            "round_robin": "round_robin",
+            "random": "random",
+            "cache_aware": "prefix_expected_wait",
+        },
         load_polling=LoadPolling(),
         # power_of_two: "requests" keeps the fewer of the router's own in-flight counts of two
         # drawn at random, "least_requests" the fewest of all (ties to the least expected wait),

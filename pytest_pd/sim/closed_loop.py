@@ -113,8 +113,10 @@ def simulate(
     reads each server's load every ``topology.poll_interval_s`` (model seconds), the first at a
     phase drawn from ``seed``: a prefill its queue, a decode its running and waiting requests, KV
     use and the tokens it emitted over the last ``topology.gen_window_s``. There the ``warmup``
-    requests ((prompt, output) lengths) go first, one after the other, and the run starts when
-    the last is done: what the router's last poll before the run saw may be one of them.
+    requests ((prompt, output) lengths; warm-up ``i`` sends the run's prompt ``i % n``) go first,
+    one after the other, and the run starts when the last is done: what the router's last poll
+    before the run saw may be one of them, and its prefix trees hold their prompts (the servers'
+    prefix caches do not: they are flushed after the warm-up).
 
     ``turns`` > 1: requests form conversations of that many turns (request ``i`` is turn
     ``i % turns`` of conversation ``i // turns``); a conversation holds its place under
@@ -136,8 +138,8 @@ def simulate(
     prefill_wake = [False] * len(prefills)
     decodes = [_Decode(s, max_running(params, s)) for s in topology.decode]
     rng = random.Random(seed)
-    to_prefill = Router(len(prefills), topology.policies[0], rng)
-    to_decode = Router(len(decodes), topology.policies[1], rng)
+    to_prefill = Router(len(prefills), topology.policies[0], rng, topology.thresholds)
+    to_decode = Router(len(decodes), topology.policies[1], rng, topology.thresholds)
     prefill_held = topology.policies[0] in POLLED_POLICIES  # the prefill's load ends with its prefill
     poll_every, window = topology.poll_interval_s, topology.gen_window_s
     pools = [kv_pool_tokens(params, s, context_length) for s in topology.decode]
@@ -152,12 +154,19 @@ def simulate(
         heapq.heappush(events, (t, seq, kind, data))
         seq += 1
 
+    def keys_of(r: _Req) -> Sequence[int]:
+        """The prompt's block keys (a warm-up request sends the run's prompt ``i % n``)."""
+        if prefix_keys is None:
+            return ()
+        return prefix_keys[r.idx if r.idx >= 0 else (-1 - r.idx) % n]
+
     def send(r: _Req, t: float) -> None:
         r.send = t
-        p = r.prefill = to_prefill.pick(r.input_len)
-        r.decode = to_decode.pick(r.input_len)
-        cache = caches[p] if r.idx >= 0 else None
-        cached = cache.match(prefix_keys[r.idx], r.input_len) if cache is not None and prefix_keys else 0
+        keys = keys_of(r)
+        p = r.prefill = to_prefill.pick(r.input_len, keys)
+        r.decode = to_decode.pick(r.input_len, keys)
+        cache = caches[p] if r.idx >= 0 else None  # the caches are flushed after the warm-up
+        cached = cache.match(keys, r.input_len) if cache is not None else 0
         prefills[p].submit((r, p), r.input_len, cached)
         wake_prefill(p, t)
 
@@ -256,7 +265,7 @@ def simulate(
             send(data, t)
         elif kind == "prefilled":  # its blocks are cached once its prefill is done
             p, r = data
-            cast(PrefixCache, caches[p]).insert(cast(Sequence[Sequence[int]], prefix_keys)[r.idx])
+            cast(PrefixCache, caches[p]).insert(keys_of(r))
         elif kind == "prefill_wake":
             prefill_wake[data] = False
             run_prefill(data, t)

@@ -4,10 +4,13 @@ topology it routes over."""
 
 from __future__ import annotations
 
+import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pytest_pd.sim.model import ServerShape
+from pytest_pd.sim.prefix_cache import BLOCK
 
 POLICIES = (
     "round_robin",
@@ -17,6 +20,7 @@ POLICIES = (
     "random_unless_imbalanced",
     "expected_wait",
     "power_of_two_expected_wait",
+    "prefix_expected_wait",
 )
 """How the modelled router picks a prefill and a decode server for each request. Load is the
 router's own count of each server's requests in flight, from dispatch to completion.
@@ -26,22 +30,49 @@ router's own count of each server's requests in flight, from dispatch to complet
 - ``random``: uniformly.
 - ``power_of_two``: two distinct servers drawn at random, the less loaded (the first on a tie).
 - ``random_unless_imbalanced``: sglang-router 0.3.2's ``cache_aware`` in PD mode (its prefix
-  trees are never filled there): the least loaded when the loads are imbalanced (max - min >
-  ``BALANCE_ABS`` and max > ``BALANCE_REL`` x min), else random.
+  trees are never filled there): the least loaded when the loads are imbalanced
+  (:meth:`Thresholds.imbalanced`), else random.
 - ``expected_wait``: smg's score over every server (its ``cache_aware`` on a prompt matching no
   server's prefix tree), the least *expected wait* as smg reckons it from each server's load
   polled every ``poll_interval_s`` (:class:`Polled`, :func:`expected_wait`); ties at random.
 - ``power_of_two_expected_wait``: two distinct servers drawn at random, scored so (smg's
-  ``power_of_two`` with its default ``--power-of-two-load-metric expected_wait``)."""
+  ``power_of_two`` with its default ``--power-of-two-load-metric expected_wait``).
+- ``prefix_expected_wait``: smg's ``cache_aware`` (its token tree, one per side): when the
+  longest prefix of the prompt that an earlier one sent to this side holds, in whole
+  :data:`~pytest_pd.sim.prefix_cache.BLOCK`-token pages, is more than ``cache_threshold`` of the
+  prompt, the least expected wait among the servers that earlier prompt went to, unless one is
+  over the pressure gate (:meth:`Thresholds.gated`); otherwise (and for prompts sharing
+  nothing) as ``expected_wait``. Every prompt is then recorded for the server chosen."""
 
-POLLED_POLICIES = frozenset({"expected_wait", "power_of_two_expected_wait"})
+POLLED_POLICIES = frozenset({"expected_wait", "power_of_two_expected_wait", "prefix_expected_wait"})
 """Policies that score the servers' loads as last polled: the poll's phase against the run's
 start is a random draw, and the router's own load of a prefill ends with its prefill (smg holds
 it for the prefill phase only)."""
 RANDOM_POLICIES = frozenset({"random", "power_of_two", "random_unless_imbalanced"}) | POLLED_POLICIES
-BALANCE_ABS = 64
-BALANCE_REL = 1.5
-"""The routers' defaults for ``--balance-abs-threshold`` and ``--balance-rel-threshold``."""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The router's ``--cache-threshold``, ``--balance-abs-threshold`` and
+    ``--balance-rel-threshold`` (the defaults are both routers')."""
+
+    cache: float = 0.3
+    balance_abs: int = 64
+    balance_rel: float = 1.5
+
+    def imbalanced(self, loads: list[int]) -> bool:
+        """sglang-router's test of a side's in-flight counts: max - min over the absolute and
+        max over the relative threshold times min."""
+        lo, hi = min(loads), max(loads)
+        return hi - lo > self.balance_abs and hi > self.balance_rel * lo
+
+    def gated(self, load: int, mean: float) -> bool:
+        """smg 1.13's pressure gate on a prefix holder with ``load`` in flight, the side's mean
+        ``mean``: over the relative threshold times the mean and over the mean by the absolute
+        margin (the absolute threshold, capped at 2 sqrt(mean) rounded up, at least 4)."""
+        margin = min(float(self.balance_abs), max(math.ceil(2.0 * math.sqrt(mean)), 4.0))
+        return load > mean * self.balance_rel and load > mean + margin
+
 
 MEAN_PREFILL_TOKENS = 1024
 DEFAULT_THROUGHPUT = 2000.0
@@ -92,6 +123,7 @@ class Topology:
     # server reports its generation throughput (the simulated server: 5 s of wall time)
     poll_interval_s: float = 10.0
     gen_window_s: float = 5.0
+    thresholds: Thresholds = Thresholds()
 
     def __post_init__(self) -> None:
         if not self.prefill or not self.decode:
@@ -120,15 +152,42 @@ class Topology:
         )
 
 
+class PrefixTree:
+    """Which servers of one side the router sent each prompt prefix to, page by page: smg's token
+    tree, kept as the prompts' chained block keys (a key names the whole prefix up to its block)."""
+
+    def __init__(self) -> None:
+        self.holders: dict[int, set[int]] = {}
+
+    def match(self, keys: Sequence[int]) -> tuple[int, set[int]]:
+        """How many leading blocks of a prompt with ``keys`` an earlier prompt shares, and the
+        servers those earlier prompts went to."""
+        blocks, held = 0, set()
+        for key in keys:
+            servers = self.holders.get(key)
+            if not servers:
+                break
+            blocks, held = blocks + 1, servers
+        return blocks, held
+
+    def insert(self, keys: Sequence[int], server: int) -> None:
+        for key in keys:
+            self.holders.setdefault(key, set()).add(server)
+
+
 class Router:
     """One side's choices under one policy: ``pick`` a server for a request, ``done`` when its
     load on that server ends."""
 
-    def __init__(self, n: int, policy: str, rng: random.Random) -> None:
+    def __init__(
+        self, n: int, policy: str, rng: random.Random, thresholds: Thresholds = Thresholds()
+    ) -> None:
         self.load = [0] * n
         self.turn = 0
         self.policy = policy
         self.rng = rng
+        self.thresholds = thresholds
+        self.tree = PrefixTree()
         # polled policies: each server's last poll (idle before the run) and what was sent since
         self.polled = [Polled()] * n
         self.since_tokens = [0] * n
@@ -149,14 +208,32 @@ class Router:
         best = min(scores)
         return self.rng.choice([i for i, s in zip(candidates, scores, strict=True) if s <= best + TIE_S])
 
+    def _by_prefix(self, tokens: int, keys: Sequence[int]) -> int:
+        """smg's ``cache_aware``: the holders of a long enough prefix match unless all are over
+        the pressure gate (then the servers under it), else every server; the least expected wait
+        among them. The prompt is recorded for the server chosen."""
+        everyone = list(range(len(self.load)))
+        blocks, held = self.tree.match(keys)
+        candidates = everyone
+        if held and blocks * BLOCK > self.thresholds.cache * tokens:
+            mean = sum(self.load) / len(self.load)
+            safe = [i for i in everyone if not self.thresholds.gated(self.load[i], mean)]
+            candidates = [i for i in safe if i in held] or safe or everyone
+        i = self._least_wait(candidates)
+        self.tree.insert(keys, i)
+        return i
+
     def _least(self) -> int:
         return min(range(len(self.load)), key=self.load.__getitem__)
 
-    def pick(self, tokens: int = MEAN_PREFILL_TOKENS) -> int:
-        """A server for a request of ``tokens`` prompt tokens (weighed by polled policies)."""
+    def pick(self, tokens: int = MEAN_PREFILL_TOKENS, keys: Sequence[int] = ()) -> int:
+        """A server for a request of ``tokens`` prompt tokens (weighed by polled policies) whose
+        prompt has the chained block ``keys`` (:mod:`pytest_pd.sim.prefix_cache`; prefix policies)."""
         n, policy = len(self.load), self.policy
         if n == 1:
             i = 0
+        elif policy == "prefix_expected_wait":
+            i = self._by_prefix(tokens, keys)
         elif policy == "expected_wait":
             i = self._least_wait(list(range(n)))
         elif policy == "power_of_two_expected_wait":
@@ -170,9 +247,7 @@ class Router:
             a, b = self.rng.sample(range(n), 2)
             i = b if self.load[b] < self.load[a] else a
         else:
-            lo, hi = min(self.load), max(self.load)
-            imbalanced = hi - lo > BALANCE_ABS and hi > BALANCE_REL * lo
-            balancing = policy == "random_unless_imbalanced" and imbalanced
+            balancing = policy == "random_unless_imbalanced" and self.thresholds.imbalanced(self.load)
             i = self._least() if balancing else self.rng.randrange(n)
         self.load[i] += 1
         self.since_tokens[i] += tokens

@@ -16,7 +16,7 @@ from pytest_pd.cluster.flags import read_flags
 from pytest_pd.record import RunRecord
 from pytest_pd.sim.metrics import GEN_THROUGHPUT_WINDOW_S
 from pytest_pd.sim.model import ServerShape, SimParams
-from pytest_pd.sim.routing import Topology
+from pytest_pd.sim.routing import Thresholds, Topology
 from pytest_pd.workload.spec import WorkloadError
 
 from .contention import shared_cores
@@ -68,11 +68,10 @@ def _shape(server: Mapping[str, Any], defaults: Mapping[str, Any]) -> ServerShap
     )
 
 
-def topology_of(spec: Mapping[str, Any], shared_prefixes: bool = False) -> Topology:
+def topology_of(spec: Mapping[str, Any]) -> Topology:
     """The servers of a cluster file (as a record keeps it) and what its router's policies do;
-    raises :class:`NotModelled` for a policy the model does not know for that router kind (or,
-    for prompts with ``shared_prefixes``, one that follows them), and for servers sharing CPU
-    cores (:mod:`.contention`)."""
+    raises :class:`NotModelled` for a policy the model does not know for that router kind, and
+    for servers sharing CPU cores (:mod:`.contention`)."""
     defaults = spec.get("server_defaults") or {}
     router = spec.get("router") or {}
     kind = routers.KINDS.get(str(router.get("kind") or "sglang-router"))
@@ -89,11 +88,6 @@ def topology_of(spec: Mapping[str, Any], shared_prefixes: bool = False) -> Topol
     modelled = []
     for name in (policy, named["prefill_policy"] or policy, named["decode_policy"] or policy):
         model = kind.policy_model(name, extra)
-        if shared_prefixes and name in kind.prefix_policies:
-            raise NotModelled(
-                f"{kind.name}'s --policy {name} follows the prompts' shared prefixes, which the "
-                "model does not route by (modelled for prompts sharing none)"
-            )
         if model is None:
             raise NotModelled(
                 f"{kind.name}'s --policy {name} is not modelled (modelled: {'; '.join(kind.modelled())})"
@@ -114,7 +108,36 @@ def topology_of(spec: Mapping[str, Any], shared_prefixes: bool = False) -> Topol
         modelled[2],
         poll_interval_s=kind.poll_interval_s(extra) * scale,
         gen_window_s=GEN_THROUGHPUT_WINDOW_S * scale,
+        thresholds=_thresholds(extra),
     )
+
+
+THRESHOLD_FLAGS = {
+    "--cache-threshold": "cache",
+    "--cache-match-threshold": "cache",
+    "--balance-abs-threshold": "balance_abs",
+    "--spill-abs-threshold": "balance_abs",
+    "--balance-rel-threshold": "balance_rel",
+    "--spill-rel-threshold": "balance_rel",
+}
+"""The routers' flags (and smg's aliases) for what :class:`Thresholds` holds."""
+
+
+def _thresholds(extra_args: Sequence[str]) -> Thresholds:
+    """The thresholds ``extra_args`` set (the last of each; the routers' defaults otherwise)."""
+    given: dict[str, Any] = {}
+    try:
+        flags = read_flags(extra_args, set(THRESHOLD_FLAGS))
+    except ValueError:  # a flag without its value: the router refuses it at launch
+        flags = []
+    for flag, value in flags:
+        field = THRESHOLD_FLAGS.get(flag or "")
+        try:
+            if field is not None and value is not None:
+                given[field] = int(value) if field == "balance_abs" else float(value)
+        except ValueError:
+            continue  # the router refuses it at launch
+    return Thresholds(**given)
 
 
 def observe(record: RunRecord) -> Observed:
@@ -136,7 +159,7 @@ def observe(record: RunRecord) -> Observed:
     except WorkloadError as exc:
         raise NotModelled(f"{label}: its requests cannot be rebuilt: {exc}") from None
     try:
-        topology = topology_of(record.cluster.spec, requests.prefix_keys is not None)
+        topology = topology_of(record.cluster.spec)
     except NotModelled as exc:
         raise NotModelled(f"{label}: {exc}") from None
     except (TypeError, ValueError) as exc:

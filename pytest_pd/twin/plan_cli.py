@@ -45,7 +45,6 @@ from pytest_pd.workload.trace import read_trace
 from .observed import topology_of
 from .plan import DEFAULT_MEM_FRACTION, SLO_STATS, Candidate, PlanError, evaluate, ranked, same_servers
 from .plan_output import chart, dump, plan_cluster, rebase_paths, summary, table
-from .prefixes import shares_prefixes
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -160,7 +159,7 @@ def _plan(args: argparse.Namespace) -> int:
             tp_sizes=args.tp_sizes,
             pp_sizes=args.pp_sizes,
             chunk_sizes=args.chunk_sizes,
-            routing=topology_of(template.model_dump(mode="json"), shares_prefixes(workload)),
+            routing=marked[0][1],
         )
         if gpu_count(t) <= budget
     ]

@@ -29,6 +29,7 @@ from pytest_pd.cluster.topology import Topology
 from pytest_pd.measure import Measurer
 from pytest_pd.sim.model import SimParams
 from pytest_pd.twin.observed import observe, predict_spread
+from pytest_pd.workload.spec import Workload
 from tests.helpers.twin_truth import HIDDEN, TOPOLOGIES, Predicted, write_cluster
 
 pytestmark = pytest.mark.serial  # timing judged
@@ -84,14 +85,22 @@ def test_the_routers_default_policy_is_predicted_as_the_range_of_its_draws(tmp_p
 SMG_BOUND = {"mean_ttft_ms": 0.15, "mean_tpot_ms": 0.06, "output_throughput": 0.09}
 
 
-def _behind_smg(tmp_path, policy: str | None, args: list[str]) -> Predicted:
-    """The 2P2D run behind smg (``policy`` None: its default), with the model's prediction."""
-    prefill, decode, prefill_pp, workload, _ = TOPOLOGIES["twin-2p2d"]
+def _behind_smg(
+    tmp_path,
+    policy: str | None,
+    args: list[str],
+    servers: tuple | None = None,
+    workload: Workload | None = None,
+) -> Predicted:
+    """The run behind smg (``policy`` None: its default) on ``servers`` (prefill, decode; default
+    2P2D) with ``workload`` (default: twice the seed's load), with the model's prediction."""
+    prefill, decode, prefill_pp, double, _ = TOPOLOGIES["twin-2p2d"]
+    prefill, decode = servers or (prefill, decode)
     args = [*args, "--shutdown-grace-period-secs", "1"]  # smg's SIGTERM drain holds teardown ~5 s
-    write_cluster(tmp_path, "twin-2p2d", prefill, decode, prefill_pp, 10, policy, "smg", args)
+    write_cluster(tmp_path, "twin-smg", prefill, decode, prefill_pp, 10, policy, "smg", args)
     measurer = Measurer(tmp_path, tmp_path / "runs", None, say=lambda _: None)
     try:
-        run = observe(measurer.measure(measurer.spec("twin-2p2d"), workload))
+        run = observe(measurer.measure(measurer.spec("twin-smg"), workload or double))
     finally:
         measurer.close()
     return Predicted(run, *predict_spread(dataclasses.replace(SimParams(), **HIDDEN), run))
@@ -124,6 +133,6 @@ SMG_DEFAULT_BOUND = {"mean_ttft_ms": 0.08, "mean_tpot_ms": 0.06, "output_through
 
 def test_smgs_default_policy_is_predicted_from_the_loads_it_polls(tmp_path):
     got = _behind_smg(tmp_path, None, [])
-    assert got.run.topology.policies == ("expected_wait", "expected_wait")
+    assert got.run.topology.policies == ("prefix_expected_wait", "prefix_expected_wait")
     assert got.run.topology.poll_interval_s == 100.0  # smg's 10 s at speedup 10
     _assert_within(got, SMG_DEFAULT_BOUND)

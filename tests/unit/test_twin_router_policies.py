@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_pd.sim.routing import Thresholds
 from pytest_pd.twin.observed import NotModelled, topology_of
 
 SERVERS = {"prefill": [{"tp": 1}, {"tp": 1}], "decode": [{"tp": 1}, {"tp": 1}]}
@@ -42,13 +43,16 @@ def test_a_flag_that_chooses_what_a_policy_weighs_chooses_its_model():
     assert _policies(smg) == ("power_of_two_expected_wait",) * 2
 
 
-def test_smgs_default_policy_is_its_expected_wait_for_prompts_sharing_nothing():
-    # cache_aware on a miss (every prompt sharing no prefix) scores every worker's expected wait
-    assert _policies({"kind": "smg"}) == ("expected_wait",) * 2
-    # with shared prefixes its prefix trees choose: said, not guessed
-    with pytest.raises(NotModelled, match="cache_aware follows the prompts' shared prefixes"):
-        topology_of({**SERVERS, "router": {"kind": "smg"}}, shared_prefixes=True)
-    assert topology_of({**SERVERS, "router": {"kind": "smg", "policy": "random"}}, shared_prefixes=True)
+def test_smgs_default_policy_routes_by_its_prefix_tree_then_the_expected_wait():
+    assert _policies({"kind": "smg"}) == ("prefix_expected_wait",) * 2
+    # the thresholds it weighs, as flags or smg's aliases set them (the routers' defaults else)
+    assert topology_of({**SERVERS, "router": {"kind": "smg"}}).thresholds == Thresholds(0.3, 64, 1.5)
+    args = ["--cache-threshold=0.5", "--spill-abs-threshold", "8", "--balance-rel-threshold", "1.2"]
+    given = topology_of({**SERVERS, "router": {"kind": "smg", "extra_args": args}}).thresholds
+    assert given == Thresholds(0.5, 8, 1.2)
+    # a value the router would refuse at launch leaves the default
+    bad = topology_of({**SERVERS, "router": {"kind": "smg", "extra_args": ["--cache-threshold", "x"]}})
+    assert bad.thresholds.cache == 0.3
 
 
 def test_the_routers_poll_interval_is_model_time():
