@@ -6,8 +6,8 @@
 #               4 GB; both in ~/.cache/pytest-pd); the tests that may share the cores on two
 #               workers, then the serial ones (timing judged, real engines) one at a time
 # For your edit-test loop:
-#   make test-fast     the quick tier (no real SGLang, no sshd, no browser), on two pytest-xdist
-#                      workers: about two minutes
+#   make test-fast     the quick tier (no real SGLang, no sshd, no browser), on three pytest-xdist
+#                      workers (its tests mostly wait on sockets): about 100 s on two cores
 #   make test-real     only the real-engine tiers (tests marked real_sglang or real_vllm)
 #   make real-sglang   set up (once) the pinned real SGLang environment the cpu-* clusters use
 #   make real-vllm     set up (once) the pinned real vLLM environment the cpu-vllm-* clusters use
@@ -70,7 +70,7 @@ test: $(STAMP) real-sglang real-vllm
 	[ $$shared -eq 0 ] && [ $$serial -eq 0 ]
 
 test-fast: $(STAMP)
-	$(VENV)/bin/pytest tests/ -m "$(FAST)" -n 2 --dist worksteal $(PYTEST_ARGS)
+	$(VENV)/bin/pytest tests/ -m "$(FAST)" -n 3 --dist worksteal $(PYTEST_ARGS)
 
 test-real: $(STAMP) real-sglang real-vllm
 	$(VENV)/bin/pytest tests/ -m "real_sglang or real_vllm" $(PYTEST_ARGS)
