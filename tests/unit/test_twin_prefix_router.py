@@ -75,7 +75,14 @@ def _run(policy: str, seed: int) -> tuple[float, Counter]:
     keys = [_keys(f"g{i % 8}", 4096 // BLOCK, f"r{i}", 6000 // BLOCK) for i in range(n)]
     topology = Topology((PRE, PRE), (DEC, DEC), policy, poll_interval_s=100.0)
     out = simulate(
-        SimParams(), topology, [6000] * n, [100] * n, concurrency=2, seed=seed, prefix_keys=keys, warmup=[(6000, 16)]
+        SimParams(),
+        topology,
+        [6000] * n,
+        [100] * n,
+        concurrency=2,
+        seed=seed,
+        prefix_keys=keys,
+        warmup=[(6000, 16)],
     )
     return out["cache_hit_rate"], Counter((i % 8, p) for i, (p, _) in enumerate(out["servers"]))
 
