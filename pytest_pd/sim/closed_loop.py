@@ -156,7 +156,7 @@ def simulate(
 
     def keys_of(r: _Req) -> Sequence[int]:
         """The prompt's block keys (a warm-up request sends the run's prompt ``i % n``)."""
-        if prefix_keys is None:
+        if prefix_keys is None or not n:
             return ()
         return prefix_keys[r.idx if r.idx >= 0 else (-1 - r.idx) % n]
 
