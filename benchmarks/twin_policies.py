@@ -49,14 +49,15 @@ def main() -> int:
     ap.add_argument("--topologies", nargs="+", default=list(TOPOLOGIES), choices=list(TOPOLOGIES))
     ap.add_argument("--router", default="sglang-router", choices=["sglang-router", "smg"])
     ap.add_argument("--speedup", type=float, default=10.0)
-    ap.add_argument(
+    prompts = ap.add_mutually_exclusive_group()
+    prompts.add_argument(
         "--shared-prefix",
         type=int,
         nargs=2,
         metavar=("GROUPS", "TOKENS"),
         help="prompts in GROUPS groups sharing their first TOKENS tokens",
     )
-    ap.add_argument(
+    prompts.add_argument(
         "--trace",
         type=int,
         metavar="N",
